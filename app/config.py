@@ -1,0 +1,173 @@
+"""Every setting the service reads, from the environment, validated once at start-up.
+
+The variable names are the legacy service's (see the README's configuration table), so
+existing deployments keep working; the legacy MongoDB and S3 forms are resolved here into one
+URI and one endpoint, and nowhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote, urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from pymongo.errors import ConfigurationError, InvalidURI
+from pymongo.uri_parser import parse_uri
+
+DEFAULT_DATABASE = "image_storage"
+
+
+class ConfigError(Exception):
+    """A setting is missing or unusable; the message is one sentence naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    app_port: int = Field(default=3000, ge=1, le=65535)
+
+    mongodb_connection_string: SecretStr | None = None
+    mongodb_url: SecretStr | None = None
+    mongodb_db: str = DEFAULT_DATABASE
+    mongodb_options: str = ""
+    mongodb_host: str | None = None
+    mongodb_port: int | None = Field(default=None, ge=1, le=65535)
+    mongodb_username: str | None = None
+    mongodb_password: SecretStr | None = None
+    mongodb_protocol: str = "mongodb"
+    # How long a request waits for an unreachable database before it answers 503.
+    mongodb_timeout_ms: int = Field(default=5000, ge=100)
+
+    uploads_directory: Path = Path("uploads")
+
+    s3_bucket: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str | None = None
+    s3_endpoint: str | None = None
+    s3_port: int | None = Field(default=None, ge=1, le=65535)
+    s3_use_ssl: bool | None = None
+    # Seconds to wait for the S3 endpoint to accept a connection before answering 503.
+    s3_connect_timeout: float = Field(default=5.0, gt=0)
+
+    oidc_jwks_uri: str | None = None
+    image_scope: Literal["user"] | None = None
+    user_identifier: str = "preferred_username"
+
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    cors_origins: str = "*"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_unset(cls, values: object) -> object:
+        # Deployments often template every variable and leave the unused ones empty.
+        if isinstance(values, dict):
+            return {key: value for key, value in values.items() if value != ""}
+        return values
+
+    @model_validator(mode="after")
+    def _check_resolvable(self) -> Settings:
+        self.mongodb_uri  # noqa: B018 - raises ConfigError when the MongoDB settings are unusable
+        if self.s3_bucket:
+            self.s3_location  # noqa: B018
+        return self
+
+    # -- MongoDB -----------------------------------------------------------------------------
+
+    @property
+    def mongodb_uri(self) -> str:
+        """The one URI to connect with, built from whichever form the deployment uses."""
+        if self.mongodb_connection_string is not None:
+            uri, variable = self.mongodb_connection_string.get_secret_value(), "MONGODB_CONNECTION_STRING"
+        elif self.mongodb_url is not None:
+            base = self.mongodb_url.get_secret_value().rstrip("/")
+            uri, variable = f"{base}/{self.mongodb_db}{self.mongodb_options}", "MONGODB_URL"
+        elif self.mongodb_host is not None or self.mongodb_port is not None:
+            uri, variable = self._uri_from_parts(), "MONGODB_HOST"
+        else:
+            raise ConfigError(
+                "No database configured: set MONGODB_CONNECTION_STRING "
+                "(or the legacy MONGODB_URL, or MONGODB_HOST and MONGODB_PORT)."
+            )
+        _check_mongodb_uri(uri, variable)
+        return uri
+
+    def _uri_from_parts(self) -> str:
+        credentials = ""
+        if self.mongodb_username:
+            password = self.mongodb_password.get_secret_value() if self.mongodb_password else ""
+            credentials = f"{quote(self.mongodb_username, safe='')}:{quote(password, safe='')}@"
+        port = f":{self.mongodb_port}" if self.mongodb_port else ""
+        host = self.mongodb_host or "localhost"
+        return f"{self.mongodb_protocol}://{credentials}{host}{port}/{self.mongodb_db}{self.mongodb_options}"
+
+    @property
+    def mongodb_database(self) -> str:
+        """The database name: the URI's path, else the default."""
+        path = urlsplit(self.mongodb_uri).path.strip("/")
+        return path or DEFAULT_DATABASE
+
+    @property
+    def mongodb_uri_redacted(self) -> str:
+        """The URI without its password, for `GET /` and logs."""
+        parts = urlsplit(self.mongodb_uri)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, hosts = netloc.rsplit("@", 1)
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:***@{hosts}"
+        return parts._replace(netloc=netloc, query="").geturl()
+
+    # -- Storage -----------------------------------------------------------------------------
+
+    @property
+    def storage_kind(self) -> Literal["local", "s3"]:
+        return "s3" if self.s3_bucket else "local"
+
+    @property
+    def s3_location(self) -> tuple[str, bool]:
+        """`(host[:port], secure)` for the minio client, from the endpoint in any legacy form."""
+        endpoint = (self.s3_endpoint or "s3.amazonaws.com").strip()
+        secure = True if self.s3_use_ssl is None else self.s3_use_ssl
+        if "://" in endpoint:
+            parts = urlsplit(endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"S3_ENDPOINT {endpoint!r} is not a host, host:port or http(s) URL.")
+            if parts.path.strip("/"):
+                raise ConfigError("S3_ENDPOINT must not contain a path: give the bucket in S3_BUCKET.")
+            secure = parts.scheme == "https"
+            endpoint = parts.netloc
+        host, _, port = endpoint.partition(":")
+        if not host or "/" in endpoint or (port and not port.isdigit()):
+            raise ConfigError(f"S3_ENDPOINT {endpoint!r} is not a host, host:port or http(s) URL.")
+        if not port and self.s3_port:
+            endpoint = f"{host}:{self.s3_port}"
+        return endpoint, secure
+
+
+def _check_mongodb_uri(uri: str, variable: str) -> None:
+    if not uri.startswith(("mongodb://", "mongodb+srv://")):
+        raise ConfigError(f"{variable} must be a mongodb:// or mongodb+srv:// URI.")
+    if uri.startswith("mongodb+srv://"):
+        return  # parsing an SRV URI resolves DNS; leave that to the driver at connect time
+    try:
+        parse_uri(uri)
+    except (InvalidURI, ConfigurationError, ValueError) as error:
+        raise ConfigError(f"{variable} is not a valid MongoDB URI: {error}") from None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment (plus overrides), or ConfigError with one sentence."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ConfigError:
+        raise
+    except ValidationError as error:
+        first = error.errors()[0]
+        cause = first.get("ctx", {}).get("error")
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        variable = "_".join(str(part) for part in first["loc"]).upper() or "configuration"
+        raise ConfigError(f"{variable} is invalid: {first['msg']}.") from None

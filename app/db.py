@@ -1,0 +1,122 @@
+"""The database connection: one AsyncMongoClient, Beanie initialised on it, closed at shutdown.
+
+The service starts even when the database is down: initialisation keeps retrying in the
+background and requests answer 503 until it succeeds, so nobody has to restart the service
+after a database outage or a slow database start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from beanie import init_beanie
+from pymongo import AsyncMongoClient, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from bson.errors import InvalidDocument
+from pymongo.errors import (
+    ConnectionFailure,
+    DocumentTooLarge,
+    DuplicateKeyError,
+    NetworkTimeout,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+    WriteError,
+)
+
+from app.errors import BadInput, Conflict, Unavailable
+from app.models import IMAGE_INDEXES, Image
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 2.0
+
+
+class Database:
+    def __init__(self, *, uri: str, name: str, timeout_ms: int) -> None:
+        self.name = name
+        self.client: AsyncMongoClient = AsyncMongoClient(
+            uri,
+            tz_aware=True,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            appname="image-storage",
+        )
+        self._ready = asyncio.Event()
+        self._retrying: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        """Initialise now if the database answers, else keep trying in the background."""
+        try:
+            await self._initialise()
+        except PyMongoError as error:
+            log.warning("database not reachable at start-up, retrying in the background: %s", error)
+            self._retrying = asyncio.create_task(self._retry_until_ready())
+
+    async def _initialise(self) -> None:
+        database = self.client[self.name]
+        await init_beanie(database=database, document_models=[Image], skip_indexes=True)
+        await ensure_indexes(database[Image.Settings.name], IMAGE_INDEXES)
+        self._ready.set()
+
+    async def _retry_until_ready(self) -> None:
+        while not self._ready.is_set():
+            await asyncio.sleep(RETRY_SECONDS)
+            try:
+                await self._initialise()
+                log.info("database reachable again: initialised")
+            except PyMongoError as error:
+                log.debug("database still unreachable: %s", error)
+
+    def require_ready(self) -> None:
+        if not self._ready.is_set():
+            raise Unavailable("The database is unreachable; try again shortly.")
+
+    async def ping(self, *, timeout: float = 1.0) -> bool:
+        try:
+            await asyncio.wait_for(self.client.admin.command("ping"), timeout)
+        except (PyMongoError, TimeoutError):
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self._retrying is not None:
+            self._retrying.cancel()
+        await self.client.close()
+
+
+async def ensure_indexes(collection: AsyncCollection, indexes: list[IndexModel]) -> None:
+    """Create the missing indexes, one per command.
+
+    Not Beanie's index set-up: it re-sends every index in one createIndexes command, and
+    FerretDB 1.24 drops the connection when several indexes in one command already exist.
+    """
+    existing = set(await collection.index_information())
+    for index in indexes:
+        if index.document["name"] not in existing:
+            await collection.create_indexes([index])
+
+
+# Server error codes that mean "this value cannot be stored", not "the server is broken".
+_REFUSED_VALUE_CODES = {2, 17419, 52, 55, 56, 57}  # BadValue, DocumentTooLarge, dollar/dotted/…
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Turn driver errors into domain errors: unreachable → Unavailable, refused value → BadInput."""
+    try:
+        yield
+    except DuplicateKeyError:
+        raise Conflict("Another image already uses this file path or id.") from None
+    except (ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError):
+        raise Unavailable("The database is unreachable; try again shortly.") from None
+    except (WriteError, OperationFailure) as error:
+        if error.code in _REFUSED_VALUE_CODES:
+            message = (error.details or {}).get("errmsg") or str(error)
+            raise BadInput(f"The database refused a value: {message}.") from None
+        raise
+    except (DocumentTooLarge, InvalidDocument) as error:
+        raise BadInput(f"The database refused the document: {error}.") from None

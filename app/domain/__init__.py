@@ -1,0 +1,1 @@
+"""The service's operations, free of any web framework: REST and GraphQL both call these."""

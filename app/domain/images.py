@@ -1,0 +1,171 @@
+"""Operations on single images: upload, read, change metadata, delete, download.
+
+Each takes the caller's `Scope`, so that authorization is a property of every call rather than
+a check some route might forget. Files and documents change together: an upload writes the file
+first and the document second, undoing the file if the document cannot be written; a delete
+removes the document first, so a failure never leaves a document pointing at nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import posixpath
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, BinaryIO
+
+from anyio import to_thread
+from bson import ObjectId
+from pymongo import ReturnDocument
+
+from app.db import Database, database_errors
+from app.domain.media import sniff
+from app.domain.metadata import check_data, parse_data_patch, parse_object_id
+from app.domain.scope import Scope, storage_key
+from app.errors import BadInput, Conflict, NotFound, ServiceError, TooLarge
+from app.models import Image, to_stored_time, utc_now
+from app.storage import Storage, normalise_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class NewImage:
+    """An uploaded file and what came with it. `source` is a readable, seekable binary file."""
+
+    source: BinaryIO
+    length: int
+    filename: str | None = None  # the name the client gave the upload
+    file: str | None = None  # where to store it; defaults to `filename`
+    time: datetime | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    image_id: ObjectId | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Download:
+    filename: str
+    content_type: str
+    size: int | None
+    chunks: AsyncIterator[bytes]
+
+
+class ImageService:
+    def __init__(self, *, database: Database, storage: Storage, max_upload_bytes: int) -> None:
+        self.database = database
+        self.storage = storage
+        self.max_upload_bytes = max_upload_bytes
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def get(self, scope: Scope, image_id: str) -> Image:
+        self.database.require_ready()
+        with database_errors():
+            image = await Image.find_one({"_id": parse_object_id(image_id), **scope.condition()})
+        if image is None:
+            # Also the answer for another owner's image: its existence is not revealed.
+            raise NotFound(f"No image with id {image_id}.")
+        return image
+
+    async def download(self, scope: Scope, image_id: str) -> Download:
+        image = await self.get(scope, image_id)
+        try:
+            chunks = await self.storage.open(storage_key(image.file, image.userId))
+        except NotFound:
+            raise NotFound(f"The file of image {image_id} is missing from storage.") from None
+        content_type = image.contentType or mimetypes.guess_type(image.file)[0] or "application/octet-stream"
+        return Download(
+            filename=posixpath.basename(image.file),
+            content_type=content_type,
+            size=image.size,
+            chunks=chunks,
+        )
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def upload(self, scope: Scope, new: NewImage) -> Image:
+        """Store a file and its document; an existing (file, owner) is replaced whole."""
+        if new.length > self.max_upload_bytes:
+            raise TooLarge(f"The file is larger than the maximum upload size of {self.max_upload_bytes} bytes.")
+        if not (new.file or new.filename):
+            raise BadInput("The upload has no file name; give one in the 'file' field.")
+        file = normalise_key(new.file or new.filename or "")
+        facts = await to_thread.run_sync(sniff, new.source)
+        data = check_data(new.data)
+        self.database.require_ready()
+
+        # Look before writing the file: a database outage or an id clash then costs no write.
+        with database_errors():
+            existing = await Image.find_one({"file": file, "userId": scope.owner})
+            if new.image_id is not None and (existing is None or existing.id != new.image_id):
+                if existing is not None or await Image.find_one({"_id": new.image_id}) is not None:
+                    raise Conflict(f"The id {new.image_id} belongs to another image.")
+
+        key = storage_key(file, scope.owner)
+        await self.storage.save(key, new.source, length=new.length, content_type=facts.content_type)
+        fields = {
+            "time": to_stored_time(new.time) if new.time else utc_now(),
+            "data": data,
+            "size": new.length,
+            "contentType": facts.content_type,
+            "width": facts.width,
+            "height": facts.height,
+        }
+        try:
+            with database_errors():
+                stored = await Image.get_pymongo_collection().find_one_and_update(
+                    {"file": file, "userId": scope.owner},
+                    {"$set": fields, "$setOnInsert": {"_id": new.image_id or ObjectId()}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+        except ServiceError:
+            if existing is None:
+                await self._delete_file_quietly(key)
+            raise
+        return Image.model_validate(stored)
+
+    async def update_data(self, scope: Scope, image_id: str, changes: Any) -> Image:
+        """Merge `changes` into the image's data (`$unset` removes keys); the updated image."""
+        to_set, to_unset = parse_data_patch(changes)
+        update: dict[str, Any] = {}
+        if to_set:
+            update["$set"] = {f"data.{key}": value for key, value in to_set.items()}
+        if to_unset:
+            update["$unset"] = {f"data.{key}": "" for key in to_unset}
+        if not update:
+            return await self.get(scope, image_id)
+        return await self._update_one(scope, image_id, update)
+
+    async def replace_data(self, scope: Scope, image_id: str, data: Any) -> Image:
+        if not isinstance(data, dict):
+            raise BadInput("The request body must be a JSON object: the image's new metadata.")
+        return await self._update_one(scope, image_id, {"$set": {"data": check_data(data)}})
+
+    async def _update_one(self, scope: Scope, image_id: str, update: dict[str, Any]) -> Image:
+        condition = {"_id": parse_object_id(image_id), **scope.condition()}
+        self.database.require_ready()
+        with database_errors():
+            stored = await Image.get_pymongo_collection().find_one_and_update(
+                condition, update, return_document=ReturnDocument.AFTER
+            )
+        if stored is None:
+            raise NotFound(f"No image with id {image_id}.")
+        return Image.model_validate(stored)
+
+    async def delete(self, scope: Scope, image_id: str) -> None:
+        image = await self.get(scope, image_id)
+        with database_errors():
+            result = await Image.get_pymongo_collection().delete_one({"_id": image.id, **scope.condition()})
+        if result.deleted_count:
+            await self._delete_file_quietly(storage_key(image.file, image.userId))
+
+    async def _delete_file_quietly(self, key: str) -> None:
+        # The document is gone (or was never written); a leftover file is only wasted space,
+        # so report it for the operator rather than fail a request that otherwise succeeded.
+        try:
+            await self.storage.delete(key)
+        except ServiceError as error:
+            log.error("could not delete file %r from storage: %s", key, error.detail)

@@ -1,0 +1,135 @@
+"""Reading and checking what users send as metadata, ids and times.
+
+Everything here either returns a clean value or raises BadInput with one sentence that names
+the offending field, so neither face has to guess what went wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Any, NoReturn
+
+from bson import ObjectId
+from bson.errors import InvalidId
+
+from app.errors import BadInput
+from app.models import to_stored_time
+
+MAX_DEPTH = 32  # nesting levels inside `data`; deeper documents are almost surely mistakes
+
+
+def parse_object_id(text: str) -> ObjectId:
+    try:
+        return ObjectId(text)
+    except (InvalidId, TypeError):
+        raise BadInput(f"{text!r} is not a valid image id (expected 24 hexadecimal characters).") from None
+
+
+def parse_time(text: str, *, name: str = "time") -> datetime:
+    """An ISO-8601 date or date-time; without a zone it is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise BadInput(f"{name} {text!r} is not an ISO-8601 date (such as 2022-11-02T23:41:55.711Z).") from None
+    return to_stored_time(moment)
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(text: str, *, name: str) -> Any:
+    """Strict JSON: NaN and Infinity are refused (MongoDB-compatible servers choke on them)."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as error:
+        raise BadInput(f"The {name} field is not valid JSON: {error}.") from None
+
+
+def parse_data_field(text: str, *, name: str) -> dict[str, Any] | None:
+    """A form field holding metadata as JSON text; the literal `null` means no metadata."""
+    value = parse_json(text, name=name)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadInput(f"The {name} field must hold a JSON object, not {_json_kind(value)}.")
+    return check_data(value)
+
+
+def check_data(data: dict[str, Any], *, prefix: str = "data") -> dict[str, Any]:
+    """Refuse keys MongoDB cannot query and values it cannot store; return `data` unchanged."""
+    _check_value(data, prefix, depth=0)
+    return data
+
+
+def check_key(key: object, *, path: str) -> str:
+    if not isinstance(key, str) or not key:
+        raise BadInput(f"{path} has an empty key.")
+    if key.startswith("$"):
+        raise BadInput(f"{path}.{key}: metadata keys must not start with '$'.")
+    if "." in key:
+        raise BadInput(f"{path}.{key}: metadata keys must not contain '.'.")
+    if "\x00" in key:
+        raise BadInput(f"{path}: metadata keys must not contain NUL characters.")
+    return key
+
+
+def _check_value(value: Any, path: str, *, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise BadInput(f"{path} is nested more than {MAX_DEPTH} levels deep.")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_key(key, path=path)
+            _check_value(item, f"{path}.{key}", depth=depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_value(item, f"{path}.{index}", depth=depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise BadInput(f"{path} is {value}, which cannot be stored; use a finite number or null.")
+    elif value is not None and not isinstance(value, (str, int, float, bool)):
+        raise BadInput(f"{path} holds an unsupported value of type {type(value).__name__}.")
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"
+
+
+def parse_data_patch(body: Any) -> tuple[dict[str, Any], list[str]]:
+    """A PATCH body as `(set, unset)`: `{"k": v}` sets `data.k`, `{"$unset": {"k": ""}}` removes it."""
+    if not isinstance(body, dict):
+        raise BadInput("The request body must be a JSON object of metadata to merge.")
+    to_set: dict[str, Any] = {}
+    to_unset: list[str] = []
+    for key, value in body.items():
+        if key == "$unset":
+            to_unset = _unset_keys(value)
+        elif isinstance(key, str) and key.startswith("$"):
+            raise BadInput(f"{key} is not supported in a metadata update; only $unset is.")
+        else:
+            check_key(key, path="data")
+            _check_value(value, f"data.{key}", depth=1)
+            to_set[key] = value
+    clash = sorted(set(to_set) & set(to_unset))
+    if clash:
+        raise BadInput(f"data.{clash[0]} cannot be both set and unset in one update.")
+    return to_set, to_unset
+
+
+def _unset_keys(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        keys = list(value)
+    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+        keys = value
+    elif isinstance(value, str):
+        keys = [value]
+    else:
+        raise BadInput("$unset must be an object (or a list) of metadata keys.")
+    return [check_key(key, path="data") for key in keys]

@@ -1,0 +1,55 @@
+"""Domain errors: what went wrong, in one sentence a user can act on.
+
+    ServiceError
+    ├── BadInput          the request is malformed or asks for something impossible   (400)
+    ├── Unauthenticated   no usable credentials                                        (401)
+    ├── Forbidden         credentials are fine, the action is not allowed              (403)
+    ├── NotFound          no such image (in the caller's scope)                        (404)
+    ├── Conflict          the request clashes with what is stored                      (409)
+    ├── TooLarge          the upload or archive exceeds a configured limit             (413)
+    ├── NotAnImage        the file's content is not a supported image                  (415)
+    └── Unavailable       the database or the storage cannot be reached                (503)
+
+The domain raises these and knows nothing of HTTP or GraphQL; `app/rest/errors.py` maps them to
+status codes (the numbers above) in one place.
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadInput(ServiceError):
+    pass
+
+
+class Unauthenticated(ServiceError):
+    pass
+
+
+class Forbidden(ServiceError):
+    pass
+
+
+class NotFound(ServiceError):
+    pass
+
+
+class Conflict(ServiceError):
+    pass
+
+
+class TooLarge(ServiceError):
+    pass
+
+
+class NotAnImage(ServiceError):
+    pass
+
+
+class Unavailable(ServiceError):
+    pass

@@ -1,0 +1,65 @@
+"""The one place where errors become HTTP responses: `{"detail": "<one sentence>"}`."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pymongo.errors import ConnectionFailure
+
+from app import errors
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[errors.ServiceError], int] = {
+    errors.BadInput: 400,
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.TooLarge: 413,
+    errors.NotAnImage: 415,
+    errors.Unavailable: 503,
+}
+
+
+def error_response(status: int, detail: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+async def _service_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, errors.ServiceError)
+    status = next(code for kind, code in STATUS.items() if isinstance(error, kind))
+    return error_response(status, error.detail)
+
+
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    # FastAPI's default is a 422 with a list; legacy clients expect a 400 and one sentence.
+    assert isinstance(error, RequestValidationError)
+    first = error.errors()[0]
+    where = {"path": "path parameter", "query": "query parameter", "body": "field", "header": "header"}
+    location = list(first.get("loc", ()))
+    kind = where.get(str(location[0]), "value") if location else "value"
+    name = ".".join(str(part) for part in location[1:]) or "body"
+    if first.get("type") == "missing":
+        return error_response(400, f"The {kind} {name!r} is required.")
+    return error_response(400, f"The {kind} {name!r} is invalid: {first.get('msg', 'bad value')}.")
+
+
+async def _database_unreachable(request: Request, error: Exception) -> JSONResponse:
+    return error_response(503, "The database is unreachable; try again shortly.")
+
+
+async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(500, "Internal server error.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(errors.ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ConnectionFailure, _database_unreachable)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,152 @@
+"""`/images` routes for one image at a time, as the legacy service had them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Body, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.datastructures import UploadFile as StarletteUploadFile
+
+from app.domain.images import NewImage
+from app.domain.metadata import check_key, parse_data_field, parse_object_id, parse_time
+from app.models import image_to_json
+from app.rest.deps import ImagesDep, ScopeDep
+from app.rest.schemas import DeletedOut, ImageOut, error_responses
+
+router = APIRouter(tags=["images"])
+
+# Form fields with a meaning of their own; every other field becomes metadata.
+SPECIAL_FIELDS = {"image", "file", "time", "_id", "data", "json"}
+
+MetadataBody = Annotated[
+    Any,
+    Body(
+        description="JSON object of metadata",
+        examples=[{"label": "cat", "camera": {"iso": 200}}],
+    ),
+]
+
+
+@router.post(
+    "/images",
+    response_model=ImageOut,
+    responses=error_responses(400, 409, 413, 415, 503),
+    summary="Upload an image (replaces the image at the same path)",
+)
+async def upload_image(
+    request: Request,
+    images: ImagesDep,
+    scope: ScopeDep,
+    image: Annotated[UploadFile, File(description="the image file")],
+    file: Annotated[str | None, Form(description="storage path; default: the upload's file name")] = None,
+    time: Annotated[str | None, Form(description="ISO-8601 capture time; default: now")] = None,
+    image_id: Annotated[str | None, Form(alias="_id", description="keep this id (24 hex)")] = None,
+    data: Annotated[str | None, Form(description="metadata as JSON text; `null` for none")] = None,
+    json_text: Annotated[str | None, Form(alias="json", description="alias of `data`")] = None,
+) -> JSONResponse:
+    """Other form fields (`label=cat`) become metadata, unless `data`/`json` gives it as JSON."""
+    metadata = _form_metadata(await request.form())
+    for name, text in (("json", json_text), ("data", data)):
+        if text is not None and (parsed := parse_data_field(text, name=name)) is not None:
+            metadata = parsed
+            break
+    new = NewImage(
+        source=image.file,
+        length=image.size if image.size is not None else _measure(image),
+        filename=image.filename,
+        file=file,
+        time=parse_time(time) if time else None,
+        data=metadata,
+        image_id=parse_object_id(image_id) if image_id else None,
+    )
+    stored = await images.upload(scope, new)
+    return JSONResponse(image_to_json(stored))
+
+
+def _form_metadata(form: Any) -> dict[str, Any]:
+    metadata: dict[str, Any] = {}
+    for name, value in form.multi_items():
+        if name in SPECIAL_FIELDS or isinstance(value, StarletteUploadFile):
+            continue
+        check_key(name, path="data")
+        if name in metadata:  # a repeated field becomes a list, as the legacy form parser did
+            previous = metadata[name]
+            metadata[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            metadata[name] = value
+    return metadata
+
+
+def _measure(upload: UploadFile) -> int:
+    upload.file.seek(0, 2)
+    size = upload.file.tell()
+    upload.file.seek(0)
+    return size
+
+
+@router.get("/images/{image_id}", response_model=ImageOut, responses=error_responses(400, 404, 503))
+async def get_image(image_id: str, images: ImagesDep, scope: ScopeDep) -> JSONResponse:
+    return JSONResponse(image_to_json(await images.get(scope, image_id)))
+
+
+@router.patch(
+    "/images/{image_id}",
+    response_model=ImageOut,
+    responses=error_responses(400, 404, 503),
+    summary="Merge metadata into an image (`$unset` removes keys)",
+)
+async def patch_image(image_id: str, changes: MetadataBody, images: ImagesDep, scope: ScopeDep) -> JSONResponse:
+    return JSONResponse(image_to_json(await images.update_data(scope, image_id, changes)))
+
+
+@router.put(
+    "/images/{image_id}",
+    response_model=ImageOut,
+    responses=error_responses(400, 404, 503),
+    summary="Replace an image's metadata",
+)
+async def put_image(image_id: str, data: MetadataBody, images: ImagesDep, scope: ScopeDep) -> JSONResponse:
+    return JSONResponse(image_to_json(await images.replace_data(scope, image_id, data)))
+
+
+@router.delete("/images/{image_id}", response_model=DeletedOut, responses=error_responses(400, 404, 503))
+async def delete_image(image_id: str, images: ImagesDep, scope: ScopeDep) -> JSONResponse:
+    await images.delete(scope, image_id)
+    return JSONResponse({"_id": str(parse_object_id(image_id))})
+
+
+DOWNLOAD_RESPONSES = {200: {"content": {"image/*": {}}, "description": "the file"}, **error_responses(400, 404, 503)}
+
+
+@router.get(
+    "/images/{image_id}/image",
+    response_class=StreamingResponse,
+    responses=DOWNLOAD_RESPONSES,
+    summary="Download an image's file",
+)
+async def download_image(image_id: str, images: ImagesDep, scope: ScopeDep) -> StreamingResponse:
+    download = await images.download(scope, image_id)
+    headers = {"Content-Disposition": content_disposition(download.filename)}
+    if download.size is not None:
+        headers["Content-Length"] = str(download.size)
+    return StreamingResponse(download.chunks, media_type=download.content_type, headers=headers)
+
+
+@router.get(
+    "/images/{image_id}/file",
+    response_class=StreamingResponse,
+    responses=DOWNLOAD_RESPONSES,
+    summary="Download an image's file (same as /image)",
+)
+async def download_file(image_id: str, images: ImagesDep, scope: ScopeDep) -> StreamingResponse:
+    return await download_image(image_id, images, scope)
+
+
+def content_disposition(filename: str, *, kind: str = "inline") -> str:
+    """`inline` so `<img>` tags and browsers show the image; the name survives non-ASCII."""
+    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    if ascii_name == filename:
+        return f'{kind}; filename="{filename}"'
+    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"

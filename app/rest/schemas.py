@@ -1,0 +1,35 @@
+"""Response shapes, for the OpenAPI document. The JSON itself is rendered by the domain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ImageOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str = Field(alias="_id", description="24 hexadecimal characters", examples=["6385c4b3a1e2f0c9d8b7a615"])
+    file: str = Field(description="storage path, folders allowed", examples=["myFolder/myImage.jpg"])
+    time: str = Field(description="ISO-8601 UTC", examples=["2022-11-02T23:41:55.711Z"])
+    data: dict[str, Any] = Field(description="free-form metadata")
+    userId: str | None = Field(default=None, description="owner, only with IMAGE_SCOPE=user")
+    size: int | None = Field(default=None, description="bytes, when known")
+    contentType: str | None = Field(default=None, description="detected from the content, when known")
+    width: int | None = None
+    height: int | None = None
+
+
+class DeletedOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str = Field(alias="_id")
+
+
+class ErrorOut(BaseModel):
+    detail: str = Field(examples=["'abc' is not a valid image id (expected 24 hexadecimal characters)."])
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorOut} for status in statuses}

@@ -1,0 +1,28 @@
+"""File storage: one interface (`Storage`), a local-directory and an S3 backend."""
+
+from __future__ import annotations
+
+from app.config import Settings
+from app.storage.base import Storage
+from app.storage.keys import normalise_key
+from app.storage.local import LocalStorage
+from app.storage.s3 import S3Storage
+
+__all__ = ["LocalStorage", "S3Storage", "Storage", "build_storage", "normalise_key"]
+
+
+def build_storage(settings: Settings) -> Storage:
+    """The backend the settings ask for: S3 when `S3_BUCKET` is set, else the local directory."""
+    if settings.s3_bucket:
+        endpoint, secure = settings.s3_location
+        secret = settings.s3_secret_access_key
+        return S3Storage(
+            endpoint=endpoint,
+            secure=secure,
+            bucket=settings.s3_bucket,
+            access_key=settings.s3_access_key_id,
+            secret_key=secret.get_secret_value() if secret else None,
+            region=settings.s3_region,
+            connect_timeout=settings.s3_connect_timeout,
+        )
+    return LocalStorage(root=settings.uploads_directory)

@@ -1,0 +1,48 @@
+"""What every storage backend offers; the domain only ever talks to this."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import BinaryIO, Literal, Protocol
+
+CHUNK_SIZE = 256 * 1024
+
+
+class Storage(Protocol):
+    kind: Literal["local", "s3"]
+
+    @property
+    def location(self) -> str:
+        """Where files go, for `GET /` (a directory, or endpoint and bucket); never a secret."""
+        ...
+
+    async def start(self) -> None:
+        """Prepare the backend (create the directory or bucket). Unavailable if unreachable."""
+        ...
+
+    async def save(self, key: str, source: BinaryIO, *, length: int, content_type: str) -> None:
+        """Store `length` bytes read from `source` at `key`, replacing any file there.
+
+        Readers never see a partial file: the new content appears whole or not at all.
+        """
+        ...
+
+    async def open(self, key: str) -> AsyncIterator[bytes]:
+        """The file's bytes as a stream of chunks. NotFound if there is no such file.
+
+        The check happens when this is awaited, before any byte is sent, so a caller can
+        still answer 404.
+        """
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove the file; a missing file is not an error."""
+        ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def ping(self) -> bool:
+        """True when the backend answers right now."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,39 @@
+"""Storage keys: the one place that decides which paths a user or an archive may write to.
+
+A key is a relative, forward-slash path such as `myFolder/myImage.jpg`. Anything that could
+point outside the storage root or mean different things on different backends is refused
+rather than repaired: `..`, absolute paths, drive letters, backslashes, NUL and other control
+characters. Harmless noise (`./`, doubled slashes) is normalised away so that two spellings of
+one path name one file.
+"""
+
+from __future__ import annotations
+
+import re
+
+from app.errors import BadInput
+
+MAX_KEY_LENGTH = 1024  # S3's limit, in UTF-8 bytes
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def normalise_key(raw: str) -> str:
+    """The canonical form of a user-given path, or BadInput saying what is wrong with it."""
+    if not raw or not raw.strip():
+        raise BadInput("The file path is empty.")
+    if _CONTROL.search(raw):
+        raise BadInput("The file path contains a control character (such as NUL).")
+    if "\\" in raw:
+        raise BadInput("The file path contains a backslash; use '/' between folders.")
+    if raw.startswith("/") or _DRIVE.match(raw):
+        raise BadInput("The file path must be relative, not absolute.")
+    segments = [segment for segment in raw.split("/") if segment not in ("", ".")]
+    if ".." in segments:
+        raise BadInput("The file path must not contain '..'.")
+    if not segments:
+        raise BadInput("The file path names no file.")
+    key = "/".join(segments)
+    if len(key.encode("utf-8")) > MAX_KEY_LENGTH:
+        raise BadInput(f"The file path is longer than {MAX_KEY_LENGTH} bytes.")
+    return key

@@ -1,0 +1,105 @@
+"""Files in a local directory (`UPLOADS_DIRECTORY`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+from anyio import to_thread
+
+from app.errors import BadInput, NotFound, Unavailable
+from app.storage.base import CHUNK_SIZE
+from app.storage.keys import normalise_key
+
+
+class LocalStorage:
+    kind: Literal["local"] = "local"
+
+    def __init__(self, *, root: Path) -> None:
+        self.root = root.resolve()
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    async def start(self) -> None:
+        try:
+            await to_thread.run_sync(lambda: self.root.mkdir(parents=True, exist_ok=True))
+        except OSError as error:
+            raise Unavailable(f"The uploads directory {self.root} cannot be created: {error.strerror}.") from None
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / normalise_key(key)).resolve()
+        # Keys are already free of '..', but a symlink inside the root could still lead out:
+        # compare the resolved path, as Starlette's StaticFiles does.
+        if os.path.commonpath([self.root, path]) != str(self.root):
+            raise BadInput("The file path leads outside the storage directory.")
+        return path
+
+    async def save(self, key: str, source: BinaryIO, *, length: int, content_type: str) -> None:
+        path = self._path(key)
+        try:
+            await to_thread.run_sync(_write_atomically, path, source)
+        except OSError as error:
+            raise Unavailable(f"The file could not be written to local storage: {error.strerror}.") from None
+
+    async def open(self, key: str) -> AsyncIterator[bytes]:
+        path = self._path(key)
+        try:
+            handle = await to_thread.run_sync(path.open, "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise NotFound(f"The file {key!r} is missing from storage.") from None
+        except OSError as error:
+            raise Unavailable(f"The file could not be read from local storage: {error.strerror}.") from None
+        return _read_chunks(handle)
+
+    async def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            await to_thread.run_sync(self._remove_with_empty_parents, path)
+        except OSError as error:
+            raise Unavailable(f"The file could not be deleted from local storage: {error.strerror}.") from None
+
+    def _remove_with_empty_parents(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        parent = path.parent
+        while parent != self.root:
+            try:
+                parent.rmdir()  # only succeeds while the folder is empty
+            except OSError:
+                break
+            parent = parent.parent
+
+    async def exists(self, key: str) -> bool:
+        return await to_thread.run_sync(self._path(key).is_file)
+
+    async def ping(self) -> bool:
+        return await to_thread.run_sync(lambda: os.access(self.root, os.W_OK))
+
+    async def close(self) -> None:
+        pass
+
+
+def _write_atomically(path: Path, source: BinaryIO) -> None:
+    # Write beside the target and rename over it: a crash or a failed copy leaves the old file
+    # (or none) in place, never half of the new one.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+    try:
+        with partial.open("wb") as target:
+            shutil.copyfileobj(source, target, CHUNK_SIZE)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+async def _read_chunks(handle: BinaryIO) -> AsyncIterator[bytes]:
+    try:
+        while chunk := await to_thread.run_sync(handle.read, CHUNK_SIZE):
+            yield chunk
+    finally:
+        handle.close()

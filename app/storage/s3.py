@@ -1,0 +1,125 @@
+"""Files in an S3 bucket, through the minio client.
+
+The minio SDK is synchronous; every call runs in a worker thread so the event loop never waits
+on the network. Its default HTTP pool waits minutes on an unreachable endpoint and retries
+five times; ours gives up after a short connect timeout so clients get a prompt 503.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import BinaryIO, Literal, TypeVar
+
+import urllib3
+from anyio import to_thread
+from minio import Minio
+from minio.error import MinioException, S3Error
+from urllib3.exceptions import HTTPError as TransportError
+
+from app.errors import NotFound, Unavailable
+from app.storage.base import CHUNK_SIZE
+from app.storage.keys import normalise_key
+
+T = TypeVar("T")
+
+MISSING_CODES = {"NoSuchKey", "NoSuchObject", "NotFound"}
+PART_SIZE = 16 * 1024 * 1024
+
+
+class S3Storage:
+    kind: Literal["s3"] = "s3"
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        secure: bool,
+        bucket: str,
+        access_key: str | None,
+        secret_key: str | None,
+        region: str | None,
+        connect_timeout: float,
+    ) -> None:
+        self.endpoint, self.bucket, self.secure = endpoint, bucket, secure
+        self._http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=connect_timeout, read=60),
+            retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+            maxsize=16,
+        )
+        self._client = Minio(
+            endpoint,
+            access_key=access_key,
+            secret_key=secret_key,
+            region=region,
+            secure=secure,
+            http_client=self._http,
+        )
+
+    @property
+    def location(self) -> str:
+        scheme = "https" if self.secure else "http"
+        return f"{scheme}://{self.endpoint}/{self.bucket}"
+
+    async def _call(self, function: Callable[..., T], *args: object, **kwargs: object) -> T:
+        try:
+            return await to_thread.run_sync(lambda: function(*args, **kwargs))
+        except S3Error as error:
+            if error.code in MISSING_CODES:
+                raise NotFound("The file is missing from storage.") from None
+            raise Unavailable(f"The S3 storage refused the request: {error.code}.") from None
+        except (MinioException, TransportError, OSError) as error:
+            raise Unavailable(f"The S3 storage at {self.endpoint} is unreachable ({type(error).__name__}).") from None
+
+    async def start(self) -> None:
+        if not await self._call(self._client.bucket_exists, self.bucket):
+            try:
+                await self._call(self._client.make_bucket, self.bucket)
+            except Unavailable:
+                # Another replica may have created it between our check and our request.
+                if not await self._call(self._client.bucket_exists, self.bucket):
+                    raise
+
+    async def save(self, key: str, source: BinaryIO, *, length: int, content_type: str) -> None:
+        # A PUT is atomic in S3: readers see the old object or the new one, never a part.
+        await self._call(
+            self._client.put_object,
+            self.bucket,
+            normalise_key(key),
+            source,
+            length,
+            content_type=content_type,
+            part_size=PART_SIZE,
+        )
+
+    async def open(self, key: str) -> AsyncIterator[bytes]:
+        response = await self._call(self._client.get_object, self.bucket, normalise_key(key))
+        return self._stream(response)
+
+    async def _stream(self, response: urllib3.BaseHTTPResponse) -> AsyncIterator[bytes]:
+        chunks = response.stream(CHUNK_SIZE)
+        try:
+            while chunk := await to_thread.run_sync(next, chunks, b""):
+                yield chunk
+        finally:
+            response.close()
+            response.release_conn()
+
+    async def delete(self, key: str) -> None:
+        await self._call(self._client.remove_object, self.bucket, normalise_key(key))
+
+    async def exists(self, key: str) -> bool:
+        try:
+            await self._call(self._client.stat_object, self.bucket, normalise_key(key))
+        except NotFound:
+            return False
+        return True
+
+    async def ping(self) -> bool:
+        try:
+            await self._call(self._client.bucket_exists, self.bucket)
+        except Unavailable:
+            return False
+        return True
+
+    async def close(self) -> None:
+        self._http.clear()
