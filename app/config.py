@@ -7,6 +7,7 @@ URI and one endpoint, and nowhere else.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, urlsplit
@@ -17,6 +18,8 @@ from pymongo.errors import ConfigurationError, InvalidURI
 from pymongo.uri_parser import parse_uri
 
 DEFAULT_DATABASE = "image_storage"
+# S3's bucket naming rules: 3-63 lowercase letters, digits, dots and hyphens.
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 class ConfigError(Exception):
@@ -71,6 +74,8 @@ class Settings(BaseSettings):
     def _check_resolvable(self) -> Settings:
         self.mongodb_uri  # noqa: B018 - raises ConfigError when the MongoDB settings are unusable
         if self.s3_bucket:
+            if not BUCKET_NAME.match(self.s3_bucket):
+                raise ConfigError(f"S3_BUCKET {self.s3_bucket!r} is not a valid bucket name (3-63 lowercase letters, digits, '.', '-').")
             self.s3_location  # noqa: B018
         return self
 
@@ -155,7 +160,8 @@ def _check_mongodb_uri(uri: str, variable: str) -> None:
     try:
         parse_uri(uri)
     except (InvalidURI, ConfigurationError, ValueError) as error:
-        raise ConfigError(f"{variable} is not a valid MongoDB URI: {error}") from None
+        reason = str(error).split(". ")[0].rstrip(".")  # the driver appends hints after a first sentence
+        raise ConfigError(f"{variable} is not a valid MongoDB URI: {reason}.") from None
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -170,4 +176,4 @@ def load_settings(**overrides: object) -> Settings:
         if isinstance(cause, ConfigError):
             raise cause from None
         variable = "_".join(str(part) for part in first["loc"]).upper() or "configuration"
-        raise ConfigError(f"{variable} is invalid: {first['msg']}.") from None
+        raise ConfigError(f"{variable} is invalid: {str(first['msg']).rstrip('.')}.") from None

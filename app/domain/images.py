@@ -48,7 +48,7 @@ class NewImage:
 class Download:
     filename: str
     content_type: str
-    size: int | None
+    size: int
     chunks: AsyncIterator[bytes]
 
 
@@ -72,15 +72,15 @@ class ImageService:
     async def download(self, scope: Scope, image_id: str) -> Download:
         image = await self.get(scope, image_id)
         try:
-            chunks = await self.storage.open(storage_key(image.file, image.userId))
+            stored = await self.storage.open(storage_key(image.file, image.userId))
         except NotFound:
             raise NotFound(f"The file of image {image_id} is missing from storage.") from None
         content_type = image.contentType or mimetypes.guess_type(image.file)[0] or "application/octet-stream"
         return Download(
             filename=posixpath.basename(image.file),
             content_type=content_type,
-            size=image.size,
-            chunks=chunks,
+            size=stored.size,
+            chunks=stored.chunks,
         )
 
     # -- writing ------------------------------------------------------------------------------
@@ -103,8 +103,6 @@ class ImageService:
                 if existing is not None or await Image.find_one({"_id": new.image_id}) is not None:
                     raise Conflict(f"The id {new.image_id} belongs to another image.")
 
-        key = storage_key(file, scope.owner)
-        await self.storage.save(key, new.source, length=new.length, content_type=facts.content_type)
         fields = {
             "time": to_stored_time(new.time) if new.time else utc_now(),
             "data": data,
@@ -113,6 +111,14 @@ class ImageService:
             "width": facts.width,
             "height": facts.height,
         }
+        key = storage_key(file, scope.owner)
+        if existing is None:
+            return await self._create(scope, new, file, key, fields)
+        return await self._replace(existing, new, key, fields)
+
+    async def _create(self, scope: Scope, new: NewImage, file: str, key: str, fields: dict[str, Any]) -> Image:
+        # File first, then the document: if the document cannot be written, the file goes.
+        await self.storage.save(key, new.source, length=new.length, content_type=fields["contentType"])
         try:
             with database_errors():
                 stored = await Image.get_pymongo_collection().find_one_and_update(
@@ -122,8 +128,28 @@ class ImageService:
                     return_document=ReturnDocument.AFTER,
                 )
         except ServiceError:
-            if existing is None:
-                await self._delete_file_quietly(key)
+            await self._delete_file_quietly(key)
+            raise
+        return Image.model_validate(stored)
+
+    async def _replace(self, existing: Image, new: NewImage, key: str, fields: dict[str, Any]) -> Image:
+        # Document first, then the file: a value the database refuses then changes nothing,
+        # and if the file cannot be written the document gets its old fields back.
+        with database_errors():
+            stored = await Image.get_pymongo_collection().find_one_and_update(
+                {"_id": existing.id}, {"$set": fields}, return_document=ReturnDocument.AFTER
+            )
+        if stored is None:
+            raise Conflict(f"The image at {existing.file!r} was deleted while it was being replaced.")
+        try:
+            await self.storage.save(key, new.source, length=new.length, content_type=fields["contentType"])
+        except ServiceError:
+            previous = existing.model_dump(include=set(fields))
+            try:
+                with database_errors():
+                    await Image.get_pymongo_collection().update_one({"_id": existing.id}, {"$set": previous})
+            except ServiceError as error:
+                log.error("image %s keeps new metadata without its new file: %s", existing.id, error.detail)
             raise
         return Image.model_validate(stored)
 

@@ -128,9 +128,7 @@ DOWNLOAD_RESPONSES = {200: {"content": {"image/*": {}}, "description": "the file
 )
 async def download_image(image_id: str, images: ImagesDep, scope: ScopeDep) -> StreamingResponse:
     download = await images.download(scope, image_id)
-    headers = {"Content-Disposition": content_disposition(download.filename)}
-    if download.size is not None:
-        headers["Content-Length"] = str(download.size)
+    headers = {"Content-Disposition": content_disposition(download.filename), "Content-Length": str(download.size)}
     return StreamingResponse(download.chunks, media_type=download.content_type, headers=headers)
 
 

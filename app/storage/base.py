@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import BinaryIO, Literal, Protocol
 
 CHUNK_SIZE = 256 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredFile:
+    """An opened file: its size as the backend reports it, and its bytes as a stream."""
+
+    size: int
+    chunks: AsyncIterator[bytes]
 
 
 class Storage(Protocol):
@@ -27,8 +36,8 @@ class Storage(Protocol):
         """
         ...
 
-    async def open(self, key: str) -> AsyncIterator[bytes]:
-        """The file's bytes as a stream of chunks. NotFound if there is no such file.
+    async def open(self, key: str) -> StoredFile:
+        """The file, ready to stream. NotFound if there is no such file.
 
         The check happens when this is awaited, before any byte is sent, so a caller can
         still answer 404.

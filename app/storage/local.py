@@ -12,7 +12,7 @@ from typing import BinaryIO, Literal
 from anyio import to_thread
 
 from app.errors import BadInput, NotFound, Unavailable
-from app.storage.base import CHUNK_SIZE
+from app.storage.base import CHUNK_SIZE, StoredFile
 from app.storage.keys import normalise_key
 
 
@@ -47,15 +47,16 @@ class LocalStorage:
         except OSError as error:
             raise Unavailable(f"The file could not be written to local storage: {error.strerror}.") from None
 
-    async def open(self, key: str) -> AsyncIterator[bytes]:
+    async def open(self, key: str) -> StoredFile:
         path = self._path(key)
         try:
             handle = await to_thread.run_sync(path.open, "rb")
+            size = os.fstat(handle.fileno()).st_size
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFound(f"The file {key!r} is missing from storage.") from None
         except OSError as error:
             raise Unavailable(f"The file could not be read from local storage: {error.strerror}.") from None
-        return _read_chunks(handle)
+        return StoredFile(size=size, chunks=_read_chunks(handle))
 
     async def delete(self, key: str) -> None:
         path = self._path(key)

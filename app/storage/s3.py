@@ -17,7 +17,7 @@ from minio.error import MinioException, S3Error
 from urllib3.exceptions import HTTPError as TransportError
 
 from app.errors import NotFound, Unavailable
-from app.storage.base import CHUNK_SIZE
+from app.storage.base import CHUNK_SIZE, StoredFile
 from app.storage.keys import normalise_key
 
 T = TypeVar("T")
@@ -41,6 +41,7 @@ class S3Storage:
         connect_timeout: float,
     ) -> None:
         self.endpoint, self.bucket, self.secure = endpoint, bucket, secure
+        self._bucket_ready = False
         self._http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=connect_timeout, read=60),
             retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
@@ -78,8 +79,11 @@ class S3Storage:
                 # Another replica may have created it between our check and our request.
                 if not await self._call(self._client.bucket_exists, self.bucket):
                     raise
+        self._bucket_ready = True
 
     async def save(self, key: str, source: BinaryIO, *, length: int, content_type: str) -> None:
+        if not self._bucket_ready:  # S3 was down at start-up: create the bucket now
+            await self.start()
         # A PUT is atomic in S3: readers see the old object or the new one, never a part.
         await self._call(
             self._client.put_object,
@@ -91,9 +95,9 @@ class S3Storage:
             part_size=PART_SIZE,
         )
 
-    async def open(self, key: str) -> AsyncIterator[bytes]:
+    async def open(self, key: str) -> StoredFile:
         response = await self._call(self._client.get_object, self.bucket, normalise_key(key))
-        return self._stream(response)
+        return StoredFile(size=int(response.headers["Content-Length"]), chunks=self._stream(response))
 
     async def _stream(self, response: urllib3.BaseHTTPResponse) -> AsyncIterator[bytes]:
         chunks = response.stream(CHUNK_SIZE)

@@ -1,0 +1,30 @@
+# `make run` and `make test` each set up everything they need on a fresh machine:
+# a virtual environment with the package, and (built once into .tools/) FerretDB and MinIO.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test tools clean
+
+# Reinstalled when pyproject.toml changes.
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(INSTALLED)
+	$(PY) -m scripts.run_service
+
+# Servers given in the environment (MONGODB_CONNECTION_STRING, S3_ENDPOINT) need no build.
+test: $(INSTALLED)
+	@if [ -z "$$MONGODB_CONNECTION_STRING" ]; then $(PY) -m scripts.servers build ferretdb; fi
+	@if [ -z "$$S3_ENDPOINT" ]; then $(PY) -m scripts.servers build minio; fi
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+tools: $(INSTALLED)
+	$(PY) -m scripts.servers build all
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache

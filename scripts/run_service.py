@@ -1,0 +1,68 @@
+"""Run the service for development (`make run`), with a local FerretDB when no database is configured.
+
+With none of the MongoDB variables set, a FerretDB server is built if needed and started on a
+free loopback port, its SQLite files under `${DATA_DIRECTORY:-data}/ferretdb` so the data
+outlives the run; it is stopped when the service stops, however that happens (Ctrl-C, SIGTERM
+or an error). With any of them set, the service uses that database and nothing else is started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+if not __package__:
+    # Run as `python scripts/run_service.py`: make `scripts` and `app` importable as when run
+    # as `python -m scripts.run_service` from the repository root.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts.servers import FerretDB, start_ferretdb
+
+MONGODB_VARIABLES = ("MONGODB_CONNECTION_STRING", "MONGODB_URL", "MONGODB_HOST", "MONGODB_PORT")
+DATABASE = "image_storage"
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Python's default for SIGTERM is to die on the spot, skipping `finally` and so leaving
+    # FerretDB running in its own session. Uvicorn handles SIGTERM itself while serving, but
+    # after its graceful shutdown it restores this handler and raises the signal again, so
+    # this also turns that re-raise into an ordinary exit that runs the cleanup.
+    raise SystemExit(128 + signum)
+
+
+def main() -> int:
+    import uvicorn
+
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    ferretdb: FerretDB | None = None
+    try:
+        # An empty variable counts as unset, as in the service's own settings.
+        if not any(os.environ.get(name) for name in MONGODB_VARIABLES):
+            data_dir = Path(os.environ.get("DATA_DIRECTORY") or "data") / "ferretdb"
+            ferretdb = start_ferretdb(data_dir)
+            uri = f"{ferretdb.uri}{DATABASE}"
+            os.environ["MONGODB_CONNECTION_STRING"] = uri
+            print(f"No MongoDB configured: started FerretDB at {uri} (data in {data_dir}).", flush=True)
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=os.environ.get("APP_HOST", "0.0.0.0"),
+            port=int(os.environ.get("APP_PORT", "3000")),
+        )
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+    finally:
+        if ferretdb is not None:
+            # A second Ctrl-C or SIGTERM must not cut the stop short and orphan the server;
+            # stop() is bounded anyway (SIGKILL after its timeout).
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            ferretdb.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

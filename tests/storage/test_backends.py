@@ -1,0 +1,129 @@
+"""Both backends behind one interface, against a real directory and a real MinIO."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from app.config import Settings, load_settings
+from app.errors import BadInput, NotFound, Unavailable
+from app.storage import LocalStorage, Storage, build_storage
+from app.storage.base import CHUNK_SIZE
+from scripts.servers import free_port
+
+
+@pytest.fixture
+async def storage(settings: Settings) -> AsyncIterator[Storage]:
+    backend = build_storage(settings)
+    await backend.start()
+    yield backend
+    await backend.close()
+
+
+async def read_all(storage: Storage, key: str) -> bytes:
+    opened = await storage.open(key)
+    assert opened.size > 0
+    return b"".join([chunk async for chunk in opened.chunks])
+
+
+async def test_save_open_exists_delete(storage: Storage) -> None:
+    await storage.save("a/b/c.bin", io.BytesIO(b"hello"), length=5, content_type="application/octet-stream")
+
+    assert await storage.exists("a/b/c.bin")
+    assert await read_all(storage, "a/b/c.bin") == b"hello"
+    await storage.delete("a/b/c.bin")
+    assert not await storage.exists("a/b/c.bin")
+    await storage.delete("a/b/c.bin")  # deleting twice is fine
+
+
+async def test_large_file_is_streamed_in_chunks(storage: Storage) -> None:
+    content = os.urandom(3 * CHUNK_SIZE + 123)
+    await storage.save("big.bin", io.BytesIO(content), length=len(content), content_type="application/octet-stream")
+
+    opened = await storage.open("big.bin")
+    chunks = [chunk async for chunk in opened.chunks]
+    assert opened.size == len(content)
+
+    assert b"".join(chunks) == content
+    assert len(chunks) >= 3
+    assert max(len(chunk) for chunk in chunks) <= CHUNK_SIZE
+
+
+async def test_save_replaces_existing_file(storage: Storage) -> None:
+    await storage.save("x.bin", io.BytesIO(b"old content"), length=11, content_type="text/plain")
+    await storage.save("x.bin", io.BytesIO(b"new"), length=3, content_type="text/plain")
+    assert await read_all(storage, "x.bin") == b"new"
+
+
+async def test_missing_file_is_not_found_before_any_byte(storage: Storage) -> None:
+    with pytest.raises(NotFound):
+        await storage.open("nothing/here.jpg")
+    assert not await storage.exists("nothing/here.jpg")
+
+
+@pytest.mark.parametrize("key", ["../outside.bin", "/abs.bin", "a\\b.bin", "a\x00b", "C:/x"])
+async def test_escaping_keys_are_refused_by_every_operation(storage: Storage, key: str) -> None:
+    with pytest.raises(BadInput):
+        await storage.save(key, io.BytesIO(b"x"), length=1, content_type="text/plain")
+    with pytest.raises(BadInput):
+        await storage.open(key)
+    with pytest.raises(BadInput):
+        await storage.delete(key)
+
+
+async def test_ping_answers_true_when_reachable(storage: Storage) -> None:
+    assert await storage.ping()
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_local_symlink_out_of_root_is_refused(storage: Storage, tmp_path: Path) -> None:
+    assert isinstance(storage, LocalStorage)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (storage.root / "link").symlink_to(outside, target_is_directory=True)
+
+    with pytest.raises(BadInput, match="outside"):
+        await storage.save("link/evil.bin", io.BytesIO(b"x"), length=1, content_type="text/plain")
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_local_failed_write_keeps_the_old_file(storage: Storage) -> None:
+    await storage.save("keep.bin", io.BytesIO(b"old"), length=3, content_type="text/plain")
+
+    class Broken(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            raise OSError(5, "Input/output error")
+
+    with pytest.raises(Unavailable):
+        await storage.save("keep.bin", Broken(), length=10, content_type="text/plain")
+    assert await read_all(storage, "keep.bin") == b"old"
+    assert sorted(path.name for path in storage.root.iterdir()) == ["keep.bin"]  # no partial file left
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_local_delete_prunes_empty_folders(storage: Storage) -> None:
+    assert isinstance(storage, LocalStorage)
+    await storage.save("a/b/c.bin", io.BytesIO(b"x"), length=1, content_type="text/plain")
+    await storage.save("a/keep.bin", io.BytesIO(b"x"), length=1, content_type="text/plain")
+    await storage.delete("a/b/c.bin")
+    assert sorted(str(p.relative_to(storage.root)) for p in storage.root.rglob("*")) == ["a", "a/keep.bin"]
+
+
+async def test_unreachable_s3_is_unavailable() -> None:
+    unreachable = load_settings(
+        mongodb_connection_string="mongodb://127.0.0.1/unused",
+        s3_bucket="images",
+        s3_endpoint=f"http://127.0.0.1:{free_port()}",
+        s3_connect_timeout=0.5,
+    )
+    backend = build_storage(unreachable)
+    with pytest.raises(Unavailable, match="unreachable"):
+        await backend.start()
+    with pytest.raises(Unavailable):
+        await backend.save("x.bin", io.BytesIO(b"x"), length=1, content_type="text/plain")
+    assert not await backend.ping()

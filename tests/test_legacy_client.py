@@ -1,0 +1,187 @@
+"""A legacy user's script, against the real service process over TCP.
+
+The local-storage run starts the service the way `make run` does (`scripts/run_service.py`,
+which starts its own FerretDB when no database is configured); the S3 run starts it with
+`MONGODB_CONNECTION_STRING` and `S3_*` set, the way a deployment does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from scripts.servers import REPO_ROOT, free_port
+from tests.conftest import S3Server
+
+
+@dataclass
+class LiveService:
+    url: str
+    process: subprocess.Popen[bytes]
+    output: Path
+    uploads: Path | None
+
+
+def wait_until_serving(url: str, process: subprocess.Popen[bytes], output: Path, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"service exited with {process.returncode}:\n{output.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"service did not answer in time:\n{output.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def live_service(
+    storage_kind: str,
+    tmp_path: Path,
+    external_environment: dict[str, str],
+    request: pytest.FixtureRequest,
+) -> Iterator[LiveService]:
+    port = free_port()
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("MONGODB_", "S3_"))}
+    env |= {"APP_HOST": "127.0.0.1", "APP_PORT": str(port), "DATA_DIRECTORY": str(tmp_path / "data")}
+    uploads: Path | None = None
+    if storage_kind == "local":
+        uploads = tmp_path / "uploads"
+        env["UPLOADS_DIRECTORY"] = str(uploads)
+        if "MONGODB_CONNECTION_STRING" in external_environment:
+            env["MONGODB_CONNECTION_STRING"] = external_environment["MONGODB_CONNECTION_STRING"]
+    else:
+        s3: S3Server = request.getfixturevalue("s3_server")
+        mongodb_server_uri: str = request.getfixturevalue("mongodb_server_uri")
+        env |= {
+            "MONGODB_CONNECTION_STRING": f"{mongodb_server_uri.rstrip('/')}/{request.getfixturevalue('database_name')}",
+            "S3_BUCKET": request.getfixturevalue("bucket"),
+            "S3_ENDPOINT": s3.endpoint,
+            "S3_ACCESS_KEY_ID": s3.access_key,
+            "S3_SECRET_ACCESS_KEY": s3.secret_key,
+        }
+    output = tmp_path / "service.log"
+    with output.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scripts.run_service"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(url, process, output)
+        yield LiveService(url=url, process=process, output=output, uploads=uploads)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+
+
+def port_accepts_connections(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_legacy_script_session(live_service: LiveService, cat_jpeg: bytes) -> None:
+    with httpx.Client(base_url=live_service.url, timeout=30) as http:
+        # upload with plain fields, as `requests.post(url, files=..., data={...})` sends them
+        plain = http.post("/images", files={"image": ("cat.jpg", cat_jpeg, "image/jpeg")}, data={"label": "cat", "count": "2"})
+        assert plain.status_code == 200, plain.text
+        assert plain.json()["data"] == {"label": "cat", "count": "2"}
+
+        # upload with nested metadata as a JSON string
+        nested_data = {"part": {"number": "200-004", "rev": 3}, "checked": False}
+        nested = http.post(
+            "/images", files={"image": ("part.jpg", cat_jpeg, "image/jpeg")}, data={"data": json.dumps(nested_data)}
+        )
+        assert nested.status_code == 200, nested.text
+        assert nested.json()["data"] == nested_data
+
+        # upload into a folder
+        foldered = http.post(
+            "/images",
+            files={"image": ("whatever.jpg", cat_jpeg, "image/jpeg")},
+            data={"file": "myFolder/myImage.jpg", "data": "null"},
+        )
+        assert foldered.status_code == 200, foldered.text
+        image = foldered.json()
+        assert image["file"] == "myFolder/myImage.jpg"
+        if live_service.uploads is not None:
+            assert (live_service.uploads / "myFolder" / "myImage.jpg").read_bytes() == cat_jpeg
+
+        # read back
+        for created in (plain.json(), nested.json(), image):
+            assert http.get(f"/images/{created['_id']}").json() == created
+
+        # patch: merge and unset
+        patched = http.patch(f"/images/{image['_id']}", json={"label": "dog", "extra": {"a": 1}})
+        assert patched.json()["data"] == {"label": "dog", "extra": {"a": 1}}
+        patched = http.patch(f"/images/{image['_id']}", json={"$unset": {"extra": ""}})
+        assert patched.json()["data"] == {"label": "dog"}
+
+        # put: the whole new data, unwrapped
+        put = http.put(f"/images/{image['_id']}", json={"label": "cat", "reviewed": True})
+        assert put.json()["data"] == {"label": "cat", "reviewed": True}
+
+        # download, as an <img> tag would: byte-identical, typed, named
+        with http.stream("GET", f"/images/{image['_id']}/image") as download:
+            assert download.status_code == 200
+            assert download.headers["content-type"] == "image/jpeg"
+            assert 'filename="myImage.jpg"' in download.headers["content-disposition"]
+            received = b"".join(download.iter_bytes())
+        assert received == cat_jpeg
+
+        # delete
+        assert http.delete(f"/images/{image['_id']}").json() == {"_id": image["_id"]}
+        assert http.get(f"/images/{image['_id']}").status_code == 404
+        assert http.get(f"/images/{image['_id']}/file").status_code == 404
+        if live_service.uploads is not None:
+            assert not (live_service.uploads / "myFolder" / "myImage.jpg").exists()
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+def test_run_service_stops_its_ferretdb_on_sigterm(
+    live_service: LiveService, external_environment: dict[str, str]
+) -> None:
+    if "MONGODB_CONNECTION_STRING" in external_environment:
+        pytest.skip("an external database is configured, so no FerretDB is started")
+    started = re.search(rb"started FerretDB at mongodb://127\.0\.0\.1:(\d+)/", live_service.output.read_bytes())
+    assert started, live_service.output.read_text()
+    ferretdb_port = int(started.group(1))
+    assert port_accepts_connections(ferretdb_port)
+    assert httpx.get(f"{live_service.url}/").json()["mongodb"]["connected"] is True
+
+    live_service.process.send_signal(signal.SIGTERM)
+    live_service.process.wait(30)
+
+    assert not port_accepts_connections(ferretdb_port)
+
+
+def test_bad_configuration_stops_start_up_with_one_sentence(tmp_path: Path) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("MONGODB_", "S3_", "IMAGE_"))}
+    env |= {"MONGODB_CONNECTION_STRING": "mongodb://127.0.0.1:1/x", "IMAGE_SCOPE": "everyone", "APP_PORT": str(free_port())}
+    result = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--port", env["APP_PORT"]],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "Configuration error: IMAGE_SCOPE" in result.stderr
+    assert "Traceback" not in result.stderr
