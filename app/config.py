@@ -75,7 +75,10 @@ class Settings(BaseSettings):
         self.mongodb_uri  # noqa: B018 - raises ConfigError when the MongoDB settings are unusable
         if self.s3_bucket:
             if not BUCKET_NAME.match(self.s3_bucket):
-                raise ConfigError(f"S3_BUCKET {self.s3_bucket!r} is not a valid bucket name (3-63 lowercase letters, digits, '.', '-').")
+                raise ConfigError(
+                    f"S3_BUCKET {self.s3_bucket!r} is not a valid bucket name "
+                    "(3-63 lowercase letters, digits, '.', '-')."
+                )
             self.s3_location  # noqa: B018
         return self
 

@@ -11,11 +11,12 @@ import asyncio
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from beanie import init_beanie
+from bson.errors import InvalidDocument
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
-from bson.errors import InvalidDocument
 from pymongo.errors import (
     ConnectionFailure,
     DocumentTooLarge,
@@ -38,7 +39,7 @@ RETRY_SECONDS = 2.0
 class Database:
     def __init__(self, *, uri: str, name: str, timeout_ms: int) -> None:
         self.name = name
-        self.client: AsyncMongoClient = AsyncMongoClient(
+        self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             uri,
             tz_aware=True,
             serverSelectionTimeoutMS=timeout_ms,
@@ -88,7 +89,7 @@ class Database:
         await self.client.close()
 
 
-async def ensure_indexes(collection: AsyncCollection, indexes: list[IndexModel]) -> None:
+async def ensure_indexes(collection: AsyncCollection[dict[str, Any]], indexes: list[IndexModel]) -> None:
     """Create the missing indexes, one per command.
 
     Not Beanie's index set-up: it re-sends every index in one createIndexes command, and

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,12 +19,12 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from minio import Minio
 from pymongo import AsyncMongoClient
 
 from app.config import Settings, load_settings
 from app.main import create_app
 from scripts.servers import start_ferretdb, start_minio
+from tests.utils.s3 import S3Server
 
 # The legacy service's real files live in the workspace's shared/ folder, beside the repository.
 FIXTURES = Path(os.environ.get("SHARED_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
@@ -33,24 +32,6 @@ FIXTURES = Path(os.environ.get("SHARED_FIXTURES", Path(__file__).resolve().paren
 # Every variable the service reads; removed for the session so that the settings under test
 # are exactly the ones each test gives, whatever the developer's shell has exported.
 SERVICE_VARIABLES = [name.upper() for name in Settings.model_fields]
-
-
-@dataclass(frozen=True)
-class S3Server:
-    endpoint: str  # http://host:port
-    access_key: str
-    secret_key: str
-    region: str | None = None
-
-    def client(self) -> Minio:
-        parts = urlsplit(self.endpoint)
-        return Minio(
-            parts.netloc,
-            access_key=self.access_key,
-            secret_key=self.secret_key,
-            secure=parts.scheme == "https",
-            region=self.region,
-        )
 
 
 @pytest.fixture(scope="session")
@@ -63,9 +44,7 @@ def external_environment() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def mongodb_server_uri(
-    external_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def mongodb_server_uri(external_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A URI without database name: tests add their own."""
     external = external_environment.get("MONGODB_CONNECTION_STRING")
     if external:
@@ -176,4 +155,3 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 def cat_jpeg() -> bytes:
     """A real 4000x3000 photo with EXIF, from the legacy service's users."""
     return (FIXTURES / "cat.jpg").read_bytes()
-

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from scripts.servers import REPO_ROOT, free_port
-from tests.conftest import S3Server
+from tests.utils.s3 import S3Server
 
 
 @dataclass
@@ -99,7 +99,9 @@ def port_accepts_connections(port: int) -> bool:
 def test_legacy_script_session(live_service: LiveService, cat_jpeg: bytes) -> None:
     with httpx.Client(base_url=live_service.url, timeout=30) as http:
         # upload with plain fields, as `requests.post(url, files=..., data={...})` sends them
-        plain = http.post("/images", files={"image": ("cat.jpg", cat_jpeg, "image/jpeg")}, data={"label": "cat", "count": "2"})
+        plain = http.post(
+            "/images", files={"image": ("cat.jpg", cat_jpeg, "image/jpeg")}, data={"label": "cat", "count": "2"}
+        )
         assert plain.status_code == 200, plain.text
         assert plain.json()["data"] == {"label": "cat", "count": "2"}
 
@@ -173,7 +175,11 @@ def test_run_service_stops_its_ferretdb_on_sigterm(
 
 def test_bad_configuration_stops_start_up_with_one_sentence(tmp_path: Path) -> None:
     env = {name: value for name, value in os.environ.items() if not name.startswith(("MONGODB_", "S3_", "IMAGE_"))}
-    env |= {"MONGODB_CONNECTION_STRING": "mongodb://127.0.0.1:1/x", "IMAGE_SCOPE": "everyone", "APP_PORT": str(free_port())}
+    env |= {
+        "MONGODB_CONNECTION_STRING": "mongodb://127.0.0.1:1/x",
+        "IMAGE_SCOPE": "everyone",
+        "APP_PORT": str(free_port()),
+    }
     result = subprocess.run(
         [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--port", env["APP_PORT"]],
         cwd=REPO_ROOT,

@@ -99,9 +99,10 @@ class ImageService:
         # Look before writing the file: a database outage or an id clash then costs no write.
         with database_errors():
             existing = await Image.find_one({"file": file, "userId": scope.owner})
-            if new.image_id is not None and (existing is None or existing.id != new.image_id):
-                if existing is not None or await Image.find_one({"_id": new.image_id}) is not None:
-                    raise Conflict(f"The id {new.image_id} belongs to another image.")
+            if new.image_id is not None and existing is not None and existing.id != new.image_id:
+                raise Conflict(f"{file!r} belongs to image {existing.id}; upload without _id to replace it.")
+            if new.image_id is not None and existing is None and await Image.find_one({"_id": new.image_id}):
+                raise Conflict(f"The id {new.image_id} belongs to another image.")
 
         fields = {
             "time": to_stored_time(new.time) if new.time else utc_now(),
@@ -130,7 +131,8 @@ class ImageService:
         except ServiceError:
             await self._delete_file_quietly(key)
             raise
-        return Image.model_validate(stored)
+        assert stored is not None  # an upsert returning the document after the write always has one
+        return _loaded(stored)
 
     async def _replace(self, existing: Image, new: NewImage, key: str, fields: dict[str, Any]) -> Image:
         # Document first, then the file: a value the database refuses then changes nothing,
@@ -151,7 +153,7 @@ class ImageService:
             except ServiceError as error:
                 log.error("image %s keeps new metadata without its new file: %s", existing.id, error.detail)
             raise
-        return Image.model_validate(stored)
+        return _loaded(stored)
 
     async def update_data(self, scope: Scope, image_id: str, changes: Any) -> Image:
         """Merge `changes` into the image's data (`$unset` removes keys); the updated image."""
@@ -179,7 +181,7 @@ class ImageService:
             )
         if stored is None:
             raise NotFound(f"No image with id {image_id}.")
-        return Image.model_validate(stored)
+        return _loaded(stored)
 
     async def delete(self, scope: Scope, image_id: str) -> None:
         image = await self.get(scope, image_id)
@@ -195,3 +197,9 @@ class ImageService:
             await self.storage.delete(key)
         except ServiceError as error:
             log.error("could not delete file %r from storage: %s", key, error.detail)
+
+
+def _loaded(raw: dict[str, Any]) -> Image:
+    """An Image from a raw document that a PyMongo call returned."""
+    image: Image = Image.model_validate(raw)
+    return image

@@ -18,7 +18,8 @@ class StoredFile:
 
 
 class Storage(Protocol):
-    kind: Literal["local", "s3"]
+    @property
+    def kind(self) -> Literal["local", "s3"]: ...
 
     @property
     def location(self) -> str:

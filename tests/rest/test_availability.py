@@ -40,7 +40,9 @@ async def eventually(check: Callable[[], object], *, seconds: float = 30) -> Non
 async def test_database_outage_is_503_and_service_recovers(
     own_ferretdb: FerretDB, make_settings: Callable[..., Settings]
 ) -> None:
-    settings = make_settings(mongodb_connection_string=f"{own_ferretdb.uri.rstrip('/')}/outage", mongodb_timeout_ms=1000)
+    settings = make_settings(
+        mongodb_connection_string=f"{own_ferretdb.uri.rstrip('/')}/outage", mongodb_timeout_ms=1000
+    )
     async with LifespanClient(create_app(settings)) as (client, app):
         created = (await upload(client, make_image(), fields={"file": "before.png"})).json()
 

@@ -25,7 +25,9 @@ async def upload(
     filename: str = "picture.png",
     fields: dict[str, str] | None = None,
 ) -> httpx.Response:
-    return await client.post("/images", files={"image": (filename, content, "application/octet-stream")}, data=fields or {})
+    return await client.post(
+        "/images", files={"image": (filename, content, "application/octet-stream")}, data=fields or {}
+    )
 
 
 async def stored_keys(app: FastAPI) -> set[str]:
@@ -77,9 +79,7 @@ async def test_upload_with_data_null_means_no_metadata(client: httpx.AsyncClient
 
 
 async def test_repeated_plain_field_becomes_a_list(client: httpx.AsyncClient) -> None:
-    response = await client.post(
-        "/images", files={"image": ("a.png", make_image())}, data={"tag": ["x", "y"]}
-    )
+    response = await client.post("/images", files={"image": ("a.png", make_image())}, data={"tag": ["x", "y"]})
     assert response.json()["data"] == {"tag": ["x", "y"]}
 
 
