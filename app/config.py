@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     user_identifier: str = "preferred_username"
 
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    # The largest page `GET /images?limit=` may ask for; more is a 400, not a silent cut.
+    query_max_limit: int = Field(default=10_000, ge=1)
     cors_origins: str = "*"
 
     @model_validator(mode="before")

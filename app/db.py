@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,9 +36,15 @@ log = logging.getLogger(__name__)
 RETRY_SECONDS = 2.0
 
 
+MaintenanceTask = Callable[[AsyncCollection[dict[str, Any]]], Awaitable[object]]
+
+
 class Database:
-    def __init__(self, *, uri: str, name: str, timeout_ms: int) -> None:
+    def __init__(self, *, uri: str, name: str, timeout_ms: int, maintenance: Sequence[MaintenanceTask] = ()) -> None:
         self.name = name
+        # Run in the background once the database is first reached (data migrations, say).
+        self._maintenance = list(maintenance)
+        self._background: set[asyncio.Task[None]] = set()
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             uri,
             tz_aware=True,
@@ -47,7 +53,6 @@ class Database:
             appname="image-storage",
         )
         self._ready = asyncio.Event()
-        self._retrying: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         """Initialise now if the database answers, else keep trying in the background."""
@@ -55,13 +60,21 @@ class Database:
             await self._initialise()
         except PyMongoError as error:
             log.warning("database not reachable at start-up, retrying in the background: %s", error)
-            self._retrying = asyncio.create_task(self._retry_until_ready())
+            self._start_background(self._retry_until_ready())
 
     async def _initialise(self) -> None:
         database = self.client[self.name]
         await init_beanie(database=database, document_models=[Image], skip_indexes=True)
-        await ensure_indexes(database[Image.Settings.name], IMAGE_INDEXES)
+        collection = database[Image.Settings.name]
+        await ensure_indexes(collection, IMAGE_INDEXES)
         self._ready.set()
+        for task in self._maintenance:
+            self._start_background(_logged(task(collection)))
+
+    def _start_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)  # a reference, or the task may be collected mid-way
+        task.add_done_callback(self._background.discard)
 
     async def _retry_until_ready(self) -> None:
         while not self._ready.is_set():
@@ -84,9 +97,18 @@ class Database:
         return True
 
     async def close(self) -> None:
-        if self._retrying is not None:
-            self._retrying.cancel()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.client.close()
+
+
+async def _logged(work: Awaitable[object]) -> None:
+    try:
+        await work
+    except PyMongoError as error:
+        # Maintenance is retried at the next start; the service works without it meanwhile.
+        log.warning("database maintenance stopped: %s", error)
 
 
 async def ensure_indexes(collection: AsyncCollection[dict[str, Any]], indexes: list[IndexModel]) -> None:
@@ -106,8 +128,13 @@ _REFUSED_VALUE_CODES = {2, 17419, 52, 55, 56, 57}  # BadValue, DocumentTooLarge,
 
 
 @contextmanager
-def database_errors() -> Iterator[None]:
-    """Turn driver errors into domain errors: unreachable → Unavailable, refused value → BadInput."""
+def database_errors(*, user_query: bool = False) -> Iterator[None]:
+    """Turn driver errors into domain errors: unreachable → Unavailable, refused value → BadInput.
+
+    With `user_query`, any command error counts as the user's: the query compiler has already
+    refused everything unsafe, so what the server still refuses (a projection path collision,
+    say) is a query the user can fix.
+    """
     try:
         yield
     except DuplicateKeyError:
@@ -115,8 +142,10 @@ def database_errors() -> Iterator[None]:
     except (ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError):
         raise Unavailable("The database is unreachable; try again shortly.") from None
     except (WriteError, OperationFailure) as error:
+        message = str((error.details or {}).get("errmsg") or error).split(", full error")[0].rstrip(".")
+        if user_query and not isinstance(error, WriteError):
+            raise BadInput(f"The database could not run this query: {message}.") from None
         if error.code in _REFUSED_VALUE_CODES:
-            message = (error.details or {}).get("errmsg") or str(error)
             raise BadInput(f"The database refused a value: {message}.") from None
         raise
     except (DocumentTooLarge, InvalidDocument) as error:

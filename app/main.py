@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 
 from app import __version__
 from app.config import ConfigError, Settings, load_settings
-from app.rest import images, info
+from app.rest import collection, fields, images, info
 from app.rest.errors import install_error_handlers
 from app.rest.limits import BodySizeLimit
 from app.services import Services
@@ -46,7 +46,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(info.router)
+    app.include_router(collection.router)
     app.include_router(images.router)
+    app.include_router(fields.router)
     app.add_middleware(
         BodySizeLimit,
         limit=settings.max_upload_bytes,

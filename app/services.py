@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from app.config import Settings
 from app.db import Database
+from app.domain import data_keys
 from app.domain.images import ImageService
 from app.errors import Unavailable
 from app.storage import Storage, build_storage
@@ -24,7 +25,10 @@ class Services:
     @classmethod
     async def open(cls, settings: Settings) -> Services:
         database = Database(
-            uri=settings.mongodb_uri, name=settings.mongodb_database, timeout_ms=settings.mongodb_timeout_ms
+            uri=settings.mongodb_uri,
+            name=settings.mongodb_database,
+            timeout_ms=settings.mongodb_timeout_ms,
+            maintenance=[data_keys.backfill],
         )
         await database.open()
         storage = build_storage(settings)

@@ -8,10 +8,11 @@ removes the document first, so a failure never leaves a document pointing at not
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mimetypes
 import posixpath
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO
@@ -21,14 +22,18 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 
 from app.db import Database, database_errors
+from app.domain import data_keys
 from app.domain.media import sniff
 from app.domain.metadata import check_data, parse_data_patch, parse_object_id
+from app.domain.query import ImageQuery, all_of, check_path, scoped
 from app.domain.scope import Scope, storage_key
 from app.errors import BadInput, Conflict, NotFound, ServiceError, TooLarge
 from app.models import Image, to_stored_time, utc_now
 from app.storage import Storage, normalise_key
 
 log = logging.getLogger(__name__)
+
+DELETE_BATCH = 500
 
 
 @dataclass(kw_only=True)
@@ -42,6 +47,18 @@ class NewImage:
     time: datetime | None = None
     data: dict[str, Any] = field(default_factory=dict)
     image_id: ObjectId | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Page:
+    total: int  # every match, not just this page
+    items: list[dict[str, Any]]  # raw documents, projected as the query asked
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateSummary:
+    matched: int
+    modified: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +124,7 @@ class ImageService:
         fields = {
             "time": to_stored_time(new.time) if new.time else utc_now(),
             "data": data,
+            "dataKeys": data_keys.data_keys(data),
             "size": new.length,
             "contentType": facts.content_type,
             "width": facts.width,
@@ -158,19 +176,20 @@ class ImageService:
     async def update_data(self, scope: Scope, image_id: str, changes: Any) -> Image:
         """Merge `changes` into the image's data (`$unset` removes keys); the updated image."""
         to_set, to_unset = parse_data_patch(changes)
-        update: dict[str, Any] = {}
-        if to_set:
-            update["$set"] = {f"data.{key}": value for key, value in to_set.items()}
-        if to_unset:
-            update["$unset"] = {f"data.{key}": "" for key in to_unset}
+        update = data_keys.merge_update(to_set, to_unset)
         if not update:
             return await self.get(scope, image_id)
-        return await self._update_one(scope, image_id, update)
+        image = await self._update_one(scope, image_id, update)
+        if to_unset:
+            with database_errors():
+                await data_keys.prune(Image.get_pymongo_collection(), to_unset, {"_id": image.id})
+        return image
 
     async def replace_data(self, scope: Scope, image_id: str, data: Any) -> Image:
         if not isinstance(data, dict):
             raise BadInput("The request body must be a JSON object: the image's new metadata.")
-        return await self._update_one(scope, image_id, {"$set": {"data": check_data(data)}})
+        data = check_data(data)
+        return await self._update_one(scope, image_id, {"$set": {"data": data, "dataKeys": data_keys.data_keys(data)}})
 
     async def _update_one(self, scope: Scope, image_id: str, update: dict[str, Any]) -> Image:
         condition = {"_id": parse_object_id(image_id), **scope.condition()}
@@ -189,6 +208,75 @@ class ImageService:
             result = await Image.get_pymongo_collection().delete_one({"_id": image.id, **scope.condition()})
         if result.deleted_count:
             await self._delete_file_quietly(storage_key(image.file, image.userId))
+
+    # -- many at once ---------------------------------------------------------------------------
+
+    async def find(self, scope: Scope, query: ImageQuery) -> Page:
+        """One page of matches (raw documents, projected as asked) and the count of all matches."""
+        condition = scoped(query.filter, scope)
+        collection = Image.get_pymongo_collection()
+        self.database.require_ready()
+        with database_errors(user_query=True):
+            total = await collection.count_documents(condition)
+            cursor = collection.find(condition, query.projection, sort=query.sort, skip=query.skip, limit=query.limit)
+            items = await cursor.to_list(None)
+        return Page(total=total, items=items)
+
+    async def update_many(self, scope: Scope, query_filter: Mapping[str, Any], changes: Any) -> UpdateSummary:
+        """Merge `changes` into the data of every match (`$unset` removes keys)."""
+        to_set, to_unset = parse_data_patch(changes)
+        condition = scoped(query_filter, scope)
+        collection = Image.get_pymongo_collection()
+        self.database.require_ready()
+        update = data_keys.merge_update(to_set, to_unset)
+        with database_errors(user_query=True):
+            if not update:
+                return UpdateSummary(matched=await collection.count_documents(condition), modified=0)
+            result = await collection.update_many(condition, update)
+            if to_unset:
+                await data_keys.prune(collection, to_unset, scope.condition())
+        return UpdateSummary(matched=result.matched_count, modified=result.modified_count)
+
+    async def delete_many(self, scope: Scope, query_filter: Mapping[str, Any]) -> int:
+        """Delete every match and its file; the number of documents deleted.
+
+        Works through the matches in `_id` order, a batch at a time, so memory stays bounded
+        and a batch that fails half-way never hides the ones after it.
+        """
+        condition = scoped(query_filter, scope)
+        collection = Image.get_pymongo_collection()
+        self.database.require_ready()
+        deleted = 0
+        after: ObjectId | None = None
+        while True:
+            page = all_of([condition, {"_id": {"$gt": after}} if after is not None else {}])
+            with database_errors(user_query=True):
+                batch = await collection.find(
+                    page, {"file": 1, "userId": 1}, sort=[("_id", 1)], limit=DELETE_BATCH
+                ).to_list(None)
+                if not batch:
+                    return deleted
+                after = batch[-1]["_id"]
+                result = await collection.delete_many({"_id": {"$in": [doc["_id"] for doc in batch]}})
+            deleted += result.deleted_count
+            await asyncio.gather(
+                *(self._delete_file_quietly(storage_key(doc["file"], doc.get("userId"))) for doc in batch)
+            )
+
+    async def fields(self, scope: Scope, query_filter: Mapping[str, Any]) -> list[str]:
+        """The distinct top-level `data` keys over the matches."""
+        self.database.require_ready()
+        with database_errors(user_query=True):
+            keys = await Image.get_pymongo_collection().distinct("dataKeys", scoped(query_filter, scope))
+        return sorted(key for key in keys if isinstance(key, str))
+
+    async def field_values(self, scope: Scope, name: str, query_filter: Mapping[str, Any]) -> list[Any]:
+        """The distinct values of `data.<name>` over the matches (array elements count singly)."""
+        path = f"data.{check_path(name, what='field')}"
+        self.database.require_ready()
+        with database_errors(user_query=True):
+            values: list[Any] = await Image.get_pymongo_collection().distinct(path, scoped(query_filter, scope))
+        return values
 
     async def _delete_file_quietly(self, key: str) -> None:
         # The document is gone (or was never written); a leftover file is only wasted space,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from app.domain.images import ImageService
+from app.domain.query import ImageQuery, parse_query_params
 from app.domain.scope import EVERYONE, Scope
 from app.services import Services
 
@@ -25,6 +26,30 @@ def get_scope() -> Scope:
     return EVERYONE
 
 
+def get_image_query(
+    request: Request,
+    # Declared for the OpenAPI document only: the query compiler reads the raw parameters,
+    # because any other `key=value` is a metadata match and arrays come in three spellings.
+    skip: Annotated[str | None, Query(description="matches to skip")] = None,
+    limit: Annotated[str | None, Query(description="page size (default 100)")] = None,
+    sort: Annotated[str | None, Query(description="field(s) to sort by: time, file, data.x; '-x' descends")] = None,
+    order: Annotated[str | None, Query(description="1, -1, asc or desc")] = None,
+    from_: Annotated[str | None, Query(alias="from", description="time >= this ISO date")] = None,
+    to: Annotated[str | None, Query(description="time <= this ISO date")] = None,
+    file: Annotated[str | None, Query(description="exact file path (substring with regex)")] = None,
+    regex: Annotated[str | None, Query(description="true: file and key=value match as case-insensitive regex")] = None,
+    ids: Annotated[list[str] | None, Query(description="image ids, repeated or comma-separated (also ids[])")] = None,
+    filter: Annotated[
+        str | None, Query(description='MongoDB-style query JSON, e.g. {"data.label":{"$in":["cat"]}}')
+    ] = None,
+    select: Annotated[str | None, Query(description="fields to return, '-field' to exclude")] = None,
+) -> ImageQuery:
+    """Any other parameter `key=value` matches images whose `data.key` equals `value`."""
+    settings = get_services(request).settings
+    return parse_query_params(request.query_params.multi_items(), max_limit=settings.query_max_limit)
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
+ImageQueryDep = Annotated[ImageQuery, Depends(get_image_query)]
 ImagesDep = Annotated[ImageService, Depends(get_images)]
 ScopeDep = Annotated[Scope, Depends(get_scope)]

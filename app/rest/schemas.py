@@ -33,3 +33,24 @@ class ErrorOut(BaseModel):
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorOut} for status in statuses}
+
+
+class PageOut(BaseModel):
+    total: int = Field(description="every match, not just this page")
+    skip: int
+    limit: int
+    items: list[ImageOut]
+    select: list[str] = Field(description="the `select` fields as given")
+
+
+class UpdateManyOut(BaseModel):
+    acknowledged: bool
+    matchedCount: int
+    modifiedCount: int
+    upsertedCount: int = Field(description="always 0: bulk updates never create images")
+    upsertedId: str | None = None
+
+
+class DeleteManyOut(BaseModel):
+    acknowledged: bool
+    deletedCount: int

@@ -1,0 +1,56 @@
+"""`/images` routes over every image a query matches: list, bulk update, bulk delete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app.models import document_to_json
+from app.rest.deps import ImageQueryDep, ImagesDep, ScopeDep
+from app.rest.images import MetadataBody
+from app.rest.schemas import DeleteManyOut, PageOut, UpdateManyOut, error_responses
+
+router = APIRouter(tags=["images"])
+
+
+@router.get("/images", response_model=PageOut, responses=error_responses(400, 503), summary="List matching images")
+async def list_images(query: ImageQueryDep, images: ImagesDep, scope: ScopeDep) -> JSONResponse:
+    page = await images.find(scope, query)
+    return JSONResponse(
+        {
+            "total": page.total,
+            "skip": query.skip,
+            "limit": query.limit,
+            "items": [document_to_json(document) for document in page.items],
+            "select": query.select,
+        }
+    )
+
+
+@router.patch(
+    "/images",
+    response_model=UpdateManyOut,
+    responses=error_responses(400, 503),
+    summary="Merge metadata into every matching image (`$unset` removes keys)",
+)
+async def update_images(
+    query: ImageQueryDep, changes: MetadataBody, images: ImagesDep, scope: ScopeDep
+) -> dict[str, object]:
+    summary = await images.update_many(scope, query.filter, changes)
+    return {
+        "acknowledged": True,
+        "matchedCount": summary.matched,
+        "modifiedCount": summary.modified,
+        "upsertedCount": 0,
+        "upsertedId": None,
+    }
+
+
+@router.delete(
+    "/images",
+    response_model=DeleteManyOut,
+    responses=error_responses(400, 503),
+    summary="Delete every matching image and its file (no query: all images)",
+)
+async def delete_images(query: ImageQueryDep, images: ImagesDep, scope: ScopeDep) -> dict[str, object]:
+    return {"acknowledged": True, "deletedCount": await images.delete_many(scope, query.filter)}
