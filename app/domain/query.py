@@ -207,6 +207,11 @@ def parse_select(text: str | None) -> tuple[list[str], dict[str, int] | None]:
     projection = {
         check_path(item.lstrip("-+"), what="select field"): 0 if item.startswith("-") else 1 for item in fields
     }
+    paths = sorted(projection)
+    for shorter, longer in zip(paths, paths[1:], strict=False):
+        # MongoDB refuses `data` with `data.label` (FerretDB does not): refuse it on both.
+        if longer.startswith(f"{shorter}."):
+            raise BadInput(f"select names both {shorter} and {longer}; keep one of them.")
     kinds = {value for path, value in projection.items() if path != "_id"}
     if len(kinds) > 1:
         raise BadInput("select cannot mix fields to include with fields to exclude ('-field'), except _id.")
