@@ -172,7 +172,7 @@ async def wait_until_ready(http: httpx.AsyncClient, app: FastAPI) -> None:
     # The app starts its maintenance (the dataKeys backfill) in the background once connected.
     # It finds nothing here, but its query is a full scan on FerretDB that would overlap the
     # first measurements; so wait for it. A private attribute: if it disappears, don't wait.
-    background = getattr(app.state.services.database, "_background", set())
+    background: set[asyncio.Task[None]] = getattr(app.state.services.database, "_background", set())
     await asyncio.wait_for(asyncio.gather(*background, return_exceptions=True), STARTUP_TIMEOUT_S)
 
 
@@ -237,6 +237,9 @@ async def measure(
     async def service_call() -> httpx.Response:
         return await http.get(result.service_url)
 
+    # On FerretDB every call can take seconds, so show where a long run is.
+    print(f"  {result.query} ...", file=sys.stderr, flush=True)
+
     for _ in range(WARMUP_CALLS):
         response = await service_call()
         if response.status_code != 200:
@@ -283,9 +286,7 @@ async def run_queries(collection: AsyncCollection[Document], http: httpx.AsyncCl
     time_from, time_to = to_stored_time(RANGE_FROM), to_stored_time(RANGE_TO)
     time_filter: Document = {"time": {"$gte": time_from, "$lte": time_to}}
     time_sort = [("time", -1), ("_id", -1)]
-    time_url = (
-        f"/images?limit={PAGE_LIMIT}&from={format_time(time_from)}&to={format_time(time_to)}&sort=time&order=-1"
-    )
+    time_url = f"/images?limit={PAGE_LIMIT}&from={format_time(time_from)}&to={format_time(time_to)}&sort=time&order=-1"
 
     async def distinct_keys() -> list[Any]:
         return await collection.distinct("dataKeys", {})
