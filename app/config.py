@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     user_identifier: str = "preferred_username"
 
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    # Imports: the archive upload, and what it may unpack to (zip bombs are refused up front).
+    max_archive_bytes: int = Field(default=64 * 1024**3, ge=1)
+    import_max_entries: int = Field(default=200_000, ge=1)
+    import_max_uncompressed_bytes: int = Field(default=64 * 1024**3, ge=1)
     # The largest page `GET /images?limit=` may ask for; more is a 400, not a silent cut.
     query_max_limit: int = Field(default=10_000, ge=1)
     cors_origins: str = "*"

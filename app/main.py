@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 
 from app import __version__
 from app.config import ConfigError, Settings, load_settings
-from app.rest import collection, fields, images, info
+from app.rest import archive, collection, fields, images, info
 from app.rest.errors import install_error_handlers
 from app.rest.limits import BodySizeLimit
 from app.services import Services
@@ -49,11 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(collection.router)
     app.include_router(images.router)
     app.include_router(fields.router)
-    app.add_middleware(
-        BodySizeLimit,
-        limit=settings.max_upload_bytes,
-        routes={("POST", "/images")},
-    )
+    app.include_router(archive.router)
+    app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes, routes={("POST", "/images")})
+    app.add_middleware(BodySizeLimit, limit=settings.max_archive_bytes, routes={("POST", "/import")})
     app.add_middleware(
         CORSMiddleware,
         allow_origins=[origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()],

@@ -47,6 +47,8 @@ class NewImage:
     time: datetime | None = None
     data: dict[str, Any] = field(default_factory=dict)
     image_id: ObjectId | None = None
+    # False (restoring an archive): an id already used elsewhere is dropped, not a conflict.
+    id_required: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,10 +118,14 @@ class ImageService:
         # Look before writing the file: a database outage or an id clash then costs no write.
         with database_errors():
             existing = await Image.find_one({"file": file, "userId": scope.owner})
-            if new.image_id is not None and existing is not None and existing.id != new.image_id:
-                raise Conflict(f"{file!r} belongs to image {existing.id}; upload without _id to replace it.")
-            if new.image_id is not None and existing is None and await Image.find_one({"_id": new.image_id}):
-                raise Conflict(f"The id {new.image_id} belongs to another image.")
+            image_id = new.image_id
+            if image_id is not None and existing is not None and existing.id != image_id:
+                if new.id_required:
+                    raise Conflict(f"{file!r} belongs to image {existing.id}; upload without _id to replace it.")
+            elif image_id is not None and existing is None and await Image.find_one({"_id": image_id}):
+                if new.id_required:
+                    raise Conflict(f"The id {image_id} belongs to another image.")
+                image_id = None
 
         fields = {
             "time": to_stored_time(new.time) if new.time else utc_now(),
@@ -132,17 +138,19 @@ class ImageService:
         }
         key = storage_key(file, scope.owner)
         if existing is None:
-            return await self._create(scope, new, file, key, fields)
+            return await self._create(scope, new, file, key, fields, image_id or ObjectId())
         return await self._replace(existing, new, key, fields)
 
-    async def _create(self, scope: Scope, new: NewImage, file: str, key: str, fields: dict[str, Any]) -> Image:
+    async def _create(
+        self, scope: Scope, new: NewImage, file: str, key: str, fields: dict[str, Any], image_id: ObjectId
+    ) -> Image:
         # File first, then the document: if the document cannot be written, the file goes.
         await self.storage.save(key, new.source, length=new.length, content_type=fields["contentType"])
         try:
             with database_errors():
                 stored = await Image.get_pymongo_collection().find_one_and_update(
                     {"file": file, "userId": scope.owner},
-                    {"$set": fields, "$setOnInsert": {"_id": new.image_id or ObjectId()}},
+                    {"$set": fields, "$setOnInsert": {"_id": image_id}},
                     upsert=True,
                     return_document=ReturnDocument.AFTER,
                 )

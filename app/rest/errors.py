@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pymongo.errors import ConnectionFailure
 
 from app import errors
+from app.domain.imports import ImportInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,11 @@ def error_response(status: int, detail: str) -> JSONResponse:
 async def _service_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, errors.ServiceError)
     status = next(code for kind, code in STATUS.items() if isinstance(error, kind))
-    return error_response(status, error.detail)
+    response = error_response(status, error.detail)
+    if isinstance(error, ImportInterrupted):
+        # What did get imported, so the client knows exactly where the import stopped.
+        response = JSONResponse({"detail": error.detail, **error.summary.as_json()}, status_code=status)
+    return response
 
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:

@@ -7,18 +7,18 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Body, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from app.domain.images import NewImage
-from app.domain.metadata import check_key, parse_data_field, parse_object_id, parse_time
+from app.domain.metadata import parse_object_id, parse_time
 from app.models import image_to_json
 from app.rest.deps import ImagesDep, ScopeDep
+from app.rest.forms import form_metadata
 from app.rest.schemas import DeletedOut, ImageOut, error_responses
 
 router = APIRouter(tags=["images"])
 
 # Form fields with a meaning of their own; every other field becomes metadata.
-SPECIAL_FIELDS = {"image", "file", "time", "_id", "data", "json"}
+SPECIAL_FIELDS = {"image", "file", "time", "_id"}
 
 MetadataBody = Annotated[
     Any,
@@ -43,40 +43,22 @@ async def upload_image(
     file: Annotated[str | None, Form(description="storage path; default: the upload's file name")] = None,
     time: Annotated[str | None, Form(description="ISO-8601 capture time; default: now")] = None,
     image_id: Annotated[str | None, Form(alias="_id", description="keep this id (24 hex)")] = None,
+    # `data` and `json` are read by form_metadata with the other fields; declared for /docs.
     data: Annotated[str | None, Form(description="metadata as JSON text; `null` for none")] = None,
     json_text: Annotated[str | None, Form(alias="json", description="alias of `data`")] = None,
 ) -> JSONResponse:
     """Other form fields (`label=cat`) become metadata, unless `data`/`json` gives it as JSON."""
-    metadata = _form_metadata(await request.form())
-    for name, text in (("json", json_text), ("data", data)):
-        if text is not None and (parsed := parse_data_field(text, name=name)) is not None:
-            metadata = parsed
-            break
     new = NewImage(
         source=image.file,
         length=image.size if image.size is not None else _measure(image),
         filename=image.filename,
         file=file,
         time=parse_time(time) if time else None,
-        data=metadata,
+        data=form_metadata(await request.form(), special=SPECIAL_FIELDS),
         image_id=parse_object_id(image_id) if image_id else None,
     )
     stored = await images.upload(scope, new)
     return JSONResponse(image_to_json(stored))
-
-
-def _form_metadata(form: Any) -> dict[str, Any]:
-    metadata: dict[str, Any] = {}
-    for name, value in form.multi_items():
-        if name in SPECIAL_FIELDS or isinstance(value, StarletteUploadFile):
-            continue
-        check_key(name, path="data")
-        if name in metadata:  # a repeated field becomes a list, as the legacy form parser did
-            previous = metadata[name]
-            metadata[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
-        else:
-            metadata[name] = value
-    return metadata
 
 
 def _measure(upload: UploadFile) -> int:

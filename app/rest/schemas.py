@@ -54,3 +54,14 @@ class UpdateManyOut(BaseModel):
 class DeleteManyOut(BaseModel):
     acknowledged: bool
     deletedCount: int
+
+
+class SkippedOut(BaseModel):
+    name: str
+    reason: str
+
+
+class ImportOut(BaseModel):
+    file: str = Field(description="the archive's name")
+    imported: int
+    skipped: list[SkippedOut]

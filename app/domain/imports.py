@@ -1,0 +1,267 @@
+"""Import a `.zip` archive: ours from `/export`, or the legacy service's.
+
+With `mongodb_data.json` the documents are restored (their `_id`, `time` and `data`, upserted by
+file and owner); archive files it does not list, or any file when there is no such JSON, become
+new images. Every image goes through `ImageService.upload`, so an imported image is checked,
+stored and made consistent exactly like an uploaded one.
+
+Archives are untrusted: limits on entry count and total size are checked on the central
+directory before anything is written (declared sizes bound what zipfile will inflate, so a zip
+bomb cannot exceed them), names that could leave the storage root and symbolic links are
+skipped, and the JSON is parsed as a stream and checked whole before the first write.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import stat
+import zipfile
+import zlib
+from collections.abc import Generator, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any, BinaryIO, cast
+
+import ijson
+from anyio import to_thread
+from bson import ObjectId
+
+from app.domain.export import JSON_NAME, XLSX_NAME
+from app.domain.images import ImageService, NewImage
+from app.domain.metadata import parse_object_id, parse_time
+from app.domain.scope import Scope
+from app.errors import BadInput, ServiceError, TooLarge, Unavailable
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportLimits:
+    max_entries: int
+    max_uncompressed_bytes: int
+
+
+@dataclass(kw_only=True)
+class ImportSummary:
+    file: str
+    imported: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def skip(self, name: str, reason: str) -> None:
+        self.skipped.append({"name": name, "reason": reason})
+
+    def as_json(self) -> dict[str, Any]:
+        return {"file": self.file, "imported": self.imported, "skipped": self.skipped}
+
+
+class ImportInterrupted(Unavailable):
+    """The database or storage went away mid-import; `summary` says what was imported."""
+
+    def __init__(self, detail: str, summary: ImportSummary) -> None:
+        super().__init__(detail)
+        self.summary = summary
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Restored:
+    """One document of `mongodb_data.json`, checked for shape."""
+
+    file: str
+    image_id: ObjectId | None
+    time: datetime | None
+    data: dict[str, Any]
+
+
+async def import_archive(
+    images: ImageService,
+    scope: Scope,
+    *,
+    archive: BinaryIO,
+    archive_name: str,
+    extra_data: dict[str, Any],
+    limits: ImportLimits,
+) -> ImportSummary:
+    summary = ImportSummary(file=archive_name)
+    zip_file = await to_thread.run_sync(_open_zip, archive)
+    with ExitStack() as stack:
+        stack.callback(zip_file.close)
+        entries = await to_thread.run_sync(_inventory, zip_file, limits)
+        has_json = JSON_NAME in entries
+        if has_json:
+            await to_thread.run_sync(_check_documents, zip_file)
+        used: set[str] = set()
+        documents = _documents(zip_file) if has_json else _no_documents()
+        stack.callback(documents.close)
+        while (document := await to_thread.run_sync(next, documents, None)) is not None:
+            used.add(document.file)
+            info = entries.get(document.file)
+            if info is None:
+                summary.skip(document.file, f"listed in {JSON_NAME} but its file is not in the archive")
+                continue
+            new = NewImage(
+                source=_entry(zip_file, info),
+                length=info.file_size,
+                file=document.file,
+                time=document.time,
+                data={**document.data, **extra_data},
+                image_id=document.image_id,
+                id_required=False,
+            )
+            await _import_one(images, scope, new, summary)
+        for name, info in entries.items():
+            if name in used or name in (JSON_NAME, XLSX_NAME):
+                continue
+            if _is_symlink(info):
+                summary.skip(name, "symbolic links are not imported")
+                continue
+            new = NewImage(source=_entry(zip_file, info), length=info.file_size, file=name, data=dict(extra_data))
+            await _import_one(images, scope, new, summary)
+    return summary
+
+
+def _no_documents() -> Generator[_Restored, None, None]:
+    yield from ()
+
+
+async def _import_one(images: ImageService, scope: Scope, new: NewImage, summary: ImportSummary) -> None:
+    name = new.file or ""
+    try:
+        await images.upload(scope, new)
+    except Unavailable as error:
+        raise ImportInterrupted(
+            f"The import stopped after {summary.imported} images: {error.detail}", summary
+        ) from None
+    except ServiceError as error:  # this image is refused (not an image, bad path, too large…); go on
+        summary.skip(name, error.detail)
+    else:
+        summary.imported += 1
+    finally:
+        new.source.close()
+
+
+def _open_zip(archive: BinaryIO) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        raise BadInput("The archive is not a valid .zip file.") from None
+
+
+def _inventory(zip_file: zipfile.ZipFile, limits: ImportLimits) -> dict[str, zipfile.ZipInfo]:
+    """The file entries by name, once the archive is known to be within the limits."""
+    infos = [info for info in zip_file.infolist() if not info.is_dir()]
+    if len(infos) > limits.max_entries:
+        raise TooLarge(f"The archive holds {len(infos)} files; at most {limits.max_entries} can be imported at once.")
+    total = sum(info.file_size for info in infos)
+    if total > limits.max_uncompressed_bytes:
+        raise TooLarge(
+            f"The archive unpacks to {total} bytes; at most {limits.max_uncompressed_bytes} can be imported at once."
+        )
+    return {info.filename: info for info in infos}
+
+
+def _is_symlink(info: zipfile.ZipInfo) -> bool:
+    return stat.S_ISLNK(info.external_attr >> 16)
+
+
+def _check_documents(zip_file: zipfile.ZipFile) -> None:
+    """Read mongodb_data.json through once, so a corrupt one is refused before any write."""
+    count = sum(1 for _ in _documents(zip_file))
+    if count == 0:
+        _require_array(zip_file)
+
+
+def _documents(zip_file: zipfile.ZipFile) -> Generator[_Restored, None, None]:
+    """The documents of mongodb_data.json one at a time, never the whole parsed file."""
+    try:
+        with zip_file.open(JSON_NAME) as handle:
+            for index, item in enumerate(ijson.items(handle, "item", use_float=True)):
+                yield _restored(item, index)
+    except (ijson.JSONError, zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError) as error:
+        raise BadInput(f"{JSON_NAME} in the archive is corrupt: {error}.") from None
+
+
+def _require_array(zip_file: zipfile.ZipFile) -> None:
+    # ijson finds no items both in `[]` and in a document that is not an array at all.
+    try:
+        with zip_file.open(JSON_NAME) as handle:
+            first = next(ijson.parse(handle), None)
+    except ijson.JSONError as error:
+        raise BadInput(f"{JSON_NAME} in the archive is corrupt: {error}.") from None
+    if first is None or first[1] != "start_array":
+        raise BadInput(f"{JSON_NAME} in the archive must hold an array of documents.")
+
+
+def _restored(item: Any, index: int) -> _Restored:
+    where = f"{JSON_NAME} item {index}"
+    if not isinstance(item, dict):
+        raise BadInput(f"{where} is not an object.")
+    file = item.get("file")
+    if not isinstance(file, str) or not file:
+        raise BadInput(f"{where} has no file path.")
+    raw_id = item.get("_id")
+    if isinstance(raw_id, dict):  # MongoDB extended JSON, as mongoexport writes it
+        raw_id = raw_id.get("$oid")
+    raw_time = item.get("time")
+    if isinstance(raw_time, dict):
+        raw_time = raw_time.get("$date")
+    data = item.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise BadInput(f"{where} has data that is not an object.")
+    try:
+        image_id = parse_object_id(raw_id) if isinstance(raw_id, str) else None
+        time = parse_time(raw_time) if isinstance(raw_time, str) else None
+    except BadInput as error:
+        raise BadInput(f"{where}: {error.detail}") from None
+    return _Restored(file=file, image_id=image_id, time=time, data=data or {})
+
+
+def _entry(zip_file: zipfile.ZipFile, info: zipfile.ZipInfo) -> BinaryIO:
+    return cast(BinaryIO, _EntryReader(zip_file, info))
+
+
+class _EntryReader:
+    """A zip entry as the seekable binary file uploads expect; a damaged entry is BadInput.
+
+    Opened on first use, so entries wait closed until their turn.
+    """
+
+    def __init__(self, zip_file: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+        self._zip, self._info = zip_file, info
+        self._handle: IO[bytes] | None = None
+
+    @property
+    def _file(self) -> IO[bytes]:
+        if self._handle is None:
+            self._handle = self._guard(lambda: self._zip.open(self._info))
+        return self._handle
+
+    def _guard(self, action: Any) -> Any:
+        try:
+            return action()
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as error:
+            name = posixpath.basename(self._info.filename)
+            raise BadInput(f"The archive entry {name!r} is damaged or unsupported: {error}.") from None
+
+    def read(self, size: int = -1) -> bytes:
+        chunk: bytes = self._guard(lambda: self._file.read(size))
+        return chunk
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        position: int = self._guard(lambda: self._file.seek(offset, whence))
+        return position
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(lambda: self.read(65536), b"")

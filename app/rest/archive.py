@@ -1,0 +1,59 @@
+"""`/export` and `/import`: whole datasets as `.zip` archives."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from app.domain.export import archive_name, export_archive
+from app.domain.imports import ImportLimits, import_archive
+from app.rest.deps import ImageQueryDep, ScopeDep, ServicesDep
+from app.rest.forms import form_metadata
+from app.rest.images import content_disposition
+from app.rest.schemas import ImportOut, error_responses
+
+router = APIRouter(tags=["archives"])
+
+
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/zip": {}}, "description": "the archive"}, **error_responses(400, 503)},
+    summary="Download the matching images and their metadata as a .zip",
+)
+async def export_images(query: ImageQueryDep, services: ServicesDep, scope: ScopeDep) -> StreamingResponse:
+    """Every match (paging parameters are ignored): files at their paths, mongodb_data.json, mongodb_data.xlsx."""
+    chunks = await export_archive(database=services.database, storage=services.storage, scope=scope, query=query)
+    headers = {"Content-Disposition": content_disposition(archive_name(), kind="attachment")}
+    return StreamingResponse(chunks, media_type="application/zip", headers=headers)
+
+
+@router.post(
+    "/import",
+    response_model=ImportOut,
+    responses=error_responses(400, 413, 503),
+    summary="Import a .zip archive (from /export, or the legacy service's)",
+)
+async def import_images(
+    request: Request,
+    services: ServicesDep,
+    scope: ScopeDep,
+    archive: Annotated[UploadFile, File(description="the .zip archive")],
+    # Read by form_metadata with any other fields, which are merged into every image's data.
+    data: Annotated[str | None, Form(description="metadata for every image, as JSON text")] = None,
+) -> JSONResponse:
+    settings = services.settings
+    summary = await import_archive(
+        services.images,
+        scope,
+        archive=archive.file,
+        archive_name=archive.filename or "archive.zip",
+        extra_data=form_metadata(await request.form(), special={"archive"}),
+        limits=ImportLimits(
+            max_entries=settings.import_max_entries,
+            max_uncompressed_bytes=settings.import_max_uncompressed_bytes,
+        ),
+    )
+    return JSONResponse(summary.as_json())
