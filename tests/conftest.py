@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from hypothesis import settings as hypothesis_settings
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient
@@ -25,6 +26,12 @@ from app.config import Settings, load_settings
 from app.main import create_app
 from scripts.servers import start_ferretdb, start_minio
 from tests.utils.s3 import S3Server
+
+# CI explores the same examples every run (a red run must mean a change broke something);
+# developers' runs explore new ones and keep failures in .hypothesis/ to replay.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 # The legacy service's real files live in the workspace's shared/ folder, beside the repository.
 FIXTURES = Path(os.environ.get("SHARED_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))

@@ -304,8 +304,11 @@ def _check_operand(path: str, operator: str, operand: Any, *, depth: int) -> Any
         return operand
     if operator == "$type":
         names = operand if isinstance(operand, list) else [operand]
+        if not names:
+            raise BadInput(f"{path}: $type needs a type name.")
         for name in names:
-            if not (name in BSON_TYPE_NAMES or (isinstance(name, int) and not isinstance(name, bool))):
+            known_name = isinstance(name, str) and name in BSON_TYPE_NAMES
+            if not (known_name or (isinstance(name, int) and not isinstance(name, bool))):
                 raise BadInput(f"{path}: $type {name!r} is not a known type name.")
         return operand
     if operator == "$not":
