@@ -18,6 +18,7 @@ from bson.errors import InvalidDocument
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import (
+    BulkWriteError,
     ConnectionFailure,
     DocumentTooLarge,
     DuplicateKeyError,
@@ -146,6 +147,14 @@ def database_errors(*, user_query: bool = False) -> Iterator[None]:
         if user_query and not isinstance(error, WriteError):
             raise BadInput(f"The database could not run this query: {message}.") from None
         if error.code in _REFUSED_VALUE_CODES:
+            raise BadInput(f"The database refused a value: {message}.") from None
+        raise
+    except BulkWriteError as error:
+        first = (error.details.get("writeErrors") or [{}])[0]
+        message = str(first.get("errmsg") or "a write was refused").rstrip(".")
+        if first.get("code") == 11000:
+            raise Conflict("Another image already uses this file path or id.") from None
+        if first.get("code") in _REFUSED_VALUE_CODES:
             raise BadInput(f"The database refused a value: {message}.") from None
         raise
     except (DocumentTooLarge, InvalidDocument) as error:

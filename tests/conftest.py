@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from hypothesis import settings as hypothesis_settings
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from hypothesis import settings as hypothesis_settings
 from pymongo import AsyncMongoClient
 
 from app.config import Settings, load_settings

@@ -19,10 +19,10 @@ from typing import Any, BinaryIO
 
 from anyio import to_thread
 from bson import ObjectId
-from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from app.db import Database, database_errors
-from app.domain import data_keys
+from app.domain import data_keys, rewrite
 from app.domain.media import sniff
 from app.domain.metadata import check_data, parse_data_patch, parse_object_id
 from app.domain.query import ImageQuery, all_of, check_path, scoped
@@ -104,7 +104,7 @@ class ImageService:
 
     # -- writing ------------------------------------------------------------------------------
 
-    async def upload(self, scope: Scope, new: NewImage) -> Image:
+    async def upload(self, scope: Scope, new: NewImage, *, retry: bool = True) -> Image:
         """Store a file and its document; an existing (file, owner) is replaced whole."""
         if new.length > self.max_upload_bytes:
             raise TooLarge(f"The file is larger than the maximum upload size of {self.max_upload_bytes} bytes.")
@@ -115,14 +115,15 @@ class ImageService:
         data = check_data(new.data)
         self.database.require_ready()
 
+        collection = Image.get_pymongo_collection()
         # Look before writing the file: a database outage or an id clash then costs no write.
         with database_errors():
-            existing = await Image.find_one({"file": file, "userId": scope.owner})
+            existing = await collection.find_one({"file": file, "userId": scope.owner})
             image_id = new.image_id
-            if image_id is not None and existing is not None and existing.id != image_id:
+            if image_id is not None and existing is not None and existing["_id"] != image_id:
                 if new.id_required:
-                    raise Conflict(f"{file!r} belongs to image {existing.id}; upload without _id to replace it.")
-            elif image_id is not None and existing is None and await Image.find_one({"_id": image_id}):
+                    raise Conflict(f"{file!r} belongs to image {existing['_id']}; upload without _id to replace it.")
+            elif image_id is not None and existing is None and await collection.find_one({"_id": image_id}):
                 if new.id_required:
                     raise Conflict(f"The id {image_id} belongs to another image.")
                 image_id = None
@@ -137,78 +138,71 @@ class ImageService:
             "height": facts.height,
         }
         key = storage_key(file, scope.owner)
-        if existing is None:
-            return await self._create(scope, new, file, key, fields, image_id or ObjectId())
-        return await self._replace(existing, new, key, fields)
+        if existing is not None:
+            return await self._replace(existing, new, key, fields)
+        document = {"_id": image_id or ObjectId(), "file": file, "userId": scope.owner, **fields}
+        try:
+            return await self._create(new, key, document)
+        except _PathTaken:
+            if not retry:
+                raise Conflict(f"{file!r} was being uploaded by someone else at the same time; try again.") from None
+            # Someone else created this path a moment ago: replace theirs, as a later upload would.
+            await to_thread.run_sync(new.source.seek, 0)
+            return await self.upload(scope, new, retry=False)
 
-    async def _create(
-        self, scope: Scope, new: NewImage, file: str, key: str, fields: dict[str, Any], image_id: ObjectId
-    ) -> Image:
+    async def _create(self, new: NewImage, key: str, document: dict[str, Any]) -> Image:
         # File first, then the document: if the document cannot be written, the file goes.
-        await self.storage.save(key, new.source, length=new.length, content_type=fields["contentType"])
+        await self.storage.save(key, new.source, length=new.length, content_type=document["contentType"])
         try:
             with database_errors():
-                stored = await Image.get_pymongo_collection().find_one_and_update(
-                    {"file": file, "userId": scope.owner},
-                    {"$set": fields, "$setOnInsert": {"_id": image_id}},
-                    upsert=True,
-                    return_document=ReturnDocument.AFTER,
-                )
+                try:
+                    await Image.get_pymongo_collection().insert_one(document)
+                except DuplicateKeyError:
+                    raise _PathTaken() from None  # the file now belongs to the other upload: keep it
         except ServiceError:
             await self._delete_file_quietly(key)
             raise
-        assert stored is not None  # an upsert returning the document after the write always has one
-        return _loaded(stored)
+        return _loaded(document)
 
-    async def _replace(self, existing: Image, new: NewImage, key: str, fields: dict[str, Any]) -> Image:
+    async def _replace(self, existing: dict[str, Any], new: NewImage, key: str, fields: dict[str, Any]) -> Image:
         # Document first, then the file: a value the database refuses then changes nothing,
-        # and if the file cannot be written the document gets its old fields back.
+        # and if the file cannot be written the document gets its old fields back. A whole
+        # replacement, not $set: see app/domain/rewrite.py for why.
+        collection = Image.get_pymongo_collection()
+        document = {**existing, **fields}
         with database_errors():
-            stored = await Image.get_pymongo_collection().find_one_and_update(
-                {"_id": existing.id}, {"$set": fields}, return_document=ReturnDocument.AFTER
-            )
-        if stored is None:
-            raise Conflict(f"The image at {existing.file!r} was deleted while it was being replaced.")
+            result = await collection.replace_one({"_id": existing["_id"]}, document)
+        if result.matched_count == 0:
+            raise Conflict(f"The image at {existing['file']!r} was deleted while it was being replaced.")
         try:
             await self.storage.save(key, new.source, length=new.length, content_type=fields["contentType"])
         except ServiceError:
-            previous = existing.model_dump(include=set(fields))
             try:
                 with database_errors():
-                    await Image.get_pymongo_collection().update_one({"_id": existing.id}, {"$set": previous})
+                    await collection.replace_one({"_id": existing["_id"]}, existing)
             except ServiceError as error:
-                log.error("image %s keeps new metadata without its new file: %s", existing.id, error.detail)
+                log.error("image %s keeps new metadata without its new file: %s", existing["_id"], error.detail)
             raise
-        return _loaded(stored)
+        return _loaded(document)
 
     async def update_data(self, scope: Scope, image_id: str, changes: Any) -> Image:
         """Merge `changes` into the image's data (`$unset` removes keys); the updated image."""
         to_set, to_unset = parse_data_patch(changes)
-        update = data_keys.merge_update(to_set, to_unset)
-        if not update:
-            return await self.get(scope, image_id)
-        image = await self._update_one(scope, image_id, update)
-        if to_unset:
-            with database_errors():
-                await data_keys.prune(Image.get_pymongo_collection(), to_unset, {"_id": image.id})
-        return image
+        return await self._rewrite_one(scope, image_id, rewrite.merge(to_set, to_unset))
 
     async def replace_data(self, scope: Scope, image_id: str, data: Any) -> Image:
         if not isinstance(data, dict):
             raise BadInput("The request body must be a JSON object: the image's new metadata.")
-        data = check_data(data)
-        return await self._update_one(scope, image_id, {"$set": {"data": data, "dataKeys": data_keys.data_keys(data)}})
+        return await self._rewrite_one(scope, image_id, rewrite.replace(check_data(data)))
 
-    async def _update_one(self, scope: Scope, image_id: str, update: dict[str, Any]) -> Image:
+    async def _rewrite_one(self, scope: Scope, image_id: str, change: rewrite.DataChange) -> Image:
         condition = {"_id": parse_object_id(image_id), **scope.condition()}
         self.database.require_ready()
         with database_errors():
-            stored = await Image.get_pymongo_collection().find_one_and_update(
-                condition, update, return_document=ReturnDocument.AFTER
-            )
-        if stored is None:
+            result = await rewrite.rewrite_data(Image.get_pymongo_collection(), condition, change)
+        if result.last is None:
             raise NotFound(f"No image with id {image_id}.")
-        return _loaded(stored)
+        return _loaded(result.last)
 
     async def delete(self, scope: Scope, image_id: str) -> None:
         image = await self.get(scope, image_id)
@@ -234,16 +228,12 @@ class ImageService:
         """Merge `changes` into the data of every match (`$unset` removes keys)."""
         to_set, to_unset = parse_data_patch(changes)
         condition = scoped(query_filter, scope)
-        collection = Image.get_pymongo_collection()
         self.database.require_ready()
-        update = data_keys.merge_update(to_set, to_unset)
         with database_errors(user_query=True):
-            if not update:
-                return UpdateSummary(matched=await collection.count_documents(condition), modified=0)
-            result = await collection.update_many(condition, update)
-            if to_unset:
-                await data_keys.prune(collection, to_unset, scope.condition())
-        return UpdateSummary(matched=result.matched_count, modified=result.modified_count)
+            result = await rewrite.rewrite_data(
+                Image.get_pymongo_collection(), condition, rewrite.merge(to_set, to_unset)
+            )
+        return UpdateSummary(matched=result.matched, modified=result.modified)
 
     async def delete_many(self, scope: Scope, query_filter: Mapping[str, Any]) -> int:
         """Delete every match and its file; the number of documents deleted.
@@ -293,6 +283,10 @@ class ImageService:
             await self.storage.delete(key)
         except ServiceError as error:
             log.error("could not delete file %r from storage: %s", key, error.detail)
+
+
+class _PathTaken(Exception):
+    """Another upload created the same (file, owner) between our look and our insert."""
 
 
 def _loaded(raw: dict[str, Any]) -> Image:

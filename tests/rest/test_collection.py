@@ -346,3 +346,18 @@ async def test_documents_written_elsewhere_get_their_fields_at_start_up(
 
         await eventually(backfilled, seconds=15)
         assert (await client.get("/images?legacy=1")).json()["items"][0]["file"] == "legacy1.jpg"
+
+
+async def test_bulk_patch_replaces_nested_values_that_differ_only_in_keys(
+    client: httpx.AsyncClient, seeded: dict[str, Any]
+) -> None:
+    await client.patch("/images?label=cat", json={"box": {"x": 1}})
+    response = await client.patch("/images?label=cat", json={"box": {"y": 1}})
+    assert response.json()["modifiedCount"] == 2
+    for file in ("cats/a.jpg", "cats/b.JPG"):
+        assert (await client.get(f"/images/{seeded[file]['_id']}")).json()["data"]["box"] == {"y": 1}
+
+
+async def test_bulk_patch_with_nothing_new_modifies_nothing(client: httpx.AsyncClient, seeded: dict[str, Any]) -> None:
+    response = await client.patch("/images?label=cat", json={"label": "cat"})
+    assert (response.json()["matchedCount"], response.json()["modifiedCount"]) == (2, 0)

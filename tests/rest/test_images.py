@@ -436,3 +436,32 @@ def test_time_format_matches_legacy() -> None:
     from app.models import format_time
 
     assert format_time(datetime(2022, 11, 2, 23, 41, 55, 711999, tzinfo=UTC)) == "2022-11-02T23:41:55.711Z"
+
+
+# -- metadata that differs only in its keys (FerretDB 1.24 ignores such a $set) -----------
+
+
+async def test_put_replaces_data_that_differs_only_in_keys(client: httpx.AsyncClient) -> None:
+    created = (await upload(client, make_image(), fields={"data": '{"x": 1, "nested": {"a": 1}}'})).json()
+    response = await client.put(f"/images/{created['_id']}", json={"y": 1, "nested": {"b": 1}})
+    assert response.json()["data"] == {"y": 1, "nested": {"b": 1}}
+    assert (await client.get(f"/images/{created['_id']}")).json()["data"] == {"y": 1, "nested": {"b": 1}}
+
+
+async def test_patch_replaces_nested_value_that_differs_only_in_keys(client: httpx.AsyncClient) -> None:
+    created = (await upload(client, make_image(), fields={"data": '{"k": {"x": 1}, "l": [{"a": 1}]}'})).json()
+    await client.patch(f"/images/{created['_id']}", json={"k": {"y": 1}, "l": [{"b": 1}]})
+    assert (await client.get(f"/images/{created['_id']}")).json()["data"] == {"k": {"y": 1}, "l": [{"b": 1}]}
+
+
+async def test_patch_keeps_types_apart(client: httpx.AsyncClient) -> None:
+    created = (await upload(client, make_image(), fields={"data": '{"a": 1}'})).json()
+    assert (await client.patch(f"/images/{created['_id']}", json={"a": True})).json()["data"] == {"a": True}
+    assert (await client.patch(f"/images/{created['_id']}", json={"a": 1.5})).json()["data"] == {"a": 1.5}
+
+
+async def test_reupload_replaces_data_that_differs_only_in_keys(client: httpx.AsyncClient) -> None:
+    first = (await upload(client, make_image(), fields={"file": "k.png", "x": "1"})).json()
+    again = (await upload(client, make_image(), fields={"file": "k.png", "y": "1"})).json()
+    assert again["data"] == {"y": "1"}
+    assert (await client.get(f"/images/{first['_id']}")).json()["data"] == {"y": "1"}

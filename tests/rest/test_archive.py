@@ -1,0 +1,385 @@
+"""GET /export and POST /import, on local and S3 storage, with the legacy service's real archive."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+import zipfile
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openpyxl
+import pytest
+from fastapi import FastAPI
+
+from app.config import Settings
+from app.main import create_app
+from tests.conftest import FIXTURES
+from tests.rest.test_images import LifespanClient, count_documents, stored_keys, upload
+from tests.utils.images import make_image
+
+
+def make_zip(entries: list[tuple[str | zipfile.ZipInfo, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in entries:
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def symlink_entry(name: str, target: str) -> tuple[zipfile.ZipInfo, bytes]:
+    info = zipfile.ZipInfo(name)
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info, target.encode()
+
+
+async def import_zip(client: httpx.AsyncClient, content: bytes, **fields: str) -> httpx.Response:
+    return await client.post("/import", files={"archive": ("dataset.zip", content, "application/zip")}, data=fields)
+
+
+async def export_zip(client: httpx.AsyncClient, query: str = "") -> zipfile.ZipFile:
+    response = await client.get(f"/export?{query}")
+    assert response.status_code == 200, response.text
+    return zipfile.ZipFile(io.BytesIO(response.content))
+
+
+async def all_documents(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+    body = (await client.get("/images?limit=1000&sort=file")).json()
+    return list(body["items"])
+
+
+# -- the legacy archive --------------------------------------------------------------------
+
+
+async def test_legacy_archive_imports_keeping_id_and_time(client: httpx.AsyncClient, app: FastAPI) -> None:
+    legacy = (FIXTURES / "upstream-export.zip").read_bytes()
+
+    response = await import_zip(client, legacy, data="null")
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"file": "dataset.zip", "imported": 1, "skipped": []}
+    [image] = await all_documents(client)
+    assert image["_id"] == "63630043e69a96978b2bd2dc"
+    assert image["time"] == "2022-11-02T23:41:55.711Z"
+    assert image["file"] == "example.jpg"
+    assert image["data"] == {}
+    original = zipfile.ZipFile(FIXTURES / "upstream-export.zip").read("example.jpg")
+    assert (await client.get(f"/images/{image['_id']}/image")).content == original
+    assert await stored_keys(app) == {"example.jpg"}
+
+
+async def test_legacy_archive_with_extra_fields(client: httpx.AsyncClient) -> None:
+    legacy = (FIXTURES / "upstream-export.zip").read_bytes()
+    await import_zip(client, legacy, batch="b7", site="north")
+    assert (await all_documents(client))[0]["data"] == {"batch": "b7", "site": "north"}
+
+
+# -- round trip ----------------------------------------------------------------------------
+
+
+async def test_export_wipe_import_gives_back_identical_documents_and_files(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    originals: dict[str, bytes] = {}
+    for index in range(105):
+        content = make_image(8 + index % 7, 8, color=(index, 2 * index % 256, 7))
+        file = f"set{index % 4}/sub{index % 3}/img{index:03}.png"
+        data = {"index": index, "label": ["cat", "dog"][index % 2], "camera": {"iso": 100 * index, "lens": {"mm": 35}}}
+        fields = {"file": file, "time": f"2022-01-{1 + index % 28:02}T10:00:{index % 60:02}.{index:03}Z"}
+        response = await upload(client, content, fields={**fields, "data": json.dumps(data)})
+        assert response.status_code == 200
+        originals[file] = content
+    before = await all_documents(client)
+
+    archive = (await client.get("/export")).content
+    assert (await client.delete("/images")).json()["deletedCount"] == 105
+    assert await stored_keys(app) == set()
+    response = await import_zip(client, archive)
+
+    assert response.json() == {"file": "dataset.zip", "imported": 105, "skipped": []}
+    assert await all_documents(client) == before
+    for image in before:
+        assert (await client.get(f"/images/{image['_id']}/file")).content == originals[image["file"]]
+    assert await stored_keys(app) == set(originals)
+
+
+async def test_export_layout_json_and_spreadsheet(client: httpx.AsyncClient) -> None:
+    await upload(client, make_image(), fields={"file": "a/one.png", "data": '{"label": "cat", "camera": {"iso": 200}}'})
+    await upload(client, make_image(), fields={"file": "two.png", "data": '{"tags": ["x", "y"], "ok": true}'})
+
+    response = await client.get("/export")
+    assert response.headers["content-type"] == "application/zip"
+    assert response.headers["content-disposition"] == f'attachment; filename="images-export-{date.today()}.zip"'
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+
+    assert archive.namelist() == ["a/one.png", "two.png", "mongodb_data.json", "mongodb_data.xlsx"]
+    assert archive.testzip() is None
+    documents = json.loads(archive.read("mongodb_data.json"))
+    assert [document["file"] for document in documents] == ["a/one.png", "two.png"]
+    assert documents == await all_documents(client)
+    sheet = openpyxl.load_workbook(io.BytesIO(archive.read("mongodb_data.xlsx"))).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0] == ("_id", "file", "time", "camera.iso", "label", "ok", "tags")
+    assert rows[1][1:2] + rows[1][3:] == ("a/one.png", 200, "cat", None, None)
+    assert rows[2][1:2] + rows[2][3:] == ("two.png", None, None, True, '["x", "y"]')
+
+
+async def test_export_with_filter_holds_only_the_matches(client: httpx.AsyncClient) -> None:
+    for index, label in enumerate(["cat", "dog", "cat"]):
+        await upload(client, make_image(), fields={"file": f"{label}{index}.png", "label": label})
+
+    archive = await export_zip(client, "label=cat&sort=file&order=-1")
+
+    assert archive.namelist() == ["cat2.png", "cat0.png", "mongodb_data.json", "mongodb_data.xlsx"]
+    assert [document["data"] for document in json.loads(archive.read("mongodb_data.json"))] == [{"label": "cat"}] * 2
+
+
+async def test_export_of_nothing_is_a_valid_archive(client: httpx.AsyncClient) -> None:
+    archive = await export_zip(client, "label=nobody")
+    assert archive.namelist() == ["mongodb_data.json", "mongodb_data.xlsx"]
+    assert json.loads(archive.read("mongodb_data.json")) == []
+
+
+async def test_image_with_missing_file_is_listed_but_not_archived(client: httpx.AsyncClient, app: FastAPI) -> None:
+    await upload(client, make_image(), fields={"file": "kept.png"})
+    gone = (await upload(client, make_image(), fields={"file": "gone.png"})).json()
+    await app.state.services.storage.delete("gone.png")
+
+    content = (await client.get("/export")).content
+    archive = zipfile.ZipFile(io.BytesIO(content))
+
+    assert "gone.png" not in archive.namelist() and "kept.png" in archive.namelist()
+    listed = {document["file"]: document for document in json.loads(archive.read("mongodb_data.json"))}
+    assert listed["gone.png"]["fileMissing"] is True
+    assert listed["gone.png"]["_id"] == gone["_id"]
+    # Importing it back reports the missing file instead of creating a document without one.
+    await client.delete("/images")
+    result = (await import_zip(client, content)).json()
+    assert result["imported"] == 1
+    assert result["skipped"] == [
+        {"name": "gone.png", "reason": "listed in mongodb_data.json but its file is not in the archive"}
+    ]
+
+
+@pytest.mark.parametrize("query", ['filter={"$where":"1"}', "from=never", "ids=nope"])
+async def test_export_with_bad_query_is_400(client: httpx.AsyncClient, query: str) -> None:
+    response = await client.get(f"/export?{query}")
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/json")
+
+
+# -- import variants -----------------------------------------------------------------------
+
+
+async def test_archive_without_json_gives_one_new_image_per_file(client: httpx.AsyncClient, app: FastAPI) -> None:
+    archive = make_zip(
+        [
+            ("photos/a.png", make_image()),
+            ("photos/deep/b.jpg", make_image(format="JPEG")),
+            ("c.gif", make_image(format="GIF")),
+        ]
+    )
+
+    response = await import_zip(client, archive, data='{"source": "camera 3", "meta": {"x": 1}}')
+
+    assert response.json() == {"file": "dataset.zip", "imported": 3, "skipped": []}
+    documents = await all_documents(client)
+    assert [document["file"] for document in documents] == ["c.gif", "photos/a.png", "photos/deep/b.jpg"]
+    assert all(document["data"] == {"source": "camera 3", "meta": {"x": 1}} for document in documents)
+    assert await stored_keys(app) == {"c.gif", "photos/a.png", "photos/deep/b.jpg"}
+
+
+async def test_json_document_whose_file_is_absent_is_skipped(client: httpx.AsyncClient) -> None:
+    documents = [{"_id": "6385c4b3a1e2f0c9d8b7a615", "file": "here.png", "data": {"a": 1}}, {"file": "absent.png"}]
+    archive = make_zip([("here.png", make_image()), ("mongodb_data.json", json.dumps(documents).encode())])
+
+    result = (await import_zip(client, archive)).json()
+
+    assert result["imported"] == 1
+    assert result["skipped"] == [
+        {"name": "absent.png", "reason": "listed in mongodb_data.json but its file is not in the archive"}
+    ]
+    assert (await client.get("/images/6385c4b3a1e2f0c9d8b7a615")).json()["data"] == {"a": 1}
+
+
+async def test_import_over_existing_images_replaces_them(client: httpx.AsyncClient) -> None:
+    existing = (await upload(client, make_image(), fields={"file": "same.png", "old": "yes"})).json()
+    documents = [{"_id": "6385c4b3a1e2f0c9d8b7a615", "file": "same.png", "data": {"new": "yes"}}]
+    archive = make_zip([("same.png", make_image(5, 5)), ("mongodb_data.json", json.dumps(documents).encode())])
+
+    assert (await import_zip(client, archive)).json()["imported"] == 1
+
+    [image] = await all_documents(client)
+    assert image["_id"] == existing["_id"]  # the path's image keeps its id
+    assert image["data"] == {"new": "yes"} and image["width"] == 5
+
+
+async def test_bad_metadata_in_one_document_skips_only_that_image(client: httpx.AsyncClient) -> None:
+    documents = [{"file": "bad.png", "data": {"$set": 1}}, {"file": "good.png", "data": {"ok": 1}}]
+    archive = make_zip(
+        [("bad.png", make_image()), ("good.png", make_image()), ("mongodb_data.json", json.dumps(documents).encode())]
+    )
+    result = (await import_zip(client, archive)).json()
+    assert result["imported"] == 1
+    assert result["skipped"][0]["name"] == "bad.png" and "'$'" in result["skipped"][0]["reason"]
+
+
+# -- hostile archives ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b"not a zip at all", b"PK\x03\x04 truncated", b""])
+async def test_not_a_zip_is_400(client: httpx.AsyncClient, content: bytes) -> None:
+    response = await import_zip(client, content)
+    assert response.status_code == 400
+    assert response.json()["detail"] == "The archive is not a valid .zip file."
+
+
+async def test_import_without_archive_part_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.post("/import", data={"x": "1"})
+    assert response.status_code == 400
+    assert "'archive'" in response.json()["detail"]
+
+
+async def test_escaping_entries_and_links_are_skipped_and_nothing_lands_outside(
+    client: httpx.AsyncClient, app: FastAPI, tmp_path: Path
+) -> None:
+    image = make_image()
+    archive = make_zip(
+        [
+            ("../escape.png", image),
+            ("a/../../escape2.png", image),
+            ("/abs/escape3.png", image),
+            ("C:/Windows/escape4.png", image),
+            ("dir\\escape5.png", image),
+            symlink_entry("link.png", "/etc/passwd"),
+            ("fine/ok.png", image),
+        ]
+    )
+
+    result = (await import_zip(client, archive)).json()
+
+    assert result["imported"] == 1
+    reasons = {item["name"]: item["reason"] for item in result["skipped"]}
+    assert set(reasons) == {
+        "../escape.png",
+        "a/../../escape2.png",
+        "/abs/escape3.png",
+        "C:/Windows/escape4.png",
+        "dir\\escape5.png",
+        "link.png",
+    }
+    assert reasons["link.png"] == "symbolic links are not imported"
+    assert "'..'" in reasons["../escape.png"] and "relative" in reasons["/abs/escape3.png"]
+    assert await stored_keys(app) == {"fine/ok.png"}
+    assert [path.name for path in tmp_path.rglob("escape*")] == []
+
+
+async def test_entries_that_are_not_images_are_skipped_and_reported(client: httpx.AsyncClient) -> None:
+    archive = make_zip(
+        [("notes.txt", b"hello"), ("fake.jpg", b"\xff\xd8 not really"), ("real.png", make_image()), ("empty/", b"")]
+    )
+    result = (await import_zip(client, archive)).json()
+    assert result["imported"] == 1
+    assert {item["name"] for item in result["skipped"]} == {"notes.txt", "fake.jpg"}
+    assert all("not a supported image" in item["reason"] for item in result["skipped"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "entries", "message"),
+    [
+        ({"import_max_entries": 3}, 4, "holds 4 files"),
+        ({"import_max_uncompressed_bytes": 1000}, 2, "unpacks to"),
+    ],
+)
+async def test_archives_over_the_limits_are_413_before_any_write(
+    make_settings: Callable[..., Settings], overrides: dict[str, int], entries: int, message: str
+) -> None:
+    archive = make_zip([(f"img{index}.bmp", make_image(40, 40, format="BMP")) for index in range(entries)])
+    async with LifespanClient(create_app(make_settings(**overrides))) as (client, app):
+        response = await import_zip(client, archive)
+        assert response.status_code == 413
+        assert message in response.json()["detail"]
+        assert await stored_keys(app) == set()
+        assert await count_documents(app) == 0
+
+
+async def test_zip_bomb_is_refused_by_declared_size(make_settings: Callable[..., Settings]) -> None:
+    # 200 MB of zeros deflates to about 200 KB: the declared size gives it away.
+    buffer = io.BytesIO()
+    with (
+        zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+        archive.open("bomb.png", "w") as entry,
+    ):
+        for _ in range(200):
+            entry.write(bytes(1024 * 1024))
+    assert len(buffer.getvalue()) < 1024 * 1024
+    async with LifespanClient(create_app(make_settings(import_max_uncompressed_bytes=50 * 1024 * 1024))) as (
+        client,
+        app,
+    ):
+        response = await import_zip(client, buffer.getvalue())
+        assert response.status_code == 413
+        assert await stored_keys(app) == set()
+
+
+async def test_archive_upload_over_the_body_limit_is_413(make_settings: Callable[..., Settings]) -> None:
+    archive = make_zip([(f"img{index}.bmp", make_image(300, 300, format="BMP")) for index in range(10)])
+    async with LifespanClient(create_app(make_settings(max_archive_bytes=100_000))) as (client, _):
+        response = await import_zip(client, archive)
+        assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("json_text", "message"),
+    [
+        (b"[{broken", "is corrupt"),
+        (b'{"file": "a.png"}', "must hold an array"),
+        (b'"text"', "must hold an array"),
+        (b"[1, 2]", "item 0 is not an object"),
+        (b'[{"file": "a.png"}, {"data": {}}]', "item 1 has no file path"),
+        (b'[{"file": "a.png", "_id": "xyz"}]', "not a valid image id"),
+        (b'[{"file": "a.png", "time": "soon"}]', "not an ISO-8601 date"),
+        (b'[{"file": "a.png", "data": [1]}]', "data that is not an object"),
+    ],
+)
+async def test_corrupt_json_is_400_before_any_write(
+    client: httpx.AsyncClient, app: FastAPI, json_text: bytes, message: str
+) -> None:
+    archive = make_zip([("a.png", make_image()), ("b.png", make_image()), ("mongodb_data.json", json_text)])
+    response = await import_zip(client, archive)
+    assert response.status_code == 400
+    assert message in response.json()["detail"]
+    assert await stored_keys(app) == set()
+    assert await count_documents(app) == 0
+
+
+async def test_damaged_entry_is_skipped(client: httpx.AsyncClient, app: FastAPI) -> None:
+    archive = bytearray(make_zip([("good.png", make_image()), ("bad.png", make_image(50, 50))]))
+    # Flip bytes inside the second entry's data: its CRC no longer matches.
+    start = archive.index(b"bad.png") + len("bad.png") + 40
+    archive[start : start + 8] = b"\x00" * 8
+    result = (await import_zip(client, bytes(archive))).json()
+    assert result["imported"] == 1
+    assert result["skipped"][0]["name"] == "bad.png"
+    assert await stored_keys(app) == {"good.png"}
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_import_stopped_by_storage_failure_reports_what_it_imported(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    root = app.state.services.storage.root
+    (root / "blocked").write_bytes(b"a file where the import needs a folder")
+    archive = make_zip([("a.png", make_image()), ("blocked/b.png", make_image()), ("c.png", make_image())])
+
+    response = await import_zip(client, archive)
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["imported"] == 1 and "stopped after 1 images" in body["detail"]
+    assert [document["file"] for document in await all_documents(client)] == ["a.png"]
+    assert (await client.get(f"/images/{(await all_documents(client))[0]['_id']}/image")).status_code == 200
