@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test tools clean
+.PHONY: run test tools schema clean
 
 # Reinstalled when pyproject.toml changes.
 $(INSTALLED): pyproject.toml
@@ -22,6 +22,10 @@ test: $(INSTALLED)
 	@if [ -z "$$MONGODB_CONNECTION_STRING" ]; then $(PY) -m scripts.servers build ferretdb; fi
 	@if [ -z "$$S3_ENDPOINT" ]; then $(PY) -m scripts.servers build minio; fi
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The checked-in GraphQL schema, regenerated from the code (never edited by hand).
+schema: $(INSTALLED)
+	$(VENV)/bin/strawberry export-schema app.graphql.schema:schema --output schema.graphql
 
 tools: $(INSTALLED)
 	$(PY) -m scripts.servers build all

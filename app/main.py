@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 
 from app import __version__
 from app.config import ConfigError, Settings, load_settings
+from app.graphql.router import graphql_router
 from app.rest import archive, collection, fields, images, info
 from app.rest.errors import install_error_handlers
 from app.rest.limits import BodySizeLimit
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(images.router)
     app.include_router(fields.router)
     app.include_router(archive.router)
+    app.include_router(graphql_router(), prefix="/graphql", include_in_schema=False)
     app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes, routes={("POST", "/images")})
     app.add_middleware(BodySizeLimit, limit=settings.max_archive_bytes, routes={("POST", "/import")})
     app.add_middleware(

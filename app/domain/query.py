@@ -139,6 +139,10 @@ def _parse_count(text: str | None, *, name: str, default: int, minimum: int, max
         number = int(text)
     except ValueError:
         raise BadInput(f"{name} must be a whole number, not {text!r}.") from None
+    return check_count(number, name=name, minimum=minimum, maximum=maximum)
+
+
+def check_count(number: int, *, name: str, minimum: int, maximum: int | None) -> int:
     if maximum is not None and not minimum <= number <= maximum:
         raise BadInput(f"{name} must be between {minimum} and {maximum}; got {number}.")
     if number < minimum:
@@ -180,14 +184,17 @@ def parse_sort(fields: str | None, order: str | None) -> list[tuple[str, int]]:
     direction = _parse_direction(order) if order is not None else 1
     keys: list[tuple[str, int]] = []
     for item in re.split(r"[\s,]+", fields or ""):
-        if not item:
-            continue
-        descending = item.startswith("-")
-        path = check_path(item.lstrip("-+"), what="sort field")
-        keys.append((path, -direction if descending else direction))
-    if not any(path == "_id" for path, _ in keys):
-        keys.append(("_id", keys[0][1] if keys else 1))
-    return keys
+        if item:
+            keys.append((item.lstrip("-+"), -direction if item.startswith("-") else direction))
+    return build_sort(keys)
+
+
+def build_sort(keys: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Checked sort keys, with `_id` appended to break ties so that pages are stable."""
+    checked = [(check_path(path, what="sort field"), direction) for path, direction in keys]
+    if not any(path == "_id" for path, _ in checked):
+        checked.append(("_id", checked[0][1] if checked else 1))
+    return checked
 
 
 def _parse_direction(text: str) -> int:
@@ -385,6 +392,40 @@ def check_path(path: str, *, what: str) -> str:
         if segment.startswith("$"):
             raise BadInput(f"The {what} {path!r} must not start a part with '$'.")
     return path
+
+
+# -- typed conditions (GraphQL's filter inputs) ----------------------------------------------
+
+
+def ids_condition(ids: Iterable[str]) -> dict[str, Any]:
+    given = list(ids)
+    _check_length(given, "ids")
+    return {"_id": {"$in": [_parse_id(text, name="ids") for text in given]}}
+
+
+def file_condition(*, eq: str | None = None, contains: str | None = None, regex: str | None = None) -> dict[str, Any]:
+    """`eq` exact; `contains` a case-insensitive substring (literal); `regex` a regular expression."""
+    conditions: list[dict[str, Any]] = []
+    if eq is not None:
+        conditions.append({"file": eq})
+    if contains is not None:
+        conditions.append({"file": {"$regex": re.escape(contains), "$options": "i"}})
+    if regex is not None:
+        conditions.append({"file": {"$regex": check_regex(regex, name="file")}})
+    return all_of(conditions)
+
+
+def field_condition(path: str, operators: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"gt": 1, "lte": 5}` on `path` → `{path: {"$gt": 1, "$lte": 5}}`, checked like any filter."""
+    if not operators:
+        return {}
+    condition = {check_path(path, what="filter field"): {f"${name}": value for name, value in operators.items()}}
+    return check_filter(condition)
+
+
+def none_of(conditions: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    present = [dict(condition) for condition in conditions if condition]
+    return {"$nor": present} if present else {}
 
 
 # -- combining -------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""The GraphQL face (Strawberry): typed queries and mutations over the same domain calls as REST."""

@@ -1,0 +1,120 @@
+"""Mutation resolvers: the same domain operations as the REST routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.file_uploads import Upload
+from strawberry.scalars import JSON
+
+from app.domain.images import NewImage
+from app.errors import BadInput, ServiceError, Unavailable
+from app.graphql.context import Info
+from app.graphql.filters import compile_filter
+from app.graphql.inputs import ImageFilter
+from app.graphql.types import DeleteResult, Image, Skipped, UpdateResult, UploadImagesResult
+from app.models import Image as ImageDocument
+
+MAX_FILES = 100
+
+
+def _image(stored: ImageDocument) -> Image:
+    return Image.from_document(stored.model_dump(by_alias=True))
+
+
+def _metadata(value: Any, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadInput(f"{name} must be a JSON object.")
+    return value
+
+
+def _changes(set_: Any, unset: list[str] | None) -> dict[str, Any]:
+    return {**_metadata(set_, "set"), "$unset": unset or []}
+
+
+def _new_image(upload: Upload, *, path: str | None, data: dict[str, Any], time: datetime | None) -> NewImage:
+    return NewImage(
+        source=upload.file,  # type: ignore[attr-defined]
+        length=upload.size,  # type: ignore[attr-defined]
+        filename=upload.filename,  # type: ignore[attr-defined]
+        file=path,
+        data=data,
+        time=time,
+    )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Upload one image; an image at the same path is replaced.")
+    async def upload_image(
+        self,
+        info: Info,
+        file: Upload,
+        path: str | None = None,
+        data: JSON | None = None,
+        time: datetime | None = None,
+    ) -> Image:
+        new = _new_image(file, path=path, data=_metadata(data, "data"), time=time)
+        return _image(await info.context.services.images.upload(info.context.scope, new))
+
+    @strawberry.mutation(description="Upload several images, each at its file name, with the same metadata.")
+    async def upload_images(self, info: Info, files: list[Upload], data: JSON | None = None) -> UploadImagesResult:
+        if len(files) > MAX_FILES:
+            raise BadInput(f"At most {MAX_FILES} files can be uploaded at once.")
+        metadata = _metadata(data, "data")
+        images: list[Image] = []
+        skipped: list[Skipped] = []
+        for upload in files:
+            new = _new_image(upload, path=None, data=dict(metadata), time=None)
+            try:
+                images.append(_image(await info.context.services.images.upload(info.context.scope, new)))
+            except Unavailable:
+                raise  # the next file would fail the same way
+            except ServiceError as error:
+                skipped.append(Skipped(name=upload.filename or "", reason=error.detail))  # type: ignore[attr-defined]
+        return UploadImagesResult(images=images, skipped=skipped)
+
+    @strawberry.mutation(description="Merge `set` into an image's data and remove the `unset` keys.")
+    async def update_image(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        set_: Annotated[JSON | None, strawberry.argument(name="set")] = None,
+        unset: list[str] | None = None,
+    ) -> Image:
+        stored = await info.context.services.images.update_data(info.context.scope, str(id), _changes(set_, unset))
+        return _image(stored)
+
+    @strawberry.mutation(description="Replace an image's data.")
+    async def replace_image_data(self, info: Info, id: strawberry.ID, data: JSON) -> Image:
+        return _image(await info.context.services.images.replace_data(info.context.scope, str(id), data))
+
+    @strawberry.mutation(description="Merge `set` into the data of every matching image, remove the `unset` keys.")
+    async def update_images(
+        self,
+        info: Info,
+        filter: ImageFilter,
+        set_: Annotated[JSON | None, strawberry.argument(name="set")] = None,
+        unset: list[str] | None = None,
+    ) -> UpdateResult:
+        summary = await info.context.services.images.update_many(
+            info.context.scope, compile_filter(filter), _changes(set_, unset)
+        )
+        return UpdateResult(matched_count=summary.matched, modified_count=summary.modified)
+
+    @strawberry.mutation(description="Delete an image and its file; its id.")
+    async def delete_image(self, info: Info, id: strawberry.ID) -> strawberry.ID:
+        await info.context.services.images.delete(info.context.scope, str(id))
+        return id
+
+    @strawberry.mutation(description="Delete every matching image and its file. Deleting all needs `all: true`.")
+    async def delete_images(self, info: Info, filter: ImageFilter | None = None, all: bool = False) -> DeleteResult:
+        condition = compile_filter(filter)
+        if not condition and not all:
+            raise BadInput("This would delete every image: give a filter that matches some, or all: true.")
+        deleted = await info.context.services.images.delete_many(info.context.scope, condition)
+        return DeleteResult(deleted_count=deleted)

@@ -1,0 +1,43 @@
+"""Query resolvers: translate arguments, call the domain, wrap the result. Nothing else."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.scalars import JSON
+
+from app.graphql.context import Info
+from app.graphql.filters import compile_filter, compile_query
+from app.graphql.inputs import ImageFilter, SortInput
+from app.graphql.types import Image, ImagePage
+from app.models import Image as ImageDocument
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Matching images, a page at a time.")
+    async def images(
+        self,
+        info: Info,
+        filter: ImageFilter | None = None,
+        sort: list[SortInput] | None = None,
+        skip: int = 0,
+        limit: int = 100,
+    ) -> ImagePage:
+        services = info.context.services
+        query = compile_query(filter, sort, skip, limit, max_limit=services.settings.query_max_limit)
+        page = await services.images.find(info.context.scope, query)
+        items = [Image.from_document(document) for document in page.items]
+        return ImagePage(total=page.total, skip=query.skip, limit=query.limit, items=items)
+
+    @strawberry.field(description="One image by id.")
+    async def image(self, info: Info, id: strawberry.ID) -> Image:
+        stored: ImageDocument = await info.context.services.images.get(info.context.scope, str(id))
+        return Image.from_document(stored.model_dump(by_alias=True))
+
+    @strawberry.field(description="The distinct top-level metadata keys of the matching images.")
+    async def fields(self, info: Info, filter: ImageFilter | None = None) -> list[str]:
+        return await info.context.services.images.fields(info.context.scope, compile_filter(filter))
+
+    @strawberry.field(description="The distinct values of one metadata key (dotted for nested) over the matches.")
+    async def field_values(self, info: Info, field: str, filter: ImageFilter | None = None) -> list[JSON | None]:
+        return await info.context.services.images.field_values(info.context.scope, field, compile_filter(filter))

@@ -1,0 +1,37 @@
+"""The schema. `make schema` writes it to schema.graphql; a test fails when the two drift."""
+
+from __future__ import annotations
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.types import ExecutionContext
+
+from app.graphql.errors import ErrorCodes
+from app.graphql.mutations import Mutation
+from app.graphql.queries import Query
+
+# One request must not be able to exhaust the server: the deepest sensible query is
+# images { items { ... } } (3 levels); filters nest through variables, not selections.
+MAX_DEPTH = 6
+MAX_TOKENS = 4000
+MAX_ALIASES = 20
+
+
+class Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        # Strawberry logs every error with a traceback; a bad filter is the user's mistake,
+        # not news for the operator. ErrorCodes logs the unexpected ones, once each.
+        pass
+
+
+schema = Schema(
+    query=Query,
+    mutation=Mutation,
+    extensions=[
+        QueryDepthLimiter(max_depth=MAX_DEPTH),
+        MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        ErrorCodes(),
+    ],
+)

@@ -1,0 +1,75 @@
+"""Output types. Built from raw documents, so a page of images costs one database query."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from app.graphql.context import Info
+
+
+@strawberry.type(description="An image file and its metadata.")
+class Image:
+    id: strawberry.ID
+    file: str = strawberry.field(description="storage path, folders allowed")
+    time: datetime | None = strawberry.field(description="capture or upload time (UTC)")
+    data: JSON = strawberry.field(description="free-form metadata")
+    user_id: str | None = strawberry.field(description="owner, with per-user scope")
+    size: int | None = strawberry.field(description="bytes, when known")
+    content_type: str | None = strawberry.field(description="detected from the content, when known")
+    width: int | None = None
+    height: int | None = None
+
+    @strawberry.field(description="where to download the file: the REST route /images/{id}/image")
+    def url(self, info: Info) -> str:
+        return f"{info.context.base_url}/images/{self.id}/image"
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Image:
+        data = document.get("data")
+        return cls(
+            id=strawberry.ID(str(document["_id"])),
+            file=document.get("file", ""),
+            time=document.get("time"),
+            data=data if isinstance(data, dict) else {},
+            user_id=document.get("userId"),
+            size=document.get("size"),
+            content_type=document.get("contentType"),
+            width=document.get("width"),
+            height=document.get("height"),
+        )
+
+
+@strawberry.type(description="One page of matching images.")
+class ImagePage:
+    total: int = strawberry.field(description="every match, not just this page")
+    skip: int
+    limit: int
+    items: list[Image]
+
+
+@strawberry.type
+class UpdateResult:
+    matched_count: int
+    modified_count: int
+
+
+@strawberry.type
+class DeleteResult:
+    deleted_count: int
+
+
+@strawberry.type
+class Skipped:
+    name: str
+    reason: str
+
+
+@strawberry.type
+class UploadImagesResult:
+    images: list[Image]
+    skipped: list[Skipped] = strawberry.field(description="files not stored, with the reason")
