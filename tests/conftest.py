@@ -26,6 +26,7 @@ from app.config import Settings, load_settings
 from app.main import create_app
 from scripts.servers import start_ferretdb, start_minio
 from tests.utils.s3 import S3Server
+from tests.utils.seed import upload_seed
 
 # CI explores the same examples every run (a red run must mean a change broke something);
 # developers' runs explore new ones and keep failures in .hypothesis/ to replay.
@@ -156,6 +157,12 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as http:
         yield http
+
+
+@pytest.fixture
+async def seeded(client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
+    """The images of tests/utils/seed.py, uploaded; by file name."""
+    return await upload_seed(client)
 
 
 @pytest.fixture(scope="session")

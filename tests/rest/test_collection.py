@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -19,25 +18,6 @@ from app.models import Image
 from tests.rest.test_availability import eventually
 from tests.rest.test_images import LifespanClient, stored_keys, upload
 from tests.utils.images import make_image
-
-SEED = [
-    ("cats/a.jpg", "2022-01-01T00:00:00Z", {"label": "cat", "count": 2, "part_number": "200-004", "ok": True}),
-    ("cats/b.JPG", "2022-06-01T12:00:00Z", {"label": "cat", "count": "2", "tags": ["x", "y"]}),
-    ("dogs/c.png", "2023-01-01T00:00:00Z", {"label": "dog", "count": 3, "key3": "value3", "nested": {"a": 1}}),
-    ("dogs/d.png", "2023-06-01T00:00:00Z", {"label": "Doggo", "key3": "value3"}),
-    ("e.png", "2024-01-01T00:00:00Z", {}),
-]
-
-
-@pytest.fixture
-async def seeded(client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
-    """The seed images by file name, uploaded through the API."""
-    created = {}
-    for file, time, data in SEED:
-        response = await upload(client, make_image(), fields={"file": file, "time": time, "data": json.dumps(data)})
-        assert response.status_code == 200, response.text
-        created[file] = response.json()
-    return created
 
 
 async def files_of(client: httpx.AsyncClient, query: str) -> list[str]:
