@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     s3_connect_timeout: float = Field(default=5.0, gt=0)
 
     oidc_jwks_uri: str | None = None
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    # At most one JWKS refetch per this many seconds for tokens naming an unknown key.
+    oidc_jwks_refresh_seconds: float = Field(default=30.0, ge=0)
     image_scope: Literal["user"] | None = None
     user_identifier: str = "preferred_username"
 
@@ -79,6 +83,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_resolvable(self) -> Settings:
         self.mongodb_uri  # noqa: B018 - raises ConfigError when the MongoDB settings are unusable
+        if self.image_scope == "user" and not self.oidc_jwks_uri:
+            raise ConfigError("IMAGE_SCOPE=user needs OIDC_JWKS_URI: users are told apart by their tokens.")
+        if self.oidc_jwks_uri and not self.oidc_jwks_uri.startswith(("http://", "https://")):
+            raise ConfigError("OIDC_JWKS_URI must be an http(s) URL.")
         if self.s3_bucket:
             if not BUCKET_NAME.match(self.s3_bucket):
                 raise ConfigError(

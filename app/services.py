@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import httpx
+
+from app.auth import Authenticator, JwksCache, TokenRules
 from app.config import Settings
 from app.db import Database
 from app.domain import data_keys
 from app.domain.images import ImageService
+from app.domain.scope import EVERYONE, Scope
 from app.errors import Unavailable
 from app.storage import Storage, build_storage
 
@@ -21,6 +25,8 @@ class Services:
     database: Database
     storage: Storage
     images: ImageService
+    authenticator: Authenticator | None  # None: no OIDC_JWKS_URI, every caller sees every image
+    http: httpx.AsyncClient
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
@@ -38,8 +44,33 @@ class Services:
             # Not fatal: requests that need the storage answer 503 until it is back.
             log.warning("storage not ready at start-up: %s", error.detail)
         images = ImageService(database=database, storage=storage, max_upload_bytes=settings.max_upload_bytes)
-        return cls(settings=settings, database=database, storage=storage, images=images)
+        http = httpx.AsyncClient(follow_redirects=True)
+        authenticator = None
+        if settings.oidc_jwks_uri:
+            jwks = JwksCache(uri=settings.oidc_jwks_uri, http=http, refresh_interval=settings.oidc_jwks_refresh_seconds)
+            rules = TokenRules(
+                issuer=settings.oidc_issuer,
+                audience=settings.oidc_audience,
+                user_identifier=settings.user_identifier,
+                per_user=settings.image_scope == "user",
+            )
+            authenticator = Authenticator(jwks=jwks, rules=rules)
+        return cls(
+            settings=settings,
+            database=database,
+            storage=storage,
+            images=images,
+            authenticator=authenticator,
+            http=http,
+        )
+
+    async def scope_for(self, authorization: str | None) -> Scope:
+        """Whose images the caller may touch (Unauthenticated or Unavailable if that is unknowable)."""
+        if self.authenticator is None:
+            return EVERYONE
+        return await self.authenticator.scope_for(authorization)
 
     async def close(self) -> None:
+        await self.http.aclose()
         await self.storage.close()
         await self.database.close()

@@ -9,20 +9,35 @@ from fastapi import Request
 from strawberry.fastapi import BaseContext
 
 from app.domain.scope import Scope
-from app.rest.deps import ScopeDep, ServicesDep
+from app.errors import ServiceError
+from app.rest.deps import ServicesDep
 from app.services import Services
 
 
 @dataclass
 class Context(BaseContext):
     services: Services
-    scope: Scope
     base_url: str  # e.g. http://host:3000, for the REST download URLs of images
+    scope_or_error: Scope | ServiceError
+
+    @property
+    def scope(self) -> Scope:
+        """The caller's scope. A missing or bad token fails the fields that need it, as a
+        GraphQL error with code UNAUTHENTICATED, rather than the whole HTTP request (so the
+        GraphiQL page loads without a token)."""
+        if isinstance(self.scope_or_error, ServiceError):
+            raise self.scope_or_error
+        return self.scope_or_error
 
 
-async def get_context(services: ServicesDep, scope: ScopeDep, request: Request) -> Context:
-    """A FastAPI dependency: the same services and scope as the REST routes get."""
-    return Context(services=services, scope=scope, base_url=str(request.base_url).rstrip("/"))
+async def get_context(services: ServicesDep, request: Request) -> Context:
+    """A FastAPI dependency: the same services and token rules as the REST routes."""
+    scope: Scope | ServiceError
+    try:
+        scope = await services.scope_for(request.headers.get("authorization"))
+    except ServiceError as error:
+        scope = error
+    return Context(services=services, base_url=str(request.base_url).rstrip("/"), scope_or_error=scope)
 
 
 Info = strawberry.Info[Context, None]

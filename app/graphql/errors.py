@@ -57,5 +57,6 @@ class ErrorCodes(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
-        if result is not None and getattr(result, "errors", None):
-            result.errors = [graphql_error(error) for error in result.errors]
+        errors_found: list[GraphQLError] | None = getattr(result, "errors", None)
+        if result is not None and errors_found:
+            result.errors = [graphql_error(error) for error in errors_found]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -35,7 +35,7 @@ class Image:
             id=strawberry.ID(str(document["_id"])),
             file=document.get("file", ""),
             time=document.get("time"),
-            data=data if isinstance(data, dict) else {},
+            data=cast(JSON, data if isinstance(data, dict) else {}),
             user_id=document.get("userId"),
             size=document.get("size"),
             content_type=document.get("contentType"),

@@ -8,7 +8,7 @@ from fastapi import Depends, Query, Request
 
 from app.domain.images import ImageService
 from app.domain.query import ImageQuery, parse_query_params
-from app.domain.scope import EVERYONE, Scope
+from app.domain.scope import Scope
 from app.services import Services
 
 
@@ -21,9 +21,9 @@ def get_images(request: Request) -> ImageService:
     return get_services(request).images
 
 
-def get_scope() -> Scope:
-    # Until authentication is configured every caller sees every image.
-    return EVERYONE
+async def get_scope(request: Request) -> Scope:
+    """The caller's scope from their bearer token (everyone's images when OIDC is off)."""
+    return await get_services(request).scope_for(request.headers.get("authorization"))
 
 
 def get_image_query(

@@ -28,6 +28,12 @@ async def info(services: ServicesDep) -> dict[str, Any]:
             "location": services.storage.location,
             "reachable": await services.storage.ping(),
         },
-        "auth": {"oidc": settings.oidc_jwks_uri is not None, "jwksUri": settings.oidc_jwks_uri},
+        "auth": {
+            "oidc": settings.oidc_jwks_uri is not None,
+            "jwksUri": settings.oidc_jwks_uri,
+            "issuer": settings.oidc_issuer,
+            "audience": settings.oidc_audience,
+            "userIdentifier": settings.user_identifier,
+        },
         "imageScope": settings.image_scope,
     }
