@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test tools schema clean
+.PHONY: run test tools schema graphiql-assets clean
 
 # Reinstalled when pyproject.toml changes.
 $(INSTALLED): pyproject.toml
@@ -21,11 +21,17 @@ run: $(INSTALLED)
 test: $(INSTALLED)
 	@if [ -z "$$MONGODB_CONNECTION_STRING" ]; then $(PY) -m scripts.servers build ferretdb; fi
 	@if [ -z "$$S3_ENDPOINT" ]; then $(PY) -m scripts.servers build minio; fi
+	@bash scripts/ensure_chromium.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The checked-in GraphQL schema, regenerated from the code (never edited by hand).
 schema: $(INSTALLED)
 	$(VENV)/bin/strawberry export-schema app.graphql.schema:schema --output schema.graphql
+
+# GraphiQL's files in app/static/graphiql/, fetched again from the npm registry: needed only
+# when a Strawberry upgrade changes the versions its GraphiQL page loads.
+graphiql-assets: $(INSTALLED)
+	$(PY) -m scripts.graphiql_assets
 
 tools: $(INSTALLED)
 	$(PY) -m scripts.servers build all

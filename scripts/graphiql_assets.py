@@ -1,0 +1,159 @@
+"""Fetch the files Strawberry's GraphiQL page loads from unpkg.com into app/static/graphiql/.
+
+    python -m scripts.graphiql_assets          # (re)write them: `make graphiql-assets`
+    python -m scripts.graphiql_assets --check  # only check the committed ones
+
+The files are committed, so neither the service nor its Docker image needs this script or the
+internet; run it when a Strawberry upgrade changes the versions its page names. For every unpkg
+URL in the page it downloads that package version with `npm pack` (the npm registry is reachable
+where unpkg.com may not be), checks the file against the page's integrity hash, and writes it
+under the name app/graphql/ide.py serves it by. LICENSES.txt collects the packages' licenses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+if not __package__:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from strawberry.http.ides import get_graphql_ide_html
+
+from app.graphql.ide import STATIC_DIR, UNPKG_URL, local_name
+
+# A <script src=...> or <link href=...> tag of the page, with its Subresource Integrity hash.
+TAG = re.compile(r"<(?:script|link)\b[^>]*>")
+INTEGRITY = re.compile(r'integrity="(?P<algorithm>sha256|sha384|sha512)-(?P<digest>[^"]+)"')
+
+
+@dataclass(frozen=True)
+class Asset:
+    url: str
+    package: str  # as npm names it: react, @graphiql/plugin-explorer
+    version: str
+    path: str  # inside the package
+    integrity: tuple[str, str]  # (algorithm, base64 digest)
+    name: str  # in STATIC_DIR
+
+    def matches(self, content: bytes) -> bool:
+        algorithm, digest = self.integrity
+        return base64.b64encode(hashlib.new(algorithm, content).digest()).decode() == digest
+
+
+def page_assets() -> list[Asset]:
+    assets = []
+    for tag in TAG.findall(get_graphql_ide_html("graphiql")):
+        url = UNPKG_URL.search(tag)
+        if url is None:
+            continue
+        integrity = INTEGRITY.search(tag)
+        if integrity is None:
+            raise SystemExit(f"{url[0]} has no integrity hash in Strawberry's page: nothing to check the file against")
+        assets.append(
+            Asset(
+                url=url[0],
+                package=f"@{url['scope']}/{url['name']}" if url["scope"] else url["name"],
+                version=url["version"],
+                path=url["path"],
+                integrity=(integrity["algorithm"], integrity["digest"]),
+                name=local_name(url),
+            )
+        )
+    names = [asset.name for asset in assets]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"two URLs share a local file name: {names}")
+    return assets
+
+
+def fetch(assets: list[Asset]) -> None:
+    STATIC_DIR.mkdir(parents=True, exist_ok=True)
+    licenses = [
+        "Third-party files served with GraphiQL (app/graphql/ide.py), fetched from the npm registry\n"
+        "by scripts/graphiql_assets.py. Each package's license follows."
+    ]
+    with tempfile.TemporaryDirectory() as scratch:
+        packages = sorted({(asset.package, asset.version) for asset in assets})
+        for package, version in packages:
+            tarball = Path(scratch) / unpack(package, version, Path(scratch))
+            with tarfile.open(tarball) as archive:
+                for asset in assets:
+                    if (asset.package, asset.version) != (package, version):
+                        continue
+                    content = read(archive, f"package/{asset.path}")
+                    if not asset.matches(content):
+                        raise SystemExit(f"{package}@{version}/{asset.path} does not match the page's integrity hash")
+                    (STATIC_DIR / asset.name).write_bytes(content)
+                    print(f"{asset.name}: {len(content):,} bytes")
+                licenses.append(license_text(archive, package, version))
+    (STATIC_DIR / "LICENSES.txt").write_text("\n\n".join(licenses) + "\n")
+    # Files of earlier versions: nothing names them any more.
+    keep = {asset.name for asset in assets} | {"LICENSES.txt"}
+    for stale in STATIC_DIR.iterdir():
+        if stale.name not in keep:
+            stale.unlink()
+            print(f"removed {stale.name}")
+
+
+def unpack(package: str, version: str, directory: Path) -> str:
+    """`npm pack` downloads a package's tarball from the registry; it prints the file name."""
+    result = subprocess.run(
+        ["npm", "pack", "--silent", f"{package}@{version}"], cwd=directory, capture_output=True, text=True, check=True
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
+def read(archive: tarfile.TarFile, member: str) -> bytes:
+    file = archive.extractfile(member)
+    if file is None:
+        raise SystemExit(f"{member} is not a file")
+    return file.read()
+
+
+def license_text(archive: tarfile.TarFile, package: str, version: str) -> str:
+    header = f"==== {package}@{version} ===="
+    for member in ("package/LICENSE", "package/LICENSE.md", "package/LICENSE.txt"):
+        if member in archive.getnames():
+            return f"{header}\n\n{read(archive, member).decode().strip()}"
+    manifest = json.loads(read(archive, "package/package.json"))
+    # Some packages (@graphiql/plugin-explorer) ship no license file, only the field.
+    return f"{header}\n\nLicense: {manifest.get('license')} (package.json; the package has no license file)"
+
+
+def check(assets: list[Asset]) -> list[str]:
+    problems = []
+    for asset in assets:
+        path = STATIC_DIR / asset.name
+        if not path.is_file():
+            problems.append(f"{asset.name} is missing")
+        elif not asset.matches(path.read_bytes()):
+            problems.append(f"{asset.name} does not match {asset.url}'s integrity hash")
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only check the files in app/static/graphiql/")
+    arguments = parser.parse_args()
+    assets = page_assets()
+    if not arguments.check:
+        fetch(assets)
+    problems = check(assets)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print("Run `make graphiql-assets` to fetch them.", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
