@@ -1,0 +1,194 @@
+"""With IMAGE_SCOPE=user, user A can never see, count, change, download, export or delete
+user B's images, by any REST route or GraphQL field, filters included. Local and S3 storage."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from app.config import Settings
+from app.main import create_app
+from tests.utils.graphql import error_codes
+from tests.utils.images import make_image
+from tests.utils.oidc import AUDIENCE, ISSUER, JwksServer, bearer, claims_for, jwks_server, rsa_key, sign
+
+KEY = rsa_key("isolation")
+SNEAKY_FILTERS = [
+    {"userId": "bob"},
+    {"$or": [{"userId": "bob"}]},
+    {"$or": [{"userId": "bob"}, {"userId": "alice"}]},
+    {"userId": {"$ne": "alice"}},
+    {"$nor": [{"userId": "alice"}]},
+    {"userId": {"$exists": True}},
+]
+
+
+@pytest.fixture
+def jwks() -> Iterator[JwksServer]:
+    with jwks_server([KEY]) as server:
+        yield server
+
+
+@pytest.fixture
+async def http(make_settings: Callable[..., Settings], jwks: JwksServer) -> AsyncIterator[httpx.AsyncClient]:
+    settings = make_settings(oidc_jwks_uri=jwks.uri, oidc_issuer=ISSUER, oidc_audience=AUDIENCE, image_scope="user")
+    app = create_app(settings)
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as client,
+    ):
+        yield client
+
+
+class User:
+    def __init__(self, http: httpx.AsyncClient, name: str) -> None:
+        self.http, self.name = http, name
+        self.headers = bearer(sign(claims_for(name), KEY))
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.http.request(method, url, headers=self.headers, **kwargs)
+
+    async def upload(self, file: str, content: bytes, data: dict[str, Any]) -> dict[str, Any]:
+        response = await self.request(
+            "POST", "/images", files={"image": (file, content)}, data={"file": file, "data": json.dumps(data)}
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = await self.request("POST", "/graphql", json={"query": query, "variables": variables or {}})
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def everything(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = (await self.request("GET", "/images?sort=file")).json()["items"]
+        return items
+
+
+BOB_PNG = make_image(color=(0, 0, 255))
+ALICE_PNG = make_image(color=(255, 0, 0))
+
+
+@pytest.fixture
+async def users(http: httpx.AsyncClient) -> tuple[User, User, dict[str, dict[str, Any]]]:
+    alice, bob = User(http, "alice"), User(http, "bob")
+    bobs = {
+        "shared": await bob.upload("shared.png", BOB_PNG, {"label": "bob-secret", "bobonly": 1}),
+        "private": await bob.upload("folder/private.png", BOB_PNG, {"label": "bob-secret"}),
+    }
+    await alice.upload("shared.png", ALICE_PNG, {"label": "alice"})
+    await alice.upload("mine.png", ALICE_PNG, {"label": "alice"})
+    return alice, bob, bobs
+
+
+async def test_alice_never_touches_bobs_images(users: tuple[User, User, dict[str, dict[str, Any]]]) -> None:
+    alice, bob, bobs = users
+    before = await bob.everything()
+    bob_id = bobs["private"]["_id"]
+
+    # Single-image routes: another user's image answers exactly like a missing one.
+    missing = "6385c4b3a1e2f0c9d8b7a615"
+    for method, suffix, body in [
+        ("GET", "", None),
+        ("GET", "/image", None),
+        ("GET", "/file", None),
+        ("PATCH", "", {"label": "hacked"}),
+        ("PUT", "", {"label": "hacked"}),
+        ("DELETE", "", None),
+    ]:
+        theirs = await alice.request(method, f"/images/{bob_id}{suffix}", json=body)
+        nobodys = await alice.request(method, f"/images/{missing}{suffix}", json=body)
+        assert theirs.status_code == nobodys.status_code == 404, (method, suffix)
+        assert theirs.json()["detail"].replace(bob_id, "X") == nobodys.json()["detail"].replace(missing, "X")
+
+    # Collection routes, plain and with filters that try to reach Bob.
+    assert {item["file"] for item in await alice.everything()} == {"shared.png", "mine.png"}
+    for sneaky in SNEAKY_FILTERS:
+        query = f"filter={json.dumps(sneaky)}"
+        listed = (await alice.request("GET", f"/images?{query}")).json()
+        assert all(item["userId"] == "alice" for item in listed["items"]), sneaky
+        assert listed["total"] == len(listed["items"]) <= 2
+        patched = (await alice.request("PATCH", f"/images?{query}", json={"label": "hacked"})).json()
+        assert patched["matchedCount"] <= 2
+        assert "bobonly" not in (await alice.request("GET", f"/fields?{query}")).json()
+        assert "bob-secret" not in (await alice.request("GET", f"/fields/label?{query}")).json()
+        exported = zipfile.ZipFile(io.BytesIO((await alice.request("GET", f"/export?{query}")).content))
+        documents = json.loads(exported.read("mongodb_data.json"))
+        assert all(document["userId"] == "alice" for document in documents)
+    assert (await alice.request("GET", "/images?userId=bob")).json()["total"] == 0  # data.userId, not the owner
+    assert (await alice.request("GET", f"/images?ids={bob_id}")).json()["total"] == 0
+
+    # Alice's upload to the same path is her own image; Bob's stays.
+    shared_for_alice = [item for item in await alice.everything() if item["file"] == "shared.png"][0]
+    assert shared_for_alice["_id"] != bobs["shared"]["_id"]
+    assert (await alice.request("GET", f"/images/{shared_for_alice['_id']}/image")).content == ALICE_PNG
+
+    # Re-using Bob's id in an upload or an import never reaches his image.
+    conflict = await alice.request(
+        "POST", "/images", files={"image": ("x.png", ALICE_PNG)}, data={"file": "x.png", "_id": bob_id}
+    )
+    assert conflict.status_code == 409
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zip_file:
+        zip_file.writestr("folder/private.png", ALICE_PNG)
+        zip_file.writestr("mongodb_data.json", json.dumps([{"_id": bob_id, "file": "folder/private.png", "data": {}}]))
+    imported = await alice.request("POST", "/import", files={"archive": ("a.zip", archive.getvalue())})
+    assert imported.json()["imported"] == 1
+    assert (await alice.request("GET", f"/images/{bob_id}")).status_code == 404
+
+    # Bulk deletes, even "everything", stay inside Alice's images.
+    for sneaky in SNEAKY_FILTERS:
+        await alice.request("DELETE", f"/images?filter={json.dumps(sneaky)}")
+    await alice.request("DELETE", "/images")
+    assert await alice.everything() == []
+
+    # GraphQL, every field.
+    gone = await alice.graphql("query($id: ID!) { image(id: $id) { id } }", {"id": bob_id})
+    assert error_codes(gone) == ["NOT_FOUND"]
+    for sneaky in SNEAKY_FILTERS:
+        where = {"f": {"where": sneaky}}
+        page = await alice.graphql(
+            "query($f: ImageFilter) { images(filter: $f) { total items { id } } fields(filter: $f)"
+            ' fieldValues(field: "label", filter: $f) }',
+            where,
+        )
+        assert page["data"] == {"images": {"total": 0, "items": []}, "fields": [], "fieldValues": []}, sneaky
+        changed = await alice.graphql(
+            'mutation($f: ImageFilter!) { updateImages(filter: $f, set: {label: "hacked"}) { matchedCount } }', where
+        )
+        assert changed["data"]["updateImages"]["matchedCount"] == 0
+        deleted = await alice.graphql("mutation($f: ImageFilter) { deleteImages(filter: $f) { deletedCount } }", where)
+        assert deleted["data"]["deleteImages"]["deletedCount"] == 0
+    by_ids = await alice.graphql("query($ids: [ID!]) { images(filter: {ids: $ids}) { total } }", {"ids": [bob_id]})
+    assert by_ids["data"]["images"]["total"] == 0
+    for mutation in [
+        'mutation($id: ID!) { updateImage(id: $id, set: {label: "hacked"}) { id } }',
+        'mutation($id: ID!) { replaceImageData(id: $id, data: {label: "hacked"}) { id } }',
+        "mutation($id: ID!) { deleteImage(id: $id) }",
+    ]:
+        assert error_codes(await alice.graphql(mutation, {"id": bob_id})) == ["NOT_FOUND"], mutation
+    everything = await alice.graphql("mutation { deleteImages(all: true) { deletedCount } }")
+    assert everything["data"]["deleteImages"]["deletedCount"] == 0
+
+    # Bob's images are exactly as they were, bytes included.
+    assert await bob.everything() == before
+    for image in before:
+        assert (await bob.request("GET", f"/images/{image['_id']}/image")).content == BOB_PNG
+    assert (await bob.request("GET", "/fields")).json() == ["bobonly", "label"]
+
+
+async def test_files_live_under_each_owners_folder(
+    users: tuple[User, User, dict[str, dict[str, Any]]], http: httpx.AsyncClient
+) -> None:
+    storage = http._transport.app.state.services.storage  # type: ignore[attr-defined]
+    for key in ("bob/shared.png", "bob/folder/private.png", "alice/shared.png", "alice/mine.png"):
+        assert await storage.exists(key), key
+    assert not await storage.exists("shared.png")
