@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import httpx
 import pytest
 
 from scripts.servers import REPO_ROOT, free_port
+from tests.utils.live import wait_until_serving
 from tests.utils.s3 import S3Server
 
 
@@ -32,20 +32,6 @@ class LiveService:
     process: subprocess.Popen[bytes]
     output: Path
     uploads: Path | None
-
-
-def wait_until_serving(url: str, process: subprocess.Popen[bytes], output: Path, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"service exited with {process.returncode}:\n{output.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"service did not answer in time:\n{output.read_text()[-3000:]}")
 
 
 @pytest.fixture

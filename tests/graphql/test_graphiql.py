@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from scripts.servers import REPO_ROOT, free_port
 from tests.utils.images import make_image
+from tests.utils.live import wait_until_serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -74,20 +74,6 @@ def service_url(
     finally:
         process.terminate()
         process.wait(30)
-
-
-def wait_until_serving(url: str, process: subprocess.Popen[bytes], log_path: Path, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"service exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"service did not answer in time:\n{log_path.read_text()[-3000:]}")
 
 
 def test_graphiql_page_loads_nothing_from_the_internet(service_url: str) -> None:
