@@ -49,6 +49,9 @@ class NewImage:
     image_id: ObjectId | None = None
     # False (restoring an archive): an id already used elsewhere is dropped, not a conflict.
     id_required: bool = True
+    # True when the caller has just found, in a batch lookup, that no image has this path:
+    # skips the lookup per image (FerretDB answers it by scanning the collection).
+    known_new: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,7 +121,7 @@ class ImageService:
         collection = Image.get_pymongo_collection()
         # Look before writing the file: a database outage or an id clash then costs no write.
         with database_errors():
-            existing = await collection.find_one({"file": file, "userId": scope.owner})
+            existing = None if new.known_new else await collection.find_one({"file": file, "userId": scope.owner})
             image_id = new.image_id
             if image_id is not None and existing is not None and existing["_id"] != image_id:
                 if new.id_required:
@@ -212,6 +215,15 @@ class ImageService:
             await self._delete_file_quietly(storage_key(image.file, image.userId))
 
     # -- many at once ---------------------------------------------------------------------------
+
+    async def existing_files(self, scope: Scope, files: list[str]) -> set[str]:
+        """Which of these paths the caller already has an image at."""
+        if not files:
+            return set()
+        self.database.require_ready()
+        with database_errors():
+            found = Image.get_pymongo_collection().find({"file": {"$in": files}, "userId": scope.owner}, {"file": 1})
+            return {document["file"] async for document in found}
 
     async def find(self, scope: Scope, query: ImageQuery) -> Page:
         """One page of matches (raw documents, projected as asked) and the count of all matches."""

@@ -21,7 +21,8 @@ from collections.abc import Generator, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any, BinaryIO, cast
+from itertools import islice
+from typing import IO, Any, BinaryIO, TypeVar, cast
 
 import ijson
 from anyio import to_thread
@@ -32,6 +33,12 @@ from app.domain.images import ImageService, NewImage
 from app.domain.metadata import parse_object_id, parse_time
 from app.domain.scope import Scope
 from app.errors import BadInput, ServiceError, TooLarge, Unavailable
+from app.storage import normalise_key
+
+T = TypeVar("T")
+
+
+LOOKUP_BATCH = 200
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,35 +98,66 @@ async def import_archive(
         used: set[str] = set()
         documents = _documents(zip_file) if has_json else _no_documents()
         stack.callback(documents.close)
-        while (document := await to_thread.run_sync(next, documents, None)) is not None:
-            used.add(document.file)
-            info = entries.get(document.file)
-            if info is None:
-                summary.skip(document.file, f"listed in {JSON_NAME} but its file is not in the archive")
-                continue
-            new = NewImage(
-                source=_entry(zip_file, info),
-                length=info.file_size,
-                file=document.file,
-                time=document.time,
-                data={**document.data, **extra_data},
-                image_id=document.image_id,
-                id_required=False,
-            )
-            await _import_one(images, scope, new, summary)
-        for name, info in entries.items():
-            if name in used or name in (JSON_NAME, XLSX_NAME):
-                continue
-            if _is_symlink(info):
-                summary.skip(name, "symbolic links are not imported")
-                continue
-            new = NewImage(source=_entry(zip_file, info), length=info.file_size, file=name, data=dict(extra_data))
-            await _import_one(images, scope, new, summary)
+        while batch := await to_thread.run_sync(_take, documents, LOOKUP_BATCH):
+            fresh = await _fresh_paths(images, scope, [document.file for document in batch])
+            for document in batch:
+                used.add(document.file)
+                info = entries.get(document.file)
+                if info is None:
+                    summary.skip(document.file, f"listed in {JSON_NAME} but its file is not in the archive")
+                    continue
+                new = NewImage(
+                    source=_entry(zip_file, info),
+                    length=info.file_size,
+                    file=document.file,
+                    time=document.time,
+                    data={**document.data, **extra_data},
+                    image_id=document.image_id,
+                    id_required=False,
+                    known_new=document.file in fresh,
+                )
+                await _import_one(images, scope, new, summary)
+        remaining = (info for name, info in entries.items() if name not in used and name not in (JSON_NAME, XLSX_NAME))
+        while batch_infos := _take(remaining, LOOKUP_BATCH):
+            fresh = await _fresh_paths(images, scope, [info.filename for info in batch_infos])
+            for info in batch_infos:
+                if _is_symlink(info):
+                    summary.skip(info.filename, "symbolic links are not imported")
+                    continue
+                new = NewImage(
+                    source=_entry(zip_file, info),
+                    length=info.file_size,
+                    file=info.filename,
+                    data=dict(extra_data),
+                    known_new=info.filename in fresh,
+                )
+                await _import_one(images, scope, new, summary)
     return summary
 
 
 def _no_documents() -> Generator[_Restored, None, None]:
     yield from ()
+
+
+def _take(items: Iterator[T], count: int) -> list[T]:
+    return list(islice(items, count))
+
+
+async def _fresh_paths(images: ImageService, scope: Scope, names: list[str]) -> set[str]:
+    """The names that are already canonical paths and that no image of the caller has.
+
+    One lookup per batch instead of one per image: FerretDB cannot use an index for it, and
+    a lookup per image made large imports slow down with every image already imported.
+    """
+    canonical = [name for name in names if _is_canonical(name)]
+    return set(canonical) - await images.existing_files(scope, canonical)
+
+
+def _is_canonical(name: str) -> bool:
+    try:
+        return normalise_key(name) == name
+    except BadInput:
+        return False
 
 
 async def _import_one(images: ImageService, scope: Scope, new: NewImage, summary: ImportSummary) -> None:
