@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymongo.errors import ConfigurationError, InvalidURI
 from pymongo.uri_parser import parse_uri
@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     query_max_limit: int = Field(default=10_000, ge=1)
     cors_origins: str = "*"
 
+    # Operations: `text` for people at a terminal, `json` (one object per line) for collectors.
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # How long in-flight requests (downloads, exports, imports) may run on after SIGTERM; read by
+    # scripts/run_service.py, passed as --timeout-graceful-shutdown by the container image.
+    shutdown_grace_seconds: int = Field(default=30, ge=0, le=3600)
+
     @model_validator(mode="before")
     @classmethod
     def _empty_means_unset(cls, values: object) -> object:
@@ -79,6 +86,13 @@ class Settings(BaseSettings):
         if isinstance(values, dict):
             return {key: value for key, value in values.items() if value != ""}
         return values
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.strip().upper() if info.field_name == "log_level" else value.strip().lower()
 
     @model_validator(mode="after")
     def _check_resolvable(self) -> Settings:

@@ -64,6 +64,17 @@ def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings.image_scope is None
 
 
+def test_operations_settings_defaults_and_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONGODB_CONNECTION_STRING", "mongodb://h/x")
+    settings = load_settings()
+    assert (settings.log_format, settings.log_level, settings.shutdown_grace_seconds) == ("text", "INFO", 30)
+    monkeypatch.setenv("LOG_FORMAT", "JSON")
+    monkeypatch.setenv("LOG_LEVEL", " debug ")
+    monkeypatch.setenv("SHUTDOWN_GRACE_SECONDS", "120")
+    settings = load_settings()
+    assert (settings.log_format, settings.log_level, settings.shutdown_grace_seconds) == ("json", "DEBUG", 120)
+
+
 @pytest.mark.parametrize(
     ("variables", "named"),
     [
@@ -78,6 +89,10 @@ def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None
         ({"MONGODB_CONNECTION_STRING": "mongodb://h/x", "S3_BUCKET": "okay", "S3_ENDPOINT": "ftp://x"}, "S3_ENDPOINT"),
         ({"MONGODB_CONNECTION_STRING": "mongodb://h/x", "S3_BUCKET": "okay", "S3_USE_SSL": "maybe"}, "S3_USE_SSL"),
         ({"MONGODB_CONNECTION_STRING": "mongodb://h/x", "MAX_UPLOAD_BYTES": "0"}, "MAX_UPLOAD_BYTES"),
+        ({"MONGODB_CONNECTION_STRING": "mongodb://h/x", "LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"MONGODB_CONNECTION_STRING": "mongodb://h/x", "LOG_LEVEL": "verbose"}, "LOG_LEVEL"),
+        ({"MONGODB_CONNECTION_STRING": "mongodb://h/x", "SHUTDOWN_GRACE_SECONDS": "-1"}, "SHUTDOWN_GRACE_SECONDS"),
+        ({"MONGODB_CONNECTION_STRING": "mongodb://h/x", "SHUTDOWN_GRACE_SECONDS": "1.5"}, "SHUTDOWN_GRACE_SECONDS"),
     ],
 )
 def test_bad_values_stop_start_up_naming_the_variable(
