@@ -30,6 +30,7 @@ from pymongo.errors import (
 )
 
 from app.errors import BadInput, Conflict, Unavailable
+from app.metrics import Metrics
 from app.models import IMAGE_INDEXES, Image
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,17 @@ MaintenanceTask = Callable[[AsyncCollection[dict[str, Any]]], Awaitable[object]]
 
 
 class Database:
-    def __init__(self, *, uri: str, name: str, timeout_ms: int, maintenance: Sequence[MaintenanceTask] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        uri: str,
+        name: str,
+        timeout_ms: int,
+        metrics: Metrics,
+        maintenance: Sequence[MaintenanceTask] = (),
+    ) -> None:
         self.name = name
+        self._metrics = metrics
         # Run in the background once the database is first reached (data migrations, say).
         self._maintenance = list(maintenance)
         self._background: set[asyncio.Task[None]] = set()
@@ -88,12 +98,24 @@ class Database:
 
     def require_ready(self) -> None:
         if not self._ready.is_set():
+            self._metrics.dependency_error("database", "NotInitialised")
             raise Unavailable("The database is unreachable; try again shortly.")
+
+    @contextmanager
+    def errors(self, *, user_query: bool = False) -> Iterator[None]:
+        """`database_errors`, counting every outage in the metrics."""
+        try:
+            with database_errors(user_query=user_query):
+                yield
+        except Unavailable as error:
+            self._metrics.dependency_error("database", error.cause)
+            raise
 
     async def ping(self, *, timeout: float = 1.0) -> bool:
         try:
             await asyncio.wait_for(self.client.admin.command("ping"), timeout)
-        except (PyMongoError, TimeoutError):
+        except (PyMongoError, TimeoutError) as error:
+            self._metrics.dependency_error("database", type(error).__name__)
             return False
         return True
 
@@ -140,8 +162,8 @@ def database_errors(*, user_query: bool = False) -> Iterator[None]:
         yield
     except DuplicateKeyError:
         raise Conflict("Another image already uses this file path or id.") from None
-    except (ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError):
-        raise Unavailable("The database is unreachable; try again shortly.") from None
+    except (ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError) as error:
+        raise Unavailable("The database is unreachable; try again shortly.", cause=type(error).__name__) from None
     except (WriteError, OperationFailure) as error:
         message = str((error.details or {}).get("errmsg") or error).split(", full error")[0].rstrip(".")
         if user_query and not isinstance(error, WriteError):

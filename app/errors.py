@@ -52,4 +52,7 @@ class NotAnImage(ServiceError):
 
 
 class Unavailable(ServiceError):
-    pass
+    def __init__(self, detail: str, *, cause: str = "Unavailable") -> None:
+        super().__init__(detail)
+        # What failed underneath (a driver's error class), for the operators' metrics.
+        self.cause = cause

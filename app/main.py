@@ -13,7 +13,10 @@ from fastapi.routing import APIRoute
 from app import __version__
 from app.config import ConfigError, Settings, load_settings
 from app.graphql.router import graphql_router
-from app.rest import archive, collection, fields, images, info
+from app.logs import configure_logging
+from app.metrics import Metrics
+from app.rest import archive, collection, fields, images, info, operations
+from app.rest.access import ObservedFastAPI, RouteTemplates
 from app.rest.errors import install_error_handlers
 from app.rest.limits import BodySizeLimit
 from app.services import Services
@@ -28,17 +31,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except ConfigError as error:
             # One sentence and a non-zero exit, not a traceback, for a misconfigured deployment.
             raise SystemExit(f"Configuration error: {error}") from None
+    configure_logging(level=settings.log_level, format=settings.log_format)
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await Services.open(settings)
+        services = await Services.open(settings, metrics)
         app.state.services = services
         try:
             yield
         finally:
+            # Uvicorn runs this only after in-flight requests finished (or the grace period
+            # ran out), so no download or export loses its database or storage mid-way.
             await services.close()
 
-    app = FastAPI(
+    app = ObservedFastAPI(
         title="Image storage",
         version=__version__,
         description="Image datasets: files on disk or S3, metadata in MongoDB.",
@@ -46,12 +53,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=_operation_id,
     )
     install_error_handlers(app)
-    app.include_router(info.router)
-    app.include_router(collection.router)
-    app.include_router(images.router)
-    app.include_router(fields.router)
-    app.include_router(archive.router)
-    app.include_router(graphql_router(), prefix="/graphql", include_in_schema=False)
+    routes = RouteTemplates()
+    routes.add(app.routes)  # /docs, /openapi.json
+    for router in (info.router, operations.router, collection.router, images.router, fields.router, archive.router):
+        app.include_router(router)
+        routes.add(router.routes)
+    graphql = graphql_router()
+    app.include_router(graphql, prefix="/graphql", include_in_schema=False)
+    routes.add(graphql.routes, prefix="/graphql")
+    app.state.metrics = metrics
+    app.state.route_templates = routes
     app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes, routes={("POST", "/images")})
     app.add_middleware(BodySizeLimit, limit=settings.max_archive_bytes, routes={("POST", "/import")})
     app.add_middleware(
@@ -60,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
         # The legacy GUI sends an unusual request header, so every header must pass preflight.
         allow_headers=["*"],
-        expose_headers=["Content-Disposition"],
+        expose_headers=["Content-Disposition", "X-Request-ID"],
     )
     return app
 

@@ -14,6 +14,7 @@ from app.domain import data_keys
 from app.domain.images import ImageService
 from app.domain.scope import EVERYONE, Scope
 from app.errors import Unavailable
+from app.metrics import Metrics
 from app.storage import Storage, build_storage
 
 log = logging.getLogger(__name__)
@@ -27,23 +28,34 @@ class Services:
     images: ImageService
     authenticator: Authenticator | None  # None: no OIDC_JWKS_URI, every caller sees every image
     http: httpx.AsyncClient
+    metrics: Metrics
 
     @classmethod
-    async def open(cls, settings: Settings) -> Services:
+    async def open(cls, settings: Settings, metrics: Metrics) -> Services:
+        storage = build_storage(settings, metrics)
+        # The redacted URI: the password never reaches a log line.
+        log.info(
+            "starting: database %s, %s storage at %s",
+            settings.mongodb_uri_redacted,
+            storage.kind,
+            storage.location,
+        )
         database = Database(
             uri=settings.mongodb_uri,
             name=settings.mongodb_database,
             timeout_ms=settings.mongodb_timeout_ms,
+            metrics=metrics,
             maintenance=[data_keys.backfill],
         )
         await database.open()
-        storage = build_storage(settings)
         try:
             await storage.start()
         except Unavailable as error:
             # Not fatal: requests that need the storage answer 503 until it is back.
             log.warning("storage not ready at start-up: %s", error.detail)
-        images = ImageService(database=database, storage=storage, max_upload_bytes=settings.max_upload_bytes)
+        images = ImageService(
+            database=database, storage=storage, max_upload_bytes=settings.max_upload_bytes, metrics=metrics
+        )
         http = httpx.AsyncClient(follow_redirects=True)
         authenticator = None
         if settings.oidc_jwks_uri:
@@ -62,6 +74,7 @@ class Services:
             images=images,
             authenticator=authenticator,
             http=http,
+            metrics=metrics,
         )
 
     async def scope_for(self, authorization: str | None) -> Scope:
@@ -71,6 +84,7 @@ class Services:
         return await self.authenticator.scope_for(authorization)
 
     async def close(self) -> None:
+        log.info("closing the database and storage connections")
         await self.http.aclose()
         await self.storage.close()
         await self.database.close()

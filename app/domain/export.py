@@ -26,10 +26,11 @@ from anyio import to_thread
 from openpyxl import Workbook
 from stream_zip import ZIP_64, async_stream_zip
 
-from app.db import Database, database_errors
+from app.db import Database
 from app.domain.query import ImageQuery, scoped
 from app.domain.scope import Scope, storage_key
 from app.errors import NotFound
+from app.metrics import Metrics
 from app.models import Image, document_to_json
 from app.storage import Storage
 from app.storage.base import CHUNK_SIZE
@@ -56,30 +57,34 @@ def archive_name(now: datetime | None = None) -> str:
 
 
 async def export_archive(
-    *, database: Database, storage: Storage, scope: Scope, query: ImageQuery
+    *, database: Database, storage: Storage, scope: Scope, query: ImageQuery, metrics: Metrics
 ) -> AsyncIterator[bytes]:
     """The zip's bytes. Raises before the first byte if the database is unreachable."""
     database.require_ready()
     condition = scoped(query.filter, scope)
     collection = Image.get_pymongo_collection()
-    with database_errors(user_query=True):
+    with database.errors(user_query=True):
         # Fails here (not mid-stream) for a bad query or an unreachable database.
         await collection.find_one(condition, {"_id": 1})
-    return _zip_chunks(storage, condition, query.sort)
+    return _zip_chunks(database, storage, condition, query.sort, metrics)
 
 
-async def _zip_chunks(storage: Storage, condition: dict[str, Any], sort: list[tuple[str, int]]) -> AsyncIterator[bytes]:
+async def _zip_chunks(
+    database: Database, storage: Storage, condition: dict[str, Any], sort: list[tuple[str, int]], metrics: Metrics
+) -> AsyncIterator[bytes]:
     state = _ExportState()
-    try:
-        chunks = async_stream_zip(
-            _members(storage, condition, sort, state),
-            chunk_size=CHUNK_SIZE,
-            get_compressobj=lambda: zlib.compressobj(level=COMPRESSION_LEVEL, wbits=-zlib.MAX_WBITS),
-        )
-        async for chunk in chunks:
-            yield chunk
-    finally:
-        state.close()
+    # Timed from the first byte to the last: an export refused up front is no archive.
+    with metrics.archive("export"):
+        try:
+            chunks = async_stream_zip(
+                _members(database, storage, condition, sort, state),
+                chunk_size=CHUNK_SIZE,
+                get_compressobj=lambda: zlib.compressobj(level=COMPRESSION_LEVEL, wbits=-zlib.MAX_WBITS),
+            )
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            state.close()
 
 
 class _ExportState:
@@ -108,10 +113,10 @@ class _ExportState:
 
 
 async def _members(
-    storage: Storage, condition: dict[str, Any], sort: list[tuple[str, int]], state: _ExportState
+    database: Database, storage: Storage, condition: dict[str, Any], sort: list[tuple[str, int]], state: _ExportState
 ) -> AsyncIterator[tuple[str, datetime, int, Any, AsyncIterator[bytes]]]:
     collection = Image.get_pymongo_collection()
-    with database_errors():
+    with database.errors():
         cursor = collection.find(condition, sort=sort, batch_size=200)
         async for document in cursor:
             key = storage_key(document["file"], document.get("userId"))
@@ -128,7 +133,7 @@ async def _members(
     yield JSON_NAME, datetime.now(UTC), FILE_MODE, ZIP_64, _read_file(state.json)
 
     with tempfile.TemporaryFile() as workbook_file:
-        await _write_workbook(workbook_file, condition, sort, sorted(state.columns))
+        await _write_workbook(database, workbook_file, condition, sort, sorted(state.columns))
         yield XLSX_NAME, datetime.now(UTC), FILE_MODE, ZIP_64, _read_file(workbook_file)
 
 
@@ -147,7 +152,7 @@ async def _read_file(handle: IO[bytes]) -> AsyncIterator[bytes]:
 
 
 async def _write_workbook(
-    target: IO[bytes], condition: dict[str, Any], sort: list[tuple[str, int]], columns: list[str]
+    database: Database, target: IO[bytes], condition: dict[str, Any], sort: list[tuple[str, int]], columns: list[str]
 ) -> None:
     columns = columns[:XLSX_MAX_COLUMNS]
     workbook = Workbook(write_only=True)
@@ -157,7 +162,7 @@ async def _write_workbook(
     written = 0
     collection = Image.get_pymongo_collection()
     projection = {"file": 1, "time": 1, "data": 1}
-    with database_errors():
+    with database.errors():
         async for document in collection.find(condition, projection, sort=sort, batch_size=ROW_BATCH):
             if written + len(rows) >= XLSX_MAX_ROWS:
                 log.warning("export: the spreadsheet stops at Excel's row limit; the JSON has every image")

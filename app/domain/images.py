@@ -21,13 +21,14 @@ from anyio import to_thread
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
-from app.db import Database, database_errors
+from app.db import Database
 from app.domain import data_keys, rewrite
 from app.domain.media import sniff
 from app.domain.metadata import check_data, parse_data_patch, parse_object_id
 from app.domain.query import ImageQuery, all_of, check_path, scoped
 from app.domain.scope import Scope, storage_key
 from app.errors import BadInput, Conflict, NotFound, ServiceError, TooLarge
+from app.metrics import Metrics
 from app.models import Image, to_stored_time, utc_now
 from app.storage import Storage, normalise_key
 
@@ -75,16 +76,17 @@ class Download:
 
 
 class ImageService:
-    def __init__(self, *, database: Database, storage: Storage, max_upload_bytes: int) -> None:
+    def __init__(self, *, database: Database, storage: Storage, max_upload_bytes: int, metrics: Metrics) -> None:
         self.database = database
         self.storage = storage
         self.max_upload_bytes = max_upload_bytes
+        self.metrics = metrics
 
     # -- reading ------------------------------------------------------------------------------
 
     async def get(self, scope: Scope, image_id: str) -> Image:
         self.database.require_ready()
-        with database_errors():
+        with self.database.errors():
             image = await Image.find_one({"_id": parse_object_id(image_id), **scope.condition()})
         if image is None:
             # Also the answer for another owner's image: its existence is not revealed.
@@ -102,13 +104,18 @@ class ImageService:
             filename=posixpath.basename(image.file),
             content_type=content_type,
             size=stored.size,
-            chunks=stored.chunks,
+            chunks=self.metrics.count_download(stored.chunks),
         )
 
     # -- writing ------------------------------------------------------------------------------
 
-    async def upload(self, scope: Scope, new: NewImage, *, retry: bool = True) -> Image:
+    async def upload(self, scope: Scope, new: NewImage) -> Image:
         """Store a file and its document; an existing (file, owner) is replaced whole."""
+        image = await self._upload(scope, new, retry=True)
+        self.metrics.uploaded(new.length)
+        return image
+
+    async def _upload(self, scope: Scope, new: NewImage, *, retry: bool) -> Image:
         if new.length > self.max_upload_bytes:
             raise TooLarge(f"The file is larger than the maximum upload size of {self.max_upload_bytes} bytes.")
         if not (new.file or new.filename):
@@ -120,7 +127,7 @@ class ImageService:
 
         collection = Image.get_pymongo_collection()
         # Look before writing the file: a database outage or an id clash then costs no write.
-        with database_errors():
+        with self.database.errors():
             existing = None if new.known_new else await collection.find_one({"file": file, "userId": scope.owner})
             image_id = new.image_id
             if image_id is not None and existing is not None and existing["_id"] != image_id:
@@ -151,13 +158,13 @@ class ImageService:
                 raise Conflict(f"{file!r} was being uploaded by someone else at the same time; try again.") from None
             # Someone else created this path a moment ago: replace theirs, as a later upload would.
             await to_thread.run_sync(new.source.seek, 0)
-            return await self.upload(scope, new, retry=False)
+            return await self._upload(scope, new, retry=False)
 
     async def _create(self, new: NewImage, key: str, document: dict[str, Any]) -> Image:
         # File first, then the document: if the document cannot be written, the file goes.
         await self.storage.save(key, new.source, length=new.length, content_type=document["contentType"])
         try:
-            with database_errors():
+            with self.database.errors():
                 try:
                     await Image.get_pymongo_collection().insert_one(document)
                 except DuplicateKeyError:
@@ -173,7 +180,7 @@ class ImageService:
         # replacement, not $set: see app/domain/rewrite.py for why.
         collection = Image.get_pymongo_collection()
         document = {**existing, **fields}
-        with database_errors():
+        with self.database.errors():
             result = await collection.replace_one({"_id": existing["_id"]}, document)
         if result.matched_count == 0:
             raise Conflict(f"The image at {existing['file']!r} was deleted while it was being replaced.")
@@ -181,7 +188,7 @@ class ImageService:
             await self.storage.save(key, new.source, length=new.length, content_type=fields["contentType"])
         except ServiceError:
             try:
-                with database_errors():
+                with self.database.errors():
                     await collection.replace_one({"_id": existing["_id"]}, existing)
             except ServiceError as error:
                 log.error("image %s keeps new metadata without its new file: %s", existing["_id"], error.detail)
@@ -201,7 +208,7 @@ class ImageService:
     async def _rewrite_one(self, scope: Scope, image_id: str, change: rewrite.DataChange) -> Image:
         condition = {"_id": parse_object_id(image_id), **scope.condition()}
         self.database.require_ready()
-        with database_errors():
+        with self.database.errors():
             result = await rewrite.rewrite_data(Image.get_pymongo_collection(), condition, change)
         if result.last is None:
             raise NotFound(f"No image with id {image_id}.")
@@ -209,7 +216,7 @@ class ImageService:
 
     async def delete(self, scope: Scope, image_id: str) -> None:
         image = await self.get(scope, image_id)
-        with database_errors():
+        with self.database.errors():
             result = await Image.get_pymongo_collection().delete_one({"_id": image.id, **scope.condition()})
         if result.deleted_count:
             await self._delete_file_quietly(storage_key(image.file, image.userId))
@@ -221,7 +228,7 @@ class ImageService:
         if not files:
             return set()
         self.database.require_ready()
-        with database_errors():
+        with self.database.errors():
             found = Image.get_pymongo_collection().find({"file": {"$in": files}, "userId": scope.owner}, {"file": 1})
             return {document["file"] async for document in found}
 
@@ -230,7 +237,7 @@ class ImageService:
         condition = scoped(query.filter, scope)
         collection = Image.get_pymongo_collection()
         self.database.require_ready()
-        with database_errors(user_query=True):
+        with self.database.errors(user_query=True):
             total = await collection.count_documents(condition)
             cursor = collection.find(condition, query.projection, sort=query.sort, skip=query.skip, limit=query.limit)
             items = await cursor.to_list(None)
@@ -241,7 +248,7 @@ class ImageService:
         to_set, to_unset = parse_data_patch(changes)
         condition = scoped(query_filter, scope)
         self.database.require_ready()
-        with database_errors(user_query=True):
+        with self.database.errors(user_query=True):
             result = await rewrite.rewrite_data(
                 Image.get_pymongo_collection(), condition, rewrite.merge(to_set, to_unset)
             )
@@ -260,7 +267,7 @@ class ImageService:
         after: ObjectId | None = None
         while True:
             page = all_of([condition, {"_id": {"$gt": after}} if after is not None else {}])
-            with database_errors(user_query=True):
+            with self.database.errors(user_query=True):
                 batch = await collection.find(
                     page, {"file": 1, "userId": 1}, sort=[("_id", 1)], limit=DELETE_BATCH
                 ).to_list(None)
@@ -276,7 +283,7 @@ class ImageService:
     async def fields(self, scope: Scope, query_filter: Mapping[str, Any]) -> list[str]:
         """The distinct top-level `data` keys over the matches."""
         self.database.require_ready()
-        with database_errors(user_query=True):
+        with self.database.errors(user_query=True):
             keys = await Image.get_pymongo_collection().distinct("dataKeys", scoped(query_filter, scope))
         return sorted(key for key in keys if isinstance(key, str))
 
@@ -284,7 +291,7 @@ class ImageService:
         """The distinct values of `data.<name>` over the matches (array elements count singly)."""
         path = f"data.{check_path(name, what='field')}"
         self.database.require_ready()
-        with database_errors(user_query=True):
+        with self.database.errors(user_query=True):
             values: list[Any] = await Image.get_pymongo_collection().distinct(path, scoped(query_filter, scope))
         return values
 

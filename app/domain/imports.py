@@ -87,6 +87,18 @@ async def import_archive(
     extra_data: dict[str, Any],
     limits: ImportLimits,
 ) -> ImportSummary:
+    with images.metrics.archive("import"):
+        return await _import_archive(images, scope, archive, archive_name, extra_data, limits)
+
+
+async def _import_archive(
+    images: ImageService,
+    scope: Scope,
+    archive: BinaryIO,
+    archive_name: str,
+    extra_data: dict[str, Any],
+    limits: ImportLimits,
+) -> ImportSummary:
     summary = ImportSummary(file=archive_name)
     zip_file = await to_thread.run_sync(_open_zip, archive)
     with ExitStack() as stack:

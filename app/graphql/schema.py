@@ -8,6 +8,7 @@ from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDept
 from strawberry.types import ExecutionContext
 
 from app.graphql.errors import ErrorCodes
+from app.graphql.metrics import OperationMetrics
 from app.graphql.mutations import Mutation
 from app.graphql.queries import Query
 
@@ -33,5 +34,6 @@ schema = Schema(
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         ErrorCodes,
+        OperationMetrics,
     ],
 )

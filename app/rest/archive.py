@@ -25,7 +25,9 @@ router = APIRouter(tags=["archives"])
 )
 async def export_images(query: ImageQueryDep, services: ServicesDep, scope: ScopeDep) -> StreamingResponse:
     """Every match (paging parameters are ignored): files at their paths, mongodb_data.json, mongodb_data.xlsx."""
-    chunks = await export_archive(database=services.database, storage=services.storage, scope=scope, query=query)
+    chunks = await export_archive(
+        database=services.database, storage=services.storage, scope=scope, query=query, metrics=services.metrics
+    )
     headers = {"Content-Disposition": content_disposition(archive_name(), kind="attachment")}
     return StreamingResponse(chunks, media_type="application/zip", headers=headers)
 

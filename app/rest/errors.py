@@ -55,11 +55,15 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _database_unreachable(request: Request, error: Exception) -> JSONResponse:
+    # A driver error that escaped the domain's mapping (app/db.py counts the ones it maps).
+    request.app.state.metrics.dependency_error("database", type(error).__name__)
     return error_response(503, "The database is unreachable; try again shortly.")
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    # The one log line for this error, with its traceback; the request's access line (same
+    # request_id) carries the route. Not the raw URL: its path and query may hold anything.
+    log.error("unexpected error while serving a request", exc_info=error)
     return error_response(500, "Internal server error.")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.config import Settings
+from app.metrics import Metrics
 from app.storage.base import Storage
 from app.storage.keys import normalise_key
 from app.storage.local import LocalStorage
@@ -11,7 +12,7 @@ from app.storage.s3 import S3Storage
 __all__ = ["LocalStorage", "S3Storage", "Storage", "build_storage", "normalise_key"]
 
 
-def build_storage(settings: Settings) -> Storage:
+def build_storage(settings: Settings, metrics: Metrics) -> Storage:
     """The backend the settings ask for: S3 when `S3_BUCKET` is set, else the local directory."""
     if settings.s3_bucket:
         endpoint, secure = settings.s3_location
@@ -24,5 +25,6 @@ def build_storage(settings: Settings) -> Storage:
             secret_key=secret.get_secret_value() if secret else None,
             region=settings.s3_region,
             connect_timeout=settings.s3_connect_timeout,
+            metrics=metrics,
         )
-    return LocalStorage(root=settings.uploads_directory)
+    return LocalStorage(root=settings.uploads_directory, metrics=metrics)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import uuid
@@ -12,6 +13,7 @@ from typing import BinaryIO, Literal
 from anyio import to_thread
 
 from app.errors import BadInput, NotFound, Unavailable
+from app.metrics import Metrics
 from app.storage.base import CHUNK_SIZE, StoredFile
 from app.storage.keys import normalise_key
 
@@ -19,8 +21,9 @@ from app.storage.keys import normalise_key
 class LocalStorage:
     kind: Literal["local"] = "local"
 
-    def __init__(self, *, root: Path) -> None:
+    def __init__(self, *, root: Path, metrics: Metrics) -> None:
         self.root = root.resolve()
+        self._metrics = metrics
 
     @property
     def location(self) -> str:
@@ -30,7 +33,7 @@ class LocalStorage:
         try:
             await to_thread.run_sync(lambda: self.root.mkdir(parents=True, exist_ok=True))
         except OSError as error:
-            raise Unavailable(f"The uploads directory {self.root} cannot be created: {error.strerror}.") from None
+            raise self._unavailable(f"The uploads directory {self.root} cannot be created", error) from None
 
     def _path(self, key: str) -> Path:
         path = (self.root / normalise_key(key)).resolve()
@@ -45,7 +48,7 @@ class LocalStorage:
         try:
             await to_thread.run_sync(_write_atomically, path, source)
         except OSError as error:
-            raise Unavailable(f"The file could not be written to local storage: {error.strerror}.") from None
+            raise self._unavailable("The file could not be written to local storage", error) from None
 
     async def open(self, key: str) -> StoredFile:
         path = self._path(key)
@@ -55,7 +58,7 @@ class LocalStorage:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFound(f"The file {key!r} is missing from storage.") from None
         except OSError as error:
-            raise Unavailable(f"The file could not be read from local storage: {error.strerror}.") from None
+            raise self._unavailable("The file could not be read from local storage", error) from None
         return StoredFile(size=size, chunks=_read_chunks(handle))
 
     async def delete(self, key: str) -> None:
@@ -63,7 +66,7 @@ class LocalStorage:
         try:
             await to_thread.run_sync(self._remove_with_empty_parents, path)
         except OSError as error:
-            raise Unavailable(f"The file could not be deleted from local storage: {error.strerror}.") from None
+            raise self._unavailable("The file could not be deleted from local storage", error) from None
 
     def _remove_with_empty_parents(self, path: Path) -> None:
         path.unlink(missing_ok=True)
@@ -79,7 +82,16 @@ class LocalStorage:
         return await to_thread.run_sync(self._path(key).is_file)
 
     async def ping(self) -> bool:
-        return await to_thread.run_sync(lambda: os.access(self.root, os.W_OK))
+        writable = await to_thread.run_sync(lambda: os.access(self.root, os.W_OK))
+        if not writable:
+            self._metrics.dependency_error("storage", "NotWritable")
+        return writable
+
+    def _unavailable(self, what: str, error: OSError) -> Unavailable:
+        # By errno (ENOSPC, EACCES…): the class alone would say OSError for a full disk.
+        cause = errno.errorcode.get(error.errno or 0, type(error).__name__)
+        self._metrics.dependency_error("storage", cause)
+        return Unavailable(f"{what}: {error.strerror}.", cause=cause)
 
     async def close(self) -> None:
         pass

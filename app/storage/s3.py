@@ -17,6 +17,7 @@ from minio.error import MinioException, S3Error
 from urllib3.exceptions import HTTPError as TransportError
 
 from app.errors import NotFound, Unavailable
+from app.metrics import Metrics
 from app.storage.base import CHUNK_SIZE, StoredFile
 from app.storage.keys import normalise_key
 
@@ -39,8 +40,10 @@ class S3Storage:
         secret_key: str | None,
         region: str | None,
         connect_timeout: float,
+        metrics: Metrics,
     ) -> None:
         self.endpoint, self.bucket, self.secure = endpoint, bucket, secure
+        self._metrics = metrics
         self._bucket_ready = False
         self._http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=connect_timeout, read=60),
@@ -67,9 +70,12 @@ class S3Storage:
         except S3Error as error:
             if error.code in MISSING_CODES:
                 raise NotFound("The file is missing from storage.") from None
-            raise Unavailable(f"The S3 storage refused the request: {error.code}.") from None
+            self._metrics.dependency_error("storage", "S3Error")
+            raise Unavailable(f"The S3 storage refused the request: {error.code}.", cause="S3Error") from None
         except (MinioException, TransportError, OSError) as error:
-            raise Unavailable(f"The S3 storage at {self.endpoint} is unreachable ({type(error).__name__}).") from None
+            cause = type(error).__name__
+            self._metrics.dependency_error("storage", cause)
+            raise Unavailable(f"The S3 storage at {self.endpoint} is unreachable ({cause}).", cause=cause) from None
 
     async def start(self) -> None:
         if not await self._call(self._client.bucket_exists, self.bucket):

@@ -11,6 +11,7 @@ import pytest
 
 from app.config import Settings, load_settings
 from app.errors import BadInput, NotFound, Unavailable
+from app.metrics import Metrics
 from app.storage import LocalStorage, Storage, build_storage
 from app.storage.base import CHUNK_SIZE
 from scripts.servers import free_port
@@ -18,7 +19,7 @@ from scripts.servers import free_port
 
 @pytest.fixture
 async def storage(settings: Settings) -> AsyncIterator[Storage]:
-    backend = build_storage(settings)
+    backend = build_storage(settings, Metrics())
     await backend.start()
     yield backend
     await backend.close()
@@ -121,7 +122,7 @@ async def test_unreachable_s3_is_unavailable() -> None:
         s3_endpoint=f"http://127.0.0.1:{free_port()}",
         s3_connect_timeout=0.5,
     )
-    backend = build_storage(unreachable)
+    backend = build_storage(unreachable, Metrics())
     with pytest.raises(Unavailable, match="unreachable"):
         await backend.start()
     with pytest.raises(Unavailable):
