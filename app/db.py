@@ -96,6 +96,11 @@ class Database:
             except PyMongoError as error:
                 log.debug("database still unreachable: %s", error)
 
+    @property
+    def initialised(self) -> bool:
+        """Whether the database has been reached and set up since start-up."""
+        return self._ready.is_set()
+
     def require_ready(self) -> None:
         if not self._ready.is_set():
             self._metrics.dependency_error("database", "NotInitialised")

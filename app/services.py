@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -18,6 +19,9 @@ from app.metrics import Metrics
 from app.storage import Storage, build_storage
 
 log = logging.getLogger(__name__)
+
+# Each readiness check gives up after this long (both run at once), well inside a probe's timeout.
+READINESS_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +86,25 @@ class Services:
         if self.authenticator is None:
             return EVERYONE
         return await self.authenticator.scope_for(authorization)
+
+    async def readiness(self, *, timeout: float = READINESS_TIMEOUT) -> dict[str, str]:
+        """`ok`, or what is wrong, for the database and the storage, each checked right now."""
+        database, storage = await asyncio.gather(self._database_state(timeout), self._storage_state(timeout))
+        return {"database": database, "storage": storage}
+
+    async def _database_state(self, timeout: float) -> str:
+        if not await self.database.ping(timeout=timeout):
+            return "unreachable"
+        # Reachable, but the background start-up has not set it up yet (it retries every 2 s).
+        return "ok" if self.database.initialised else "initialising"
+
+    async def _storage_state(self, timeout: float) -> str:
+        try:
+            reachable = await asyncio.wait_for(self.storage.ping(), timeout)
+        except TimeoutError:
+            self.metrics.dependency_error("storage", "Timeout")
+            return "unreachable"
+        return "ok" if reachable else "unreachable"
 
     async def close(self) -> None:
         log.info("closing the database and storage connections")

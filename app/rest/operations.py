@@ -1,16 +1,18 @@
-"""Routes for the platform rather than for users: liveness and Prometheus metrics.
+"""Routes for the platform rather than for users: liveness, readiness and Prometheus metrics.
 
 None of them takes a token, with or without OIDC: probes and scrapers carry none (none depends
-on ScopeDep). Keep them off the public ingress; they reveal traffic counts.
+on ScopeDep). Keep them off the public ingress; they reveal only traffic counts and whether the
+database and storage answer.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.metrics import Metrics
+from app.rest.deps import ServicesDep
 
 router = APIRouter(tags=["operations"])
 
@@ -18,6 +20,18 @@ router = APIRouter(tags=["operations"])
 @router.get("/healthz", summary="Liveness: the process serves requests (no dependency is touched)")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: the database and the storage answer now",
+    responses={503: {"description": "the dependencies under `failed` do not answer"}},
+)
+async def readyz(services: ServicesDep) -> JSONResponse:
+    checks = await services.readiness()
+    failed = [name for name, state in checks.items() if state != "ok"]
+    body = {"status": "unavailable" if failed else "ready", "checks": checks, "failed": failed}
+    return JSONResponse(body, status_code=503 if failed else 200)
 
 
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics, text exposition format")
