@@ -24,18 +24,25 @@ from scripts.servers import FerretDB, start_ferretdb
 MONGODB_VARIABLES = ("MONGODB_CONNECTION_STRING", "MONGODB_URL", "MONGODB_HOST", "MONGODB_PORT")
 DATABASE = "image_storage"
 
+# Set once uvicorn serves: from then on a SIGTERM means uvicorn's graceful stop.
+_serving = False
+
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     # Python's default for SIGTERM is to die on the spot, skipping `finally` and so leaving
     # FerretDB running in its own session. Uvicorn handles SIGTERM itself while serving, but
     # after its graceful shutdown it restores this handler and raises the signal again, so
-    # this also turns that re-raise into an ordinary exit that runs the cleanup.
-    raise SystemExit(128 + signum)
+    # this also turns that re-raise into an ordinary exit that runs the cleanup: status 0,
+    # the stop that was asked for, done (a SIGTERM before serving is 143, as usual).
+    raise SystemExit(0 if _serving else 128 + signum)
 
 
 def main() -> int:
     import uvicorn
 
+    from app.config import ConfigError, load_settings
+
+    global _serving
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     ferretdb: FerretDB | None = None
     try:
@@ -46,11 +53,22 @@ def main() -> int:
             uri = f"{ferretdb.uri}{DATABASE}"
             os.environ["MONGODB_CONNECTION_STRING"] = uri
             print(f"No MongoDB configured: started FerretDB at {uri} (data in {data_dir}).", flush=True)
+        try:
+            settings = load_settings()
+        except ConfigError as error:
+            print(f"Configuration error: {error}", file=sys.stderr)
+            return 1
+        _serving = True
         uvicorn.run(
             "app.main:create_app",
             factory=True,
             host=os.environ.get("APP_HOST", "0.0.0.0"),
-            port=int(os.environ.get("APP_PORT", "3000")),
+            port=settings.app_port,
+            # The service logs one line per request itself (app/rest/access.py).
+            access_log=False,
+            # In-flight downloads, exports and imports get this long after SIGTERM; then the
+            # lifespan closes the database and storage.
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         )
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
