@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 import zipfile
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,7 +59,7 @@ SAMPLE_INTERVAL_S = 0.05
 PROGRESS_INTERVAL_S = 30.0
 GROWTH_THRESHOLD = 0.20  # a larger peak at the larger count than this counts as "grows"
 READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 45.0  # beyond the service's own shutdown grace (30 s by default)
 # Export and import stream for minutes on FerretDB; only the connection gets a deadline.
 LONG_REQUEST = httpx.Timeout(30.0, read=None, write=None)
 SHORT_REQUEST = httpx.Timeout(30.0)
@@ -252,7 +252,7 @@ class RssSampler:
     """Samples a process's VmRSS every 50 ms in a thread while a phase runs.
 
     Kept cheap for a 2-core machine shared with the service and the database: one pread of
-    /proc/<pid>/status on a descriptor kept open, a bytes search, no allocation beyond that.
+    /proc/<pid>/status on a descriptor kept open and a bytes search per sample.
     """
 
     def __init__(self, pid: int, interval: float = SAMPLE_INTERVAL_S) -> None:
@@ -273,10 +273,8 @@ class RssSampler:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
-        try:
+        with suppress(OSError):  # the process is gone; the samples so far stand
             self._sample()
-        except OSError:
-            pass  # the process is gone; the samples so far stand
         os.close(self._fd)
 
     def _run(self) -> None:
@@ -332,6 +330,9 @@ class PhaseWatch:
 # -- the service -------------------------------------------------------------------------------
 
 
+SERVICE_VARIABLES = {name.upper() for name in Settings.model_fields}
+
+
 class Service:
     """`uvicorn app.main:create_app --factory` as a child process, on a free loopback port."""
 
@@ -345,7 +346,9 @@ class Service:
             # local storage, no auth, no scope, default limits.
             if name.upper() not in SERVICE_VARIABLES and not name.upper().startswith("S3_")
         }
-        env.update(MONGODB_CONNECTION_STRING=target.uri, UPLOADS_DIRECTORY=str(uploads))
+        # Warnings only, as uvicorn's own `--log-level` below: the log is shown with the figures
+        # when the service wrote anything, and an access line per request is not news.
+        env.update(MONGODB_CONNECTION_STRING=target.uri, UPLOADS_DIRECTORY=str(uploads), LOG_LEVEL="WARNING")
         command = [
             sys.executable,
             "-m",
@@ -388,11 +391,15 @@ class Service:
             except httpx.TransportError as error:
                 last = repr(error)
             if time.monotonic() > deadline:
-                raise RuntimeError(f"The service was not ready after {READY_TIMEOUT_S:.0f} s ({last}):\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"The service was not ready after {READY_TIMEOUT_S:.0f} s ({last}):\n{self.log_tail()}"
+                )
             time.sleep(0.1)
 
     def stop(self) -> None:
         if self.process.poll() is None:
+            # uvicorn lets in-flight requests finish on SIGTERM, and an interrupted import
+            # would run on for minutes: hence the deadline before SIGKILL.
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(STOP_TIMEOUT_S)
@@ -407,9 +414,6 @@ class Service:
         except FileNotFoundError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
-
-
-SERVICE_VARIABLES = {name.upper() for name in Settings.model_fields}
 
 
 # -- the phases --------------------------------------------------------------------------------
@@ -481,7 +485,9 @@ def run_export(http: httpx.Client, service: Service, archive: Path, result: Size
     return True
 
 
-def run_delete(http: httpx.Client, service: Service, uploads: Path, collection: Collection[Document], result: SizeResult) -> bool:
+def run_delete(
+    http: httpx.Client, service: Service, uploads: Path, collection: Collection[Document], result: SizeResult
+) -> bool:
     with PhaseWatch(service.peaks) as watch:
         started = time.perf_counter()
         response = http.delete("/images", timeout=LONG_REQUEST)
@@ -565,7 +571,32 @@ def run_size(images: int, blobs: list[Blob]) -> SizeResult:
         progress(f"[{images}] starting the service ({result.database})")
         service = Service(target=target, uploads=uploads, log_path=workdir / "service.log")
         stack.callback(service.stop)
-        http = stack.enter_context(httpx.Client(base_url=service.base_url, trust_env=False))
+        try:
+            run_phases(service, collection, uploads, archive, blobs, result)
+        except Exception as error:  # reported with the figures; the other counts still run
+            result.problems.append(f"the run stopped: {type(error).__name__}: {error}")
+        with suppress(OSError):  # the service may be gone
+            result.lifetime_hwm_mb = service.peaks.lifetime_peak_kb() / 1024
+        service.stop()
+        # uvicorn shuts down cleanly on SIGTERM and then re-raises it, so -SIGTERM is a clean exit.
+        if service.exit_code not in (0, -signal.SIGTERM, None):
+            result.problems.append(f"the service exited with code {service.exit_code}")
+        result.service_log = service.log_tail()
+    for problem in result.problems:
+        progress(f"[{images}] !!! {problem}")
+    return result
+
+
+def run_phases(
+    service: Service,
+    collection: Collection[Document],
+    uploads: Path,
+    archive: Path,
+    blobs: list[Blob],
+    result: SizeResult,
+) -> None:
+    images = result.images
+    with httpx.Client(base_url=service.base_url, trust_env=False) as http:
         service.wait_until_ready(http)
         result.baseline_rss_mb = read_status_kb(service.pid, "VmRSS")["VmRSS"] / 1024
 
@@ -576,21 +607,13 @@ def run_size(images: int, blobs: list[Blob]) -> SizeResult:
         result.image_bytes = sum(len(blobs[index % len(blobs)].content) for index in range(images))
 
         progress(f"[{images}] GET /export")
-        if run_export(http, service, archive, result):
-            progress(f"[{images}] DELETE /images")
-            if run_delete(http, service, uploads, collection, result):
-                progress(f"[{images}] POST /import ({result.archive_bytes / MB:.0f} MB)")
-                run_import(http, service, archive, uploads, collection, seeded_ids, result)
-
-        result.lifetime_hwm_mb = service.peaks.lifetime_peak_kb() / 1024
-        service.stop()
-        # uvicorn shuts down cleanly on SIGTERM and then re-raises it, so -SIGTERM is a clean exit.
-        if service.exit_code not in (0, -signal.SIGTERM, None):
-            result.problems.append(f"the service exited with code {service.exit_code}")
-        result.service_log = service.log_tail()
-    for problem in result.problems:
-        progress(f"[{images}] !!! {problem}")
-    return result
+        if not run_export(http, service, archive, result):
+            return
+        progress(f"[{images}] DELETE /images")
+        if not run_delete(http, service, uploads, collection, result):
+            return
+        progress(f"[{images}] POST /import ({result.archive_bytes / MB:.0f} MB)")
+        run_import(http, service, archive, uploads, collection, seeded_ids, result)
 
 
 def progress(message: str) -> None:
@@ -624,9 +647,15 @@ def growth(results: list[SizeResult], phase: str) -> Document | None:
     }
 
 
-def build_report(args: argparse.Namespace, results: list[SizeResult], total_s: float) -> Document:
+def build_report(
+    args: argparse.Namespace, results: list[SizeResult], total_s: float, load_start: tuple[float, float, float]
+) -> Document:
     return {
         "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        # Timings on a shared machine mean little without the load they ran under.
+        "load_average_start": load_start,
+        "load_average_end": os.getloadavg(),
         "database": results[0].database if results else None,
         "size_kb": args.size_kb,
         "sample_interval_s": SAMPLE_INTERVAL_S,
@@ -682,6 +711,9 @@ def render(report: Document) -> str:
     lines = [
         f"Python {report['python']}, {report['database']}, local storage, ~{report['size_kb']} KB noise PNGs; "
         "service: uvicorn in its own process, client: httpx over loopback",
+        f"{report['cpus']} CPUs; load average (1/5/15 min) at start "
+        f"{' '.join(f'{value:.1f}' for value in report['load_average_start'])}, at end "
+        f"{' '.join(f'{value:.1f}' for value in report['load_average_end'])}",
         "",
     ]
     for index, row in enumerate(rows):
@@ -750,16 +782,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    # SIGTERM's default kills at once, leaving the service, FerretDB and a gigabyte of temp
+    # files behind; as an exception it unwinds the ExitStacks, which stop and remove them.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started = time.perf_counter()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    started, load_start = time.perf_counter(), os.getloadavg()
     blobs = noise_pngs(DISTINCT_BLOBS, args.size_kb * 1024, random.Random(20231101))
-    results = [run_size(images, blobs) for images in args.images]
-    report = build_report(args, results, time.perf_counter() - started)
-    print(render(report))
-    print(f"total run time {report['total_seconds']:.0f} s")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    results: list[SizeResult] = []
+    try:
+        for images in args.images:
+            results.append(run_size(images, blobs))
+    finally:
+        # Interrupted or not, the counts that finished are worth their figures: a run on
+        # FerretDB can take an hour.
+        if results:
+            report = build_report(args, results, time.perf_counter() - started, load_start)
+            print(render(report))
+            print(f"total run time {report['total_seconds']:.0f} s")
+            if args.json:
+                args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
     return 1 if any(result.problems for result in results) else 0
 
 

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import random
+import signal
 import statistics
 import sys
 import tempfile
@@ -141,7 +142,7 @@ async def seed(collection: AsyncCollection[Document], count: int, batch_size: in
 
 
 @asynccontextmanager
-async def running_app(target: Target, uploads: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def running_app(target: Target, uploads: Path, log_level: str) -> AsyncIterator[httpx.AsyncClient]:
     """The real app, started in-process, and an HTTP client talking to it through ASGI."""
     settings = load_settings(
         mongodb_connection_string=target.server_uri,
@@ -150,6 +151,9 @@ async def running_app(target: Target, uploads: Path) -> AsyncIterator[httpx.Asyn
         s3_bucket=None,
         oidc_jwks_uri=None,
         image_scope=None,
+        # At INFO the access log writes a line per request, drowning the table in stderr;
+        # `--app-log-level INFO` measures with it. (Ignored by a settings model without it.)
+        log_level=log_level,
     )
     app = create_app(settings)
     async with (
@@ -212,6 +216,10 @@ def _median(samples: list[float]) -> float | None:
     return statistics.median(samples) if samples else None
 
 
+def _ms(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "-"
+
+
 def _p90(samples: list[float]) -> float | None:
     if len(samples) < 2:
         return samples[0] if samples else None
@@ -257,6 +265,14 @@ async def measure(
                 result.service_ms.append(elapsed)
         elapsed, _ = await timed(driver_call)
         result.driver_ms.append(elapsed)
+    # A long run may be cut short: each figure is out as soon as it exists.
+    summary = result.summary()
+    print(
+        f"    service median {_ms(summary['service_median_ms'])} ms, "
+        f"driver median {_ms(summary['driver_median_ms'])} ms",
+        file=sys.stderr,
+        flush=True,
+    )
     return result
 
 
@@ -362,6 +378,11 @@ def _collect_stages(node: Any, stages: list[str], indexes: list[str]) -> None:
 
 
 async def run(args: argparse.Namespace, target: Target) -> Document:
+    # SIGTERM would end the process on the spot, leaving the bench database, the FerretDB this
+    # started and their files behind; cancelling instead unwinds through every `finally`.
+    main_task = asyncio.current_task()
+    if main_task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     # Decoding as the app's client does (tz_aware), so both sides build the same Python values.
     client: AsyncMongoClient[Document] = AsyncMongoClient(
         target.server_uri, tz_aware=True, serverSelectionTimeoutMS=10_000, appname="image-storage-bench"
@@ -377,7 +398,7 @@ async def run(args: argparse.Namespace, target: Target) -> Document:
         # upgrade of a deployment with data would.
         with tempfile.TemporaryDirectory(prefix="bench-uploads-") as uploads:
             started = time.perf_counter()
-            async with running_app(target, Path(uploads)) as http:
+            async with running_app(target, Path(uploads), args.app_log_level) as http:
                 startup_seconds = time.perf_counter() - started
                 print("Measuring ...", file=sys.stderr)
                 results = await run_queries(collection, http, args.repeat)
@@ -386,6 +407,7 @@ async def run(args: argparse.Namespace, target: Target) -> Document:
         return {
             "documents": args.documents,
             "repeat": args.repeat,
+            "app_log_level": args.app_log_level,
             "warmup": WARMUP_CALLS,
             "database": server_kind,
             "python": platform.python_version(),
@@ -403,19 +425,16 @@ async def run(args: argparse.Namespace, target: Target) -> Document:
 
 
 def render(report: Document) -> str:
-    def ms(value: float | None) -> str:
-        return f"{value:.2f}" if value is not None else "-"
-
     rows = [("query", "matches", "svc med ms", "svc p90 ms", "drv med ms", "drv p90 ms", "ratio", "same")]
     for row in report["results"]:
         rows.append(
             (
                 row["query"],
                 "-" if row["matches"] is None else str(row["matches"]),
-                ms(row["service_median_ms"]),
-                ms(row["service_p90_ms"]),
-                ms(row["driver_median_ms"]),
-                ms(row["driver_p90_ms"]),
+                _ms(row["service_median_ms"]),
+                _ms(row["service_p90_ms"]),
+                _ms(row["driver_median_ms"]),
+                _ms(row["driver_p90_ms"]),
                 "-" if row["ratio"] is None else f"{row['ratio']:.2f}x",
                 {True: "yes", False: "NO", None: "-"}[row["same_answer"]],
             )
@@ -455,6 +474,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--documents", type=int, default=100_000, help="documents to seed (default 100000)")
     parser.add_argument("--repeat", type=int, default=30, help="timed calls per query and side (default 30)")
     parser.add_argument("--batch-size", type=int, default=5_000, help="documents per insert_many (default 5000)")
+    parser.add_argument(
+        "--app-log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="the app's LOG_LEVEL (default WARNING: no access log lines)",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     if args.documents < 1 or args.repeat < 1 or args.batch_size < 1:
@@ -467,7 +492,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with ExitStack() as stack:
         target = open_target(stack)
-        report = asyncio.run(run(args, target))
+        try:
+            report = asyncio.run(run(args, target))
+        except asyncio.CancelledError:
+            print("Terminated: bench database dropped, server stopped.", file=sys.stderr)
+            return 143
     report["total_seconds"] = time.perf_counter() - started
     print(render(report))
     print(f"total run time {report['total_seconds']:.0f} s")
