@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from scripts.servers import REPO_ROOT, free_port
-from tests.utils.live import wait_until_serving
+from tests.utils.live import s3_environment, start_service, wait_until_serving
 from tests.utils.s3 import S3Server
 
 
@@ -55,16 +55,15 @@ def live_service(
         mongodb_server_uri: str = request.getfixturevalue("mongodb_server_uri")
         env |= {
             "MONGODB_CONNECTION_STRING": f"{mongodb_server_uri.rstrip('/')}/{request.getfixturevalue('database_name')}",
-            "S3_BUCKET": request.getfixturevalue("bucket"),
-            "S3_ENDPOINT": s3.endpoint,
-            "S3_ACCESS_KEY_ID": s3.access_key,
-            "S3_SECRET_ACCESS_KEY": s3.secret_key,
+            **s3_environment(
+                endpoint=s3.endpoint,
+                access_key=s3.access_key,
+                secret_key=s3.secret_key,
+                bucket=request.getfixturevalue("bucket"),
+            ),
         }
     output = tmp_path / "service.log"
-    with output.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "scripts.run_service"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+    process = start_service(env, cwd=REPO_ROOT, log_path=output)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(url, process, output)

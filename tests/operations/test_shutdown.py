@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import pytest
 from PIL import Image
 
 from scripts.servers import REPO_ROOT, free_port
-from tests.utils.live import wait_until_serving
+from tests.utils.live import s3_environment, start_service, wait_until_serving
 from tests.utils.s3 import S3Server
 
 GRACE_SECONDS = 30
@@ -53,17 +52,14 @@ def service(
     }
     if storage_kind == "s3":
         s3: S3Server = request.getfixturevalue("s3_server")
-        env |= {
-            "S3_BUCKET": request.getfixturevalue("bucket"),
-            "S3_ENDPOINT": s3.endpoint,
-            "S3_ACCESS_KEY_ID": s3.access_key,
-            "S3_SECRET_ACCESS_KEY": s3.secret_key,
-        }
-    output = tmp_path / "service.log"
-    with output.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "scripts.run_service"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        env |= s3_environment(
+            endpoint=s3.endpoint,
+            access_key=s3.access_key,
+            secret_key=s3.secret_key,
+            bucket=request.getfixturevalue("bucket"),
         )
+    output = tmp_path / "service.log"
+    process = start_service(env, cwd=REPO_ROOT, log_path=output)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(url, process, output)
