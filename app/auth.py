@@ -2,8 +2,7 @@
 
 JOSE work is joserfc's (Authlib's own JOSE module points to it as its successor). What is ours:
 fetching and caching the JWKS with httpx, refetching it when a token names a key we have not
-seen (key rotation) at most once per `refresh_interval`, and the rules for which claim names
-the user.
+seen (key rotation) within a rate limit, and the rules for which claim names the user.
 
 Only asymmetric algorithms are accepted, so neither `alg: none` nor an HMAC token "signed" with
 the provider's public key can pass.
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from aiolimiter import AsyncLimiter
 from joserfc import jwt
 from joserfc.errors import (
     BadSignatureError,
@@ -36,10 +36,17 @@ from app.errors import Unauthenticated, Unavailable
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 LEEWAY_SECONDS = 60
 FALLBACK_CLAIMS = ("preferred_username", "sub", "_id", "id", "username")
+REFETCH_BURST = 3
 
 
 class JwksCache:
-    """The provider's signing keys, fetched on first use and again for unknown key ids."""
+    """The provider's signing keys, fetched on first use and again for unknown key ids.
+
+    Refetches for unknown key ids come from a leaky bucket: up to `REFETCH_BURST` at once, then
+    one per `refresh_interval` on average. So the first token signed with a key the provider
+    has just added is accepted, even right after a fetch, while a flood of tokens naming
+    made-up keys costs the provider a few requests a minute.
+    """
 
     def __init__(
         self,
@@ -52,29 +59,36 @@ class JwksCache:
     ) -> None:
         self.uri = uri
         self._http = http
-        self._refresh_interval = refresh_interval
         self._max_age = max_age
         self._clock = clock
         self._keys: KeySet | None = None
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
+        self._refetches = AsyncLimiter(REFETCH_BURST, REFETCH_BURST * refresh_interval) if refresh_interval else None
 
     async def keys(self, *, wanted_kid: str | None) -> KeySet:
         """The key set; refetched when stale, or when `wanted_kid` is new and a refetch is allowed."""
-        if self._needs_fetch(wanted_kid):
+        if self._stale() or self._unknown(wanted_kid):
             async with self._lock:
-                if self._needs_fetch(wanted_kid):  # another request may have just fetched
+                # Checked again: another request may have fetched while this one waited.
+                if self._stale() or (self._unknown(wanted_kid) and await self._refetch_allowed()):
                     await self._fetch()
         assert self._keys is not None
         return self._keys
 
-    def _needs_fetch(self, wanted_kid: str | None) -> bool:
-        age = self._clock() - self._fetched_at
-        if self._keys is None or age > self._max_age:
+    def _stale(self) -> bool:
+        return self._keys is None or self._clock() - self._fetched_at > self._max_age
+
+    def _unknown(self, kid: str | None) -> bool:
+        return kid is not None and self._keys is not None and kid not in _kids(self._keys)
+
+    async def _refetch_allowed(self) -> bool:
+        if self._refetches is None:
             return True
-        unknown = wanted_kid is not None and wanted_kid not in _kids(self._keys)
-        # Rate-limited: a stream of tokens with made-up key ids must not hammer the provider.
-        return unknown and age > self._refresh_interval
+        if not self._refetches.has_capacity():
+            return False
+        await self._refetches.acquire()  # immediate: there is capacity
+        return True
 
     async def _fetch(self) -> None:
         try:

@@ -58,7 +58,8 @@ class Settings(BaseSettings):
     oidc_jwks_uri: str | None = None
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
-    # At most one JWKS refetch per this many seconds for tokens naming an unknown key.
+    # JWKS refetches for tokens naming an unknown key: a few at once, then one per this many
+    # seconds (0: no limit).
     oidc_jwks_refresh_seconds: float = Field(default=30.0, ge=0)
     image_scope: Literal["user"] | None = None
     user_identifier: str = "preferred_username"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -11,7 +12,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from app.auth import user_id
+from app.auth import REFETCH_BURST, user_id
 from app.config import Settings
 from app.errors import Unauthenticated
 from app.main import create_app
@@ -211,20 +212,43 @@ async def test_jwks_endpoint_down_is_503_not_401(auth_settings: Callable[..., Se
 
 
 @pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_a_rotated_key_is_accepted_on_its_first_use_right_after_a_fetch(
+    auth_settings: Callable[..., Settings], jwks: JwksServer
+) -> None:
+    app = create_app(auth_settings(oidc_jwks_refresh_seconds=30))  # the default
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as client,
+    ):
+        assert (await status_with(client, sign(claims_for("alice"), RSA))).status_code == 200  # fetched now
+        fetched = jwks.fetches
+        jwks.keys.append(NEXT)  # the provider rotates in a new key a moment later
+        token = sign(claims_for("alice"), NEXT)
+        # Its first users arrive at once: every one is accepted, for one fetch between them.
+        answers = await asyncio.gather(*(status_with(client, token) for _ in range(10)))
+        assert [answer.status_code for answer in answers] == [200] * 10
+        assert jwks.fetches == fetched + 1
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
 async def test_refetches_for_unknown_kids_are_rate_limited(
     auth_settings: Callable[..., Settings], jwks: JwksServer
 ) -> None:
-    app = create_app(auth_settings(oidc_jwks_refresh_seconds=3600))
+    app = create_app(auth_settings(oidc_jwks_refresh_seconds=30))
     async with (
         LifespanManager(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as client,
     ):
         assert (await status_with(client, sign(claims_for("alice"), RSA))).status_code == 200
         fetched = jwks.fetches
-        for _ in range(10):
-            made_up = sign(claims_for("alice"), RSA, kid=uuid.uuid4().hex)
-            assert (await status_with(client, made_up)).status_code == 401
-        assert jwks.fetches == fetched  # a flood of unknown kids costs the provider nothing
+        made_up = [sign(claims_for("alice"), RSA, kid=uuid.uuid4().hex) for _ in range(40)]
+        answers = await asyncio.gather(*(status_with(client, token) for token in made_up))
+        assert {answer.status_code for answer in answers} == {401}
+        # A flood of unknown kids costs the provider the burst, not a fetch per token.
+        assert jwks.fetches - fetched == REFETCH_BURST
+        # Tokens signed with the known keys keep passing meanwhile, without a fetch.
+        assert (await status_with(client, sign(claims_for("alice"), EC, alg="ES256"))).status_code == 200
+        assert jwks.fetches - fetched == REFETCH_BURST
 
 
 @pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
