@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -144,11 +144,28 @@ async def ensure_indexes(collection: AsyncCollection[dict[str, Any]], indexes: l
 
     Not Beanie's index set-up: it re-sends every index in one createIndexes command, and
     FerretDB 1.24 drops the connection when several indexes in one command already exist.
+
+    An index is present when one has its name or its keys (a database the legacy service
+    created has its own on `file`; MongoDB refuses a second index on the same keys). One the
+    server cannot build, because of the documents already stored or an older index in the
+    way, is logged and skipped: the service works without it, slower or less guarded, and
+    refusing to start would leave the team with no service at all.
     """
-    existing = set(await collection.index_information())
+    existing = await collection.index_information()
+    keys = {_keys(info["key"]) for info in existing.values()}
     for index in indexes:
-        if index.document["name"] not in existing:
+        document = index.document
+        if document["name"] in existing or _keys(document["key"].items()) in keys:
+            continue
+        try:
             await collection.create_indexes([index])
+        except OperationFailure as error:
+            log.error("index %s could not be created, the service runs without it: %s", document["name"], error)
+
+
+def _keys(pairs: Iterable[tuple[str, Any]]) -> tuple[tuple[str, Any], ...]:
+    """An index's key pattern, comparable whether a server gave its directions as ints or floats."""
+    return tuple((name, int(way) if isinstance(way, (int, float)) else way) for name, way in pairs)
 
 
 # Server error codes that mean "this value cannot be stored", not "the server is broken".

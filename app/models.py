@@ -8,7 +8,7 @@ from typing import Any
 
 import pymongo
 from beanie import Document
-from pydantic import Field
+from pydantic import Field, field_validator
 from pymongo import IndexModel
 
 
@@ -32,16 +32,26 @@ def format_time(moment: datetime) -> str:
 
 # Each index serves a query the GUI or the scripts make all the time: a time range or a page
 # sorted by time (with `_id` breaking ties, as the query compiler sorts), the same per owner,
-# the upsert of a (file, owner), and `GET /fields` over the derived `dataKeys`.
+# the upsert by `file`, and `GET /fields` over the derived `dataKeys`.
+#
+# `file` is unique on its own, not per owner: it is the storage key, so two documents with one
+# `file` would share one stored file. Owners never share a path anyway, since per-user scope
+# puts each owner's files under their own folder. It is also, name and all, the index the
+# legacy service's mongoose schema created, so a legacy database already has it.
 IMAGE_INDEXES = [
     IndexModel([("time", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)], name="time_1__id_1"),
     IndexModel(
         [("userId", pymongo.ASCENDING), ("time", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)],
         name="userId_1_time_1__id_1",
     ),
-    IndexModel([("file", pymongo.ASCENDING), ("userId", pymongo.ASCENDING)], name="file_1_userId_1", unique=True),
+    IndexModel([("file", pymongo.ASCENDING)], name="file_1", unique=True),
     IndexModel([("dataKeys", pymongo.ASCENDING)], name="dataKeys_1"),
 ]
+
+# Fields the legacy service's documents carry that this service does not use: mongoose's
+# version key. New documents get it too, so that the legacy service reads them as its own
+# (a team can roll back).
+LEGACY_FIELDS: dict[str, Any] = {"__v": 0}
 
 # What clients see of a document, in this order; `dataKeys` is bookkeeping and stays inside.
 RENDERED_FIELDS = ("file", "time", "data", "userId", "size", "contentType", "width", "height")
@@ -66,6 +76,12 @@ class Image(Document):
     class Settings:
         name = "images"
         indexes = IMAGE_INDEXES
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_as_object(cls, value: Any) -> Any:
+        # Documents written elsewhere may hold null (or no object) here; changes start from {}.
+        return value if isinstance(value, dict) else {}
 
 
 def image_to_json(image: Image) -> dict[str, Any]:

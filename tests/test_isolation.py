@@ -110,7 +110,7 @@ async def test_alice_never_touches_bobs_images(users: tuple[User, User, dict[str
         assert theirs.json()["detail"].replace(bob_id, "X") == nobodys.json()["detail"].replace(missing, "X")
 
     # Collection routes, plain and with filters that try to reach Bob.
-    assert {item["file"] for item in await alice.everything()} == {"shared.png", "mine.png"}
+    assert {item["file"] for item in await alice.everything()} == {"alice/shared.png", "alice/mine.png"}
     for sneaky in SNEAKY_FILTERS:
         query = f"filter={json.dumps(sneaky)}"
         listed = (await alice.request("GET", f"/images?{query}")).json()
@@ -127,7 +127,7 @@ async def test_alice_never_touches_bobs_images(users: tuple[User, User, dict[str
     assert (await alice.request("GET", f"/images?ids={bob_id}")).json()["total"] == 0
 
     # Alice's upload to the same path is her own image; Bob's stays.
-    shared_for_alice = [item for item in await alice.everything() if item["file"] == "shared.png"][0]
+    shared_for_alice = [item for item in await alice.everything() if item["file"] == "alice/shared.png"][0]
     assert shared_for_alice["_id"] != bobs["shared"]["_id"]
     assert (await alice.request("GET", f"/images/{shared_for_alice['_id']}/image")).content == ALICE_PNG
 

@@ -28,7 +28,7 @@ from stream_zip import ZIP_64, async_stream_zip
 
 from app.db import Database
 from app.domain.query import ImageQuery, scoped
-from app.domain.scope import Scope, storage_key
+from app.domain.scope import Scope
 from app.errors import NotFound
 from app.metrics import Metrics
 from app.models import Image, document_to_json
@@ -119,7 +119,7 @@ async def _members(
     with database.errors():
         cursor = collection.find(condition, sort=sort, batch_size=200)
         async for document in cursor:
-            key = storage_key(document["file"], document.get("userId"))
+            key = document["file"]  # the storage key, in both scope modes
             try:
                 opened = await storage.open(key)
             except NotFound:

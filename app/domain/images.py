@@ -26,11 +26,11 @@ from app.domain import data_keys, rewrite
 from app.domain.media import sniff
 from app.domain.metadata import check_data, parse_data_patch, parse_object_id
 from app.domain.query import ImageQuery, all_of, check_path, scoped
-from app.domain.scope import Scope, storage_key
+from app.domain.scope import Scope
 from app.errors import BadInput, Conflict, NotFound, ServiceError, TooLarge
 from app.metrics import Metrics
-from app.models import Image, to_stored_time, utc_now
-from app.storage import Storage, normalise_key
+from app.models import LEGACY_FIELDS, Image, to_stored_time, utc_now
+from app.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class ImageService:
     async def download(self, scope: Scope, image_id: str) -> Download:
         image = await self.get(scope, image_id)
         try:
-            stored = await self.storage.open(storage_key(image.file, image.userId))
+            stored = await self.storage.open(image.file)
         except NotFound:
             raise NotFound(f"The file of image {image_id} is missing from storage.") from None
         content_type = image.contentType or mimetypes.guess_type(image.file)[0] or "application/octet-stream"
@@ -110,7 +110,7 @@ class ImageService:
     # -- writing ------------------------------------------------------------------------------
 
     async def upload(self, scope: Scope, new: NewImage) -> Image:
-        """Store a file and its document; an existing (file, owner) is replaced whole."""
+        """Store a file and its document; the image already at that `file` is replaced whole."""
         image = await self._upload(scope, new, retry=True)
         self.metrics.uploaded(new.length)
         return image
@@ -120,7 +120,7 @@ class ImageService:
             raise TooLarge(f"The file is larger than the maximum upload size of {self.max_upload_bytes} bytes.")
         if not (new.file or new.filename):
             raise BadInput("The upload has no file name; give one in the 'file' field.")
-        file = normalise_key(new.file or new.filename or "")
+        file = scope.file_path(new.file or new.filename or "")
         facts = await to_thread.run_sync(sniff, new.source)
         data = check_data(new.data)
         self.database.require_ready()
@@ -128,7 +128,12 @@ class ImageService:
         collection = Image.get_pymongo_collection()
         # Look before writing the file: a database outage or an id clash then costs no write.
         with self.database.errors():
-            existing = None if new.known_new else await collection.find_one({"file": file, "userId": scope.owner})
+            # By `file` alone: it is the storage key, so one path is one image whoever owns it.
+            existing = None if new.known_new else await collection.find_one({"file": file})
+            if existing is not None and not scope.allows(existing):
+                # Only where images of another scope share the owner's folder (a database that
+                # ran both with and without IMAGE_SCOPE): their file must not be overwritten.
+                raise Conflict(f"{file!r} is taken by an image outside your scope.")
             image_id = new.image_id
             if image_id is not None and existing is not None and existing["_id"] != image_id:
                 if new.id_required:
@@ -147,12 +152,11 @@ class ImageService:
             "width": facts.width,
             "height": facts.height,
         }
-        key = storage_key(file, scope.owner)
         if existing is not None:
-            return await self._replace(existing, new, key, fields)
-        document = {"_id": image_id or ObjectId(), "file": file, "userId": scope.owner, **fields}
+            return await self._replace(existing, new, fields)
+        document = {"_id": image_id or ObjectId(), "file": file, "userId": scope.owner, **fields, **LEGACY_FIELDS}
         try:
-            return await self._create(new, key, document)
+            return await self._create(new, document)
         except _PathTaken:
             if not retry:
                 raise Conflict(f"{file!r} was being uploaded by someone else at the same time; try again.") from None
@@ -160,8 +164,9 @@ class ImageService:
             await to_thread.run_sync(new.source.seek, 0)
             return await self._upload(scope, new, retry=False)
 
-    async def _create(self, new: NewImage, key: str, document: dict[str, Any]) -> Image:
+    async def _create(self, new: NewImage, document: dict[str, Any]) -> Image:
         # File first, then the document: if the document cannot be written, the file goes.
+        key = document["file"]
         await self.storage.save(key, new.source, length=new.length, content_type=document["contentType"])
         try:
             with self.database.errors():
@@ -174,7 +179,7 @@ class ImageService:
             raise
         return _loaded(document)
 
-    async def _replace(self, existing: dict[str, Any], new: NewImage, key: str, fields: dict[str, Any]) -> Image:
+    async def _replace(self, existing: dict[str, Any], new: NewImage, fields: dict[str, Any]) -> Image:
         # Document first, then the file: a value the database refuses then changes nothing,
         # and if the file cannot be written the document gets its old fields back. A whole
         # replacement, not $set: see app/domain/rewrite.py for why.
@@ -185,7 +190,7 @@ class ImageService:
         if result.matched_count == 0:
             raise Conflict(f"The image at {existing['file']!r} was deleted while it was being replaced.")
         try:
-            await self.storage.save(key, new.source, length=new.length, content_type=fields["contentType"])
+            await self.storage.save(existing["file"], new.source, length=new.length, content_type=fields["contentType"])
         except ServiceError:
             try:
                 with self.database.errors():
@@ -219,18 +224,19 @@ class ImageService:
         with self.database.errors():
             result = await Image.get_pymongo_collection().delete_one({"_id": image.id, **scope.condition()})
         if result.deleted_count:
-            await self._delete_file_quietly(storage_key(image.file, image.userId))
+            await self._delete_file_quietly(image.file)
 
     # -- many at once ---------------------------------------------------------------------------
 
-    async def existing_files(self, scope: Scope, files: list[str]) -> set[str]:
-        """Which of these paths the caller already has an image at."""
-        if not files:
+    async def taken_paths(self, scope: Scope, paths: list[str]) -> set[str]:
+        """Which of these canonical paths, as the caller gives them, already hold an image."""
+        placed = {scope.file_path(path): path for path in paths}
+        if not placed:
             return set()
         self.database.require_ready()
         with self.database.errors():
-            found = Image.get_pymongo_collection().find({"file": {"$in": files}, "userId": scope.owner}, {"file": 1})
-            return {document["file"] async for document in found}
+            found = Image.get_pymongo_collection().find({"file": {"$in": list(placed)}}, {"file": 1})
+            return {placed[document["file"]] async for document in found}
 
     async def find(self, scope: Scope, query: ImageQuery) -> Page:
         """One page of matches (raw documents, projected as asked) and the count of all matches."""
@@ -276,9 +282,7 @@ class ImageService:
                 after = batch[-1]["_id"]
                 result = await collection.delete_many({"_id": {"$in": [doc["_id"] for doc in batch]}})
             deleted += result.deleted_count
-            await asyncio.gather(
-                *(self._delete_file_quietly(storage_key(doc["file"], doc.get("userId"))) for doc in batch)
-            )
+            await asyncio.gather(*(self._delete_file_quietly(doc["file"]) for doc in batch))
 
     async def fields(self, scope: Scope, query_filter: Mapping[str, Any]) -> list[str]:
         """The distinct top-level `data` keys over the matches."""

@@ -161,12 +161,13 @@ async def _fresh_paths(images: ImageService, scope: Scope, names: list[str]) -> 
     One lookup per batch instead of one per image: FerretDB cannot use an index for it, and
     a lookup per image made large imports slow down with every image already imported.
     """
-    canonical = [name for name in names if _is_canonical(name)]
-    return set(canonical) - await images.existing_files(scope, canonical)
+    canonical = [name for name in names if _is_canonical(scope, name)]
+    return set(canonical) - await images.taken_paths(scope, canonical)
 
 
-def _is_canonical(name: str) -> bool:
+def _is_canonical(scope: Scope, name: str) -> bool:
     try:
+        scope.file_path(name)  # placed under the owner's folder, still a valid path
         return normalise_key(name) == name
     except BadInput:
         return False

@@ -15,7 +15,9 @@ from app.graphql.context import Info
 @strawberry.type(description="An image file and its metadata.")
 class Image:
     id: strawberry.ID
-    file: str = strawberry.field(description="storage path, folders allowed")
+    file: str = strawberry.field(
+        description="storage path, folders allowed; with per-user scope it starts with the owner's folder"
+    )
     time: datetime | None = strawberry.field(description="capture or upload time (UTC)")
     data: JSON = strawberry.field(description="free-form metadata")
     user_id: str | None = strawberry.field(description="owner, with per-user scope")

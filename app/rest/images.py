@@ -40,7 +40,13 @@ async def upload_image(
     images: ImagesDep,
     scope: ScopeDep,
     image: Annotated[UploadFile, File(description="the image file")],
-    file: Annotated[str | None, Form(description="storage path; default: the upload's file name")] = None,
+    file: Annotated[
+        str | None,
+        Form(
+            description="storage path; default: the upload's file name. With IMAGE_SCOPE=user it is placed in"
+            " the caller's folder unless it already starts with it"
+        ),
+    ] = None,
     time: Annotated[str | None, Form(description="ISO-8601 capture time; default: now")] = None,
     image_id: Annotated[str | None, Form(alias="_id", description="keep this id (24 hex)")] = None,
     # `data` and `json` are read by form_metadata with the other fields; declared for /docs.

@@ -11,7 +11,10 @@ class ImageOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     id: str = Field(alias="_id", description="24 hexadecimal characters", examples=["6385c4b3a1e2f0c9d8b7a615"])
-    file: str = Field(description="storage path, folders allowed", examples=["myFolder/myImage.jpg"])
+    file: str = Field(
+        description="storage path, folders allowed; with IMAGE_SCOPE=user it starts with the owner's folder",
+        examples=["myFolder/myImage.jpg"],
+    )
     time: str = Field(description="ISO-8601 UTC", examples=["2022-11-02T23:41:55.711Z"])
     data: dict[str, Any] = Field(description="free-form metadata")
     userId: str | None = Field(default=None, description="owner, only with IMAGE_SCOPE=user")
