@@ -29,7 +29,7 @@ from pymongo.errors import (
     WriteError,
 )
 
-from app.errors import BadInput, Conflict, Unavailable
+from app.errors import BadInput, Conflict, ServiceError, Unavailable
 from app.metrics import Metrics
 from app.models import IMAGE_INDEXES, Image
 
@@ -53,7 +53,7 @@ class Database:
     ) -> None:
         self.name = name
         self._metrics = metrics
-        # Run in the background once the database is first reached (data migrations, say).
+        # Run in the background, one after the other, once the database is first reached.
         self._maintenance = list(maintenance)
         self._background: set[asyncio.Task[None]] = set()
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
@@ -79,8 +79,7 @@ class Database:
         collection = database[Image.Settings.name]
         await ensure_indexes(collection, IMAGE_INDEXES)
         self._ready.set()
-        for task in self._maintenance:
-            self._start_background(_logged(task(collection)))
+        self._start_background(_maintain(collection, self._maintenance))
 
     def _start_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -131,12 +130,18 @@ class Database:
         await self.client.close()
 
 
-async def _logged(work: Awaitable[object]) -> None:
-    try:
-        await work
-    except PyMongoError as error:
-        # Maintenance is retried at the next start; the service works without it meanwhile.
-        log.warning("database maintenance stopped: %s", error)
+async def _maintain(collection: AsyncCollection[dict[str, Any]], tasks: Sequence[MaintenanceTask]) -> None:
+    """Run the maintenance tasks one after the other.
+
+    Not side by side: a shutdown then cancels one database operation at most. Cancelled
+    together while their connections were still being opened, PyMongo 4.20 left sockets open.
+    """
+    for task in tasks:
+        try:
+            await task(collection)
+        except (PyMongoError, ServiceError) as error:
+            # Retried at the next start; the service works without it meanwhile.
+            log.warning("database maintenance stopped: %s", error)
 
 
 async def ensure_indexes(collection: AsyncCollection[dict[str, Any]], indexes: list[IndexModel]) -> None:

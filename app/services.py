@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 import httpx
 
 from app.auth import Authenticator, JwksCache, TokenRules
 from app.config import Settings
 from app.db import Database
-from app.domain import data_keys
+from app.domain import data_keys, file_facts
 from app.domain.images import ImageService
 from app.domain.scope import EVERYONE, Scope
 from app.errors import Unavailable
@@ -44,19 +45,21 @@ class Services:
             storage.kind,
             storage.location,
         )
-        database = Database(
-            uri=settings.mongodb_uri,
-            name=settings.mongodb_database,
-            timeout_ms=settings.mongodb_timeout_ms,
-            metrics=metrics,
-            maintenance=[data_keys.backfill],
-        )
-        await database.open()
+        # The storage first: the database's background maintenance reads files.
         try:
             await storage.start()
         except Unavailable as error:
             # Not fatal: requests that need the storage answer 503 until it is back.
             log.warning("storage not ready at start-up: %s", error.detail)
+        database = Database(
+            uri=settings.mongodb_uri,
+            name=settings.mongodb_database,
+            timeout_ms=settings.mongodb_timeout_ms,
+            metrics=metrics,
+            # For documents written by someone else (the legacy service, a restore).
+            maintenance=[data_keys.backfill, partial(file_facts.backfill, storage=storage)],
+        )
+        await database.open()
         images = ImageService(
             database=database, storage=storage, max_upload_bytes=settings.max_upload_bytes, metrics=metrics
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import BinaryIO, Literal, Protocol
 
@@ -11,10 +11,13 @@ CHUNK_SIZE = 256 * 1024
 
 @dataclass(frozen=True, kw_only=True)
 class StoredFile:
-    """An opened file: its size as the backend reports it, and its bytes as a stream."""
+    """An opened file: its size as the backend reports it, and its bytes as a stream.
+
+    Closing the stream (`aclose`) before its end releases the file or connection at once.
+    """
 
     size: int
-    chunks: AsyncIterator[bytes]
+    chunks: AsyncGenerator[bytes, None]
 
 
 class Storage(Protocol):

@@ -6,7 +6,7 @@ import errno
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -110,7 +110,7 @@ def _write_atomically(path: Path, source: BinaryIO) -> None:
         partial.unlink(missing_ok=True)
 
 
-async def _read_chunks(handle: BinaryIO) -> AsyncIterator[bytes]:
+async def _read_chunks(handle: BinaryIO) -> AsyncGenerator[bytes, None]:
     try:
         while chunk := await to_thread.run_sync(handle.read, CHUNK_SIZE):
             yield chunk

@@ -7,7 +7,7 @@ five times; ours gives up after a short connect timeout so clients get a prompt 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import BinaryIO, Literal, TypeVar
 
 import urllib3
@@ -105,7 +105,7 @@ class S3Storage:
         response = await self._call(self._client.get_object, self.bucket, normalise_key(key))
         return StoredFile(size=int(response.headers["Content-Length"]), chunks=self._stream(response))
 
-    async def _stream(self, response: urllib3.BaseHTTPResponse) -> AsyncIterator[bytes]:
+    async def _stream(self, response: urllib3.BaseHTTPResponse) -> AsyncGenerator[bytes, None]:
         chunks = response.stream(CHUNK_SIZE)
         try:
             while chunk := await to_thread.run_sync(next, chunks, b""):

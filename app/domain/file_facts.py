@@ -1,0 +1,100 @@
+"""Image facts (`size`, `contentType`, `width`, `height`) for documents written without them.
+
+Uploads record the facts while they store the file. The legacy service recorded none, so its
+documents get theirs from `backfill`, run in the background at start-up: only the first bytes
+of each file are read (the header names the format and the dimensions), a few files at a time.
+A document changed meanwhile keeps what the change wrote, since a fact is set only where `size`
+is still missing. A document whose file is missing, or whose path this service would refuse,
+is left as it is (its download says what is wrong); the next start tries it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from contextlib import aclosing
+from typing import Any
+
+from anyio import to_thread
+from bson import ObjectId
+from pymongo import UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+
+from app.domain.media import MediaFacts, sniff
+from app.errors import BadInput, NotAnImage, NotFound
+from app.storage import Storage
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+CONCURRENCY = 4
+# Past the metadata blocks (EXIF, ICC profiles, XMP) that may precede a JPEG's frame header.
+HEADER_BYTES = 1024 * 1024
+
+
+async def backfill(collection: AsyncCollection[dict[str, Any]], *, storage: Storage) -> int:
+    """Record the facts of every document without `size`; the number of documents updated.
+
+    Storage outages stop it (Unavailable): it runs again at the next start.
+    """
+    updated = 0
+    after: ObjectId | None = None
+    slots = asyncio.Semaphore(CONCURRENCY)
+
+    async def facts_of(document: dict[str, Any]) -> dict[str, Any] | None:
+        async with slots:
+            return await read_facts(storage, document.get("file"))
+
+    while True:
+        condition: dict[str, Any] = {"size": {"$exists": False}}
+        if after is not None:
+            condition["_id"] = {"$gt": after}
+        batch = await collection.find(condition, {"file": 1}, sort=[("_id", 1)], limit=BATCH).to_list(None)
+        if not batch:
+            break
+        after = batch[-1]["_id"]
+        found = await asyncio.gather(*(facts_of(document) for document in batch))
+        requests = [
+            UpdateOne({"_id": document["_id"], "size": {"$exists": False}}, {"$set": facts})
+            for document, facts in zip(batch, found, strict=True)
+            if facts is not None
+        ]
+        if requests:
+            result = await collection.bulk_write(requests, ordered=False)
+            updated += result.modified_count
+    if updated:
+        log.info("recorded the image facts of %d documents written without them", updated)
+    return updated
+
+
+async def read_facts(storage: Storage, file: Any) -> dict[str, Any] | None:
+    """The facts of the stored file at `file`, or None if there is no such (storable) file.
+
+    A file that is not a recognisable image still gets its size.
+    """
+    if not isinstance(file, str):
+        return None
+    try:
+        stored = await storage.open(file)
+    except (NotFound, BadInput):
+        return None
+    head = bytearray()
+    media: MediaFacts | None = None
+    async with aclosing(stored.chunks) as chunks:
+        async for chunk in chunks:
+            head += chunk
+            media = await _sniffed(head)
+            if media is not None or len(head) >= HEADER_BYTES:
+                break
+    facts: dict[str, Any] = {"size": stored.size}
+    if media is None:
+        return facts
+    return facts | {"contentType": media.content_type, "width": media.width, "height": media.height}
+
+
+async def _sniffed(head: bytearray) -> MediaFacts | None:
+    try:
+        return await to_thread.run_sync(sniff, io.BytesIO(head))
+    except NotAnImage:
+        return None
