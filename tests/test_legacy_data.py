@@ -506,3 +506,23 @@ async def test_start_up_goes_on_when_an_index_cannot_be_built(
         assert (await http.get("/readyz")).status_code == 200
         assert (await http.get("/images")).json()["total"] == 2
     assert any("index file_1 could not be created" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_an_index_on_file_under_another_name_is_the_one_used(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri)
+    try:
+        collection = client[settings.mongodb_database]["images"]
+        await collection.create_index("file", unique=True, name="unique_file")
+        async with LifespanClient(create_app(settings)) as (http, _):
+            assert (await http.get("/readyz")).status_code == 200
+            on_file = [
+                name for name, info in (await collection.index_information()).items() if info["key"] == [("file", 1)]
+            ]
+            assert on_file == ["unique_file"]
+            first = await http.post("/images", files={"image": ("a.png", NEW_PNG)}, data={"file": "a.png"})
+            again = await http.post("/images", files={"image": ("a.png", DOG_PNG)}, data={"file": "a.png"})
+            assert first.json()["_id"] == again.json()["_id"]
+    finally:
+        await client.close()
