@@ -6,6 +6,7 @@
     ├── Forbidden         credentials are fine, the action is not allowed              (403)
     ├── NotFound          no such image (in the caller's scope)                        (404)
     ├── Conflict          the request clashes with what is stored                      (409)
+    ├── StaleRevision     the image changed since the revision the client named        (412)
     ├── TooLarge          the upload or archive exceeds a configured limit             (413)
     ├── NotAnImage        the file's content is not a supported image                  (415)
     └── Unavailable       the database or the storage cannot be reached                (503)
@@ -40,6 +41,10 @@ class NotFound(ServiceError):
 
 
 class Conflict(ServiceError):
+    pass
+
+
+class StaleRevision(ServiceError):
     pass
 
 

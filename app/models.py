@@ -72,6 +72,9 @@ class Image(Document):
     # The top-level keys of `data`, kept beside it so `GET /fields` is a `distinct` on an index
     # rather than a scan of every document's metadata (FerretDB has no $objectToArray).
     dataKeys: list[str] | None = None
+    # Raised by every write, so a conditional write sees any change in between (app/domain/
+    # rewrite.py) and clients can name the state they read (ETag). Legacy documents have none: 0.
+    revision: int = 0
 
     class Settings:
         name = "images"

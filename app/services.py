@@ -14,9 +14,12 @@ from app.config import Settings
 from app.db import Database
 from app.domain import data_keys, file_facts
 from app.domain.images import ImageService
+from app.domain.leases import COLLECTION as LEASES
+from app.domain.leases import Leases
 from app.domain.scope import EVERYONE, Scope
 from app.errors import Unavailable
 from app.metrics import Metrics
+from app.models import Image
 from app.storage import Storage, build_storage
 
 log = logging.getLogger(__name__)
@@ -51,17 +54,25 @@ class Services:
         except Unavailable as error:
             # Not fatal: requests that need the storage answer 503 until it is back.
             log.warning("storage not ready at start-up: %s", error.detail)
+        leases = Leases(collection=lambda: Image.get_pymongo_collection().database[LEASES])
         database = Database(
             uri=settings.mongodb_uri,
             name=settings.mongodb_database,
             timeout_ms=settings.mongodb_timeout_ms,
             metrics=metrics,
             # For documents written by someone else (the legacy service, a restore).
-            maintenance=[data_keys.backfill, partial(file_facts.backfill, storage=storage)],
+            maintenance=[
+                partial(data_keys.backfill, leases=leases),
+                partial(file_facts.backfill, storage=storage, leases=leases),
+            ],
         )
         await database.open()
         images = ImageService(
-            database=database, storage=storage, max_upload_bytes=settings.max_upload_bytes, metrics=metrics
+            database=database,
+            storage=storage,
+            leases=leases,
+            max_upload_bytes=settings.max_upload_bytes,
+            metrics=metrics,
         )
         http = httpx.AsyncClient(follow_redirects=True)
         authenticator = None

@@ -14,6 +14,8 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
+from app.domain.leases import Leases, path_key
+
 log = logging.getLogger(__name__)
 
 BACKFILL_BATCH = 500
@@ -23,18 +25,27 @@ def data_keys(data: Mapping[str, Any] | None) -> list[str]:
     return sorted(data or {})
 
 
-async def backfill(collection: AsyncCollection[dict[str, Any]]) -> int:
+async def backfill(collection: AsyncCollection[dict[str, Any]], *, leases: Leases) -> int:
     """Give every document without `dataKeys` its list; the number of documents updated."""
     updated = 0
     while True:
-        batch = await collection.find({"dataKeys": {"$exists": False}}, {"data": 1}).limit(BACKFILL_BATCH).to_list(None)
+        batch = (
+            await collection.find({"dataKeys": {"$exists": False}}, {"data": 1, "file": 1})
+            .limit(BACKFILL_BATCH)
+            .to_list(None)
+        )
         if not batch:
             break
         requests = [
-            UpdateOne({"_id": document["_id"]}, {"$set": {"dataKeys": data_keys(_as_mapping(document.get("data")))}})
+            # Only while still missing: a write in between stored the keys of newer data.
+            UpdateOne(
+                {"_id": document["_id"], "dataKeys": {"$exists": False}},
+                {"$set": {"dataKeys": data_keys(_as_mapping(document.get("data")))}},
+            )
             for document in batch
         ]
-        await collection.bulk_write(requests, ordered=False)
+        async with leases.hold(path_key(document["file"]) for document in batch):
+            await collection.bulk_write(requests, ordered=False)
         updated += len(batch)
     if updated:
         log.info("recorded the metadata keys of %d documents written without them", updated)

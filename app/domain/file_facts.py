@@ -3,9 +3,10 @@
 Uploads record the facts while they store the file. The legacy service recorded none, so its
 documents get theirs from `backfill`, run in the background at start-up: only the first bytes
 of each file are read (the header names the format and the dimensions), a few files at a time.
-A document changed meanwhile keeps what the change wrote, since a fact is set only where `size`
-is still missing. A document whose file is missing, or whose path this service would refuse,
-is left as it is (its download says what is wrong); the next start tries it again.
+A document changed meanwhile keeps what the change wrote: the facts are written under the
+image's lease, and only where `size` is still missing. A document whose file is missing, or
+whose path this service would refuse, is left as it is (its download says what is wrong); the
+next start tries it again.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from bson import ObjectId
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
+from app.domain.leases import Leases, path_key
 from app.domain.media import MediaFacts, sniff
+from app.domain.rewrite import REVISION
 from app.errors import BadInput, NotAnImage, NotFound
 from app.storage import Storage
 
@@ -33,7 +36,7 @@ CONCURRENCY = 4
 HEADER_BYTES = 1024 * 1024
 
 
-async def backfill(collection: AsyncCollection[dict[str, Any]], *, storage: Storage) -> int:
+async def backfill(collection: AsyncCollection[dict[str, Any]], *, storage: Storage, leases: Leases) -> int:
     """Record the facts of every document without `size`; the number of documents updated.
 
     Storage outages stop it (Unavailable): it runs again at the next start.
@@ -56,12 +59,14 @@ async def backfill(collection: AsyncCollection[dict[str, Any]], *, storage: Stor
         after = batch[-1]["_id"]
         found = await asyncio.gather(*(facts_of(document) for document in batch))
         requests = [
-            UpdateOne({"_id": document["_id"], "size": {"$exists": False}}, {"$set": facts})
+            # Raising the revision: what clients see of the image has changed.
+            UpdateOne({"_id": document["_id"], "size": {"$exists": False}}, {"$set": facts, "$inc": {REVISION: 1}})
             for document, facts in zip(batch, found, strict=True)
             if facts is not None
         ]
         if requests:
-            result = await collection.bulk_write(requests, ordered=False)
+            async with leases.hold(path_key(document["file"]) for document in batch):
+                result = await collection.bulk_write(requests, ordered=False)
             updated += result.modified_count
     if updated:
         log.info("recorded the image facts of %d documents written without them", updated)

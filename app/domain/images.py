@@ -12,7 +12,7 @@ import asyncio
 import logging
 import mimetypes
 import posixpath
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO
@@ -23,6 +23,7 @@ from pymongo.errors import DuplicateKeyError
 
 from app.db import Database
 from app.domain import data_keys, rewrite
+from app.domain.leases import Leases, path_key
 from app.domain.media import sniff
 from app.domain.metadata import check_data, parse_data_patch, parse_object_id
 from app.domain.query import ImageQuery, all_of, check_path, scoped
@@ -76,9 +77,13 @@ class Download:
 
 
 class ImageService:
-    def __init__(self, *, database: Database, storage: Storage, max_upload_bytes: int, metrics: Metrics) -> None:
+    def __init__(
+        self, *, database: Database, storage: Storage, leases: Leases, max_upload_bytes: int, metrics: Metrics
+    ) -> None:
         self.database = database
         self.storage = storage
+        # Every write holds its image's lease: see app/domain/leases.py.
+        self.leases = leases
         self.max_upload_bytes = max_upload_bytes
         self.metrics = metrics
 
@@ -111,11 +116,6 @@ class ImageService:
 
     async def upload(self, scope: Scope, new: NewImage) -> Image:
         """Store a file and its document; the image already at that `file` is replaced whole."""
-        image = await self._upload(scope, new, retry=True)
-        self.metrics.uploaded(new.length)
-        return image
-
-    async def _upload(self, scope: Scope, new: NewImage, *, retry: bool) -> Image:
         if new.length > self.max_upload_bytes:
             raise TooLarge(f"The file is larger than the maximum upload size of {self.max_upload_bytes} bytes.")
         if not (new.file or new.filename):
@@ -124,12 +124,40 @@ class ImageService:
         facts = await to_thread.run_sync(sniff, new.source)
         data = check_data(new.data)
         self.database.require_ready()
+        fields = {
+            "time": to_stored_time(new.time) if new.time else utc_now(),
+            "data": data,
+            "dataKeys": data_keys.data_keys(data),
+            "size": new.length,
+            "contentType": facts.content_type,
+            "width": facts.width,
+            "height": facts.height,
+        }
+        with self.database.errors():
+            async with self.leases.hold([path_key(file)], what=f"The image at {file!r}"):
+                return await self._upload_holding_lease(scope, new, file, fields)
 
+    async def _upload_holding_lease(self, scope: Scope, new: NewImage, file: str, fields: dict[str, Any]) -> Image:
+        for attempt in range(rewrite.MAX_ATTEMPTS):
+            image = await self._store(scope, new, file, fields, look=attempt > 0 or not new.known_new)
+            if image is not None:
+                self.metrics.uploaded(new.length)
+                return image
+            # Written in between by something that holds no lease (another image took the
+            # id, say): look again.
+            await to_thread.run_sync(new.source.seek, 0)
+            await rewrite.pause(attempt)
+        raise rewrite.kept_changing(f"The image at {file!r}")
+
+    async def _store(
+        self, scope: Scope, new: NewImage, file: str, fields: dict[str, Any], *, look: bool
+    ) -> Image | None:
+        """One attempt at an upload; None if another writer changed the path meanwhile."""
         collection = Image.get_pymongo_collection()
         # Look before writing the file: a database outage or an id clash then costs no write.
         with self.database.errors():
             # By `file` alone: it is the storage key, so one path is one image whoever owns it.
-            existing = None if new.known_new else await collection.find_one({"file": file})
+            existing = await collection.find_one({"file": file}) if look else None
             if existing is not None and not scope.allows(existing):
                 # Only where images of another scope share the owner's folder (a database that
                 # ran both with and without IMAGE_SCOPE): their file must not be overwritten.
@@ -142,29 +170,12 @@ class ImageService:
                 if new.id_required:
                     raise Conflict(f"The id {image_id} belongs to another image.")
                 image_id = None
-
-        fields = {
-            "time": to_stored_time(new.time) if new.time else utc_now(),
-            "data": data,
-            "dataKeys": data_keys.data_keys(data),
-            "size": new.length,
-            "contentType": facts.content_type,
-            "width": facts.width,
-            "height": facts.height,
-        }
         if existing is not None:
             return await self._replace(existing, new, fields)
         document = {"_id": image_id or ObjectId(), "file": file, "userId": scope.owner, **fields, **LEGACY_FIELDS}
-        try:
-            return await self._create(new, document)
-        except _PathTaken:
-            if not retry:
-                raise Conflict(f"{file!r} was being uploaded by someone else at the same time; try again.") from None
-            # Someone else created this path a moment ago: replace theirs, as a later upload would.
-            await to_thread.run_sync(new.source.seek, 0)
-            return await self._upload(scope, new, retry=False)
+        return await self._create(new, rewrite.next_revision(document))
 
-    async def _create(self, new: NewImage, document: dict[str, Any]) -> Image:
+    async def _create(self, new: NewImage, document: dict[str, Any]) -> Image | None:
         # File first, then the document: if the document cannot be written, the file goes.
         key = document["file"]
         await self.storage.save(key, new.source, length=new.length, content_type=document["contentType"])
@@ -173,58 +184,79 @@ class ImageService:
                 try:
                     await Image.get_pymongo_collection().insert_one(document)
                 except DuplicateKeyError:
-                    raise _PathTaken() from None  # the file now belongs to the other upload: keep it
+                    return None  # the path (or id) was taken a moment ago; the file is theirs now: keep it
         except ServiceError:
             await self._delete_file_quietly(key)
             raise
         return _loaded(document)
 
-    async def _replace(self, existing: dict[str, Any], new: NewImage, fields: dict[str, Any]) -> Image:
+    async def _replace(self, existing: dict[str, Any], new: NewImage, fields: dict[str, Any]) -> Image | None:
         # Document first, then the file: a value the database refuses then changes nothing,
-        # and if the file cannot be written the document gets its old fields back. A whole
-        # replacement, not $set: see app/domain/rewrite.py for why.
+        # and if the file cannot be written the document gets its old fields back. A whole,
+        # conditional replacement: see app/domain/rewrite.py for why.
         collection = Image.get_pymongo_collection()
-        document = {**existing, **fields}
+        document = rewrite.next_revision(existing, **fields)
         with self.database.errors():
-            result = await collection.replace_one({"_id": existing["_id"]}, document)
+            result = await collection.replace_one(rewrite.unchanged(existing), document)
         if result.matched_count == 0:
-            raise Conflict(f"The image at {existing['file']!r} was deleted while it was being replaced.")
+            return None
         try:
             await self.storage.save(existing["file"], new.source, length=new.length, content_type=fields["contentType"])
         except ServiceError:
             try:
                 with self.database.errors():
-                    await collection.replace_one({"_id": existing["_id"]}, existing)
+                    await collection.replace_one(rewrite.unchanged(document), rewrite.next_revision(existing))
             except ServiceError as error:
                 log.error("image %s keeps new metadata without its new file: %s", existing["_id"], error.detail)
             raise
         return _loaded(document)
 
-    async def update_data(self, scope: Scope, image_id: str, changes: Any) -> Image:
-        """Merge `changes` into the image's data (`$unset` removes keys); the updated image."""
-        to_set, to_unset = parse_data_patch(changes)
-        return await self._rewrite_one(scope, image_id, rewrite.merge(to_set, to_unset))
+    async def update_data(
+        self, scope: Scope, image_id: str, changes: Any, *, revisions: Collection[int] | None = None
+    ) -> Image:
+        """Merge `changes` into the image's data (`$unset` removes keys); the updated image.
 
-    async def replace_data(self, scope: Scope, image_id: str, data: Any) -> Image:
+        With `revisions`, the image must be at one of them (else StaleRevision).
+        """
+        to_set, to_unset = parse_data_patch(changes)
+        return await self._rewrite_one(scope, image_id, rewrite.merge(to_set, to_unset), revisions)
+
+    async def replace_data(
+        self, scope: Scope, image_id: str, data: Any, *, revisions: Collection[int] | None = None
+    ) -> Image:
         if not isinstance(data, dict):
             raise BadInput("The request body must be a JSON object: the image's new metadata.")
-        return await self._rewrite_one(scope, image_id, rewrite.replace(check_data(data)))
+        return await self._rewrite_one(scope, image_id, rewrite.replace(check_data(data)), revisions)
 
-    async def _rewrite_one(self, scope: Scope, image_id: str, change: rewrite.DataChange) -> Image:
-        condition = {"_id": parse_object_id(image_id), **scope.condition()}
-        self.database.require_ready()
-        with self.database.errors():
-            result = await rewrite.rewrite_data(Image.get_pymongo_collection(), condition, change)
-        if result.last is None:
-            raise NotFound(f"No image with id {image_id}.")
-        return _loaded(result.last)
-
-    async def delete(self, scope: Scope, image_id: str) -> None:
+    async def _rewrite_one(
+        self, scope: Scope, image_id: str, change: rewrite.DataChange, revisions: Collection[int] | None
+    ) -> Image:
         image = await self.get(scope, image_id)
+        condition = {"_id": image.id, **scope.condition()}
         with self.database.errors():
-            result = await Image.get_pymongo_collection().delete_one({"_id": image.id, **scope.condition()})
-        if result.deleted_count:
-            await self._delete_file_quietly(image.file)
+            async with self.leases.hold([path_key(image.file)]):
+                document = await rewrite.rewrite_one(
+                    Image.get_pymongo_collection(), condition, change, revisions=revisions
+                )
+        if document is None:
+            raise NotFound(f"No image with id {image_id}.")
+        return _loaded(document)
+
+    async def delete(self, scope: Scope, image_id: str, *, revisions: Collection[int] | None = None) -> None:
+        """Delete the image and its file. With `revisions`, it must be at one of them."""
+        image = await self.get(scope, image_id)
+        collection = Image.get_pymongo_collection()
+        with self.database.errors():
+            # The file goes under the lease too: an upload to this path waits until it is gone.
+            async with self.leases.hold([path_key(image.file)]):
+                document = await collection.find_one({"_id": image.id, **scope.condition()})
+                if document is None:
+                    raise NotFound(f"No image with id {image_id}.")
+                rewrite.check_revision(document, revisions)
+                if (await collection.delete_one(rewrite.unchanged(document))).deleted_count:
+                    await self._delete_file_quietly(document["file"])
+                    return
+        raise rewrite.kept_changing(f"Image {image_id}")
 
     # -- many at once ---------------------------------------------------------------------------
 
@@ -255,8 +287,8 @@ class ImageService:
         condition = scoped(query_filter, scope)
         self.database.require_ready()
         with self.database.errors(user_query=True):
-            result = await rewrite.rewrite_data(
-                Image.get_pymongo_collection(), condition, rewrite.merge(to_set, to_unset)
+            result = await rewrite.rewrite_many(
+                Image.get_pymongo_collection(), condition, rewrite.merge(to_set, to_unset), leases=self.leases
             )
         return UpdateSummary(matched=result.matched, modified=result.modified)
 
@@ -280,9 +312,15 @@ class ImageService:
                 if not batch:
                     return deleted
                 after = batch[-1]["_id"]
-                result = await collection.delete_many({"_id": {"$in": [doc["_id"] for doc in batch]}})
-            deleted += result.deleted_count
-            await asyncio.gather(*(self._delete_file_quietly(doc["file"]) for doc in batch))
+            with self.database.errors(user_query=True):
+                # Files go under the leases too: an upload to one of these paths waits until it is gone.
+                async with self.leases.hold(path_key(doc["file"]) for doc in batch):
+                    # Read again under the leases: an image may have stopped matching meanwhile.
+                    ids = [doc["_id"] for doc in batch]
+                    gone = await collection.find(all_of([condition, {"_id": {"$in": ids}}]), {"file": 1}).to_list(None)
+                    result = await collection.delete_many({"_id": {"$in": [doc["_id"] for doc in gone]}})
+                    deleted += result.deleted_count
+                    await asyncio.gather(*(self._delete_file_quietly(doc["file"]) for doc in gone))
 
     async def fields(self, scope: Scope, query_filter: Mapping[str, Any]) -> list[str]:
         """The distinct top-level `data` keys over the matches."""
@@ -306,10 +344,6 @@ class ImageService:
             await self.storage.delete(key)
         except ServiceError as error:
             log.error("could not delete file %r from storage: %s", key, error.detail)
-
-
-class _PathTaken(Exception):
-    """Another upload created the same (file, owner) between our look and our insert."""
 
 
 def _loaded(raw: dict[str, Any]) -> Image:

@@ -1,18 +1,25 @@
-"""Changing metadata by rewriting whole documents.
+"""Changing metadata: read the document, compute the new one here, replace it whole.
 
-Why not `$set`: FerretDB 1.24 (the test and `make run` database) compares an embedded
-document with the one it would replace by values only, ignoring keys, and skips the write
-when they look alike: `$set: {"data": {"y": 1}}` leaves `{"x": 1}` in place. Replacing the
-whole document is honoured by FerretDB and MongoDB alike, so every metadata change reads the
-matching documents, computes the new `data` (and `dataKeys`) here, and replaces them.
+Callers hold the image's lease (app/domain/leases.py), so no other writer interleaves. Every
+write raises the document's `revision` (documents written elsewhere, such as the legacy
+service's, have none: revision 0), which clients see as the ETag and may name in `If-Match` to
+change only the state they read. Replacements are conditional on the revision read as well:
+on MongoDB that alone stops a writer that ignores leases; a replacement that finds the document
+changed reads it again and retries, a bounded number of times.
 
-The cost: a concurrent write to the same image between the read and the replace is lost
-(last writer wins), and bulk changes move each document twice instead of once.
+Why whole documents, not `$set` of the keys that change: FerretDB 1.24 (the test and
+`make run` database) compares an embedded document with the one it would replace by values
+only, ignoring keys, and silently skips the write when they look alike, even beside other
+changes in the same update: `$set: {"data": {"y": 1}}` leaves `{"x": 1}` in place, and so does
+`$set: {"data.box": {"y": 1}}` over `{"box": {"x": 1}}`. Replacing the whole document is
+honoured by FerretDB and MongoDB alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+import random
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +29,13 @@ from pymongo import ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from app.domain.data_keys import data_keys
+from app.domain.leases import Leases, path_key
 from app.domain.query import all_of
+from app.errors import Conflict, StaleRevision
 
 BATCH = 500
+MAX_ATTEMPTS = 10
+REVISION = "revision"
 
 DataChange = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -33,7 +44,6 @@ DataChange = Callable[[dict[str, Any]], dict[str, Any]]
 class Rewritten:
     matched: int
     modified: int
-    last: dict[str, Any] | None  # the last matching document as it is now (for single-image changes)
 
 
 def merge(to_set: Mapping[str, Any], to_unset: list[str]) -> DataChange:
@@ -49,36 +59,142 @@ def replace(new_data: dict[str, Any]) -> DataChange:
     return lambda _: new_data
 
 
-async def rewrite_data(
-    collection: AsyncCollection[dict[str, Any]], condition: Mapping[str, Any], change: DataChange
+def revision_of(document: Mapping[str, Any]) -> int:
+    revision = document.get(REVISION)
+    return revision if isinstance(revision, int) and not isinstance(revision, bool) else 0
+
+
+def unchanged(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The condition that holds while `document` is stored exactly as it was read."""
+    if REVISION in document:
+        return {"_id": document["_id"], REVISION: document[REVISION]}
+    return {"_id": document["_id"], REVISION: {"$exists": False}}
+
+
+def next_revision(document: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
+    """`document` with `fields` changed and its revision raised: what replaces it."""
+    return {**document, **fields, REVISION: revision_of(document) + 1}
+
+
+def check_revision(document: Mapping[str, Any], revisions: Collection[int] | None) -> None:
+    """StaleRevision unless `document` is at one of `revisions` (None: any will do)."""
+    if revisions is not None and revision_of(document) not in revisions:
+        raise StaleRevision(
+            f"Image {document['_id']} is at revision {revision_of(document)}, not the one given; "
+            "read it again before changing it."
+        )
+
+
+async def pause(attempt: int) -> None:
+    """A short random wait before attempt `attempt + 1`, longer after each lost race."""
+    await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
+
+
+def kept_changing(what: str) -> Conflict:
+    return Conflict(f"{what} kept changing while this change was being applied; try again.")
+
+
+async def rewrite_one(
+    collection: AsyncCollection[dict[str, Any]],
+    condition: Mapping[str, Any],
+    change: DataChange,
+    *,
+    revisions: Collection[int] | None = None,
+) -> dict[str, Any] | None:
+    """Apply `change` to the data of the one image `condition` selects; the image as it now is.
+
+    None if there is no such image. With `revisions`, the image must be at one of them when
+    the change is written, else StaleRevision: the client's copy is out of date. The caller
+    holds the image's lease.
+    """
+    document, _ = await _apply(collection, condition, change, revisions=revisions)
+    return document
+
+
+async def rewrite_many(
+    collection: AsyncCollection[dict[str, Any]], condition: Mapping[str, Any], change: DataChange, *, leases: Leases
 ) -> Rewritten:
-    """Apply `change` to the data of every match, in `_id` order, a batch at a time."""
+    """Apply `change` to the data of every match, in `_id` order, a batch at a time, each batch
+    under the leases of its images' paths."""
     matched = modified = 0
-    last: dict[str, Any] | None = None
     after: ObjectId | None = None
     while True:
         page = all_of([condition, {"_id": {"$gt": after}} if after is not None else {}])
-        batch = await collection.find(page, sort=[("_id", 1)], limit=BATCH).to_list(None)
-        if not batch:
-            return Rewritten(matched=matched, modified=modified, last=last)
-        after = batch[-1]["_id"]
-        requests = []
-        for document in batch:
-            data = document.get("data")
-            current = data if isinstance(data, dict) else {}
-            new_data = change(current)
-            matched += 1
-            if not _same(new_data, current) or document.get("dataKeys") != data_keys(new_data):
-                document = {**document, "data": new_data, "dataKeys": data_keys(new_data)}
-                requests.append(ReplaceOne({"_id": document["_id"]}, document))
-                modified += 1
-            last = document
-        if requests:
-            # Ordered: a value the database refuses fails the first write and so writes nothing,
-            # since every document of a bulk change receives the same values.
-            await collection.bulk_write(requests, ordered=True)
+        found = await collection.find(page, {"file": 1}, sort=[("_id", 1)], limit=BATCH).to_list(None)
+        if not found:
+            return Rewritten(matched=matched, modified=modified)
+        after = found[-1]["_id"]
+        async with leases.hold(path_key(document["file"]) for document in found):
+            # Read again under the leases: an image may have changed, or stopped matching, meanwhile.
+            ids = [document["_id"] for document in found]
+            batch = await collection.find(all_of([condition, {"_id": {"$in": ids}}]), sort=[("_id", 1)]).to_list(None)
+            done = await _rewrite_batch(collection, condition, batch, change)
+        matched, modified = matched + done.matched, modified + done.modified
 
 
-def _same(left: dict[str, Any], right: dict[str, Any]) -> bool:
+async def _rewrite_batch(
+    collection: AsyncCollection[dict[str, Any]],
+    condition: Mapping[str, Any],
+    batch: list[dict[str, Any]],
+    change: DataChange,
+) -> Rewritten:
+    """One ordered bulk write of conditional replacements: a value the database refuses fails
+    the first one and so writes nothing, since every match receives the same values. Images
+    another writer changed in between are read again and changed on top, one by one."""
+    changed = [(document, new) for document in batch if (new := _changed(document, change)) is not None]
+    matched, modified = len(batch), len(changed)
+    if not changed:
+        return Rewritten(matched=matched, modified=modified)
+    result = await collection.bulk_write([ReplaceOne(unchanged(old), new) for old, new in changed], ordered=True)
+    if result.matched_count < len(changed):
+        for image_id in await _not_written(collection, [new for _, new in changed]):
+            document, written = await _apply(collection, all_of([condition, {"_id": image_id}]), change)
+            matched -= document is None  # deleted meanwhile, or no longer a match
+            modified -= not written
+    return Rewritten(matched=matched, modified=modified)
+
+
+async def _not_written(collection: AsyncCollection[dict[str, Any]], intended: list[dict[str, Any]]) -> list[ObjectId]:
+    """The ids of `intended` documents that are not stored as intended (another writer won)."""
+    by_id = {document["_id"]: document for document in intended}
+    stored = collection.find({"_id": {"$in": list(by_id)}})
+    found = {document["_id"]: document async for document in stored}
+    return [image_id for image_id, document in by_id.items() if not _same(found.get(image_id), document)]
+
+
+async def _apply(
+    collection: AsyncCollection[dict[str, Any]],
+    condition: Mapping[str, Any],
+    change: DataChange,
+    *,
+    revisions: Collection[int] | None = None,
+) -> tuple[dict[str, Any] | None, bool]:
+    """Apply `change` to the image `condition` selects, read afresh: the image as it now is
+    (None if nothing matches) and whether this wrote it. The caller holds the image's lock."""
+    for attempt in range(MAX_ATTEMPTS):
+        document = await collection.find_one(condition)
+        if document is None:
+            return None, False
+        check_revision(document, revisions)
+        new = _changed(document, change)
+        if new is None:
+            return document, False
+        if (await collection.replace_one(unchanged(document), new)).matched_count:
+            return new, True
+        await pause(attempt)
+    raise kept_changing("The image")
+
+
+def _changed(document: dict[str, Any], change: DataChange) -> dict[str, Any] | None:
+    """The document after `change`, or None when that changes nothing."""
+    data = document.get("data")
+    current = data if isinstance(data, dict) else {}
+    new_data = change(current)
+    if _same(new_data, current) and document.get("dataKeys") == data_keys(new_data):
+        return None
+    return next_revision(document, data=new_data, dataKeys=data_keys(new_data))
+
+
+def _same(left: Any, right: Any) -> bool:
     # Byte-equal BSON: Python's == takes 1 == 1.0 == True, which MongoDB stores differently.
     return bson.encode({"d": left}) == bson.encode({"d": right})

@@ -1,0 +1,307 @@
+"""Concurrent writers never lose an acknowledged write, within one process and across two.
+
+Real FerretDB and MinIO (or local storage); the cross-process tests run two service processes
+on one database and one storage, as two replicas would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from PIL import Image as PillowImage
+from pymongo import AsyncMongoClient
+
+from app.config import Settings
+from app.domain.leases import COLLECTION as LEASES
+from app.domain.leases import path_key
+from scripts.servers import REPO_ROOT, free_port
+from tests.rest.test_images import stored_keys, upload
+from tests.utils.graphql import gql
+from tests.utils.images import make_image
+from tests.utils.live import s3_environment, start_service, wait_until_serving
+from tests.utils.s3 import S3Server
+
+WRITERS = 50
+
+
+async def raw_collection(settings: Settings, name: str = "images") -> tuple[AsyncMongoClient[dict[str, Any]], Any]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+    return client, client[settings.mongodb_database][name]
+
+
+async def leases_left(settings: Settings) -> list[dict[str, Any]]:
+    client, leases = await raw_collection(settings, LEASES)
+    try:
+        return await leases.find({}).to_list(None)
+    finally:
+        await client.close()
+
+
+# -- metadata, one process -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("run", range(10))
+async def test_concurrent_patches_of_distinct_keys_all_survive(
+    client: httpx.AsyncClient, settings: Settings, run: int
+) -> None:
+    image = (await upload(client, make_image(), fields={"file": "one.png", "start": "yes"})).json()
+    answers = await asyncio.gather(
+        *(client.patch(f"/images/{image['_id']}", json={f"k{index}": index}) for index in range(WRITERS))
+    )
+    assert {answer.status_code for answer in answers} == {200}
+    data = (await client.get(f"/images/{image['_id']}")).json()["data"]
+    assert data == {"start": "yes", **{f"k{index}": index for index in range(WRITERS)}}
+    assert await leases_left(settings) == []
+
+
+@pytest.mark.parametrize("run", range(10))
+async def test_concurrent_graphql_updates_of_distinct_keys_all_survive(client: httpx.AsyncClient, run: int) -> None:
+    image = (await upload(client, make_image(), fields={"file": "one.png"})).json()
+    mutation = "mutation($id: ID!, $set: JSON) { updateImage(id: $id, set: $set) { id } }"
+    answers = await asyncio.gather(
+        *(gql(client, mutation, {"id": image["_id"], "set": {f"k{index}": index}}) for index in range(WRITERS))
+    )
+    assert all("errors" not in answer for answer in answers)
+    data = (await client.get(f"/images/{image['_id']}")).json()["data"]
+    assert data == {f"k{index}": index for index in range(WRITERS)}
+
+
+@pytest.mark.parametrize("run", range(3))
+async def test_concurrent_bulk_patches_of_distinct_keys_all_survive(client: httpx.AsyncClient, run: int) -> None:
+    ids = [
+        (await upload(client, make_image(), fields={"file": f"{name}.png", "label": "cat"})).json()["_id"]
+        for name in ("a", "b")
+    ]
+    await upload(client, make_image(), fields={"file": "dog.png", "label": "dog"})
+    answers = await asyncio.gather(
+        *(client.patch("/images?label=cat", json={f"k{index}": index}) for index in range(WRITERS))
+    )
+    assert [answer.json()["matchedCount"] for answer in answers] == [2] * WRITERS
+    for image_id in ids:
+        data = (await client.get(f"/images/{image_id}")).json()["data"]
+        assert data == {"label": "cat", **{f"k{index}": index for index in range(WRITERS)}}
+
+
+async def test_single_and_bulk_patches_and_a_reupload_race_without_loss(client: httpx.AsyncClient) -> None:
+    image = (await upload(client, make_image(), fields={"file": "x.png", "label": "cat"})).json()
+    singles = [client.patch(f"/images/{image['_id']}", json={f"one{index}": index}) for index in range(20)]
+    bulks = [client.patch("/images?label=cat", json={f"many{index}": index}) for index in range(20)]
+    answers = await asyncio.gather(*singles, *bulks)
+    assert {answer.status_code for answer in answers} == {200}
+    data = (await client.get(f"/images/{image['_id']}")).json()["data"]
+    assert set(data) == {"label", *(f"one{index}" for index in range(20)), *(f"many{index}" for index in range(20))}
+
+
+# -- uploads and deletes on one path -----------------------------------------------------------
+
+
+def _described_by(document: dict[str, Any], content: bytes) -> bool:
+    """Whether the document's facts are those of these bytes."""
+    with PillowImage.open(io.BytesIO(content)) as picture:
+        width, height = picture.size
+    return (document["size"], document["width"], document["height"]) == (len(content), width, height)
+
+
+async def test_concurrent_uploads_to_one_path_leave_matching_bytes_and_metadata(client: httpx.AsyncClient) -> None:
+    contents = [make_image(10 + index, 10 + 2 * index) for index in range(20)]
+    answers = await asyncio.gather(
+        *(
+            upload(client, content, fields={"file": "same.png", "writer": str(index)})
+            for index, content in enumerate(contents)
+        )
+    )
+    assert {answer.status_code for answer in answers} == {200}
+    assert len({answer.json()["_id"] for answer in answers}) == 1
+    listed = (await client.get("/images")).json()
+    assert listed["total"] == 1
+    document = listed["items"][0]
+    stored = (await client.get(f"/images/{document['_id']}/image")).content
+    assert _described_by(document, stored)
+    assert stored == contents[int(document["data"]["writer"])]
+
+
+async def test_deletes_racing_reuploads_never_leave_a_document_without_its_file(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    for round_ in range(15):
+        created = (await upload(client, make_image(), fields={"file": "r.png"})).json()
+        await asyncio.gather(
+            client.delete(f"/images/{created['_id']}"),
+            upload(client, make_image(12, 12), fields={"file": "r.png"}),
+            client.delete("/images?file=r.png"),
+        )
+        listed = (await client.get("/images")).json()["items"]
+        keys = await stored_keys(app)
+        assert {item["file"] for item in listed} == keys, round_  # every document has its file; no file is orphaned
+        await client.delete("/images")
+
+
+# -- leases ----------------------------------------------------------------------------------
+
+
+async def test_an_expired_lease_of_a_dead_process_is_taken_over(client: httpx.AsyncClient, settings: Settings) -> None:
+    image = (await upload(client, make_image(), fields={"file": "x.png"})).json()
+    raw, leases = await raw_collection(settings, LEASES)
+    try:
+        expired = datetime.now(UTC) - timedelta(seconds=1)
+        await leases.insert_one({"_id": path_key("x.png"), "owner": "dead", "expires": expired})
+        response = await client.patch(f"/images/{image['_id']}", json={"a": 1})
+        assert response.status_code == 200
+        assert await leases.count_documents({}) == 0
+    finally:
+        await raw.close()
+
+
+async def test_a_held_lease_makes_writers_wait_for_it(client: httpx.AsyncClient, settings: Settings) -> None:
+    image = (await upload(client, make_image(), fields={"file": "x.png"})).json()
+    raw, leases = await raw_collection(settings, LEASES)
+    try:
+        held = datetime.now(UTC) + timedelta(seconds=30)
+        await leases.insert_one({"_id": path_key("x.png"), "owner": "other-process", "expires": held})
+        waiting = asyncio.create_task(client.patch(f"/images/{image['_id']}", json={"a": 1}))
+        await asyncio.sleep(0.5)
+        assert not waiting.done()
+        assert (await client.get(f"/images/{image['_id']}")).json()["data"] == {}  # readers do not wait
+        await leases.delete_one({"_id": path_key("x.png")})
+        assert (await waiting).status_code == 200
+        assert (await client.get(f"/images/{image['_id']}")).json()["data"] == {"a": 1}
+    finally:
+        await raw.close()
+
+
+# -- two service processes -------------------------------------------------------------------
+
+
+@dataclass
+class Replicas:
+    urls: list[str]
+    settings: Settings
+
+
+@pytest.fixture
+def replicas(
+    settings: Settings, storage_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Replicas]:
+    """Two service processes on this test's database and storage."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("MONGODB_", "S3_"))}
+    env["MONGODB_CONNECTION_STRING"] = settings.mongodb_uri
+    if storage_kind == "s3":
+        s3: S3Server = request.getfixturevalue("s3_server")
+        assert settings.s3_bucket
+        env |= s3_environment(
+            endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key, bucket=settings.s3_bucket
+        )
+    else:
+        env["UPLOADS_DIRECTORY"] = str(settings.uploads_directory)
+    processes = []
+    urls = []
+    try:
+        for number in range(2):
+            port = free_port()
+            log_path = tmp_path / f"replica{number}.log"
+            process = start_service(
+                env | {"APP_HOST": "127.0.0.1", "APP_PORT": str(port)}, cwd=REPO_ROOT, log_path=log_path
+            )
+            processes.append(process)
+            url = f"http://127.0.0.1:{port}"
+            wait_until_serving(url, process, log_path)
+            urls.append(url)
+        yield Replicas(urls=urls, settings=settings)
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(30)
+
+
+@pytest.fixture
+async def clients(replicas: Replicas) -> AsyncIterator[list[httpx.AsyncClient]]:
+    async with (
+        httpx.AsyncClient(base_url=replicas.urls[0], timeout=60) as first,
+        httpx.AsyncClient(base_url=replicas.urls[1], timeout=60) as second,
+    ):
+        yield [first, second]
+
+
+async def test_two_processes_patching_one_image_lose_no_key(
+    clients: list[httpx.AsyncClient], replicas: Replicas
+) -> None:
+    first, second = clients
+    image = (await upload(first, make_image(), fields={"file": "shared.png"})).json()
+    for run in range(3):
+        answers = await asyncio.gather(
+            *(
+                clients[index % 2].patch(f"/images/{image['_id']}", json={f"r{run}k{index}": index})
+                for index in range(WRITERS)
+            )
+        )
+        assert {answer.status_code for answer in answers} == {200}
+    data = (await second.get(f"/images/{image['_id']}")).json()["data"]
+    assert data == {f"r{run}k{index}": index for run in range(3) for index in range(WRITERS)}
+    bulk = await asyncio.gather(
+        *(clients[index % 2].patch("/images", json={f"bulk{index}": index}) for index in range(20))
+    )
+    assert {answer.json()["matchedCount"] for answer in bulk} == {1}
+    data = (await first.get(f"/images/{image['_id']}")).json()["data"]
+    assert {f"bulk{index}" for index in range(20)} <= set(data)
+    assert await leases_left(replicas.settings) == []
+
+
+async def test_two_processes_uploading_one_path_leave_matching_bytes_and_metadata(
+    clients: list[httpx.AsyncClient],
+) -> None:
+    contents = [make_image(10 + index, 30 - index) for index in range(20)]
+    answers = await asyncio.gather(
+        *(
+            upload(clients[index % 2], content, fields={"file": "same.png", "writer": str(index)})
+            for index, content in enumerate(contents)
+        )
+    )
+    assert {answer.status_code for answer in answers} == {200}
+    listed = (await clients[0].get("/images")).json()
+    assert listed["total"] == 1
+    document = listed["items"][0]
+    stored = (await clients[1].get(f"/images/{document['_id']}/image")).content
+    assert _described_by(document, stored)
+    assert stored == contents[int(document["data"]["writer"])]
+
+
+async def test_two_processes_deleting_and_reuploading_never_leave_a_document_without_its_file(
+    clients: list[httpx.AsyncClient], replicas: Replicas, storage_kind: str, request: pytest.FixtureRequest
+) -> None:
+    first, second = clients
+    for round_ in range(10):
+        created = (await upload(first, make_image(), fields={"file": "r.png"})).json()
+        await asyncio.gather(
+            second.delete(f"/images/{created['_id']}"),
+            upload(first, make_image(12, 12), fields={"file": "r.png"}),
+            second.delete("/images?file=r.png"),
+            upload(second, make_image(14, 14), fields={"file": "r.png"}),
+        )
+        listed = (await first.get("/images")).json()["items"]
+        for item in listed:
+            download = await second.get(f"/images/{item['_id']}/image")
+            assert download.status_code == 200, (round_, download.text)
+            assert _described_by(item, download.content)
+        # No file without its document either.
+        assert keys_in_storage(replicas.settings, storage_kind, request) == {item["file"] for item in listed}, round_
+        await first.delete("/images")
+
+
+def keys_in_storage(settings: Settings, storage_kind: str, request: pytest.FixtureRequest) -> set[str]:
+    if storage_kind == "local":
+        root = Path(settings.uploads_directory)
+        return {str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()}
+    s3: S3Server = request.getfixturevalue("s3_server")
+    return {item.object_name for item in s3.client().list_objects(settings.s3_bucket, recursive=True)}
