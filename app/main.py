@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
         # The legacy GUI sends an unusual request header, so every header must pass preflight.
         allow_headers=["*"],
-        expose_headers=["Content-Disposition", "X-Request-ID"],
+        expose_headers=["Content-Disposition", "X-Request-ID", "ETag"],
     )
     return app
 

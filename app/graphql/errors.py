@@ -25,6 +25,7 @@ CODES: dict[type[errors.ServiceError], str] = {
     errors.Forbidden: "FORBIDDEN",
     errors.NotFound: "NOT_FOUND",
     errors.Conflict: "CONFLICT",
+    errors.StaleRevision: "STALE_REVISION",
     errors.Unavailable: "SERVICE_UNAVAILABLE",
 }
 

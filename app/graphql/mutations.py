@@ -19,6 +19,14 @@ from app.models import Image as ImageDocument
 
 MAX_FILES = 100
 
+# Optimistic locking: the change is made only if the image is still at this revision.
+RevisionArgument = Annotated[
+    int | None,
+    strawberry.argument(
+        description="the image's revision as read; the change fails with STALE_REVISION if it moved on"
+    ),
+]
+
 
 def _image(stored: ImageDocument) -> Image:
     return Image.from_document(stored.model_dump(by_alias=True))
@@ -30,6 +38,10 @@ def _metadata(value: Any, name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadInput(f"{name} must be a JSON object.")
     return value
+
+
+def _revisions(revision: int | None) -> frozenset[int] | None:
+    return None if revision is None else frozenset({revision})
 
 
 def _changes(set_: Any, unset: list[str] | None) -> dict[str, Any]:
@@ -85,13 +97,21 @@ class Mutation:
         id: strawberry.ID,
         set_: Annotated[JSON | None, strawberry.argument(name="set")] = None,
         unset: list[str] | None = None,
+        revision: RevisionArgument = None,
     ) -> Image:
-        stored = await info.context.services.images.update_data(info.context.scope, str(id), _changes(set_, unset))
+        stored = await info.context.services.images.update_data(
+            info.context.scope, str(id), _changes(set_, unset), revisions=_revisions(revision)
+        )
         return _image(stored)
 
     @strawberry.mutation(description="Replace an image's data.")
-    async def replace_image_data(self, info: Info, id: strawberry.ID, data: JSON) -> Image:
-        return _image(await info.context.services.images.replace_data(info.context.scope, str(id), data))
+    async def replace_image_data(
+        self, info: Info, id: strawberry.ID, data: JSON, revision: RevisionArgument = None
+    ) -> Image:
+        stored = await info.context.services.images.replace_data(
+            info.context.scope, str(id), data, revisions=_revisions(revision)
+        )
+        return _image(stored)
 
     @strawberry.mutation(description="Merge `set` into the data of every matching image, remove the `unset` keys.")
     async def update_images(
@@ -107,8 +127,8 @@ class Mutation:
         return UpdateResult(matched_count=summary.matched, modified_count=summary.modified)
 
     @strawberry.mutation(description="Delete an image and its file; its id.")
-    async def delete_image(self, info: Info, id: strawberry.ID) -> strawberry.ID:
-        await info.context.services.images.delete(info.context.scope, str(id))
+    async def delete_image(self, info: Info, id: strawberry.ID, revision: RevisionArgument = None) -> strawberry.ID:
+        await info.context.services.images.delete(info.context.scope, str(id), revisions=_revisions(revision))
         return id
 
     @strawberry.mutation(description="Delete every matching image and its file. Deleting all needs `all: true`.")

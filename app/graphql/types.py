@@ -9,6 +9,7 @@ from typing import Any, cast
 import strawberry
 from strawberry.scalars import JSON
 
+from app.domain.rewrite import revision_of
 from app.graphql.context import Info
 
 
@@ -25,6 +26,9 @@ class Image:
     content_type: str | None = strawberry.field(description="detected from the content, when known")
     width: int | None = None
     height: int | None = None
+    revision: int = strawberry.field(
+        description="raised by every change; give it back to a mutation's `revision` to change only this state"
+    )
 
     @strawberry.field(description="where to download the file: the REST route /images/{id}/image")
     def url(self, info: Info) -> str:
@@ -43,6 +47,7 @@ class Image:
             content_type=document.get("contentType"),
             width=document.get("width"),
             height=document.get("height"),
+            revision=revision_of(document),
         )
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 
 from app.domain.images import ImageService
 from app.domain.query import ImageQuery, parse_query_params
 from app.domain.scope import Scope
+from app.rest.etags import if_match_revisions
 from app.services import Services
 
 
@@ -49,7 +50,18 @@ def get_image_query(
     return parse_query_params(request.query_params.multi_items(), max_limit=settings.query_max_limit)
 
 
+def get_if_match(
+    if_match: Annotated[
+        str | None,
+        Header(description='change only if the image is still at this revision: its ETag, e.g. "3" (or *)'),
+    ] = None,
+) -> frozenset[int] | None:
+    return if_match_revisions(if_match)
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 ImageQueryDep = Annotated[ImageQuery, Depends(get_image_query)]
 ImagesDep = Annotated[ImageService, Depends(get_images)]
 ScopeDep = Annotated[Scope, Depends(get_scope)]
+# The revisions `If-Match` accepts; None when any will do.
+IfMatchDep = Annotated[frozenset[int] | None, Depends(get_if_match)]

@@ -10,8 +10,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.domain.images import NewImage
 from app.domain.metadata import parse_object_id, parse_time
-from app.models import image_to_json
-from app.rest.deps import ImagesDep, ScopeDep
+from app.models import Image, image_to_json
+from app.rest.deps import IfMatchDep, ImagesDep, ScopeDep
+from app.rest.etags import etag
 from app.rest.forms import form_metadata
 from app.rest.schemas import DeletedOut, ImageOut, error_responses
 
@@ -64,7 +65,7 @@ async def upload_image(
         image_id=parse_object_id(image_id) if image_id else None,
     )
     stored = await images.upload(scope, new)
-    return JSONResponse(image_to_json(stored))
+    return _document(stored)
 
 
 def _measure(upload: UploadFile) -> int:
@@ -76,33 +77,42 @@ def _measure(upload: UploadFile) -> int:
 
 @router.get("/images/{image_id}", response_model=ImageOut, responses=error_responses(400, 404, 503))
 async def get_image(image_id: str, images: ImagesDep, scope: ScopeDep) -> JSONResponse:
-    return JSONResponse(image_to_json(await images.get(scope, image_id)))
+    """The document; its `ETag` is its revision, for `If-Match` on the changes that follow."""
+    return _document(await images.get(scope, image_id))
 
 
 @router.patch(
     "/images/{image_id}",
     response_model=ImageOut,
-    responses=error_responses(400, 404, 503),
+    responses=error_responses(400, 404, 409, 412, 503),
     summary="Merge metadata into an image (`$unset` removes keys)",
 )
-async def patch_image(image_id: str, changes: MetadataBody, images: ImagesDep, scope: ScopeDep) -> JSONResponse:
-    return JSONResponse(image_to_json(await images.update_data(scope, image_id, changes)))
+async def patch_image(
+    image_id: str, changes: MetadataBody, images: ImagesDep, scope: ScopeDep, if_match: IfMatchDep
+) -> JSONResponse:
+    return _document(await images.update_data(scope, image_id, changes, revisions=if_match))
 
 
 @router.put(
     "/images/{image_id}",
     response_model=ImageOut,
-    responses=error_responses(400, 404, 503),
+    responses=error_responses(400, 404, 409, 412, 503),
     summary="Replace an image's metadata",
 )
-async def put_image(image_id: str, data: MetadataBody, images: ImagesDep, scope: ScopeDep) -> JSONResponse:
-    return JSONResponse(image_to_json(await images.replace_data(scope, image_id, data)))
+async def put_image(
+    image_id: str, data: MetadataBody, images: ImagesDep, scope: ScopeDep, if_match: IfMatchDep
+) -> JSONResponse:
+    return _document(await images.replace_data(scope, image_id, data, revisions=if_match))
 
 
-@router.delete("/images/{image_id}", response_model=DeletedOut, responses=error_responses(400, 404, 503))
-async def delete_image(image_id: str, images: ImagesDep, scope: ScopeDep) -> JSONResponse:
-    await images.delete(scope, image_id)
+@router.delete("/images/{image_id}", response_model=DeletedOut, responses=error_responses(400, 404, 409, 412, 503))
+async def delete_image(image_id: str, images: ImagesDep, scope: ScopeDep, if_match: IfMatchDep) -> JSONResponse:
+    await images.delete(scope, image_id, revisions=if_match)
     return JSONResponse({"_id": str(parse_object_id(image_id))})
+
+
+def _document(image: Image) -> JSONResponse:
+    return JSONResponse(image_to_json(image), headers={"ETag": etag(image.revision)})
 
 
 DOWNLOAD_RESPONSES = {200: {"content": {"image/*": {}}, "description": "the file"}, **error_responses(400, 404, 503)}
