@@ -236,6 +236,12 @@ class RunningServer:
                 self._signal_group(signal.SIGKILL)
         self.process.wait()
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no chance to finish or flush anything."""
+        if self.process.poll() is None:
+            self._signal_group(signal.SIGKILL)
+        self.process.wait()
+
     def restart(self) -> None:
         """Stop, then start again on the same port with the same state directory."""
         self.stop()

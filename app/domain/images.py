@@ -28,7 +28,7 @@ from app.domain.media import sniff
 from app.domain.metadata import check_data, parse_data_patch, parse_object_id
 from app.domain.query import ImageQuery, all_of, check_path, scoped
 from app.domain.scope import Scope
-from app.errors import BadInput, Conflict, NotFound, ServiceError, TooLarge
+from app.errors import BadInput, Conflict, NotFound, ServiceError, TooLarge, Unavailable
 from app.metrics import Metrics
 from app.models import LEGACY_FIELDS, Image, to_stored_time, utc_now
 from app.storage import Storage
@@ -176,7 +176,7 @@ class ImageService:
         return await self._create(new, rewrite.next_revision(document))
 
     async def _create(self, new: NewImage, document: dict[str, Any]) -> Image | None:
-        # File first, then the document: if the document cannot be written, the file goes.
+        # File first, then the document: if the database refuses the document, the file goes.
         key = document["file"]
         await self.storage.save(key, new.source, length=new.length, content_type=document["contentType"])
         try:
@@ -185,6 +185,12 @@ class ImageService:
                     await Image.get_pymongo_collection().insert_one(document)
                 except DuplicateKeyError:
                     return None  # the path (or id) was taken a moment ago; the file is theirs now: keep it
+        except Unavailable:
+            # The database went away mid-insert: the document may have been stored all the same,
+            # and then it needs its file. Kept: if the document never arrived, the file is only
+            # an orphan taking space.
+            log.warning("upload of %r: the database did not confirm the document; its file is kept", key)
+            raise
         except ServiceError:
             await self._delete_file_quietly(key)
             raise

@@ -116,14 +116,14 @@ class Leases:
                     {"_id": {"$in": keys}, "owner": owner}, {"$set": {"expires": expires}}
                 )
             except PyMongoError as error:
-                log.warning("could not renew the leases of %d paths: %s", len(keys), error)
+                log.warning("could not renew the leases of %d paths (%s)", len(keys), type(error).__name__)
 
     async def _release(self, keys: list[str], owner: str) -> None:
         try:
             await self._collection().delete_many({"_id": {"$in": keys}, "owner": owner})
         except PyMongoError as error:
             # They expire by themselves; until then, writers of these paths wait for them.
-            log.warning("could not release the leases of %d paths: %s", len(keys), error)
+            log.warning("could not release the leases of %d paths (%s)", len(keys), type(error).__name__)
 
 
 def path_key(file: str) -> str:

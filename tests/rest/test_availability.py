@@ -17,6 +17,7 @@ from pymongo import AsyncMongoClient
 
 from app.config import Settings
 from app.main import create_app
+from app.models import Image
 from scripts.servers import FerretDB, free_port, start_ferretdb, start_minio
 from tests.rest.test_images import LifespanClient, count_documents, stored_keys, upload
 from tests.utils.images import make_image
@@ -152,3 +153,33 @@ async def test_storage_failure_during_replace_restores_the_document(
 
             assert response.status_code == 503
             assert (await client.get(f"/images/{first['_id']}")).json() == first
+
+
+async def test_database_killed_mid_uploads_leaves_no_document_without_its_file(
+    own_ferretdb: FerretDB, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(mongodb_connection_string=f"{own_ferretdb.uri.rstrip('/')}/crash", mongodb_timeout_ms=1000)
+    async with LifespanClient(create_app(settings)) as (client, app):
+        for round_ in range(4):
+            writes = [
+                asyncio.create_task(upload(client, make_image(8 + index, 8), fields={"file": f"r{round_}/{index}.png"}))
+                for index in range(40)
+            ]
+            # Some uploads done, others in flight, when the database dies without a word.
+            await asyncio.sleep(0.05 + 0.05 * round_)
+            own_ferretdb.kill()
+            answers = await asyncio.gather(*writes)
+            assert {answer.status_code for answer in answers} <= {200, 503}
+            own_ferretdb.restart()
+
+            async def readable() -> bool:
+                return (await client.get("/images?limit=1")).status_code == 200
+
+            await eventually(readable)
+            documents = await Image.get_pymongo_collection().find({}, {"file": 1}).to_list(None)
+            files = await stored_keys(app)
+            assert {document["file"] for document in documents} <= files, round_
+            for answer in answers:  # every acknowledged upload is there, file and document
+                if answer.status_code == 200:
+                    assert answer.json()["file"] in files
+                    assert (await client.get(f"/images/{answer.json()['_id']}")).status_code == 200
