@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test tools schema graphiql-assets clean
+.PHONY: run test fsck tools schema graphiql-assets clean
 
 # Reinstalled when pyproject.toml changes.
 $(INSTALLED): pyproject.toml
@@ -16,6 +16,10 @@ $(INSTALLED): pyproject.toml
 
 run: $(INSTALLED)
 	$(PY) -m scripts.run_service
+
+# What crashes left between the database and the storage (FSCK_ARGS=--repair to fix it).
+fsck: $(INSTALLED)
+	$(PY) -m app.fsck $(FSCK_ARGS)
 
 # Servers given in the environment (MONGODB_CONNECTION_STRING, S3_ENDPOINT) need no build.
 test: $(INSTALLED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 
 import httpx
@@ -12,7 +13,7 @@ import httpx
 from app.auth import Authenticator, JwksCache, TokenRules
 from app.config import Settings
 from app.db import Database
-from app.domain import data_keys, file_facts
+from app.domain import data_keys, file_facts, repair
 from app.domain.images import ImageService
 from app.domain.leases import COLLECTION as LEASES
 from app.domain.leases import Leases
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # Each readiness check gives up after this long (both run at once), well inside a probe's timeout.
 READINESS_TIMEOUT = 2.0
+# A write in progress touches its temporary file all the time; one this old was left by a crash.
+STALE_TEMPORARIES = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +67,7 @@ class Services:
             maintenance=[
                 partial(data_keys.backfill, leases=leases),
                 partial(file_facts.backfill, storage=storage, leases=leases),
+                lambda _: repair.remove_stale_temporaries(storage, older_than=STALE_TEMPORARIES),
             ],
         )
         await database.open()

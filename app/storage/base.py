@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import BinaryIO, Literal, Protocol
 
 CHUNK_SIZE = 256 * 1024
@@ -18,6 +19,17 @@ class StoredFile:
 
     size: int
     chunks: AsyncGenerator[bytes, None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListedFile:
+    """One stored object, as a listing of the whole storage reports it."""
+
+    key: str
+    size: int
+    modified: datetime  # UTC
+    # Left by a write that never finished (local storage's `.<name>.<id>.part`), not an image.
+    temporary: bool = False
 
 
 class Storage(Protocol):
@@ -53,6 +65,10 @@ class Storage(Protocol):
         ...
 
     async def exists(self, key: str) -> bool: ...
+
+    def list_files(self) -> AsyncIterator[list[ListedFile]]:
+        """Every stored file, in batches, in no particular order: never the whole listing at once."""
+        ...
 
     async def ping(self) -> bool:
         """True when the backend answers right now."""

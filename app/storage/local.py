@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -14,8 +16,13 @@ from anyio import to_thread
 
 from app.errors import BadInput, NotFound, Unavailable
 from app.metrics import Metrics
-from app.storage.base import CHUNK_SIZE, StoredFile
+from app.storage.base import CHUNK_SIZE, ListedFile, StoredFile
 from app.storage.keys import normalise_key
+
+LIST_BATCH = 1000
+PARTIAL_SUFFIX = ".part"
+# What _write_atomically writes beside a file until it is complete: `.<name>.<32 hex>.part`.
+_PARTIAL = re.compile(r"^\..+\.[0-9a-f]{32}\.part$")
 
 
 class LocalStorage:
@@ -81,6 +88,15 @@ class LocalStorage:
     async def exists(self, key: str) -> bool:
         return await to_thread.run_sync(self._path(key).is_file)
 
+    async def list_files(self) -> AsyncIterator[list[ListedFile]]:
+        batches = _walk(self.root)
+        done: list[ListedFile] = []
+        try:
+            while batch := await to_thread.run_sync(next, batches, done):
+                yield batch
+        except OSError as error:
+            raise self._unavailable("The uploads directory could not be listed", error) from None
+
     async def ping(self) -> bool:
         writable = await to_thread.run_sync(lambda: os.access(self.root, os.W_OK))
         if not writable:
@@ -101,13 +117,40 @@ def _write_atomically(path: Path, source: BinaryIO) -> None:
     # Write beside the target and rename over it: a crash or a failed copy leaves the old file
     # (or none) in place, never half of the new one.
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}")
     try:
         with partial.open("wb") as target:
             shutil.copyfileobj(source, target, CHUNK_SIZE)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _walk(root: Path, batch_size: int = LIST_BATCH) -> Iterator[list[ListedFile]]:
+    """The files under `root`, depth first, a batch at a time. scandir streams each folder, so
+    even a folder of a million files is never listed whole."""
+    batch: list[ListedFile] = []
+    folders = [root]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    status = entry.stat(follow_symlinks=False)
+                    batch.append(
+                        ListedFile(
+                            key=Path(entry.path).relative_to(root).as_posix(),
+                            size=status.st_size,
+                            modified=datetime.fromtimestamp(status.st_mtime, UTC),
+                            temporary=_PARTIAL.match(entry.name) is not None,
+                        )
+                    )
+                    if len(batch) == batch_size:
+                        yield batch
+                        batch = []
+    if batch:
+        yield batch
 
 
 async def _read_chunks(handle: BinaryIO) -> AsyncGenerator[bytes, None]:

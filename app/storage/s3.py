@@ -7,8 +7,10 @@ five times; ours gives up after a short connect timeout so clients get a prompt 
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
-from typing import BinaryIO, Literal, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any, BinaryIO, Literal, TypeVar
 
 import urllib3
 from anyio import to_thread
@@ -18,13 +20,25 @@ from urllib3.exceptions import HTTPError as TransportError
 
 from app.errors import NotFound, Unavailable
 from app.metrics import Metrics
-from app.storage.base import CHUNK_SIZE, StoredFile
+from app.storage.base import CHUNK_SIZE, ListedFile, StoredFile
 from app.storage.keys import normalise_key
 
 T = TypeVar("T")
 
 MISSING_CODES = {"NoSuchKey", "NoSuchObject", "NotFound"}
 PART_SIZE = 16 * 1024 * 1024
+
+
+LIST_BATCH = 1000
+
+
+def _next_batch(objects: Iterator[Any], size: int) -> list[ListedFile]:
+    # The SDK pages through the listing (1,000 keys per request) as the iterator is read.
+    return [
+        ListedFile(key=item.object_name, size=item.size or 0, modified=item.last_modified or datetime.now(UTC))
+        for item in islice(objects, size)
+        if not item.is_dir
+    ]
 
 
 class S3Storage:
@@ -123,6 +137,11 @@ class S3Storage:
         except NotFound:
             return False
         return True
+
+    async def list_files(self) -> AsyncIterator[list[ListedFile]]:
+        objects = await self._call(self._client.list_objects, self.bucket, recursive=True)
+        while batch := await self._call(_next_batch, objects, LIST_BATCH):
+            yield batch
 
     async def ping(self) -> bool:
         try:

@@ -1,0 +1,91 @@
+"""`python -m app.fsck`: list what crashes left inconsistent between the database and the storage.
+
+    python -m app.fsck [--repair] [--grace-seconds 3600]
+
+Reads the service's own settings from the environment (MONGODB_*, UPLOADS_DIRECTORY or S3_*).
+Prints one line per finding and a summary; `--repair` deletes orphan files, leftover temporary
+files and expired leases (never a document). Exit status: 0 when nothing is left to fix, 1 when
+something is (missing files, or findings without --repair), 2 when the database or the storage
+cannot be reached or the settings are unusable. See app/domain/repair.py for what each check
+means and why it is safe next to a running service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
+
+from app.config import ConfigError, Settings, load_settings
+from app.domain import repair
+from app.domain.leases import COLLECTION as LEASES
+from app.domain.leases import Leases
+from app.errors import ServiceError
+from app.metrics import Metrics
+from app.models import Image
+from app.storage import build_storage
+
+
+async def run(settings: Settings, *, repair_all: bool, grace: timedelta) -> int:
+    storage = build_storage(settings, Metrics())
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=settings.mongodb_timeout_ms
+    )
+    database = client[settings.mongodb_database]
+    counts: Counter[str] = Counter()
+    unresolved = 0
+    try:
+        await client.admin.command("ping")  # an unreachable database is said first, and plainly
+        findings = repair.check(
+            images=database[Image.Settings.name],
+            leases_collection=database[LEASES],
+            storage=storage,
+            leases=Leases(collection=lambda: database[LEASES]),
+            grace=grace,
+            repair=repair_all,
+        )
+        async for finding in findings:
+            state = "repaired" if finding.repaired else "found"
+            print(f"{finding.kind}\t{finding.name}\t{finding.detail}\t{state}", flush=True)
+            counts[f"{finding.kind}s {state}"] += 1
+            unresolved += not finding.repaired
+    finally:
+        await storage.close()
+        await client.close()
+    summary = ", ".join(f"{count} {name}" for name, count in sorted(counts.items())) or "nothing to fix"
+    print(f"fsck of {storage.kind} storage at {storage.location}: {summary}", file=sys.stderr)
+    return 1 if unresolved else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.fsck", description=__doc__.splitlines()[0])
+    parser.add_argument("--repair", action="store_true", help="delete orphan and temporary files, expired leases")
+    parser.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=3600,
+        help="leave files younger than this alone: they may belong to uploads in flight (default 3600)",
+    )
+    arguments = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        return asyncio.run(
+            run(settings, repair_all=arguments.repair, grace=timedelta(seconds=max(arguments.grace_seconds, 0)))
+        )
+    except ConfigError as error:
+        print(f"fsck: {error}", file=sys.stderr)
+    except ServiceError as error:
+        print(f"fsck: {error.detail}", file=sys.stderr)
+    except PyMongoError as error:
+        print(f"fsck: the database is unreachable ({type(error).__name__}).", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""`python -m app.fsck`: what crashes leave behind, planted for real, found and repaired."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from anyio import to_thread
+from fastapi import FastAPI
+from pymongo import AsyncMongoClient
+
+from app.config import Settings
+from app.domain.leases import COLLECTION as LEASES
+from app.main import create_app
+from scripts.servers import REPO_ROOT, free_port
+from tests.rest.test_availability import eventually
+from tests.rest.test_images import LifespanClient, stored_keys, upload
+from tests.utils.images import make_image
+from tests.utils.live import s3_environment
+from tests.utils.s3 import S3Server
+
+OLD = time.time() - 7200
+PART = ".orphan.png.0123456789abcdef0123456789abcdef.part"
+
+
+def environment(settings: Settings, storage_kind: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("MONGODB_", "S3_"))}
+    env["MONGODB_CONNECTION_STRING"] = settings.mongodb_uri
+    if storage_kind == "s3":
+        s3: S3Server = request.getfixturevalue("s3_server")
+        assert settings.s3_bucket
+        env |= s3_environment(
+            endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key, bucket=settings.s3_bucket
+        )
+    else:
+        env["UPLOADS_DIRECTORY"] = str(settings.uploads_directory)
+    return env
+
+
+async def fsck(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    return await to_thread.run_sync(
+        lambda: subprocess.run(
+            [sys.executable, "-m", "app.fsck", *arguments],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    )
+
+
+def findings(result: subprocess.CompletedProcess[str]) -> set[tuple[str, str, str]]:
+    """(kind, name, state) of every line printed."""
+    rows = [line.split("\t") for line in result.stdout.splitlines() if line]
+    return {(row[0], row[1], row[3]) for row in rows}
+
+
+def put_file(app: FastAPI, key: str, content: bytes, *, old: bool) -> None:
+    """A file written behind the service's back, as a crash leaves it."""
+    storage = app.state.services.storage
+    if storage.kind == "local":
+        path = storage.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        if old:
+            os.utime(path, (OLD, OLD))
+    else:
+        storage._client.put_object(storage.bucket, key, io.BytesIO(content), len(content))
+
+
+async def test_fsck_finds_and_repairs_what_crashes_leave(
+    make_settings: Callable[..., Settings], storage_kind: str, request: pytest.FixtureRequest
+) -> None:
+    settings = make_settings()
+    async with LifespanClient(create_app(settings)) as (client, app):
+        kept = (await upload(client, make_image(), fields={"file": "kept.png"})).json()
+        lost = (await upload(client, make_image(), fields={"file": "folder/lost.png"})).json()
+        await app.state.services.storage.delete("folder/lost.png")  # its file went missing
+        put_file(app, "orphans/orphan.png", make_image(), old=True)
+        put_file(app, "young.png", make_image(), old=False)
+        if storage_kind == "local":
+            put_file(app, f"orphans/{PART}", b"half a file", old=True)
+        raw: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+        try:
+            leases = raw[settings.mongodb_database][LEASES]
+            expired = datetime.now(UTC) - timedelta(minutes=5)
+            await leases.insert_one({"_id": "file:dead.png", "owner": "dead", "expires": expired})
+
+            env = environment(settings, storage_kind, request)
+            # On S3 the planted orphan cannot be made to look old: no grace period there.
+            grace = ["--grace-seconds", "3600" if storage_kind == "local" else "0"]
+            found = await fsck(env, *grace)
+            assert found.returncode == 1, found.stderr
+            expected = {
+                ("orphan file", "orphans/orphan.png", "found"),
+                ("missing file", "folder/lost.png", "found"),
+                ("expired lease", "file:dead.png", "found"),
+            }
+            if storage_kind == "local":
+                expected.add(("temporary file", f"orphans/{PART}", "found"))
+            else:
+                expected.add(("orphan file", "young.png", "found"))
+            assert findings(found) == expected
+            assert "kept.png" not in found.stdout
+            assert await stored_keys(app) >= {"orphans/orphan.png", "young.png"}  # found, not touched
+
+            repaired = await fsck(env, "--repair", *grace)
+            assert repaired.returncode == 1  # the missing file cannot be repaired
+            assert findings(repaired) == {
+                (kind, name, "found" if kind == "missing file" else "repaired") for kind, name, _ in expected
+            }
+            left = await stored_keys(app)
+            assert "orphans/orphan.png" not in left and f"orphans/{PART}" not in left
+            assert "kept.png" in left
+            assert (storage_kind == "s3") != ("young.png" in left)  # within the grace period: kept
+            assert await leases.count_documents({}) == 0
+            # Documents are never deleted: the one whose file is missing is still listed.
+            assert (await client.get(f"/images/{lost['_id']}")).status_code == 200
+            assert (await client.get(f"/images/{kept['_id']}/image")).status_code == 200
+
+            again = await fsck(env, *grace)
+            assert findings(again) == {("missing file", "folder/lost.png", "found")}
+            await client.delete(f"/images/{lost['_id']}")
+            clean = await fsck(env, *grace)
+            assert (clean.returncode, clean.stdout) == (0, "")
+            assert "nothing to fix" in clean.stderr
+        finally:
+            await raw.close()
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_fsck_with_unusable_settings_or_database_says_so(
+    make_settings: Callable[..., Settings], storage_kind: str, request: pytest.FixtureRequest
+) -> None:
+    settings = make_settings()
+    Path(settings.uploads_directory).mkdir(parents=True)
+    env = environment(settings, storage_kind, request)
+    bad_scope = await fsck(env | {"IMAGE_SCOPE": "everyone"})
+    assert bad_scope.returncode == 2
+    assert bad_scope.stderr.startswith("fsck: IMAGE_SCOPE")
+    down = env | {"MONGODB_CONNECTION_STRING": f"mongodb://127.0.0.1:{free_port()}/x", "MONGODB_TIMEOUT_MS": "300"}
+    unreachable = await fsck(down)
+    assert unreachable.returncode == 2
+    assert unreachable.stderr.strip().startswith("fsck: the database is unreachable")
+    assert "Traceback" not in unreachable.stderr
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_the_service_removes_stale_temporaries_at_start_up(settings: Settings) -> None:
+    uploads = Path(settings.uploads_directory)
+    (uploads / "a").mkdir(parents=True)
+    stale, fresh = uploads / "a" / PART, uploads / f".x.png.{'f' * 32}.part"
+    for path in (stale, fresh):
+        path.write_bytes(b"half")
+    os.utime(stale, (OLD, OLD))
+    async with LifespanClient(create_app(settings)) as (client, _):
+
+        async def stale_gone() -> bool:
+            return not stale.exists()
+
+        await eventually(stale_gone, seconds=20)
+        assert fresh.exists()  # may be a write in progress in another replica
+        assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_listing_streams_every_file(app: FastAPI, client: httpx.AsyncClient) -> None:
+    for index in range(25):
+        put_file(app, f"deep/{index % 3}/{index}.png", b"x" * index, old=False)
+    listed = [item async for batch in app.state.services.storage.list_files() for item in batch]
+    assert sorted(item.key for item in listed) == sorted(f"deep/{index % 3}/{index}.png" for index in range(25))
+    assert {item.key: item.size for item in listed}["deep/1/7.png"] == 7
