@@ -188,7 +188,7 @@ class ImageService:
         except Unavailable:
             # The database went away mid-insert: the document may have been stored all the same,
             # and then it needs its file. Kept: if the document never arrived, the file is only
-            # an orphan taking space.
+            # an orphan taking space, which `python -m app.fsck` finds.
             log.warning("upload of %r: the database did not confirm the document; its file is kept", key)
             raise
         except ServiceError:
