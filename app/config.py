@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     user_identifier: str = "preferred_username"
 
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    # Every body that is not a file upload or an archive: metadata, GraphQL requests.
+    max_json_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    # A request whose body stops arriving for this long is answered 408 and let go.
+    request_body_timeout_seconds: float = Field(default=30.0, gt=0)
     # Imports: the archive upload, and what it may unpack to (zip bombs are refused up front).
     max_archive_bytes: int = Field(default=64 * 1024**3, ge=1)
     import_max_entries: int = Field(default=200_000, ge=1)

@@ -18,7 +18,7 @@ from app.metrics import Metrics
 from app.rest import archive, collection, fields, images, info, operations
 from app.rest.access import ObservedFastAPI, RouteTemplates
 from app.rest.errors import install_error_handlers
-from app.rest.limits import BodySizeLimit
+from app.rest.limits import BodyLimits, RequestBodyLimits
 from app.services import Services
 
 log = logging.getLogger("app")
@@ -63,8 +63,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routes.add(graphql.routes, prefix="/graphql")
     app.state.metrics = metrics
     app.state.route_templates = routes
-    app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes, routes={("POST", "/images")})
-    app.add_middleware(BodySizeLimit, limit=settings.max_archive_bytes, routes={("POST", "/import")})
+    limits = BodyLimits(
+        upload_bytes=settings.max_upload_bytes,
+        archive_bytes=settings.max_archive_bytes,
+        json_bytes=settings.max_json_bytes,
+        timeout=settings.request_body_timeout_seconds,
+    )
+    app.add_middleware(RequestBodyLimits, limits=limits)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=[origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()],

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime
+from itertools import accumulate
 from typing import Any, NoReturn
 
 from bson import ObjectId
@@ -18,6 +20,10 @@ from app.errors import BadInput
 from app.models import to_stored_time
 
 MAX_DEPTH = 32  # nesting levels inside `data`; deeper documents are almost surely mistakes
+# Any JSON a client sends (bodies, filters, form fields, GraphQL requests): room for `data` at
+# MAX_DEPTH inside whatever wraps it.
+MAX_JSON_DEPTH = 64
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def parse_object_id(text: str) -> ObjectId:
@@ -33,7 +39,17 @@ def parse_time(text: str, *, name: str = "time") -> datetime:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise BadInput(f"{name} {text!r} is not an ISO-8601 date (such as 2022-11-02T23:41:55.711Z).") from None
-    return to_stored_time(moment)
+    try:
+        return to_stored_time(moment)
+    except OverflowError:  # 9999-12-31T23:59:59-14:00 is in the year 10000 in UTC
+        raise BadInput(f"{name} {text!r} is out of range: in UTC it falls outside the years 1 to 9999.") from None
+
+
+def check_int64(value: int, *, path: str) -> int:
+    """`value`, if MongoDB can store it: BSON integers have 64 bits."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise BadInput(f"{path} is {value}, beyond the 64-bit integers the database stores; send it as a string.")
+    return value
 
 
 def _refuse_constant(name: str) -> NoReturn:
@@ -42,10 +58,28 @@ def _refuse_constant(name: str) -> NoReturn:
 
 def parse_json(text: str, *, name: str) -> Any:
     """Strict JSON: NaN and Infinity are refused (MongoDB-compatible servers choke on them)."""
+    check_json_nesting(text, what=f"The {name} field")
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except ValueError as error:
         raise BadInput(f"The {name} field is not valid JSON: {error}.") from None
+
+
+# JSON strings, skipped when counting brackets: a "[" inside a string opens nothing.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def check_json_nesting(text: str | bytes, *, what: str, limit: int = MAX_JSON_DEPTH) -> None:
+    """BadInput when JSON text nests arrays and objects more than `limit` deep, found before
+    parsing it: Python's parser (and every check that walks the result) recurses once per
+    level, and thousands of levels would exhaust the stack."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    if brackets and max(accumulate(map(_BRACKET_STEP.__getitem__, brackets))) > limit:
+        raise BadInput(f"{what} is nested more than {limit} levels deep.")
 
 
 def parse_data_field(text: str, *, name: str) -> dict[str, Any] | None:
@@ -88,6 +122,8 @@ def _check_value(value: Any, path: str, *, depth: int) -> None:
             _check_value(item, f"{path}.{index}", depth=depth + 1)
     elif isinstance(value, float) and not math.isfinite(value):
         raise BadInput(f"{path} is {value}, which cannot be stored; use a finite number or null.")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        check_int64(value, path=path)
     elif value is not None and not isinstance(value, (str, int, float, bool)):
         raise BadInput(f"{path} holds an unsupported value of type {type(value).__name__}.")
 

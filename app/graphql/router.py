@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import Depends, Request
 
+from app.domain.metadata import check_json_nesting
 from app.errors import BadInput
 from app.graphql.context import get_context
 from app.graphql.ide import OfflineGraphiQLRouter
@@ -31,8 +32,17 @@ async def guard_uploads(request: Request) -> AsyncIterator[None]:
         await request.close()
 
 
-def graphql_router() -> OfflineGraphiQLRouter:
-    return OfflineGraphiQLRouter(
+class ImagesGraphQLRouter(OfflineGraphiQLRouter):
+    def decode_json(self, data: str | bytes) -> object:
+        # Parsers recurse once per level: thousands of levels (in a multipart request's
+        # `operations`, or GET variables) are refused before parsing. JSON bodies were checked
+        # already, as they were read (app/rest/limits.py).
+        check_json_nesting(data, what="The GraphQL request")
+        return super().decode_json(data)
+
+
+def graphql_router() -> ImagesGraphQLRouter:
+    return ImagesGraphQLRouter(
         schema,
         context_getter=get_context,
         multipart_uploads_enabled=True,
