@@ -18,7 +18,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from app.domain.metadata import parse_json, parse_object_id, parse_time
+from app.domain.metadata import INT64_MAX, check_int64, parse_json, parse_object_id, parse_time
 from app.domain.scope import Scope
 from app.errors import BadInput
 
@@ -36,6 +36,9 @@ ALLOWED_OPERATORS = LOGICAL_OPERATORS | FIELD_OPERATORS
 DEFAULT_LIMIT = 100
 MAX_REGEX_LENGTH = 512
 MAX_FILTER_DEPTH = 16
+# Databases cap a sort at 32 keys (FerretDB answers more with an internal error); with `_id`
+# added to break ties, this leaves room.
+MAX_SORT_KEYS = 16
 MAX_LIST_LENGTH = 10_000
 REGEX_OPTIONS = set("imsx")
 BSON_TYPE_NAMES = frozenset(
@@ -110,6 +113,8 @@ def parse_query_params(params: Iterable[tuple[str, str]], *, max_limit: int) -> 
 
     sort = parse_sort(single("sort"), single("order"))
     skip = _parse_count(single("skip"), name="skip", default=0, minimum=0, maximum=None)
+    if skip > INT64_MAX:  # what the database can take
+        raise BadInput(f"skip must be at most {INT64_MAX}; got {skip}.")
     limit = _parse_count(single("limit"), name="limit", default=DEFAULT_LIMIT, minimum=1, maximum=max_limit)
     select, projection = parse_select(single("select"))
     return ImageQuery(
@@ -192,6 +197,8 @@ def parse_sort(fields: str | None, order: str | None) -> list[tuple[str, int]]:
 def build_sort(keys: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
     """Checked sort keys, with `_id` appended to break ties so that pages are stable."""
     checked = [(check_path(path, what="sort field"), direction) for path, direction in keys]
+    if len(checked) > MAX_SORT_KEYS:
+        raise BadInput(f"At most {MAX_SORT_KEYS} sort keys can be given; got {len(checked)}.")
     if not any(path == "_id" for path, _ in checked):
         checked.append(("_id", checked[0][1] if checked else 1))
     return checked
@@ -348,7 +355,9 @@ def _check_literal(path: str, value: Any, *, depth: int) -> Any:
         raise BadInput(f"{path}: {value} cannot be compared; use a finite number.")
     if isinstance(value, str):
         return _typed_string(path, value)
-    if value is None or isinstance(value, (bool, int, float, datetime, ObjectId)):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return check_int64(value, path=path)
+    if value is None or isinstance(value, (bool, float, datetime, ObjectId)):
         return value
     raise BadInput(f"{path}: values of type {type(value).__name__} cannot be compared.")
 

@@ -138,15 +138,22 @@ async def _rewrite_batch(
     batch: list[dict[str, Any]],
     change: DataChange,
 ) -> Rewritten:
-    """One ordered bulk write of conditional replacements: a value the database refuses fails
-    the first one and so writes nothing, since every match receives the same values. Images
-    another writer changed in between are read again and changed on top, one by one."""
+    """Conditional replacements, in order: a value the database refuses fails the first one
+    and so writes nothing, since every match receives the same values. Images another writer
+    changed in between are read again and changed on top, one by one."""
     changed = [(document, new) for document in batch if (new := _changed(document, change)) is not None]
     matched, modified = len(batch), len(changed)
     if not changed:
         return Rewritten(matched=matched, modified=modified)
-    result = await collection.bulk_write([ReplaceOne(unchanged(old), new) for old, new in changed], ordered=True)
-    if result.matched_count < len(changed):
+    # The first on its own: FerretDB 1.24 answers a bulk write that it refuses a value in
+    # without the counts PyMongo needs (a KeyError in the driver), a single write with the
+    # error itself. Every match receives the same values, so if the first passes, all pass.
+    first, *rest = changed
+    written = (await collection.replace_one(unchanged(first[0]), first[1])).matched_count
+    if rest:
+        result = await collection.bulk_write([ReplaceOne(unchanged(old), new) for old, new in rest], ordered=True)
+        written += result.matched_count
+    if written < len(changed):
         for image_id in await _not_written(collection, [new for _, new in changed]):
             document, written = await _apply(collection, all_of([condition, {"_id": image_id}]), change)
             matched -= document is None  # deleted meanwhile, or no longer a match

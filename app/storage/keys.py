@@ -14,6 +14,9 @@ import re
 from app.errors import BadInput
 
 MAX_KEY_LENGTH = 1024  # S3's limit, in UTF-8 bytes
+# Each folder or file name: what local file systems allow (ext4, XFS, APFS, NTFS), so a path
+# stored on S3 can still be exported to and imported on a disk.
+MAX_SEGMENT_LENGTH = 255
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -33,6 +36,9 @@ def normalise_key(raw: str) -> str:
         raise BadInput("The file path must not contain '..'.")
     if not segments:
         raise BadInput("The file path names no file.")
+    long = next((segment for segment in segments if len(segment.encode("utf-8")) > MAX_SEGMENT_LENGTH), None)
+    if long is not None:
+        raise BadInput(f"The file path has a name longer than {MAX_SEGMENT_LENGTH} bytes: {long[:40]!r}….")
     key = "/".join(segments)
     if len(key.encode("utf-8")) > MAX_KEY_LENGTH:
         raise BadInput(f"The file path is longer than {MAX_KEY_LENGTH} bytes.")

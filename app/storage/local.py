@@ -14,7 +14,7 @@ from typing import BinaryIO, Literal
 
 from anyio import to_thread
 
-from app.errors import BadInput, NotFound, Unavailable
+from app.errors import BadInput, Conflict, NotFound, Unavailable
 from app.metrics import Metrics
 from app.storage.base import CHUNK_SIZE, ListedFile, StoredFile
 from app.storage.keys import normalise_key
@@ -43,7 +43,11 @@ class LocalStorage:
             raise self._unavailable(f"The uploads directory {self.root} cannot be created", error) from None
 
     def _path(self, key: str) -> Path:
-        path = (self.root / normalise_key(key)).resolve()
+        try:
+            path = (self.root / normalise_key(key)).resolve()
+        except (RuntimeError, OSError) as error:  # a symbolic link loop inside the root
+            self._metrics.dependency_error("storage", "ELOOP")
+            raise Unavailable(f"The storage path of {key!r} cannot be resolved: {error}.", cause="ELOOP") from None
         # Keys are already free of '..', but a symlink inside the root could still lead out:
         # compare the resolved path, as Starlette's StaticFiles does.
         if os.path.commonpath([self.root, path]) != str(self.root):
@@ -54,6 +58,11 @@ class LocalStorage:
         path = self._path(key)
         try:
             await to_thread.run_sync(_write_atomically, path, source)
+        except (NotADirectoryError, FileExistsError):
+            # On a disk a name is a file or a folder, not both (S3 keys are flat: no such clash).
+            raise Conflict(f"{key!r} cannot be stored: a folder on its path is already a file.") from None
+        except IsADirectoryError:
+            raise Conflict(f"{key!r} cannot be stored: it is already a folder holding other files.") from None
         except OSError as error:
             raise self._unavailable("The file could not be written to local storage", error) from None
 

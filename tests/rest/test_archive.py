@@ -373,7 +373,7 @@ async def test_import_stopped_by_storage_failure_reports_what_it_imported(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     root = app.state.services.storage.root
-    (root / "blocked").write_bytes(b"a file where the import needs a folder")
+    (root / "blocked").symlink_to("blocked")  # a link loop: the disk cannot store anything there
     archive = make_zip([("a.png", make_image()), ("blocked/b.png", make_image()), ("c.png", make_image())])
 
     response = await import_zip(client, archive)
@@ -383,3 +383,14 @@ async def test_import_stopped_by_storage_failure_reports_what_it_imported(
     assert body["imported"] == 1 and "stopped after 1 images" in body["detail"]
     assert [document["file"] for document in await all_documents(client)] == ["a.png"]
     assert (await client.get(f"/images/{(await all_documents(client))[0]['_id']}/image")).status_code == 200
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_an_entry_where_a_file_is_a_folder_on_disk_is_skipped_with_the_reason(client: httpx.AsyncClient) -> None:
+    archive = make_zip([("col/x", make_image()), ("col/x/y.png", make_image()), ("z.png", make_image())])
+    response = await import_zip(client, archive)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["imported"] == 2
+    assert [entry["name"] for entry in body["skipped"]] == ["col/x/y.png"]
+    assert "folder" in body["skipped"][0]["reason"]
