@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -191,20 +192,31 @@ def database_errors(*, user_query: bool = False) -> Iterator[None]:
         raise Conflict("Another image already uses this file path or id.") from None
     except (ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError) as error:
         raise Unavailable("The database is unreachable; try again shortly.", cause=type(error).__name__) from None
-    except (WriteError, OperationFailure) as error:
-        message = str((error.details or {}).get("errmsg") or error).split(", full error")[0].rstrip(".")
-        if user_query and not isinstance(error, WriteError):
-            raise BadInput(f"The database could not run this query: {message}.") from None
-        if error.code in _REFUSED_VALUE_CODES:
-            raise BadInput(f"The database refused a value: {message}.") from None
-        raise
-    except BulkWriteError as error:
+    except BulkWriteError as error:  # before OperationFailure, which it is a kind of
         first = (error.details.get("writeErrors") or [{}])[0]
-        message = str(first.get("errmsg") or "a write was refused").rstrip(".")
+        message = _without_source_location(str(first.get("errmsg") or "a write was refused"))
         if first.get("code") == 11000:
             raise Conflict("Another image already uses this file path or id.") from None
         if first.get("code") in _REFUSED_VALUE_CODES:
             raise BadInput(f"The database refused a value: {message}.") from None
         raise
+    except (WriteError, OperationFailure) as error:
+        text = str((error.details or {}).get("errmsg") or error).split(", full error")[0]
+        message = _without_source_location(text)
+        if user_query and not isinstance(error, WriteError):
+            raise BadInput(f"The database could not run this query: {message}.") from None
+        if error.code in _REFUSED_VALUE_CODES:
+            raise BadInput(f"The database refused a value: {message}.") from None
+        raise
     except (DocumentTooLarge, InvalidDocument) as error:
         raise BadInput(f"The database refused the document: {error}.") from None
+
+
+# FerretDB 1.24 starts some error messages with where in its Go source they were raised:
+# "[sort.go:96 common.ValidateSortDocument] maximum sort keys exceeded: 40". Clients get the
+# sentence, not the server's internals.
+_GO_SOURCE_LOCATION = re.compile(r"^\[[^\]]*\.go:\d+[^\]]*\]\s*")
+
+
+def _without_source_location(message: str) -> str:
+    return _GO_SOURCE_LOCATION.sub("", message).rstrip(".")
