@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Path, Query, Request
 
 from app.domain.images import ImageService
 from app.domain.query import ImageQuery, parse_query_params
@@ -58,6 +58,13 @@ def get_if_match(
 ) -> frozenset[int] | None:
     return if_match_revisions(if_match)
 
+
+# The id's form is stated for the OpenAPI document (generated clients, fuzzers) only: the domain
+# checks it, so a bad id gets the same sentence from REST and GraphQL.
+ImageId = Annotated[
+    str,
+    Path(description="the image's id: 24 hexadecimal characters", json_schema_extra={"pattern": "^[0-9a-fA-F]{24}$"}),
+]
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 ImageQueryDep = Annotated[ImageQuery, Depends(get_image_query)]

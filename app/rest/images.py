@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from app.domain.images import NewImage
 from app.domain.metadata import parse_object_id, parse_time
 from app.models import Image, image_to_json
-from app.rest.deps import IfMatchDep, ImagesDep, ScopeDep
+from app.rest.deps import IfMatchDep, ImageId, ImagesDep, ScopeDep
 from app.rest.etags import etag
 from app.rest.forms import form_metadata
 from app.rest.schemas import DeletedOut, ImageOut, error_responses
@@ -76,7 +76,7 @@ def _measure(upload: UploadFile) -> int:
 
 
 @router.get("/images/{image_id}", response_model=ImageOut, responses=error_responses(400, 404, 503))
-async def get_image(image_id: str, images: ImagesDep, scope: ScopeDep) -> JSONResponse:
+async def get_image(image_id: ImageId, images: ImagesDep, scope: ScopeDep) -> JSONResponse:
     """The document; its `ETag` is its revision, for `If-Match` on the changes that follow."""
     return _document(await images.get(scope, image_id))
 
@@ -88,7 +88,7 @@ async def get_image(image_id: str, images: ImagesDep, scope: ScopeDep) -> JSONRe
     summary="Merge metadata into an image (`$unset` removes keys)",
 )
 async def patch_image(
-    image_id: str, changes: MetadataBody, images: ImagesDep, scope: ScopeDep, if_match: IfMatchDep
+    image_id: ImageId, changes: MetadataBody, images: ImagesDep, scope: ScopeDep, if_match: IfMatchDep
 ) -> JSONResponse:
     return _document(await images.update_data(scope, image_id, changes, revisions=if_match))
 
@@ -100,13 +100,13 @@ async def patch_image(
     summary="Replace an image's metadata",
 )
 async def put_image(
-    image_id: str, data: MetadataBody, images: ImagesDep, scope: ScopeDep, if_match: IfMatchDep
+    image_id: ImageId, data: MetadataBody, images: ImagesDep, scope: ScopeDep, if_match: IfMatchDep
 ) -> JSONResponse:
     return _document(await images.replace_data(scope, image_id, data, revisions=if_match))
 
 
 @router.delete("/images/{image_id}", response_model=DeletedOut, responses=error_responses(400, 404, 409, 412, 503))
-async def delete_image(image_id: str, images: ImagesDep, scope: ScopeDep, if_match: IfMatchDep) -> JSONResponse:
+async def delete_image(image_id: ImageId, images: ImagesDep, scope: ScopeDep, if_match: IfMatchDep) -> JSONResponse:
     await images.delete(scope, image_id, revisions=if_match)
     return JSONResponse({"_id": str(parse_object_id(image_id))})
 
@@ -124,7 +124,7 @@ DOWNLOAD_RESPONSES = {200: {"content": {"image/*": {}}, "description": "the file
     responses=DOWNLOAD_RESPONSES,
     summary="Download an image's file",
 )
-async def download_image(image_id: str, images: ImagesDep, scope: ScopeDep) -> StreamingResponse:
+async def download_image(image_id: ImageId, images: ImagesDep, scope: ScopeDep) -> StreamingResponse:
     download = await images.download(scope, image_id)
     headers = {"Content-Disposition": content_disposition(download.filename), "Content-Length": str(download.size)}
     return StreamingResponse(download.chunks, media_type=download.content_type, headers=headers)
@@ -136,7 +136,7 @@ async def download_image(image_id: str, images: ImagesDep, scope: ScopeDep) -> S
     responses=DOWNLOAD_RESPONSES,
     summary="Download an image's file (same as /image)",
 )
-async def download_file(image_id: str, images: ImagesDep, scope: ScopeDep) -> StreamingResponse:
+async def download_file(image_id: ImageId, images: ImagesDep, scope: ScopeDep) -> StreamingResponse:
     return await download_image(image_id, images, scope)
 
 
