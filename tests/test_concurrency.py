@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import signal
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from scripts.servers import REPO_ROOT, free_port
 from tests.rest.test_images import stored_keys, upload
 from tests.utils.graphql import gql
 from tests.utils.images import make_image
-from tests.utils.live import s3_environment, start_service, wait_until_serving
+from tests.utils.live import service_environment, start_service, wait_until_serving
 from tests.utils.s3 import S3Server
 
 WRITERS = 50
@@ -194,16 +193,8 @@ def replicas(
     settings: Settings, storage_kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Replicas]:
     """Two service processes on this test's database and storage."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("MONGODB_", "S3_"))}
-    env["MONGODB_CONNECTION_STRING"] = settings.mongodb_uri
-    if storage_kind == "s3":
-        s3: S3Server = request.getfixturevalue("s3_server")
-        assert settings.s3_bucket
-        env |= s3_environment(
-            endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key, bucket=settings.s3_bucket
-        )
-    else:
-        env["UPLOADS_DIRECTORY"] = str(settings.uploads_directory)
+    s3: S3Server | None = request.getfixturevalue("s3_server") if storage_kind == "s3" else None
+    env = service_environment(settings, s3)
     processes = []
     urls = []
     try:

@@ -25,7 +25,7 @@ from scripts.servers import REPO_ROOT, free_port
 from tests.rest.test_availability import eventually
 from tests.rest.test_images import LifespanClient, stored_keys, upload
 from tests.utils.images import make_image
-from tests.utils.live import s3_environment
+from tests.utils.live import service_environment
 from tests.utils.s3 import S3Server
 
 OLD = time.time() - 7200
@@ -33,17 +33,8 @@ PART = ".orphan.png.0123456789abcdef0123456789abcdef.part"
 
 
 def environment(settings: Settings, storage_kind: str, request: pytest.FixtureRequest) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("MONGODB_", "S3_"))}
-    env["MONGODB_CONNECTION_STRING"] = settings.mongodb_uri
-    if storage_kind == "s3":
-        s3: S3Server = request.getfixturevalue("s3_server")
-        assert settings.s3_bucket
-        env |= s3_environment(
-            endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key, bucket=settings.s3_bucket
-        )
-    else:
-        env["UPLOADS_DIRECTORY"] = str(settings.uploads_directory)
-    return env
+    s3: S3Server | None = request.getfixturevalue("s3_server") if storage_kind == "s3" else None
+    return service_environment(settings, s3)
 
 
 async def fsck(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ as `make run` runs it, on this test's database and uploads folder.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 
 from app.config import Settings
 from scripts.servers import REPO_ROOT, free_port
-from tests.utils.live import start_service, wait_until_serving
+from tests.utils.live import service_environment, start_service, wait_until_serving
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
@@ -26,14 +25,7 @@ CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,re
 @pytest.fixture
 def service_url(settings: Settings, tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("MONGODB_", "S3_"))}
-    env |= {
-        "APP_HOST": "127.0.0.1",
-        "APP_PORT": str(port),
-        "MONGODB_CONNECTION_STRING": settings.mongodb_uri,
-        "UPLOADS_DIRECTORY": str(settings.uploads_directory),
-        "LOG_LEVEL": "WARNING",
-    }
+    env = service_environment(settings, None) | {"APP_HOST": "127.0.0.1", "APP_PORT": str(port), "LOG_LEVEL": "WARNING"}
     log_path = tmp_path / "service.log"
     process = start_service(env, cwd=REPO_ROOT, log_path=log_path)
     url = f"http://127.0.0.1:{port}"

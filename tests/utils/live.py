@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from app.config import Settings
+from tests.utils.s3 import S3Server
 
 
 def wait_until_serving(url: str, process: subprocess.Popen[bytes], log_path: Path, seconds: float = 120) -> None:
@@ -33,6 +37,21 @@ def s3_environment(*, endpoint: str, access_key: str, secret_key: str, bucket: s
         "S3_ACCESS_KEY_ID": access_key,
         "S3_SECRET_ACCESS_KEY": secret_key,
     }
+
+
+def service_environment(settings: Settings, s3: S3Server | None) -> dict[str, str]:
+    """The environment of a service process on `settings`' database and storage: this process's
+    own, less any MONGODB_* and S3_* variables the developer exported."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("MONGODB_", "S3_"))}
+    env["MONGODB_CONNECTION_STRING"] = settings.mongodb_uri
+    if s3 is not None:
+        assert settings.s3_bucket
+        env |= s3_environment(
+            endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key, bucket=settings.s3_bucket
+        )
+    else:
+        env["UPLOADS_DIRECTORY"] = str(settings.uploads_directory)
+    return env
 
 
 def start_service(env: dict[str, str], *, cwd: Path, log_path: Path) -> subprocess.Popen[bytes]:
