@@ -177,7 +177,7 @@ async def _apply(
     revisions: Collection[int] | None = None,
 ) -> tuple[dict[str, Any] | None, bool]:
     """Apply `change` to the image `condition` selects, read afresh: the image as it now is
-    (None if nothing matches) and whether this wrote it. The caller holds the image's lock."""
+    (None if nothing matches) and whether this wrote it. The caller holds the image's lease."""
     for attempt in range(MAX_ATTEMPTS):
         document = await collection.find_one(condition)
         if document is None:
