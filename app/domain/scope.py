@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from app.storage.keys import normalise_key
+from app.storage.keys import SYSTEM_FOLDER, normalise_key
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,9 +62,10 @@ def owner_folder(owner: str) -> str:
     safe path segment; else percent-encoded.
 
     Encoding keeps owners apart: user `a/b` must not share a folder with user `a`'s `b/`
-    subfolder, and a user called `..` must not climb out. Encoded names always hold a `%`,
-    which plain ones never do, so an encoded folder never equals another owner's plain one.
+    subfolder, a user called `..` must not climb out, nor one called `.imagestore` into the
+    service's own folder. Encoded names always hold a `%`, which plain ones never do, so an
+    encoded folder never equals another owner's plain one.
     """
-    if owner.strip() == owner and owner not in ("", ".", "..") and not _NOT_PLAIN.search(owner):
+    if owner.strip() == owner and owner not in ("", ".", "..", SYSTEM_FOLDER) and not _NOT_PLAIN.search(owner):
         return owner
     return quote(owner, safe="").replace(".", "%2E")

@@ -60,6 +60,15 @@ class Storage(Protocol):
         """
         ...
 
+    async def move(self, source: str, target: str) -> None:
+        """Put the file at `source` in place of any file at `target`; NotFound if `source` is gone.
+
+        Readers of `target` see the old file or the moved one, never a part. A crash midway
+        leaves `source` in place (and maybe `target` already a copy of it), so moving again
+        finishes the job.
+        """
+        ...
+
     async def delete(self, key: str) -> None:
         """Remove the file; a missing file is not an error."""
         ...

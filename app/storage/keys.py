@@ -5,6 +5,9 @@ point outside the storage root or mean different things on different backends is
 rather than repaired: `..`, absolute paths, drive letters, backslashes, NUL and other control
 characters. Harmless noise (`./`, doubled slashes) is normalised away so that two spellings of
 one path name one file.
+
+The top-level folder `SYSTEM_FOLDER` is the service's own (bytes of a replacement in progress;
+app/domain/replacement.py): no user path may name it, only the backends reach it.
 """
 
 from __future__ import annotations
@@ -17,12 +20,26 @@ MAX_KEY_LENGTH = 1024  # S3's limit, in UTF-8 bytes
 # Each folder or file name: what local file systems allow (ext4, XFS, APFS, NTFS), so a path
 # stored on S3 can still be exported to and imported on a disk.
 MAX_SEGMENT_LENGTH = 255
+SYSTEM_FOLDER = ".imagestore"
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def normalise_key(raw: str) -> str:
     """The canonical form of a user-given path, or BadInput saying what is wrong with it."""
+    key = storage_key(raw)
+    if key == SYSTEM_FOLDER or key.startswith(f"{SYSTEM_FOLDER}/"):
+        raise BadInput(f"The file path must not start with {SYSTEM_FOLDER!r}: that folder is the service's own.")
+    return key
+
+
+def system_key(*names: str) -> str:
+    """A key inside the service's own folder."""
+    return "/".join((SYSTEM_FOLDER, *names))
+
+
+def storage_key(raw: str) -> str:
+    """The canonical form of any key a backend may store: a user's path or a `system_key`."""
     if not raw or not raw.strip():
         raise BadInput("The file path is empty.")
     if _CONTROL.search(raw):

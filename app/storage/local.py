@@ -17,7 +17,7 @@ from anyio import to_thread
 from app.errors import BadInput, Conflict, NotFound, Unavailable
 from app.metrics import Metrics
 from app.storage.base import CHUNK_SIZE, ListedFile, StoredFile
-from app.storage.keys import normalise_key
+from app.storage.keys import storage_key
 
 LIST_BATCH = 1000
 PARTIAL_SUFFIX = ".part"
@@ -44,7 +44,7 @@ class LocalStorage:
 
     def _path(self, key: str) -> Path:
         try:
-            path = (self.root / normalise_key(key)).resolve()
+            path = (self.root / storage_key(key)).resolve()
         except (RuntimeError, OSError) as error:  # a symbolic link loop inside the root
             self._metrics.dependency_error("storage", "ELOOP")
             raise Unavailable(f"The storage path of {key!r} cannot be resolved: {error}.", cause="ELOOP") from None
@@ -76,6 +76,25 @@ class LocalStorage:
         except OSError as error:
             raise self._unavailable("The file could not be read from local storage", error) from None
         return StoredFile(size=size, chunks=_read_chunks(handle))
+
+    async def move(self, source: str, target: str) -> None:
+        source_path, target_path = self._path(source), self._path(target)
+
+        def rename() -> None:
+            target_path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source_path, target_path)  # atomic within one file system, which the root is
+            self._remove_with_empty_parents(source_path)
+
+        try:
+            await to_thread.run_sync(rename)
+        except FileNotFoundError:
+            raise NotFound(f"The file {source!r} is missing from storage.") from None
+        except (NotADirectoryError, FileExistsError):
+            raise Conflict(f"{target!r} cannot be stored: a folder on its path is already a file.") from None
+        except IsADirectoryError:
+            raise Conflict(f"{target!r} cannot be stored: it is already a folder holding other files.") from None
+        except OSError as error:
+            raise self._unavailable("The file could not be moved in local storage", error) from None
 
     async def delete(self, key: str) -> None:
         path = self._path(key)

@@ -15,13 +15,14 @@ from typing import Any, BinaryIO, Literal, TypeVar
 import urllib3
 from anyio import to_thread
 from minio import Minio
+from minio.commonconfig import ComposeSource
 from minio.error import MinioException, S3Error
 from urllib3.exceptions import HTTPError as TransportError
 
 from app.errors import NotFound, Unavailable
 from app.metrics import Metrics
 from app.storage.base import CHUNK_SIZE, ListedFile, StoredFile
-from app.storage.keys import normalise_key
+from app.storage.keys import storage_key
 
 T = TypeVar("T")
 
@@ -108,7 +109,7 @@ class S3Storage:
         await self._call(
             self._client.put_object,
             self.bucket,
-            normalise_key(key),
+            storage_key(key),
             source,
             length,
             content_type=content_type,
@@ -116,7 +117,7 @@ class S3Storage:
         )
 
     async def open(self, key: str) -> StoredFile:
-        response = await self._call(self._client.get_object, self.bucket, normalise_key(key))
+        response = await self._call(self._client.get_object, self.bucket, storage_key(key))
         return StoredFile(size=int(response.headers["Content-Length"]), chunks=self._stream(response))
 
     async def _stream(self, response: urllib3.BaseHTTPResponse) -> AsyncGenerator[bytes, None]:
@@ -128,12 +129,22 @@ class S3Storage:
             response.close()
             response.release_conn()
 
+    async def move(self, source: str, target: str) -> None:
+        # S3 has no rename: a server-side copy (in parts above 5 GiB, which compose_object
+        # handles), then the source goes. A crash between the two leaves both: moving again
+        # copies once more.
+        source_key = storage_key(source)
+        await self._call(
+            self._client.compose_object, self.bucket, storage_key(target), [ComposeSource(self.bucket, source_key)]
+        )
+        await self._call(self._client.remove_object, self.bucket, source_key)
+
     async def delete(self, key: str) -> None:
-        await self._call(self._client.remove_object, self.bucket, normalise_key(key))
+        await self._call(self._client.remove_object, self.bucket, storage_key(key))
 
     async def exists(self, key: str) -> bool:
         try:
-            await self._call(self._client.stat_object, self.bucket, normalise_key(key))
+            await self._call(self._client.stat_object, self.bucket, storage_key(key))
         except NotFound:
             return False
         return True

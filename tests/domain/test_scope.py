@@ -28,6 +28,7 @@ from app.storage.keys import MAX_KEY_LENGTH, normalise_key
         ("C:", "C%3A"),
         (" padded ", "%20padded%20"),
         ("tab\there", "tab%09here"),
+        (".imagestore", "%2Eimagestore"),  # the service's own folder is no owner's
     ],
 )
 def test_owner_folder(owner: str, folder: str) -> None:

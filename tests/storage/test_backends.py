@@ -14,6 +14,7 @@ from app.errors import BadInput, NotFound, Unavailable
 from app.metrics import Metrics
 from app.storage import LocalStorage, Storage, build_storage
 from app.storage.base import CHUNK_SIZE
+from app.storage.keys import system_key
 from scripts.servers import free_port
 
 
@@ -58,6 +59,30 @@ async def test_save_replaces_existing_file(storage: Storage) -> None:
     await storage.save("x.bin", io.BytesIO(b"old content"), length=11, content_type="text/plain")
     await storage.save("x.bin", io.BytesIO(b"new"), length=3, content_type="text/plain")
     assert await read_all(storage, "x.bin") == b"new"
+
+
+async def test_move_puts_a_file_in_place_of_another(storage: Storage) -> None:
+    staged = system_key("pending", "x")
+    await storage.save("x.bin", io.BytesIO(b"old"), length=3, content_type="text/plain")
+    await storage.save(staged, io.BytesIO(b"new content"), length=11, content_type="text/plain")
+    await storage.move(staged, "x.bin")
+    assert await read_all(storage, "x.bin") == b"new content"
+    assert not await storage.exists(staged)
+    with pytest.raises(NotFound):
+        await storage.move(staged, "x.bin")  # what a crash after the move leaves: nothing to move
+    assert await read_all(storage, "x.bin") == b"new content"
+    listed = [item.key async for batch in storage.list_files() for item in batch]
+    assert listed == ["x.bin"]  # no folder of the move left behind either
+
+
+async def test_move_again_after_a_crash_mid_move_finishes_it(storage: Storage) -> None:
+    # On S3 a move is a copy then a delete: a crash between them leaves both files.
+    staged = system_key("pending", "y")
+    for key in (staged, "y.bin"):
+        await storage.save(key, io.BytesIO(b"new"), length=3, content_type="text/plain")
+    await storage.move(staged, "y.bin")
+    assert await read_all(storage, "y.bin") == b"new"
+    assert not await storage.exists(staged)
 
 
 async def test_missing_file_is_not_found_before_any_byte(storage: Storage) -> None:
