@@ -75,6 +75,9 @@ class Image(Document):
     # Raised by every write, so a conditional write sees any change in between (app/domain/
     # rewrite.py) and clients can name the state they read (ETag). Legacy documents have none: 0.
     revision: int = 0
+    # Where the bytes of an unfinished replacement are, until they are moved onto `file`
+    # (app/domain/replacement.py); absent otherwise.
+    pendingFile: str | None = None
 
     class Settings:
         name = "images"

@@ -13,7 +13,7 @@ import httpx
 from app.auth import Authenticator, JwksCache, TokenRules
 from app.config import Settings
 from app.db import Database
-from app.domain import data_keys, file_facts, repair
+from app.domain import data_keys, file_facts, repair, replacement
 from app.domain.images import ImageService
 from app.domain.leases import COLLECTION as LEASES
 from app.domain.leases import Leases
@@ -65,6 +65,7 @@ class Services:
             metrics=metrics,
             # For documents written by someone else (the legacy service, a restore).
             maintenance=[
+                partial(replacement.settle_all, storage=storage, leases=leases),
                 partial(data_keys.backfill, leases=leases),
                 partial(file_facts.backfill, storage=storage, leases=leases),
                 lambda _: repair.remove_stale_temporaries(storage, older_than=STALE_TEMPORARIES),

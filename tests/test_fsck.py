@@ -19,11 +19,13 @@ from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
 from app.config import Settings
+from app.domain import replacement
 from app.domain.leases import COLLECTION as LEASES
 from app.main import create_app
 from scripts.servers import REPO_ROOT, free_port
 from tests.rest.test_availability import eventually
 from tests.rest.test_images import LifespanClient, stored_keys, upload
+from tests.test_replacement import NEW, crash_after_new_document
 from tests.utils.images import make_image
 from tests.utils.live import service_environment
 from tests.utils.s3 import S3Server
@@ -170,3 +172,38 @@ async def test_listing_streams_every_file(app: FastAPI, client: httpx.AsyncClien
     listed = [item async for batch in app.state.services.storage.list_files() for item in batch]
     assert sorted(item.key for item in listed) == sorted(f"deep/{index % 3}/{index}.png" for index in range(25))
     assert {item.key: item.size for item in listed}["deep/1/7.png"] == 7
+
+
+async def test_fsck_finishes_interrupted_replacements_and_removes_abandoned_staged_files(
+    make_settings: Callable[..., Settings], storage_kind: str, request: pytest.FixtureRequest
+) -> None:
+    settings = make_settings()
+    raw: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+    try:
+        async with LifespanClient(create_app(settings)) as (client, app):
+            images = raw[settings.mongodb_database]["images"]
+            image = await crash_after_new_document(client, app, images)
+            # A replacement that died before its document was written: a staged file nobody names.
+            abandoned = replacement.staging_key(image["_id"])
+            put_file(app, abandoned, make_image(), old=True)
+            env = environment(settings, storage_kind, request)
+
+            found = await fsck(env, "--grace-seconds", "0")
+            assert found.returncode == 1, found.stderr
+            assert findings(found) == {
+                ("unfinished replacement", "p.png", "found"),
+                ("orphan file", abandoned, "found"),
+            }
+            repaired = await fsck(env, "--repair", "--grace-seconds", "0")
+            assert repaired.returncode == 0, repaired.stderr
+            assert findings(repaired) == {
+                ("unfinished replacement", "p.png", "repaired"),
+                ("orphan file", abandoned, "repaired"),
+            }
+            assert await stored_keys(app) == {"p.png"}
+            assert (await client.get(f"/images/{image['_id']}/image")).content == NEW
+            assert await images.count_documents({replacement.PENDING: {"$exists": True}}) == 0
+            clean = await fsck(env, "--grace-seconds", "0")
+            assert (clean.returncode, clean.stdout) == (0, "")
+    finally:
+        await raw.close()

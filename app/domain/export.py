@@ -27,6 +27,7 @@ from openpyxl import Workbook
 from stream_zip import ZIP_64, async_stream_zip
 
 from app.db import Database
+from app.domain import replacement
 from app.domain.query import ImageQuery, scoped
 from app.domain.scope import Scope
 from app.errors import NotFound
@@ -121,7 +122,7 @@ async def _members(
         async for document in cursor:
             key = document["file"]  # the storage key, in both scope modes
             try:
-                opened = await storage.open(key)
+                opened = await replacement.open_stored(storage, key, document.get(replacement.PENDING))
             except NotFound:
                 log.warning("export: the file of image %s (%r) is missing; listed without it", document["_id"], key)
                 state.add(document, file_missing=True)

@@ -1,9 +1,11 @@
 """Operations on single images: upload, read, change metadata, delete, download.
 
 Each takes the caller's `Scope`, so that authorization is a property of every call rather than
-a check some route might forget. Files and documents change together: an upload writes the file
-first and the document second, undoing the file if the document cannot be written; a delete
-removes the document first, so a failure never leaves a document pointing at nothing.
+a check some route might forget. Files and documents change together: a new image writes its
+file first and its document second, undoing the file if the document cannot be written; a
+replacement stages its bytes and moves them into place (app/domain/replacement.py); a delete
+removes the document first. So a failure or a crash never leaves a document pointing at nothing
+or at bytes it does not describe.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 from app.db import Database
-from app.domain import data_keys, rewrite
+from app.domain import data_keys, replacement, rewrite
 from app.domain.leases import Leases, path_key
 from app.domain.media import sniff
 from app.domain.metadata import check_data, parse_data_patch, parse_object_id
@@ -101,7 +103,7 @@ class ImageService:
     async def download(self, scope: Scope, image_id: str) -> Download:
         image = await self.get(scope, image_id)
         try:
-            stored = await self.storage.open(image.file)
+            stored = await replacement.open_stored(self.storage, image.file, image.pendingFile)
         except NotFound:
             raise NotFound(f"The file of image {image_id} is missing from storage.") from None
         content_type = image.contentType or mimetypes.guess_type(image.file)[0] or "application/octet-stream"
@@ -197,24 +199,34 @@ class ImageService:
         return _loaded(document)
 
     async def _replace(self, existing: dict[str, Any], new: NewImage, fields: dict[str, Any]) -> Image | None:
-        # Document first, then the file: a value the database refuses then changes nothing,
-        # and if the file cannot be written the document gets its old fields back. A whole,
-        # conditional replacement: see app/domain/rewrite.py for why.
+        # In steps a crash can stop between without the document and the bytes parting ways:
+        # see app/domain/replacement.py. A whole, conditional replacement: see rewrite.py.
         collection = Image.get_pymongo_collection()
-        document = rewrite.next_revision(existing, **fields)
-        with self.database.errors():
-            result = await collection.replace_one(rewrite.unchanged(existing), document)
+        existing = await replacement.settle(collection, self.storage, existing)
+        staged = replacement.staging_key(existing["_id"])
+        await self.storage.save(staged, new.source, length=new.length, content_type=fields["contentType"])
+        document = rewrite.next_revision(existing, **fields, **{replacement.PENDING: staged})
+        try:
+            with self.database.errors():
+                result = await collection.replace_one(rewrite.unchanged(existing), document)
+        except Unavailable:
+            # The database may have stored the document all the same, and then it needs the
+            # staged file; if it did not, the file is an orphan that fsck removes.
+            log.warning("upload of %r: the database did not confirm the document; its file is kept", existing["file"])
+            raise
+        except ServiceError:
+            await replacement.discard_staged(self.storage, staged)
+            raise
         if result.matched_count == 0:
+            await replacement.discard_staged(self.storage, staged)
             return None
         try:
-            await self.storage.save(existing["file"], new.source, length=new.length, content_type=fields["contentType"])
-        except ServiceError:
-            try:
-                with self.database.errors():
-                    await collection.replace_one(rewrite.unchanged(document), rewrite.next_revision(existing))
-            except ServiceError as error:
-                log.error("image %s keeps new metadata without its new file: %s", existing["_id"], error.detail)
-            raise
+            with self.database.errors():
+                document = await replacement.settle(collection, self.storage, document)
+        except ServiceError as error:
+            # Acknowledged all the same: the document names where its bytes are, readers get
+            # them, and the next writer or the start-up maintenance finishes the move.
+            log.warning("image %s: its new file stays staged for now: %s", existing["_id"], error.detail)
         return _loaded(document)
 
     async def update_data(
@@ -260,7 +272,7 @@ class ImageService:
                     raise NotFound(f"No image with id {image_id}.")
                 rewrite.check_revision(document, revisions)
                 if (await collection.delete_one(rewrite.unchanged(document))).deleted_count:
-                    await self._delete_file_quietly(document["file"])
+                    await self._delete_files_quietly(document)
                     return
         raise rewrite.kept_changing(f"Image {image_id}")
 
@@ -323,10 +335,12 @@ class ImageService:
                 async with self.leases.hold(path_key(doc["file"]) for doc in batch):
                     # Read again under the leases: an image may have stopped matching meanwhile.
                     ids = [doc["_id"] for doc in batch]
-                    gone = await collection.find(all_of([condition, {"_id": {"$in": ids}}]), {"file": 1}).to_list(None)
+                    gone = await collection.find(
+                        all_of([condition, {"_id": {"$in": ids}}]), {"file": 1, replacement.PENDING: 1}
+                    ).to_list(None)
                     result = await collection.delete_many({"_id": {"$in": [doc["_id"] for doc in gone]}})
                     deleted += result.deleted_count
-                    await asyncio.gather(*(self._delete_file_quietly(doc["file"]) for doc in gone))
+                    await asyncio.gather(*(self._delete_files_quietly(doc) for doc in gone))
 
     async def fields(self, scope: Scope, query_filter: Mapping[str, Any]) -> list[str]:
         """The distinct top-level `data` keys over the matches."""
@@ -342,6 +356,14 @@ class ImageService:
         with self.database.errors(user_query=True):
             values: list[Any] = await Image.get_pymongo_collection().distinct(path, scoped(query_filter, scope))
         return values
+
+    async def _delete_files_quietly(self, document: Mapping[str, Any]) -> None:
+        """The files of a deleted document: its own, and the staged one of a replacement a crash
+        left unfinished."""
+        pending = document.get(replacement.PENDING)
+        if isinstance(pending, str):
+            await self._delete_file_quietly(pending)
+        await self._delete_file_quietly(document["file"])
 
     async def _delete_file_quietly(self, key: str) -> None:
         # The document is gone (or was never written); a leftover file is only wasted space,

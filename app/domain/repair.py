@@ -8,6 +8,8 @@
   left of the image.
 - Temporary files of writes that never finished (local storage): deleted past the grace period.
   The service also removes these by itself at start-up.
+- Replacements a crash interrupted (app/domain/replacement.py): finished on repair. Their
+  staged files count as the document's, never as orphans.
 - Expired leases (a process died holding them): deleted; writers would take them over anyway.
 
 Both sides are streamed a batch at a time (the storage listing, the documents by `_id`), so
@@ -26,8 +28,9 @@ from typing import Any, Literal
 from bson import ObjectId
 from pymongo.asynchronous.collection import AsyncCollection
 
+from app.domain import replacement
 from app.domain.leases import Leases, path_key
-from app.errors import BadInput
+from app.errors import BadInput, Conflict
 from app.storage import Storage
 from app.storage.base import ListedFile
 
@@ -36,7 +39,7 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 CHECKS_AT_ONCE = 16
 
-Kind = Literal["orphan file", "missing file", "temporary file", "expired lease"]
+Kind = Literal["orphan file", "missing file", "temporary file", "unfinished replacement", "expired lease"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,7 +63,7 @@ async def check(
     cutoff = datetime.now(UTC) - grace
     async for finding in _storage_side(images, storage, leases, cutoff, repair):
         yield finding
-    async for finding in _database_side(images, storage):
+    async for finding in _database_side(images, storage, leases, repair):
         yield finding
     async for finding in _expired_leases(leases_collection, repair):
         yield finding
@@ -76,10 +79,7 @@ async def _storage_side(
                 await storage.delete(item.key)
             yield Finding(kind="temporary file", name=item.key, detail=_described(item), repaired=repair)
         candidates = [item for item in old if not item.temporary]
-        known = {
-            document["file"]
-            async for document in images.find({"file": {"$in": [item.key for item in candidates]}}, {"file": 1})
-        }
+        known = await _referenced(images, [item.key for item in candidates])
         for item in candidates:
             if item.key in known:
                 continue
@@ -89,35 +89,70 @@ async def _storage_side(
 
 async def _delete_orphan(images: AsyncCollection[dict[str, Any]], storage: Storage, leases: Leases, key: str) -> bool:
     async with leases.hold([path_key(key)], what=f"The file {key!r}"):
-        if await images.find_one({"file": key}, {"_id": 1}) is not None:
+        if await _referenced(images, [key]):
             return False  # an upload finished meanwhile: not an orphan after all
         await storage.delete(key)
     return True
 
 
-async def _database_side(images: AsyncCollection[dict[str, Any]], storage: Storage) -> AsyncIterator[Finding]:
+async def _referenced(images: AsyncCollection[dict[str, Any]], keys: list[str]) -> set[str]:
+    """Which of these storage keys a document names, as its file or as its staged file."""
+    found = images.find(
+        {"$or": [{"file": {"$in": keys}}, {replacement.PENDING: {"$in": keys}}]}, {"file": 1, replacement.PENDING: 1}
+    )
+    names: set[Any] = set()
+    async for document in found:
+        names.update((document.get("file"), document.get(replacement.PENDING)))
+    return names & set(keys)
+
+
+async def _database_side(
+    images: AsyncCollection[dict[str, Any]], storage: Storage, leases: Leases, repair: bool
+) -> AsyncIterator[Finding]:
     slots = asyncio.Semaphore(CHECKS_AT_ONCE)
 
-    async def present(key: Any) -> bool:
-        if not isinstance(key, str):
-            return False
+    async def present(document: dict[str, Any]) -> bool:
+        keys = [document.get(replacement.PENDING), document.get("file")]
         async with slots:
-            try:
-                return await storage.exists(key)
-            except BadInput:
-                return False  # a path no storage key can be: no file can be there
+            for key in keys:
+                try:
+                    if isinstance(key, str) and await storage.exists(key):
+                        return True
+                except BadInput:
+                    pass  # a path no storage key can be: no file can be there
+        return False
 
     after: ObjectId | None = None
     while True:
         condition = {} if after is None else {"_id": {"$gt": after}}
-        batch = await images.find(condition, {"file": 1}, sort=[("_id", 1)], limit=BATCH).to_list(None)
+        batch = await images.find(
+            condition, {"file": 1, replacement.PENDING: 1}, sort=[("_id", 1)], limit=BATCH
+        ).to_list(None)
         if not batch:
             return
         after = batch[-1]["_id"]
-        found = await asyncio.gather(*(present(document.get("file")) for document in batch))
+        found = await asyncio.gather(*(present(document) for document in batch))
         for document, exists in zip(batch, found, strict=True):
             if not exists:
                 yield Finding(kind="missing file", name=str(document.get("file")), detail=f"image {document['_id']}")
+            elif replacement.PENDING in document:
+                repaired = repair and await _settle(images, storage, leases, document)
+                yield Finding(
+                    kind="unfinished replacement",
+                    name=str(document.get("file")),
+                    detail=f"image {document['_id']}, new file staged at {document[replacement.PENDING]}",
+                    repaired=repaired,
+                )
+
+
+async def _settle(
+    images: AsyncCollection[dict[str, Any]], storage: Storage, leases: Leases, document: dict[str, Any]
+) -> bool:
+    try:
+        await replacement.settle_one(images, storage, leases, document)
+    except Conflict:
+        return False  # a writer holds the image, and settles it before writing
+    return True
 
 
 async def _expired_leases(leases: AsyncCollection[dict[str, Any]], repair: bool) -> AsyncIterator[Finding]:

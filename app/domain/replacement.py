@@ -1,0 +1,119 @@
+"""Replacing an image's bytes so that a crash at any step leaves a document that describes them.
+
+A new image writes its file, then its document: a crash in between leaves only a file with no
+document, which `python -m app.fsck` removes. A replacement cannot do the same at the image's
+own key, since the old document and the new bytes (or the new document and the old bytes)
+would then meet. So, holding the path's lease (app/domain/leases.py):
+
+1. the new bytes go to a key of their own in the service's folder (`staging_key`);
+2. the document is replaced, new facts and all, naming that key in `pendingFile`: from here
+   on the new bytes are the image's, and readers open them there (`open_stored`);
+3. the staged file is moved onto `file` (a rename on disk, a server-side copy on S3);
+4. `pendingFile` is removed.
+
+A crash after 1 leaves an unreferenced staged file (fsck removes it past its grace period).
+A crash after 2 or 3 leaves a document whose `pendingFile` still says where its bytes are;
+the next writer of that path, the start-up maintenance and `fsck --repair` finish the job
+(`settle`), and until then readers are served the right bytes. The storage layout stays the
+legacy one: once settled, an image's bytes are at its `file`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from contextlib import suppress
+from typing import Any
+
+from bson import ObjectId
+from pymongo.asynchronous.collection import AsyncCollection
+
+from app.domain.leases import Leases, path_key
+from app.errors import Conflict, NotFound, ServiceError
+from app.storage import Storage
+from app.storage.base import StoredFile
+from app.storage.keys import system_key
+
+log = logging.getLogger(__name__)
+
+PENDING = "pendingFile"
+BATCH = 200
+
+
+def staging_key(image_id: Any) -> str:
+    """A fresh key for an image's next bytes; unique, so an abandoned one is never reused."""
+    return system_key("pending", f"{image_id}.{uuid.uuid4().hex}")
+
+
+async def open_stored(storage: Storage, file: str, pending: Any) -> StoredFile:
+    """The bytes of the image at `file` whose document names `pending`. NotFound if missing."""
+    if isinstance(pending, str):
+        try:
+            return await storage.open(pending)
+        except NotFound:
+            pass  # moved onto `file` since the document was read
+    return await storage.open(file)
+
+
+async def settle(
+    collection: AsyncCollection[dict[str, Any]], storage: Storage, document: dict[str, Any]
+) -> dict[str, Any]:
+    """Finish an interrupted replacement (steps 3 and 4); the document as it then is.
+
+    The caller holds the image's lease. Storage or database errors propagate: the document
+    still names its bytes correctly, so the next attempt can finish.
+    """
+    pending = document.get(PENDING)
+    if pending is None:
+        return document
+    if isinstance(pending, str):
+        with suppress(NotFound):  # gone: step 3 was done, the bytes are at `file` already
+            await storage.move(pending, document["file"])
+    await collection.update_one({"_id": document["_id"], PENDING: pending}, {"$unset": {PENDING: ""}})
+    return {name: value for name, value in document.items() if name != PENDING}
+
+
+async def settle_all(collection: AsyncCollection[dict[str, Any]], *, storage: Storage, leases: Leases) -> int:
+    """Finish every replacement a crash interrupted; how many. Start-up maintenance.
+
+    An image whose lease another writer holds is left to that writer, which settles it first.
+    """
+    settled = 0
+    after: ObjectId | None = None
+    while True:
+        condition: dict[str, Any] = {PENDING: {"$exists": True}}
+        if after is not None:
+            condition["_id"] = {"$gt": after}
+        batch = await collection.find(condition, {"file": 1}, sort=[("_id", 1)], limit=BATCH).to_list(None)
+        if not batch:
+            break
+        after = batch[-1]["_id"]
+        for found in batch:
+            try:
+                settled += await settle_one(collection, storage, leases, found)
+            except Conflict:
+                continue
+    if settled:
+        log.info("finished %d image replacements that a crash had interrupted", settled)
+    return settled
+
+
+async def settle_one(
+    collection: AsyncCollection[dict[str, Any]], storage: Storage, leases: Leases, found: Mapping[str, Any]
+) -> bool:
+    """Settle the document `found` under its lease, reading it again there; whether it was unsettled."""
+    async with leases.hold([path_key(found["file"])], what=f"The image at {found['file']!r}"):
+        document = await collection.find_one({"_id": found["_id"], PENDING: {"$exists": True}})
+        if document is None:
+            return False  # settled meanwhile
+        await settle(collection, storage, document)
+        return True
+
+
+async def discard_staged(storage: Storage, key: str) -> None:
+    """Remove a staged file no document names; failing that, leave it to fsck."""
+    try:
+        await storage.delete(key)
+    except ServiceError as error:
+        log.warning("could not remove the staged file %r: %s", key, error.detail)
