@@ -23,7 +23,7 @@ from pymongo import AsyncMongoClient
 
 from app.config import Settings
 from app.domain.leases import COLLECTION as LEASES
-from app.domain.leases import path_key
+from app.domain.leases import Leases, path_key
 from scripts.servers import REPO_ROOT, free_port
 from tests.rest.test_images import stored_keys, upload
 from tests.utils.graphql import gql
@@ -177,6 +177,38 @@ async def test_a_held_lease_makes_writers_wait_for_it(client: httpx.AsyncClient,
         assert (await client.get(f"/images/{image['_id']}")).json()["data"] == {"a": 1}
     finally:
         await raw.close()
+
+
+CONTENDERS = 8
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)  # leases only: no storage
+async def test_contenders_taking_over_one_dead_lease_never_hold_it_together(settings: Settings) -> None:
+    """Each contender is a process of its own as far as leases go: its own client and turns."""
+    clients = [AsyncMongoClient(settings.mongodb_uri, tz_aware=True) for _ in range(CONTENDERS)]
+    contenders = [Leases(collection=lambda c=c: c[settings.mongodb_database][LEASES]) for c in clients]
+    leases = clients[0][settings.mongodb_database][LEASES]
+    holding = 0
+    most = 0
+
+    async def contend(lease: Leases) -> None:
+        nonlocal holding, most
+        async with lease.hold(["file:dead.png"]):
+            holding += 1
+            most = max(most, holding)
+            await asyncio.sleep(0.02)
+            holding -= 1
+
+    try:
+        for _ in range(10):
+            expired = datetime.now(UTC) - timedelta(seconds=1)
+            await leases.insert_one({"_id": "file:dead.png", "owner": "dead", "expires": expired})
+            await asyncio.gather(*(contend(lease) for lease in contenders))
+            assert await leases.count_documents({}) == 0
+        assert most == 1
+    finally:
+        for client in clients:
+            await client.close()
 
 
 # -- two service processes -------------------------------------------------------------------

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 COLLECTION = "leases"
 DUPLICATE_KEY = 11000
+TAKEOVER_SETTLE = 0.1  # seconds; see Leases._still_held
 
 
 class Leases:
@@ -82,30 +83,53 @@ class Leases:
         collection = self._collection()
         deadline = asyncio.get_running_loop().time() + self._wait
         attempt = 0
+        took_over = False
         while True:
             expires = datetime.now(UTC) + timedelta(seconds=self._ttl)
             documents = [{"_id": key, "owner": owner, "expires": expires} for key in keys]
             try:
                 await collection.insert_many(documents, ordered=False)
-                return
+                if not took_over or await self._still_held(collection, keys, owner):
+                    return
+                taken = set()  # give every one back below, and take them again
             except BulkWriteError as error:
                 taken = {keys[failure["index"]] for failure in error.details.get("writeErrors", [])}
                 if any(failure.get("code") != DUPLICATE_KEY for failure in error.details.get("writeErrors", [])):
                     raise
             # Some are held by someone else: give back the others, so nobody waits on us meanwhile.
             await collection.delete_many({"_id": {"$in": [key for key in keys if key not in taken]}, "owner": owner})
-            await self._clear_expired(collection, taken)
+            took_over = await self._clear_expired(collection, taken) or took_over
             if asyncio.get_running_loop().time() > deadline:
                 raise Conflict(f"{what} is being changed by another request; try again.")
             await asyncio.sleep(random.uniform(0.002, 0.01 * 2 ** min(attempt, 5)))
             attempt += 1
 
-    async def _clear_expired(self, collection: AsyncCollection[dict[str, Any]], keys: set[str]) -> None:
-        """Delete the leases among `keys` whose holder stopped renewing them (it died)."""
+    async def _clear_expired(self, collection: AsyncCollection[dict[str, Any]], keys: set[str]) -> bool:
+        """Delete the leases among `keys` whose holder stopped renewing them (it died); whether any."""
         now = datetime.now(UTC)
+        cleared = False
         async for lease in collection.find({"_id": {"$in": list(keys)}, "expires": {"$lt": now}}):
             log.warning("taking over the expired lease of %r", lease["_id"])
-            await collection.delete_one({"_id": lease["_id"], "owner": lease["owner"]})
+            result = await collection.delete_one({"_id": lease["_id"], "owner": lease["owner"]})
+            cleared = cleared or result.deleted_count > 0
+        return cleared
+
+    async def _still_held(self, collection: AsyncCollection[dict[str, Any]], keys: list[str], owner: str) -> bool:
+        """After a takeover: whether our new leases survived a moment, all of them.
+
+        FerretDB 1.24 deletes by reading the matches, then deleting their `_id`s in a second
+        step. Two writers taking over one dead holder's lease both read it; the later one's
+        delete can then remove the lease the earlier one has just inserted, and both would
+        hold it. Such a delete lands within moments of its read, so a takeover that still
+        holds all its leases after `TAKEOVER_SETTLE` seconds holds them alone. (Rare: it takes
+        a dead holder and two writers of its path at once. On MongoDB the delete is atomic.)
+        """
+        await asyncio.sleep(TAKEOVER_SETTLE)
+        held = await collection.count_documents({"_id": {"$in": keys}, "owner": owner})
+        if held == len(keys):
+            return True
+        log.warning("a concurrent takeover removed %d of our new leases; taking them again", len(keys) - held)
+        return False
 
     async def _renew(self, keys: list[str], owner: str) -> None:
         while True:
