@@ -149,6 +149,16 @@ async def test_deletes_racing_reuploads_never_leave_a_document_without_its_file(
 # -- leases ----------------------------------------------------------------------------------
 
 
+async def test_uploads_racing_for_one_id_leave_no_file_behind(client: httpx.AsyncClient, app: FastAPI) -> None:
+    image_id = "5f0c6c3a9b1e8a0012345678"
+    answers = await asyncio.gather(
+        *(upload(client, make_image(), fields={"file": f"a{index}.png", "_id": image_id}) for index in range(10))
+    )
+    assert sorted(answer.status_code for answer in answers) == [200] + [409] * 9
+    winner = next(answer.json() for answer in answers if answer.status_code == 200)
+    assert await stored_keys(app) == {winner["file"]}
+
+
 async def test_an_expired_lease_of_a_dead_process_is_taken_over(client: httpx.AsyncClient, settings: Settings) -> None:
     image = (await upload(client, make_image(), fields={"file": "x.png"})).json()
     raw, leases = await raw_collection(settings, LEASES)

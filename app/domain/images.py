@@ -183,10 +183,16 @@ class ImageService:
         await self.storage.save(key, new.source, length=new.length, content_type=document["contentType"])
         try:
             with self.database.errors():
+                collection = Image.get_pymongo_collection()
                 try:
-                    await Image.get_pymongo_collection().insert_one(document)
+                    await collection.insert_one(document)
                 except DuplicateKeyError:
-                    return None  # the path (or id) was taken a moment ago; the file is theirs now: keep it
+                    # Taken a moment ago by a writer that holds no lease (another image took
+                    # the id, or a legacy process the path). A document at this path owns the
+                    # file now; with none, the file would be an orphan.
+                    if await collection.find_one({"file": key}, {"_id": 1}) is None:
+                        await self._delete_file_quietly(key)
+                    return None
         except Unavailable:
             # The database went away mid-insert: the document may have been stored all the same,
             # and then it needs its file. Kept: if the document never arrived, the file is only
