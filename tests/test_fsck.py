@@ -207,3 +207,37 @@ async def test_fsck_finishes_interrupted_replacements_and_removes_abandoned_stag
             assert (clean.returncode, clean.stdout) == (0, "")
     finally:
         await raw.close()
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_fsck_over_more_images_than_one_batch_finds_exactly_what_is_wrong(
+    make_settings: Callable[..., Settings], storage_kind: str, request: pytest.FixtureRequest
+) -> None:
+    """Past the batch sizes of every step (listing, documents, orphans), planted straight."""
+    settings = make_settings()
+    root = Path(settings.uploads_directory)
+    count = 2600
+    documents = []
+    for index in range(count):
+        name = f"f{index // 700}/image{index}.png"
+        if index % 250 != 7:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(b"x")
+        if index % 400 != 3:
+            documents.append({"file": name, "userId": None, "data": {}})
+    orphans = {f"f{index // 700}/image{index}.png" for index in range(count) if index % 400 == 3}
+    missing = {f"f{index // 700}/image{index}.png" for index in range(count) if index % 250 == 7}
+    raw: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+    try:
+        await raw[settings.mongodb_database]["images"].insert_many(documents)
+    finally:
+        await raw.close()
+    env = environment(settings, storage_kind, request)
+    found = await fsck(env, "--grace-seconds", "0")
+    assert findings(found) == {("orphan file", name, "found") for name in orphans} | {
+        ("missing file", name, "found") for name in missing
+    }
+    repaired = await fsck(env, "--repair", "--grace-seconds", "0")
+    assert {name for kind, name, state in findings(repaired) if state == "repaired"} == orphans
+    assert not any((root / name).exists() for name in orphans)
+    assert sum(1 for path in root.rglob("*.png")) == count - len(orphans) - len(missing)

@@ -2,7 +2,7 @@
 
 - Files without a document (orphans): an upload that died between its file and its document,
   or a delete between its document and its file, or an insert the database did not confirm.
-  Deleted on repair, each under its path's lease after checking again that no document has
+  Deleted on repair, under their paths' leases after checking again that no document has
   appeared, and only once older than the grace period (younger ones may be uploads in flight).
 - Documents whose file is missing: reported, never deleted; their metadata may be all that is
   left of the image.
@@ -12,23 +12,26 @@
   staged files count as the document's, never as orphans.
 - Expired leases (a process died holding them): deleted; writers would take them over anyway.
 
-Both sides are streamed a batch at a time (the storage listing, the documents by `_id`), so
-memory stays bounded whatever the number of images.
+Both sides are streamed a batch at a time (the storage listing, then the documents through one
+cursor) into an on-disk inventory (app/domain/inventory.py) where they are matched, so memory
+stays bounded whatever the number of images, and no step asks the database once per file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
-from bson import ObjectId
 from pymongo.asynchronous.collection import AsyncCollection
 
 from app.domain import replacement
+from app.domain.inventory import Inventory
 from app.domain.leases import Leases, path_key
 from app.errors import BadInput, Conflict
 from app.storage import Storage
@@ -37,6 +40,7 @@ from app.storage.base import ListedFile
 log = logging.getLogger(__name__)
 
 BATCH = 1000
+ORPHAN_BATCH = 500  # leases held at once while deleting, as a bulk delete does
 CHECKS_AT_ONCE = 16
 
 Kind = Literal["orphan file", "missing file", "temporary file", "unfinished replacement", "expired lease"]
@@ -61,38 +65,120 @@ async def check(
 ) -> AsyncIterator[Finding]:
     """Every finding as it is made (and, with `repair`, fixed)."""
     cutoff = datetime.now(UTC) - grace
-    async for finding in _storage_side(images, storage, leases, cutoff, repair):
-        yield finding
-    async for finding in _database_side(images, storage, leases, repair):
-        yield finding
+    with tempfile.TemporaryDirectory(prefix="fsck-") as folder:
+        inventory = Inventory(Path(folder) / "inventory.sqlite3")
+        try:
+            async for finding in _storage_side(storage, inventory, cutoff, repair):
+                yield finding
+            async for finding in _database_side(images, storage, leases, inventory, repair):
+                yield finding
+            async for finding in _orphans(images, storage, leases, inventory, cutoff, repair):
+                yield finding
+        finally:
+            inventory.close()
     async for finding in _expired_leases(leases_collection, repair):
         yield finding
 
 
 async def _storage_side(
-    images: AsyncCollection[dict[str, Any]], storage: Storage, leases: Leases, cutoff: datetime, repair: bool
+    storage: Storage, inventory: Inventory, cutoff: datetime, repair: bool
 ) -> AsyncIterator[Finding]:
+    """Temporary files found (and removed); every other file noted in the inventory."""
     async for batch in storage.list_files():
-        old = [item for item in batch if item.modified < cutoff]
-        for item in (item for item in old if item.temporary):
-            if repair:
-                await storage.delete(item.key)
-            yield Finding(kind="temporary file", name=item.key, detail=_described(item), repaired=repair)
-        candidates = [item for item in old if not item.temporary]
-        known = await _referenced(images, [item.key for item in candidates])
-        for item in candidates:
-            if item.key in known:
-                continue
-            repaired = repair and await _delete_orphan(images, storage, leases, item.key)
-            yield Finding(kind="orphan file", name=item.key, detail=_described(item), repaired=repaired)
+        for item in batch:
+            if item.temporary and item.modified < cutoff:
+                if repair:
+                    await storage.delete(item.key)
+                yield Finding(kind="temporary file", name=item.key, detail=_described(item), repaired=repair)
+        inventory.add_files(item for item in batch if not item.temporary)
 
 
-async def _delete_orphan(images: AsyncCollection[dict[str, Any]], storage: Storage, leases: Leases, key: str) -> bool:
-    async with leases.hold([path_key(key)], what=f"The file {key!r}"):
-        if await _referenced(images, [key]):
-            return False  # an upload finished meanwhile: not an orphan after all
-        await storage.delete(key)
-    return True
+async def _database_side(
+    images: AsyncCollection[dict[str, Any]], storage: Storage, leases: Leases, inventory: Inventory, repair: bool
+) -> AsyncIterator[Finding]:
+    """Documents whose file is missing, and unfinished replacements; every named key noted."""
+    # One cursor in natural order: paging by `_id` would make FerretDB (no range or sort
+    # pushdown on SQLite) read the whole collection once per page.
+    documents = images.find({}, {"file": 1, replacement.PENDING: 1}, batch_size=BATCH)
+    batch: list[dict[str, Any]] = []
+    async for document in documents:
+        batch.append(document)
+        if len(batch) == BATCH:
+            async for finding in _check_documents(images, storage, leases, inventory, batch, repair):
+                yield finding
+            batch = []
+    async for finding in _check_documents(images, storage, leases, inventory, batch, repair):
+        yield finding
+
+
+async def _check_documents(
+    images: AsyncCollection[dict[str, Any]],
+    storage: Storage,
+    leases: Leases,
+    inventory: Inventory,
+    batch: list[dict[str, Any]],
+    repair: bool,
+) -> AsyncIterator[Finding]:
+    named = [key for document in batch for key in _keys(document)]
+    inventory.add_named(named)
+    listed = inventory.listed_among(named)
+    slots = asyncio.Semaphore(CHECKS_AT_ONCE)
+
+    async def present(document: dict[str, Any]) -> bool:
+        keys = _keys(document)
+        if listed.intersection(keys):
+            return True
+        async with slots:  # not listed: maybe written since the listing, so ask the storage
+            for key in keys:
+                try:
+                    if await storage.exists(key):
+                        return True
+                except BadInput:
+                    pass  # a path no storage key can be: no file can be there
+        return False
+
+    found = await asyncio.gather(*(present(document) for document in batch))
+    for document, exists in zip(batch, found, strict=True):
+        if not exists:
+            yield Finding(kind="missing file", name=str(document.get("file")), detail=f"image {document['_id']}")
+        elif replacement.PENDING in document:
+            repaired = repair and await _settle(images, storage, leases, document)
+            yield Finding(
+                kind="unfinished replacement",
+                name=str(document.get("file")),
+                detail=f"image {document['_id']}, new file staged at {document[replacement.PENDING]}",
+                repaired=repaired,
+            )
+
+
+def _keys(document: dict[str, Any]) -> list[str]:
+    """The storage keys a document names: its staged file (if any), then its own."""
+    return [key for key in (document.get(replacement.PENDING), document.get("file")) if isinstance(key, str)]
+
+
+async def _orphans(
+    images: AsyncCollection[dict[str, Any]],
+    storage: Storage,
+    leases: Leases,
+    inventory: Inventory,
+    cutoff: datetime,
+    repair: bool,
+) -> AsyncIterator[Finding]:
+    for batch in inventory.unnamed_files(modified_before=cutoff, batch=ORPHAN_BATCH):
+        if not repair:
+            for item in batch:
+                yield Finding(kind="orphan file", name=item.key, detail=_described(item))
+            continue
+        keys = [item.key for item in batch]
+        try:
+            # Under the leases, asked again: an upload may have written a document since it was read.
+            async with leases.hold(path_key(key) for key in keys):
+                kept = await _referenced(images, keys)
+                await asyncio.gather(*(storage.delete(item.key) for item in batch if item.key not in kept))
+        except Conflict:
+            kept = set(keys)  # a writer held on to one of them: left for the next run
+        for item in batch:
+            yield Finding(kind="orphan file", name=item.key, detail=_described(item), repaired=item.key not in kept)
 
 
 async def _referenced(images: AsyncCollection[dict[str, Any]], keys: list[str]) -> set[str]:
@@ -102,47 +188,8 @@ async def _referenced(images: AsyncCollection[dict[str, Any]], keys: list[str]) 
     )
     names: set[Any] = set()
     async for document in found:
-        names.update((document.get("file"), document.get(replacement.PENDING)))
+        names.update(_keys(document))
     return names & set(keys)
-
-
-async def _database_side(
-    images: AsyncCollection[dict[str, Any]], storage: Storage, leases: Leases, repair: bool
-) -> AsyncIterator[Finding]:
-    slots = asyncio.Semaphore(CHECKS_AT_ONCE)
-
-    async def present(document: dict[str, Any]) -> bool:
-        keys = [document.get(replacement.PENDING), document.get("file")]
-        async with slots:
-            for key in keys:
-                try:
-                    if isinstance(key, str) and await storage.exists(key):
-                        return True
-                except BadInput:
-                    pass  # a path no storage key can be: no file can be there
-        return False
-
-    after: ObjectId | None = None
-    while True:
-        condition = {} if after is None else {"_id": {"$gt": after}}
-        batch = await images.find(
-            condition, {"file": 1, replacement.PENDING: 1}, sort=[("_id", 1)], limit=BATCH
-        ).to_list(None)
-        if not batch:
-            return
-        after = batch[-1]["_id"]
-        found = await asyncio.gather(*(present(document) for document in batch))
-        for document, exists in zip(batch, found, strict=True):
-            if not exists:
-                yield Finding(kind="missing file", name=str(document.get("file")), detail=f"image {document['_id']}")
-            elif replacement.PENDING in document:
-                repaired = repair and await _settle(images, storage, leases, document)
-                yield Finding(
-                    kind="unfinished replacement",
-                    name=str(document.get("file")),
-                    detail=f"image {document['_id']}, new file staged at {document[replacement.PENDING]}",
-                    repaired=repaired,
-                )
 
 
 async def _settle(
