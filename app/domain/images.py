@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 from anyio import to_thread
 from bson import ObjectId
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from app.db import Database
@@ -300,9 +301,13 @@ class ImageService:
         collection = Image.get_pymongo_collection()
         self.database.require_ready()
         with self.database.errors(user_query=True):
-            total = await collection.count_documents(condition)
-            cursor = collection.find(condition, query.projection, sort=query.sort, skip=query.skip, limit=query.limit)
+            cursor = collection.find(
+                condition, query.projection, sort=query.sort or None, skip=query.skip, limit=query.limit
+            )
             items = await cursor.to_list(None)
+            total = page_total(skip=query.skip, limit=query.limit, returned=len(items))
+            if total is None:
+                total = await count_matches(collection, condition)
         return Page(total=total, items=items)
 
     async def update_many(self, scope: Scope, query_filter: Mapping[str, Any], changes: Any) -> UpdateSummary:
@@ -378,6 +383,26 @@ class ImageService:
             await self.storage.delete(key)
         except ServiceError as error:
             log.error("could not delete file %r from storage: %s", key, error.detail)
+
+
+def page_total(*, skip: int, limit: int, returned: int) -> int | None:
+    """The number of all matches when a page tells it (it is the last one); else None."""
+    if returned < limit and (returned > 0 or skip == 0):
+        return skip + returned
+    return None
+
+
+async def count_matches(collection: AsyncCollection[dict[str, Any]], condition: Mapping[str, Any]) -> int:
+    """The number of documents matching `condition`.
+
+    Everything: from the collection's statistics. FerretDB answers a `count_documents({})` by
+    reading every document (measured: over 1 s at 20,000 images), `$collStats` from its own
+    bookkeeping; MongoDB answers both, and `$collStats` without a scan.
+    """
+    if not condition:
+        # One answer per shard on a sharded MongoDB; one otherwise.
+        return sum([int(stats["count"]) async for stats in await collection.aggregate([{"$collStats": {"count": {}}}])])
+    return await collection.count_documents(condition)
 
 
 def _loaded(raw: dict[str, Any]) -> Image:

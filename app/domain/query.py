@@ -63,7 +63,8 @@ class ImageQuery:
     """A compiled query, before the caller's scope is added."""
 
     filter: dict[str, Any] = field(default_factory=dict)
-    sort: list[tuple[str, int]] = field(default_factory=lambda: [("_id", 1)])
+    # Empty: the database's natural order, as the legacy service asked (see `build_sort`).
+    sort: list[tuple[str, int]] = field(default_factory=list)
     skip: int = 0
     limit: int = DEFAULT_LIMIT
     projection: dict[str, int] | None = None
@@ -109,7 +110,10 @@ def parse_query_params(params: Iterable[tuple[str, str]], *, max_limit: int) -> 
             matches = [{path: _regex(value, name=name)} for value in given]
             conditions.append(matches[0] if len(matches) == 1 else {"$or": matches})
         else:
-            conditions.append({path: {"$in": [form for value in given for form in _plain_value_forms(value)]}})
+            forms = [form for value in given for form in _plain_value_forms(value)]
+            # One value as plain equality: the form every engine can push down or use an index
+            # for (FerretDB pushes no `$in` down).
+            conditions.append({path: forms[0] if len(forms) == 1 else {"$in": forms}})
 
     sort = parse_sort(single("sort"), single("order"))
     skip = _parse_count(single("skip"), name="skip", default=0, minimum=0, maximum=None)
@@ -185,22 +189,31 @@ def _regex(pattern: str, *, name: str) -> dict[str, str]:
 
 
 def parse_sort(fields: str | None, order: str | None) -> list[tuple[str, int]]:
-    """`sort=time&order=-1`, or several keys `sort=-time,file`; `_id` breaks ties so pages are stable."""
+    """`sort=time&order=-1`, or several keys `sort=-time,file`; `_id` breaks ties so pages are stable.
+    `order` alone orders by `_id`; neither is the natural order (`build_sort`)."""
     direction = _parse_direction(order) if order is not None else 1
     keys: list[tuple[str, int]] = []
     for item in re.split(r"[\s,]+", fields or ""):
         if item:
             keys.append((item.lstrip("-+"), -direction if item.startswith("-") else direction))
+    if not keys and order is not None:
+        keys.append(("_id", direction))
     return build_sort(keys)
 
 
 def build_sort(keys: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
-    """Checked sort keys, with `_id` appended to break ties so that pages are stable."""
+    """Checked sort keys, with `_id` appended to break ties so that pages are stable.
+
+    No keys, no sort: documents come in the database's natural order, which is insertion
+    order on MongoDB and on FerretDB with SQLite, and stable under updates, as the legacy
+    service served them. Any sort costs FerretDB a read and sort of every match before the
+    first document (it pushes no sort down), where the natural order stops after `limit`.
+    """
     checked = [(check_path(path, what="sort field"), direction) for path, direction in keys]
     if len(checked) > MAX_SORT_KEYS:
         raise BadInput(f"At most {MAX_SORT_KEYS} sort keys can be given; got {len(checked)}.")
-    if not any(path == "_id" for path, _ in checked):
-        checked.append(("_id", checked[0][1] if checked else 1))
+    if checked and not any(path == "_id" for path, _ in checked):
+        checked.append(("_id", checked[0][1]))
     return checked
 
 
