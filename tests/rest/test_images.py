@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from pymongo import monitoring
 
 from app.config import Settings
 from app.main import create_app
@@ -128,6 +130,60 @@ async def test_upload_to_existing_path_replaces_bytes_time_and_data(client: http
     assert replaced["width"] == 64
     assert (await client.get(f"/images/{first['_id']}/file")).content == new_bytes
     assert await stored_keys(app) == {"x.png"}
+
+
+async def test_upload_to_a_path_whose_file_went_missing_replaces_that_image(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    first = (await upload(client, make_image(), fields={"file": "x.png", "label": "old"})).json()
+    await app.state.services.storage.delete("x.png")  # lost behind the service's back
+    new_bytes = make_image(40, 30)
+    second = await upload(client, new_bytes, fields={"file": "x.png", "label": "new"})
+
+    assert second.status_code == 200
+    assert second.json()["_id"] == first["_id"]
+    assert (await client.get("/images")).json()["total"] == 1
+    assert (await client.get(f"/images/{first['_id']}/file")).content == new_bytes
+    assert await stored_keys(app) == {"x.png"}
+
+
+class WriteRecorder(monitoring.CommandListener):
+    """The commands clients created after registration send, while `recording`."""
+
+    def __init__(self) -> None:
+        self.recording = False
+        self.commands: list[tuple[str, str]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.recording:
+            self.commands.append((event.command_name, str(event.command.get(event.command_name))))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+WRITES = WriteRecorder()
+monitoring.register(WRITES)
+
+
+async def test_a_new_image_never_searches_the_collection_by_path(make_settings: Callable[..., Settings]) -> None:
+    # On FerretDB with SQLite a search by `file` reads every document: uploads would slow down
+    # with every image stored. A new path is known new from the storage.
+    async with LifespanClient(create_app(make_settings())) as (client, app):
+        await upload(client, make_image(), fields={"file": "first.png"})
+        # The start-up maintenance searches the collection: let it finish first.
+        await asyncio.gather(*app.state.services.database._background)
+        WRITES.commands.clear()
+        WRITES.recording = True
+        try:
+            response = await upload(client, make_image(), fields={"file": "second.png"})
+        finally:
+            WRITES.recording = False
+    assert response.status_code == 200
+    assert WRITES.commands == [("insert", "leases"), ("insert", "images"), ("delete", "leases")]
 
 
 async def test_upload_with_id_of_another_image_is_a_conflict(client: httpx.AsyncClient, app: FastAPI) -> None:
