@@ -2,8 +2,8 @@
 
 With `mongodb_data.json` the documents are restored (their `_id`, `time` and `data`, upserted by
 file and owner); archive files it does not list, or any file when there is no such JSON, become
-new images. Every image goes through `ImageService.upload`, so an imported image is checked,
-stored and made consistent exactly like an uploaded one.
+new images. Every image goes through `ImageService.upload`, or `create_many` for a batch of new
+paths, so an imported image is checked, stored and made consistent exactly like an uploaded one.
 
 Archives are untrusted: limits on entry count and total size are checked on the central
 directory before anything is written (declared sizes bound what zipfile will inflate, so a zip
@@ -39,6 +39,9 @@ T = TypeVar("T")
 
 
 LOOKUP_BATCH = 200
+# New images written together (one lease take, insert and release): enough to spread the cost
+# of a database write over many images, few enough zip entries open at once.
+CREATE_BATCH = 50
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,38 +115,44 @@ async def _import_archive(
         stack.callback(documents.close)
         while batch := await to_thread.run_sync(_take, documents, LOOKUP_BATCH):
             fresh = await _fresh_paths(images, scope, [document.file for document in batch])
+            news = []
             for document in batch:
                 used.add(document.file)
                 info = entries.get(document.file)
                 if info is None:
                     summary.skip(document.file, f"listed in {JSON_NAME} but its file is not in the archive")
                     continue
-                new = NewImage(
-                    source=_entry(zip_file, info),
-                    length=info.file_size,
-                    file=document.file,
-                    time=document.time,
-                    data={**document.data, **extra_data},
-                    image_id=document.image_id,
-                    id_required=False,
-                    known_new=document.file in fresh,
+                news.append(
+                    NewImage(
+                        source=_entry(zip_file, info),
+                        length=info.file_size,
+                        file=document.file,
+                        time=document.time,
+                        data={**document.data, **extra_data},
+                        image_id=document.image_id,
+                        id_required=False,
+                        known_new=document.file in fresh,
+                    )
                 )
-                await _import_one(images, scope, new, summary)
+            await _import_batch(images, scope, news, summary)
         remaining = (info for name, info in entries.items() if name not in used and name not in (JSON_NAME, XLSX_NAME))
         while batch_infos := _take(remaining, LOOKUP_BATCH):
             fresh = await _fresh_paths(images, scope, [info.filename for info in batch_infos])
+            news = []
             for info in batch_infos:
                 if _is_symlink(info):
                     summary.skip(info.filename, "symbolic links are not imported")
                     continue
-                new = NewImage(
-                    source=_entry(zip_file, info),
-                    length=info.file_size,
-                    file=info.filename,
-                    data=dict(extra_data),
-                    known_new=info.filename in fresh,
+                news.append(
+                    NewImage(
+                        source=_entry(zip_file, info),
+                        length=info.file_size,
+                        file=info.filename,
+                        data=dict(extra_data),
+                        known_new=info.filename in fresh,
+                    )
                 )
-                await _import_one(images, scope, new, summary)
+            await _import_batch(images, scope, news, summary)
     return summary
 
 
@@ -171,6 +180,36 @@ def _is_canonical(scope: Scope, name: str) -> bool:
         return normalise_key(name) == name
     except BadInput:
         return False
+
+
+async def _import_batch(images: ImageService, scope: Scope, news: list[NewImage], summary: ImportSummary) -> None:
+    """New paths written together (`ImageService.create_many`), a few dozen at a time; the others
+    (replacements, and names that are not yet canonical paths) one by one."""
+    fresh = [new for new in news if new.known_new]
+    for start in range(0, len(fresh), CREATE_BATCH):
+        part = fresh[start : start + CREATE_BATCH]
+        try:
+            results = await images.create_many(scope, part)
+        except Unavailable as error:
+            raise ImportInterrupted(
+                f"The import stopped after {summary.imported} images: {error.detail}", summary
+            ) from None
+        finally:
+            for new in part:
+                new.source.close()
+        outage: Unavailable | None = None
+        for new, result in zip(part, results, strict=True):
+            if isinstance(result, Unavailable):
+                outage = result
+            elif isinstance(result, ServiceError):
+                summary.skip(new.file or "", result.detail)
+            else:
+                summary.imported += 1
+        if outage is not None:
+            raise ImportInterrupted(f"The import stopped after {summary.imported} images: {outage.detail}", summary)
+    for new in news:
+        if not new.known_new:
+            await _import_one(images, scope, new, summary)
 
 
 async def _import_one(images: ImageService, scope: Scope, new: NewImage, summary: ImportSummary) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import stat
@@ -19,7 +20,7 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import FIXTURES
-from tests.rest.test_images import LifespanClient, count_documents, stored_keys, upload
+from tests.rest.test_images import WRITES, LifespanClient, count_documents, stored_keys, upload
 from tests.utils.images import make_image
 
 
@@ -380,9 +381,13 @@ async def test_import_stopped_by_storage_failure_reports_what_it_imported(
 
     assert response.status_code == 503
     body = response.json()
-    assert body["imported"] == 1 and "stopped after 1 images" in body["detail"]
-    assert [document["file"] for document in await all_documents(client)] == ["a.png"]
-    assert (await client.get(f"/images/{(await all_documents(client))[0]['_id']}/image")).status_code == 200
+    # What it says it imported is exactly what is there, each image with its file.
+    documents = await all_documents(client)
+    assert "a.png" in [document["file"] for document in documents]
+    assert "blocked/b.png" not in [document["file"] for document in documents]
+    assert body["imported"] == len(documents) and f"stopped after {len(documents)} images" in body["detail"]
+    for document in documents:
+        assert (await client.get(f"/images/{document['_id']}/image")).status_code == 200
 
 
 @pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
@@ -394,3 +399,34 @@ async def test_an_entry_where_a_file_is_a_folder_on_disk_is_skipped_with_the_rea
     assert body["imported"] == 2
     assert [entry["name"] for entry in body["skipped"]] == ["col/x/y.png"]
     assert "folder" in body["skipped"][0]["reason"]
+
+
+async def test_an_entry_twice_in_one_archive_ends_as_its_later_copy(client: httpx.AsyncClient, app: FastAPI) -> None:
+    first, second = make_image(10, 10), make_image(20, 20)
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        archive = make_zip([("twice.png", first), ("other.png", make_image()), ("twice.png", second)])
+    body = (await import_zip(client, archive)).json()
+    assert body["imported"] == 2 and body["skipped"] == []  # one name, one image: the later entry
+    documents = {document["file"]: document for document in await all_documents(client)}
+    assert set(documents) == {"twice.png", "other.png"}
+    assert (documents["twice.png"]["width"], documents["twice.png"]["height"]) == (20, 20)
+    assert (await client.get(f"/images/{documents['twice.png']['_id']}/image")).content == second
+    assert await stored_keys(app) == {"twice.png", "other.png"}
+
+
+async def test_an_import_of_new_images_writes_them_a_batch_at_a_time(make_settings: Callable[..., Settings]) -> None:
+    # One lease take, one insert and one release per batch of 50, not per image: FerretDB with
+    # SQLite runs one write at a time.
+    archive = make_zip([(f"many/{index}.png", make_image()) for index in range(120)])
+    async with LifespanClient(create_app(make_settings())) as (client, app):
+        await asyncio.gather(*app.state.services.database._background)  # start-up maintenance done
+        WRITES.commands.clear()
+        WRITES.recording = True
+        try:
+            body = (await import_zip(client, archive)).json()
+        finally:
+            WRITES.recording = False
+        assert body["imported"] == 120
+        assert len(await all_documents(client)) == 120
+    writes = [command for command in WRITES.commands if command[0] in ("insert", "delete", "update")]
+    assert writes == [("insert", "leases"), ("insert", "images"), ("delete", "leases")] * 3
