@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -49,12 +50,17 @@ def live_service(
         uploads = tmp_path / "uploads"
         env["UPLOADS_DIRECTORY"] = str(uploads)
         if "MONGODB_CONNECTION_STRING" in external_environment:
-            env["MONGODB_CONNECTION_STRING"] = external_environment["MONGODB_CONNECTION_STRING"]
+            # This test's own database on the external server (dropped after it), not the default one.
+            mongodb_server_uri: str = request.getfixturevalue("mongodb_server_uri")
+            database = request.getfixturevalue("database_name")
+            env["MONGODB_CONNECTION_STRING"] = urlsplit(mongodb_server_uri)._replace(path=f"/{database}").geturl()
     else:
         s3: S3Server = request.getfixturevalue("s3_server")
-        mongodb_server_uri: str = request.getfixturevalue("mongodb_server_uri")
+        mongodb_server_uri = request.getfixturevalue("mongodb_server_uri")
         env |= {
-            "MONGODB_CONNECTION_STRING": f"{mongodb_server_uri.rstrip('/')}/{request.getfixturevalue('database_name')}",
+            "MONGODB_CONNECTION_STRING": urlsplit(mongodb_server_uri)
+            ._replace(path=f"/{request.getfixturevalue('database_name')}")
+            .geturl(),
             **s3_environment(
                 endpoint=s3.endpoint,
                 access_key=s3.access_key,
