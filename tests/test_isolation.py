@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from pymongo import monitoring
 
 from app.config import Settings
 from app.main import create_app
@@ -192,3 +193,47 @@ async def test_files_live_under_each_owners_folder(
     for key in ("bob/shared.png", "bob/folder/private.png", "alice/shared.png", "alice/mine.png"):
         assert await storage.exists(key), key
     assert not await storage.exists("shared.png")
+
+
+class FindRecorder(monitoring.CommandListener):
+    """The filters of `find` commands on images sent while `recording`."""
+
+    def __init__(self) -> None:
+        self.recording = False
+        self.filters: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.recording and event.command_name == "find" and event.command.get("find") == "images":
+            self.filters.append(dict(event.command.get("filter", {})))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+FINDS = FindRecorder()
+monitoring.register(FINDS)
+
+
+async def test_one_image_is_read_by_its_id_alone_and_the_owner_checked_after(
+    users: tuple[User, User, dict[str, dict[str, Any]]],
+) -> None:
+    # FerretDB pushes a filter down to its storage only when it is a lone `_id` equality; with
+    # the owner beside it, it reads the whole collection for every single-image request.
+    alice, _, bobs = users
+    mine = next(item for item in await alice.everything() if item["file"] == "alice/mine.png")
+    FINDS.filters.clear()
+    FINDS.recording = True
+    try:
+        answers = [
+            await alice.request("GET", f"/images/{mine['_id']}"),
+            await alice.request("PATCH", f"/images/{mine['_id']}", json={"seen": True}),
+            await alice.request("GET", f"/images/{bobs['private']['_id']}"),
+        ]
+    finally:
+        FINDS.recording = False
+    assert [answer.status_code for answer in answers] == [200, 200, 404]
+    assert FINDS.filters
+    assert all(set(condition) == {"_id"} for condition in FINDS.filters), FINDS.filters

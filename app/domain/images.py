@@ -98,8 +98,11 @@ class ImageService:
     async def get(self, scope: Scope, image_id: str) -> Image:
         self.database.require_ready()
         with self.database.errors():
-            image = await Image.find_one({"_id": parse_object_id(image_id), **scope.condition()})
-        if image is None:
+            # By `_id` alone, the scope checked here: FerretDB pushes a filter down to its
+            # storage only when it is a lone `_id` equality, and reads the whole collection for
+            # any other (`{_id, userId}` included).
+            image = await Image.find_one({"_id": parse_object_id(image_id)})
+        if image is None or not scope.allows({"userId": image.userId}):
             # Also the answer for another owner's image: its existence is not revealed.
             raise NotFound(f"No image with id {image_id}.")
         return image
@@ -372,7 +375,7 @@ class ImageService:
         self, scope: Scope, image_id: str, change: rewrite.DataChange, revisions: Collection[int] | None
     ) -> Image:
         image = await self.get(scope, image_id)
-        condition = {"_id": image.id, **scope.condition()}
+        condition = {"_id": image.id}  # in scope, as `get` found; an image never changes owner
         with self.database.errors():
             async with self.leases.hold([path_key(image.file)]):
                 document = await rewrite.rewrite_one(
@@ -389,8 +392,8 @@ class ImageService:
         with self.database.errors():
             # The file goes under the lease too: an upload to this path waits until it is gone.
             async with self.leases.hold([path_key(image.file)]):
-                document = await collection.find_one({"_id": image.id, **scope.condition()})
-                if document is None:
+                document = await collection.find_one({"_id": image.id})
+                if document is None or not scope.allows(document):
                     raise NotFound(f"No image with id {image_id}.")
                 rewrite.check_revision(document, revisions)
                 if (await collection.delete_one(rewrite.unchanged(document))).deleted_count:
