@@ -14,6 +14,10 @@ the ratio service/floor:
   request. Floor: one writer doing file write + `insert_one` per image.
 
     .venv/bin/python -m bench.bench_floor [--images 400] [--clients 8] [--size-kb 100] [--repeat 20]
+                                          [--existing 50000]
+
+With `--existing N`, N documents are planted on both sides first (no files), so every phase
+runs against a collection of that size.
 
 With `MONGODB_CONNECTION_STRING` set it uses that server (fresh databases, dropped at the end);
 otherwise a throwaway FerretDB. It prints figures and never asserts on them.
@@ -78,7 +82,9 @@ async def run_clients(count: int, clients: int, one: Callable[[int], Awaitable[N
     return time.perf_counter() - started
 
 
-async def measure(arguments: argparse.Namespace, service: Service, floor_target: Target, floor_root: Path) -> list[Any]:
+async def measure(
+    arguments: argparse.Namespace, service: Service, service_database: str, floor_target: Target, floor_root: Path
+) -> list[Any]:
     blobs = noise_pngs(20, arguments.size_kb * 1024, random.Random(7))
     rows: list[Any] = []
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(floor_target.uri)
@@ -87,12 +93,20 @@ async def measure(arguments: argparse.Namespace, service: Service, floor_target:
     await floor.create_index([("time", 1), ("_id", 1)], name="time_1__id_1")
     await floor.create_index("dataKeys", name="dataKeys_1")
     limits = httpx.Limits(max_connections=arguments.clients)
+    if arguments.existing:
+        # Documents already stored (no files: nothing here reads them), on both sides alike.
+        service_images = client[service_database]["images"]
+        for start in range(0, arguments.existing, 5000):
+            batch = range(start, min(start + 5000, arguments.existing))
+            planted = [image_document(-1 - index, blobs[0]) for index in batch]
+            await service_images.insert_many([dict(document) for document in planted], ordered=False)
+            await floor.insert_many(planted, ordered=False)
     async with httpx.AsyncClient(base_url=service.base_url, timeout=120, limits=limits) as http:
 
         async def upload(index: int) -> None:
             blob: Blob = blobs[index % len(blobs)]
             document = image_document(index, blob)
-            fields = {"file": document["file"], "label": document["data"]["label"], "index": str(index)}
+            fields = {"file": document["file"], "label": document["data"]["label"], "origin": "upload"}
             response = await http.post("/images", files={"image": ("x.png", blob.content)}, data=fields)
             response.raise_for_status()
 
@@ -139,8 +153,9 @@ async def measure(arguments: argparse.Namespace, service: Service, floor_target:
             floor_ms = await median_ms(floor_call, arguments.repeat)
             rows.append((name, service_ms, floor_ms, service_ms / floor_ms))
 
-        archive = (await http.get("/export")).content
-        (await http.delete("/images")).raise_for_status()
+        # The uploaded images only: a bulk delete of a large collection is slow on FerretDB.
+        archive = (await http.get("/export", params={"origin": "upload"})).content
+        (await http.delete("/images", params={"origin": "upload"})).raise_for_status()
         started = time.perf_counter()
         response = await http.post("/import", files={"archive": ("export.zip", archive, "application/zip")})
         response.raise_for_status()
@@ -160,6 +175,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--size-kb", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--existing", type=int, default=0, help="documents already stored before the uploads")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     arguments = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-floor-"))
@@ -172,7 +188,7 @@ def main() -> None:
         stack.callback(service.stop)
         with httpx.Client(base_url=service.base_url) as http:
             service.wait_until_ready(http)
-        rows = asyncio.run(measure(arguments, service, floor_target, work / "floor"))
+        rows = asyncio.run(measure(arguments, service, target.database, floor_target, work / "floor"))
         MongoClient(target.uri).drop_database(target.database)
     print(f"\n{'work':<32} {'service':>10} {'floor':>10} {'service cost':>13}")
     for name, service_value, floor_value, cost in rows:
