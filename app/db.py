@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,6 +18,7 @@ from beanie import init_beanie
 from bson.errors import InvalidDocument
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import (
     BulkWriteError,
     ConnectionFailure,
@@ -143,6 +144,18 @@ async def _maintain(collection: AsyncCollection[dict[str, Any]], tasks: Sequence
         except (PyMongoError, ServiceError) as error:
             # Retried at the next start; the service works without it meanwhile.
             log.warning("database maintenance stopped: %s", error)
+
+
+async def in_batches(cursor: AsyncCursor[dict[str, Any]], size: int) -> AsyncIterator[list[dict[str, Any]]]:
+    """The cursor's documents, `size` at a time (the driver fetches them as they are asked for)."""
+    batch: list[dict[str, Any]] = []
+    async for document in cursor:
+        batch.append(document)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 async def ensure_indexes(collection: AsyncCollection[dict[str, Any]], indexes: list[IndexModel]) -> None:
