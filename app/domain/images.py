@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DELETE_BATCH = 2000  # images deleted per round of leases (and per scan, on FerretDB)
 DUPLICATE_KEY = 11000
+LOOKUPS_AT_ONCE = 16  # storage lookups (stat, HEAD) side by side
 
 # Where an upload looks for the image already at its path (ImageService._existing).
 Look = Literal["storage first", "database", "nowhere"]
@@ -404,14 +405,26 @@ class ImageService:
     # -- many at once ---------------------------------------------------------------------------
 
     async def taken_paths(self, scope: Scope, paths: list[str]) -> set[str]:
-        """Which of these canonical paths, as the caller gives them, already hold an image."""
+        """Which of these canonical paths, as the caller gives them, already hold a stored file.
+
+        Asked of the storage, as `_existing` does and for the same reason: a search of the
+        collection by `file` reads every document on FerretDB (with SQLite, for each of a
+        batch's paths), so imports slowed down with every image already stored. A path whose
+        document lost its file reads as free; `create_many` then meets its document on insert
+        and hands it to `upload`.
+        """
         placed = {scope.file_path(path): path for path in paths}
-        if not placed:
-            return set()
-        self.database.require_ready()
-        with self.database.errors():
-            found = Image.get_pymongo_collection().find({"file": {"$in": list(placed)}}, {"file": 1})
-            return {placed[document["file"]] async for document in found}
+        slots = asyncio.Semaphore(LOOKUPS_AT_ONCE)
+
+        async def stored(file: str) -> bool:
+            async with slots:
+                try:
+                    return await self.storage.exists(file)
+                except ServiceError:
+                    return True  # unknown: left to `upload`, which meets the failure in its turn
+
+        found = await asyncio.gather(*(stored(file) for file in placed))
+        return {path for (file, path), taken in zip(placed.items(), found, strict=True) if taken}
 
     async def find(self, scope: Scope, query: ImageQuery) -> Page:
         """One page of matches (raw documents, projected as asked) and the count of all matches."""

@@ -165,10 +165,10 @@ def _take(items: Iterator[T], count: int) -> list[T]:
 
 
 async def _fresh_paths(images: ImageService, scope: Scope, names: list[str]) -> set[str]:
-    """The names that are already canonical paths and that no image of the caller has.
+    """The names that are already canonical paths and that hold no image of the caller's yet.
 
-    One lookup per batch instead of one per image: FerretDB cannot use an index for it, and
-    a lookup per image made large imports slow down with every image already imported.
+    Looked up in the storage (`ImageService.taken_paths`), never the collection by path: on
+    FerretDB that reads every document, so imports slowed down with every image stored.
     """
     canonical = [name for name in names if _is_canonical(scope, name)]
     return set(canonical) - await images.taken_paths(scope, canonical)
