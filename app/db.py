@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -144,6 +144,21 @@ async def _maintain(collection: AsyncCollection[dict[str, Any]], tasks: Sequence
         except (PyMongoError, ServiceError) as error:
             # Retried at the next start; the service works without it meanwhile.
             log.warning("database maintenance stopped: %s", error)
+
+
+async def pages_by_id(
+    collection: AsyncCollection[dict[str, Any]], condition: Mapping[str, Any], projection: Mapping[str, Any], size: int
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The matches of `condition` in `_id` order, `size` at a time, each page asked for once the
+    previous one is done with: for work that changes the matches as it goes."""
+    after: Any = None
+    while True:
+        page = condition if after is None else {"$and": [condition, {"_id": {"$gt": after}}]}
+        batch = await collection.find(page, projection, sort=[("_id", 1)], limit=size).to_list(None)
+        if not batch:
+            return
+        after = batch[-1]["_id"]
+        yield batch
 
 
 async def in_batches(cursor: AsyncCursor[dict[str, Any]], size: int) -> AsyncIterator[list[dict[str, Any]]]:

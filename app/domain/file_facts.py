@@ -18,10 +18,10 @@ from contextlib import aclosing
 from typing import Any
 
 from anyio import to_thread
-from bson import ObjectId
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
+from app.db import pages_by_id
 from app.domain.leases import Leases, path_key
 from app.domain.media import MediaFacts, sniff
 from app.domain.rewrite import REVISION
@@ -42,21 +42,13 @@ async def backfill(collection: AsyncCollection[dict[str, Any]], *, storage: Stor
     Storage outages stop it (Unavailable): it runs again at the next start.
     """
     updated = 0
-    after: ObjectId | None = None
     slots = asyncio.Semaphore(CONCURRENCY)
 
     async def facts_of(document: dict[str, Any]) -> dict[str, Any] | None:
         async with slots:
             return await read_facts(storage, document.get("file"))
 
-    while True:
-        condition: dict[str, Any] = {"size": {"$exists": False}}
-        if after is not None:
-            condition["_id"] = {"$gt": after}
-        batch = await collection.find(condition, {"file": 1}, sort=[("_id", 1)], limit=BATCH).to_list(None)
-        if not batch:
-            break
-        after = batch[-1]["_id"]
+    async for batch in pages_by_id(collection, {"size": {"$exists": False}}, {"file": 1}, BATCH):
         found = await asyncio.gather(*(facts_of(document) for document in batch))
         requests = [
             # Raising the revision: what clients see of the image has changed.

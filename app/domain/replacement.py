@@ -26,9 +26,9 @@ from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any
 
-from bson import ObjectId
 from pymongo.asynchronous.collection import AsyncCollection
 
+from app.db import pages_by_id
 from app.domain.leases import Leases, path_key
 from app.errors import Conflict, NotFound, ServiceError
 from app.storage import Storage
@@ -80,15 +80,7 @@ async def settle_all(collection: AsyncCollection[dict[str, Any]], *, storage: St
     An image whose lease another writer holds is left to that writer, which settles it first.
     """
     settled = 0
-    after: ObjectId | None = None
-    while True:
-        condition: dict[str, Any] = {PENDING: {"$exists": True}}
-        if after is not None:
-            condition["_id"] = {"$gt": after}
-        batch = await collection.find(condition, {"file": 1}, sort=[("_id", 1)], limit=BATCH).to_list(None)
-        if not batch:
-            break
-        after = batch[-1]["_id"]
+    async for batch in pages_by_id(collection, {PENDING: {"$exists": True}}, {"file": 1}, BATCH):
         for found in batch:
             try:
                 settled += await settle_one(collection, storage, leases, found)

@@ -28,6 +28,7 @@ from bson import ObjectId
 from pymongo import ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 
+from app.db import pages_by_id
 from app.domain.data_keys import data_keys
 from app.domain.leases import Leases, path_key
 from app.domain.query import all_of
@@ -117,19 +118,14 @@ async def rewrite_many(
     """Apply `change` to the data of every match, in `_id` order, a batch at a time, each batch
     under the leases of its images' paths."""
     matched = modified = 0
-    after: ObjectId | None = None
-    while True:
-        page = all_of([condition, {"_id": {"$gt": after}} if after is not None else {}])
-        found = await collection.find(page, {"file": 1}, sort=[("_id", 1)], limit=BATCH).to_list(None)
-        if not found:
-            return Rewritten(matched=matched, modified=modified)
-        after = found[-1]["_id"]
+    async for found in pages_by_id(collection, condition, {"file": 1}, BATCH):
         async with leases.hold(path_key(document["file"]) for document in found):
             # Read again under the leases: an image may have changed, or stopped matching, meanwhile.
             ids = [document["_id"] for document in found]
             batch = await collection.find(all_of([condition, {"_id": {"$in": ids}}]), sort=[("_id", 1)]).to_list(None)
             done = await _rewrite_batch(collection, condition, batch, change)
         matched, modified = matched + done.matched, modified + done.modified
+    return Rewritten(matched=matched, modified=modified)
 
 
 async def _rewrite_batch(

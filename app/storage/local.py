@@ -58,11 +58,8 @@ class LocalStorage:
         path = self._path(key)
         try:
             await to_thread.run_sync(_write_atomically, path, source)
-        except (NotADirectoryError, FileExistsError):
-            # On a disk a name is a file or a folder, not both (S3 keys are flat: no such clash).
-            raise Conflict(f"{key!r} cannot be stored: a folder on its path is already a file.") from None
-        except IsADirectoryError:
-            raise Conflict(f"{key!r} cannot be stored: it is already a folder holding other files.") from None
+        except (NotADirectoryError, FileExistsError, IsADirectoryError) as error:
+            raise _clash(key, error) from None
         except OSError as error:
             raise self._unavailable("The file could not be written to local storage", error) from None
 
@@ -89,10 +86,8 @@ class LocalStorage:
             await to_thread.run_sync(rename)
         except FileNotFoundError:
             raise NotFound(f"The file {source!r} is missing from storage.") from None
-        except (NotADirectoryError, FileExistsError):
-            raise Conflict(f"{target!r} cannot be stored: a folder on its path is already a file.") from None
-        except IsADirectoryError:
-            raise Conflict(f"{target!r} cannot be stored: it is already a folder holding other files.") from None
+        except (NotADirectoryError, FileExistsError, IsADirectoryError) as error:
+            raise _clash(target, error) from None
         except OSError as error:
             raise self._unavailable("The file could not be moved in local storage", error) from None
 
@@ -139,6 +134,13 @@ class LocalStorage:
 
     async def close(self) -> None:
         pass
+
+
+def _clash(key: str, error: OSError) -> Conflict:
+    # On a disk a name is a file or a folder, not both (S3 keys are flat: no such clash).
+    if isinstance(error, IsADirectoryError):
+        return Conflict(f"{key!r} cannot be stored: it is already a folder holding other files.")
+    return Conflict(f"{key!r} cannot be stored: a folder on its path is already a file.")
 
 
 def _write_atomically(path: Path, source: BinaryIO) -> None:
