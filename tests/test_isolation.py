@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from pymongo import monitoring
 
 from app.config import Settings
 from app.main import create_app
+from tests.utils.commands import recorded
 from tests.utils.graphql import error_codes
 from tests.utils.images import make_image
 from tests.utils.oidc import AUDIENCE, ISSUER, JwksServer, bearer, claims_for, jwks_server, rsa_key, sign
@@ -195,28 +195,6 @@ async def test_files_live_under_each_owners_folder(
     assert not await storage.exists("shared.png")
 
 
-class FindRecorder(monitoring.CommandListener):
-    """The filters of `find` commands on images sent while `recording`."""
-
-    def __init__(self) -> None:
-        self.recording = False
-        self.filters: list[dict[str, Any]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.recording and event.command_name == "find" and event.command.get("find") == "images":
-            self.filters.append(dict(event.command.get("filter", {})))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-FINDS = FindRecorder()
-monitoring.register(FINDS)
-
-
 async def test_one_image_is_read_by_its_id_alone_and_the_owner_checked_after(
     users: tuple[User, User, dict[str, dict[str, Any]]],
 ) -> None:
@@ -224,16 +202,13 @@ async def test_one_image_is_read_by_its_id_alone_and_the_owner_checked_after(
     # the owner beside it, it reads the whole collection for every single-image request.
     alice, _, bobs = users
     mine = next(item for item in await alice.everything() if item["file"] == "alice/mine.png")
-    FINDS.filters.clear()
-    FINDS.recording = True
-    try:
+    with recorded() as sent:
         answers = [
             await alice.request("GET", f"/images/{mine['_id']}"),
             await alice.request("PATCH", f"/images/{mine['_id']}", json={"seen": True}),
             await alice.request("GET", f"/images/{bobs['private']['_id']}"),
         ]
-    finally:
-        FINDS.recording = False
     assert [answer.status_code for answer in answers] == [200, 200, 404]
-    assert FINDS.filters
-    assert all(set(condition) == {"_id"} for condition in FINDS.filters), FINDS.filters
+    filters = [command.filter for command in sent if command.name == "find" and command.collection == "images"]
+    assert filters
+    assert all(set(condition) == {"_id"} for condition in filters), filters

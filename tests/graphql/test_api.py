@@ -10,12 +10,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from pymongo import monitoring
 
 from app.config import Settings
 from app.graphql.schema import schema
 from app.main import create_app
 from tests.rest.test_images import LifespanClient, count_documents, stored_keys, upload
+from tests.utils.commands import recorded
 from tests.utils.graphql import error_codes, gql, gql_data, gql_upload
 from tests.utils.images import make_image
 
@@ -364,41 +364,15 @@ async def test_graphiql_page_on_get(client: httpx.AsyncClient) -> None:
     assert "graphiql" in response.text.lower()
 
 
-class CommandRecorder(monitoring.CommandListener):
-    """Records command names while `recording`; registered once, since PyMongo cannot unregister."""
-
-    def __init__(self) -> None:
-        self.recording = False
-        self.commands: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.recording:
-            self.commands.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-RECORDER = CommandRecorder()
-monitoring.register(RECORDER)  # clients created from now on report to it
-
-
 async def test_a_page_is_one_database_round_trip(make_settings: Callable[..., Settings]) -> None:
     async with LifespanClient(create_app(make_settings())) as (client, _):
         for index in range(5):
             await upload(client, make_image(), fields={"file": f"{index}.png", "n": str(index)})
         commands: dict[str, list[str]] = {}
         for name, arguments in (("whole", ""), ("part", "(limit: 2)"), ("past the end", "(skip: 9)")):
-            RECORDER.commands.clear()
-            RECORDER.recording = True
-            try:
+            with recorded() as sent:
                 data = await gql_data(client, f"{{ images{arguments} {{ total items {{ {IMAGE_FIELDS} }} }} }}")
-            finally:
-                RECORDER.recording = False
             assert data["images"]["total"] == 5
-            commands[name] = sorted(RECORDER.commands)
+            commands[name] = sorted(command.name for command in sent)
     # The page, and the count only when the page cannot tell it; never a query per image.
     assert commands == {"whole": ["find"], "part": ["aggregate", "find"], "past the end": ["aggregate", "find"]}

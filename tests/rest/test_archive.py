@@ -20,7 +20,8 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import FIXTURES
-from tests.rest.test_images import WRITES, LifespanClient, count_documents, stored_keys, upload
+from tests.rest.test_images import LifespanClient, count_documents, stored_keys, upload
+from tests.utils.commands import recorded
 from tests.utils.images import make_image
 
 
@@ -422,15 +423,12 @@ async def test_an_import_of_new_images_writes_them_a_batch_at_a_time_without_sea
     archive = make_zip([(f"many/{index}.png", make_image()) for index in range(120)])
     async with LifespanClient(create_app(make_settings())) as (client, app):
         await asyncio.gather(*app.state.services.database._background)  # start-up maintenance done
-        WRITES.commands.clear()
-        WRITES.recording = True
-        try:
+        with recorded() as sent:
             body = (await import_zip(client, archive)).json()
-        finally:
-            WRITES.recording = False
         assert body["imported"] == 120
         assert len(await all_documents(client)) == 120
-    writes = [command for command in WRITES.commands if command[0] in ("insert", "delete", "update")]
+    commands = [(command.name, command.collection) for command in sent]
+    writes = [command for command in commands if command[0] in ("insert", "delete", "update")]
     assert writes == [("insert", "leases"), ("insert", "images"), ("delete", "leases")] * 3
     # Which paths are free is asked of the storage: a search by path reads every document on FerretDB.
-    assert ("find", "images") not in WRITES.commands
+    assert ("find", "images") not in commands

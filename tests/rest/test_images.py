@@ -11,12 +11,12 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from pymongo import monitoring
 
 from app.config import Settings
 from app.main import create_app
 from app.models import Image
 from app.services import Services
+from tests.utils.commands import recorded
 from tests.utils.images import make_image
 
 
@@ -147,28 +147,6 @@ async def test_upload_to_a_path_whose_file_went_missing_replaces_that_image(
     assert await stored_keys(app) == {"x.png"}
 
 
-class WriteRecorder(monitoring.CommandListener):
-    """The commands clients created after registration send, while `recording`."""
-
-    def __init__(self) -> None:
-        self.recording = False
-        self.commands: list[tuple[str, str]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.recording:
-            self.commands.append((event.command_name, str(event.command.get(event.command_name))))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-WRITES = WriteRecorder()
-monitoring.register(WRITES)
-
-
 async def test_a_new_image_never_searches_the_collection_by_path(make_settings: Callable[..., Settings]) -> None:
     # On FerretDB with SQLite a search by `file` reads every document: uploads would slow down
     # with every image stored. A new path is known new from the storage.
@@ -176,14 +154,14 @@ async def test_a_new_image_never_searches_the_collection_by_path(make_settings: 
         await upload(client, make_image(), fields={"file": "first.png"})
         # The start-up maintenance searches the collection: let it finish first.
         await asyncio.gather(*app.state.services.database._background)
-        WRITES.commands.clear()
-        WRITES.recording = True
-        try:
+        with recorded() as sent:
             response = await upload(client, make_image(), fields={"file": "second.png"})
-        finally:
-            WRITES.recording = False
     assert response.status_code == 200
-    assert WRITES.commands == [("insert", "leases"), ("insert", "images"), ("delete", "leases")]
+    assert [(command.name, command.collection) for command in sent] == [
+        ("insert", "leases"),
+        ("insert", "images"),
+        ("delete", "leases"),
+    ]
 
 
 async def test_upload_with_id_of_another_image_is_a_conflict(client: httpx.AsyncClient, app: FastAPI) -> None:

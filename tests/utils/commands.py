@@ -1,0 +1,54 @@
+"""What the service says to the database: the commands its driver sends, recorded on request.
+
+PyMongo reports to listeners registered before a client is made, so this registers at import,
+before any test builds an app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import monitoring
+
+
+@dataclass(frozen=True)
+class Sent:
+    name: str  # find, insert, delete, aggregate…
+    collection: str
+    filter: dict[str, Any]  # of a find; empty for other commands
+
+
+class _Recorder(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.active = False
+        self.sent: list[Sent] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.active:
+            target = event.command.get(event.command_name)
+            condition = event.command.get("filter") if event.command_name == "find" else None
+            self.sent.append(Sent(event.command_name, str(target), dict(condition or {})))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+_RECORDER = _Recorder()
+monitoring.register(_RECORDER)
+
+
+@contextmanager
+def recorded() -> Iterator[list[Sent]]:
+    """The commands sent during the block (by every client made after this module's import)."""
+    _RECORDER.sent = []
+    _RECORDER.active = True
+    try:
+        yield _RECORDER.sent
+    finally:
+        _RECORDER.active = False
