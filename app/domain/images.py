@@ -177,10 +177,13 @@ class ImageService:
             documents[index] = rewrite.next_revision(document)
         self.database.require_ready()
         if documents:
-            with self.database.errors():
-                paths = [path_key(document["file"]) for document in documents.values()]
-                async with self.leases.hold(paths, what="Images of this batch"):
-                    await self._create_holding_leases(news, documents, results)
+            paths = [path_key(document["file"]) for document in documents.values()]
+            try:
+                with self.database.errors():
+                    async with self.leases.hold(paths, what="An image of this batch"):
+                        await self._create_holding_leases(news, documents, results)
+            except Conflict:
+                pass  # a writer kept one of the paths: each goes through `upload`, which waits its turn
         outage = next((result for result in results if isinstance(result, Unavailable)), None)
         for index, new in enumerate(news):
             if results[index] is None and outage is not None:
