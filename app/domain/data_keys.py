@@ -14,6 +14,7 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
+from app.db import write_in_parts
 from app.domain.leases import Leases, path_key
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ async def backfill(collection: AsyncCollection[dict[str, Any]], *, leases: Lease
             for document in batch
         ]
         async with leases.hold(path_key(document["file"]) for document in batch):
-            await collection.bulk_write(requests, ordered=False)
+            await write_in_parts(collection, requests, ordered=False)
         updated += len(batch)
     if updated:
         log.info("recorded the metadata keys of %d documents written without them", updated)

@@ -21,7 +21,7 @@ from anyio import to_thread
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
-from app.db import pages_by_id
+from app.db import pages_by_id, write_in_parts
 from app.domain.leases import Leases, path_key
 from app.domain.media import MediaFacts, sniff
 from app.domain.rewrite import REVISION
@@ -58,8 +58,8 @@ async def backfill(collection: AsyncCollection[dict[str, Any]], *, storage: Stor
         ]
         if requests:
             async with leases.hold(path_key(document["file"]) for document in batch):
-                result = await collection.bulk_write(requests, ordered=False)
-            updated += result.modified_count
+                result = await write_in_parts(collection, requests, ordered=False)
+            updated += result.modified
     if updated:
         log.info("recorded the image facts of %d documents written without them", updated)
     return updated

@@ -35,7 +35,7 @@ from bson import ObjectId
 from pymongo import ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 
-from app.db import pages_by_id
+from app.db import pages_by_id, write_in_parts
 from app.domain.data_keys import data_keys
 from app.domain.leases import Leases, path_key
 from app.domain.query import all_of
@@ -152,8 +152,8 @@ async def _rewrite_batch(
     first, *rest = changed
     written = (await collection.replace_one(unchanged(first[0]), first[1])).matched_count
     if rest:
-        result = await collection.bulk_write([ReplaceOne(unchanged(old), new) for old, new in rest], ordered=True)
-        written += result.matched_count
+        result = await write_in_parts(collection, [ReplaceOne(unchanged(old), new) for old, new in rest], ordered=True)
+        written += result.matched
     if written < len(changed):
         for image_id in await _not_written(collection, [new for _, new in changed]):
             document, written = await _apply(collection, all_of([condition, {"_id": image_id}]), change)

@@ -341,3 +341,45 @@ async def test_bulk_patch_replaces_nested_values_that_differ_only_in_keys(
 async def test_bulk_patch_with_nothing_new_modifies_nothing(client: httpx.AsyncClient, seeded: dict[str, Any]) -> None:
     response = await client.patch("/images?label=cat", json={"label": "cat"})
     assert (response.json()["matchedCount"], response.json()["modifiedCount"]) == (2, 0)
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)  # metadata only
+async def test_a_bulk_patch_of_hundreds_of_images_changes_every_one(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    # FerretDB 1.24 never answers an update command of 100 statements or more: a bulk change
+    # of more than a hundred images hung until the write is sent in parts (app/db.py).
+    raw: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri)
+    try:
+        await raw[settings.mongodb_database]["images"].insert_many(
+            [{"file": f"many/{index}.png", "userId": None, "data": {"n": index}} for index in range(260)]
+        )
+    finally:
+        await raw.close()
+    response = await client.patch("/images?regex=true&file=^many/", json={"batch": "b1"})
+    assert response.json()["matchedCount"] == response.json()["modifiedCount"] == 260
+    listed = (await client.get("/images?batch=b1&limit=1000")).json()
+    assert listed["total"] == 260
+    assert all(item["data"] == {"n": item["data"]["n"], "batch": "b1"} for item in listed["items"])
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)  # metadata only
+async def test_hundreds_of_documents_written_elsewhere_get_their_keys_at_start_up(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # More than one part of the backfill's writes (app/db.py write_in_parts), and more documents
+    # than FerretDB answers in one update command from a bulk PATCH.
+    settings = make_settings()
+    raw: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri)
+    try:
+        await raw[settings.mongodb_database]["images"].insert_many(
+            [{"file": f"old/{index}.png", "userId": None, "data": {f"k{index % 3}": index}} for index in range(260)]
+        )
+    finally:
+        await raw.close()
+    async with LifespanClient(create_app(settings)) as (client, _):
+
+        async def all_keys_known() -> bool:
+            return bool((await client.get("/fields")).json() == ["k0", "k1", "k2"])
+
+        await eventually(all_keys_known)
