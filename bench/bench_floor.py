@@ -120,8 +120,11 @@ async def measure(
         floor_s = await run_clients(images, arguments.clients, floor_upload)
         rows.append(("upload, images/s", images / service_s, images / floor_s, service_s / floor_s))
 
-        listed = (await http.get("/images", params={"limit": 1})).json()["items"][0]
-        floor_id = (await floor.find_one({}, {"_id": 1}))["_id"]  # type: ignore[index]
+        # An image from the middle of the collection: FerretDB finds one by `_id` by reading the
+        # collection in order until it meets it, so the first image would flatter both sides.
+        middle = (arguments.existing + images) // 2
+        listed = (await http.get("/images", params={"limit": 1, "skip": middle})).json()["items"][0]
+        floor_id = (await floor.find({}, {"_id": 1}, skip=middle, limit=1).to_list(None))[0]["_id"]
 
         async def floor_page(condition: dict[str, Any], sort: list[tuple[str, int]] | None) -> None:
             # What a page needs: its documents, and the count of all matches unless the page
