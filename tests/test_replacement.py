@@ -48,6 +48,11 @@ async def images(settings: Settings) -> AsyncIterator[Any]:
     await raw.close()
 
 
+async def all_settled(images: Any) -> bool:
+    """Whether no document names a staged file any more: every replacement is finished."""
+    return await images.count_documents({replacement.PENDING: {"$exists": True}}) == 0
+
+
 def facts(content: bytes) -> tuple[int, int, int]:
     with PillowImage.open(io.BytesIO(content)) as picture:
         return len(content), *picture.size
@@ -101,11 +106,7 @@ async def test_start_up_finishes_an_interrupted_replacement(
 ) -> None:
     image = await crash_after_new_document(client, app, images)
     async with LifespanClient(create_app(settings)) as (restarted, restarted_app):
-
-        async def settled() -> bool:
-            return await images.count_documents({replacement.PENDING: {"$exists": True}}) == 0
-
-        await eventually(settled)
+        await eventually(lambda: all_settled(images))
         assert await stored_keys(restarted_app) == {"p.png"}
         assert await read(restarted_app.state.services.storage, "p.png") == NEW
         assert (await restarted.get(f"/images/{image['_id']}/image")).content == NEW
@@ -161,11 +162,7 @@ async def test_a_replacement_whose_move_fails_is_acknowledged_and_served(
     assert (await client.get(f"/images/{image['_id']}/image")).content == NEW
     monkeypatch.undo()
     async with LifespanClient(create_app(settings)) as (_, restarted_app):
-
-        async def settled() -> bool:
-            return await images.count_documents({replacement.PENDING: {"$exists": True}}) == 0
-
-        await eventually(settled)
+        await eventually(lambda: all_settled(images))
         assert await stored_keys(restarted_app) == {"p.png"}
         assert await read(restarted_app.state.services.storage, "p.png") == NEW
 
@@ -232,11 +229,8 @@ async def test_killed_mid_replacements_every_image_keeps_bytes_it_describes(
                 served = (await http.get(f"/images/{listed[0]['_id']}/image")).content
                 assert facts(served) == (listed[0]["size"], listed[0]["width"], listed[0]["height"]), path
 
-            async def settled() -> bool:
-                return await images.count_documents({replacement.PENDING: {"$exists": True}}) == 0
-
             # Settled by the start-up once the dead process's leases expire (30 s).
-            await eventually(settled, seconds=90)
+            await eventually(lambda: all_settled(images), seconds=90)
             storage = build_storage(settings, Metrics())
             try:
                 for path in paths:
