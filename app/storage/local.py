@@ -65,13 +65,25 @@ class LocalStorage:
 
     async def open(self, key: str) -> StoredFile:
         path = self._path(key)
+        opened: list[BinaryIO] = []
+
+        def open_file() -> tuple[BinaryIO, int]:
+            handle = path.open("rb")
+            opened.append(handle)
+            return handle, os.fstat(handle.fileno()).st_size
+
         try:
-            handle = await to_thread.run_sync(path.open, "rb")
-            size = os.fstat(handle.fileno()).st_size
+            handle, size = await to_thread.run_sync(open_file)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFound(f"The file {key!r} is missing from storage.") from None
         except OSError as error:
             raise self._unavailable("The file could not be read from local storage", error) from None
+        except BaseException:
+            # Cancelled while the thread opened it (a shutdown mid-request or mid-backfill):
+            # anyio waits for the thread, then drops its result, so the handle is closed here.
+            for leaked in opened:
+                leaked.close()
+            raise
         return StoredFile(size=size, chunks=_read_chunks(handle))
 
     async def move(self, source: str, target: str) -> None:
