@@ -52,10 +52,13 @@ class Database:
         name: str,
         timeout_ms: int,
         metrics: Metrics,
+        setup: Sequence[MaintenanceTask] = (),
         maintenance: Sequence[MaintenanceTask] = (),
     ) -> None:
         self.name = name
         self._metrics = metrics
+        # Run once the indexes exist, before requests are served.
+        self._setup = list(setup)
         # Run in the background, one after the other, once the database is first reached.
         self._maintenance = list(maintenance)
         self._background: set[asyncio.Task[None]] = set()
@@ -81,6 +84,8 @@ class Database:
         await init_beanie(database=database, document_models=[Image], skip_indexes=True)
         collection = database[Image.Settings.name]
         await ensure_indexes(collection, IMAGE_INDEXES)
+        for task in self._setup:
+            await task(collection)
         self._ready.set()
         self._start_background(_maintain(collection, self._maintenance))
 

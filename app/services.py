@@ -10,9 +10,10 @@ from functools import partial
 
 import httpx
 
+from app import ferretdb_sqlite
 from app.auth import Authenticator, JwksCache, TokenRules
 from app.config import Settings
-from app.db import Database
+from app.db import Database, MaintenanceTask
 from app.domain import data_keys, file_facts, repair, replacement
 from app.domain.images import ImageService
 from app.domain.leases import COLLECTION as LEASES
@@ -58,11 +59,15 @@ class Services:
             # Not fatal: requests that need the storage answer 503 until it is back.
             log.warning("storage not ready at start-up: %s", error.detail)
         leases = Leases(collection=lambda: Image.get_pymongo_collection().database[LEASES])
+        setup: list[MaintenanceTask] = []
+        if settings.ferretdb_sqlite_directory is not None:
+            setup.append(partial(ferretdb_sqlite.tune, directory=settings.ferretdb_sqlite_directory))
         database = Database(
             uri=settings.mongodb_uri,
             name=settings.mongodb_database,
             timeout_ms=settings.mongodb_timeout_ms,
             metrics=metrics,
+            setup=setup,
             # For documents written by someone else (the legacy service, a restore).
             maintenance=[
                 partial(replacement.settle_all, storage=storage, leases=leases),

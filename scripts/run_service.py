@@ -52,6 +52,7 @@ def main() -> int:
             ferretdb = start_ferretdb(data_dir)
             uri = f"{ferretdb.uri}{DATABASE}"
             os.environ["MONGODB_CONNECTION_STRING"] = uri
+            os.environ["FERRETDB_SQLITE_DIRECTORY"] = str(data_dir)
             print(f"No MongoDB configured: started FerretDB at {uri} (data in {data_dir}).", flush=True)
         try:
             settings = load_settings()

@@ -52,15 +52,28 @@ def external_environment() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def mongodb_server_uri(external_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A URI without database name: tests add their own."""
+def mongodb_server(
+    external_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path | None]]:
+    """A URI without database name (tests add their own), and the SQLite files of the embedded default."""
     external = external_environment.get("MONGODB_CONNECTION_STRING")
     if external:
         parts = urlsplit(external)
-        yield parts._replace(path="/").geturl()
+        yield parts._replace(path="/").geturl(), None
         return
     with start_ferretdb(tmp_path_factory.mktemp("ferretdb")) as server:
-        yield server.uri
+        yield server.uri, server.state_dir
+
+
+@pytest.fixture(scope="session")
+def mongodb_server_uri(mongodb_server: tuple[str, Path | None]) -> str:
+    return mongodb_server[0]
+
+
+@pytest.fixture(scope="session")
+def ferretdb_sqlite_directory(mongodb_server: tuple[str, Path | None]) -> Path | None:
+    """Where the suite's own FerretDB keeps its SQLite files; None for an external database."""
+    return mongodb_server[1]
 
 
 @pytest.fixture(scope="session")
@@ -114,6 +127,7 @@ def storage_kind(request: pytest.FixtureRequest) -> str:
 def make_settings(
     storage_kind: str,
     mongodb_server_uri: str,
+    ferretdb_sqlite_directory: Path | None,
     database_name: str,
     tmp_path: Path,
     request: pytest.FixtureRequest,
@@ -125,6 +139,8 @@ def make_settings(
             "mongodb_connection_string": f"{mongodb_server_uri.rstrip('/')}/{database_name}",
             "mongodb_timeout_ms": 2000,
             "uploads_directory": tmp_path / "uploads",
+            # As `make run` configures the embedded default.
+            "ferretdb_sqlite_directory": ferretdb_sqlite_directory,
         }
         if storage_kind == "s3":
             s3: S3Server = request.getfixturevalue("s3_server")
