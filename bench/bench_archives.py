@@ -336,7 +336,9 @@ SERVICE_VARIABLES = {name.upper() for name in Settings.model_fields}
 class Service:
     """`uvicorn app.main:create_app --factory` as a child process, on a free loopback port."""
 
-    def __init__(self, *, target: Target, uploads: Path, log_path: Path) -> None:
+    def __init__(
+        self, *, target: Target, uploads: Path, log_path: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.log_path = log_path
         env = {
@@ -349,6 +351,7 @@ class Service:
         # Warnings only, as uvicorn's own `--log-level` below: the log is shown with the figures
         # when the service wrote anything, and an access line per request is not news.
         env.update(MONGODB_CONNECTION_STRING=target.uri, UPLOADS_DIRECTORY=str(uploads), LOG_LEVEL="WARNING")
+        env.update(extra_env or {})
         command = [
             sys.executable,
             "-m",

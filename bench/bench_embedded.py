@@ -1,0 +1,168 @@
+"""The embedded default (`make run`: FerretDB on SQLite, local storage) as its collection grows.
+
+At each size of `--sizes` the collection is first filled up to that many images (documents
+planted with PyMongo as the service stores them, without files: nothing measured reads them),
+then the service, its own process configured as `make run` configures it, is measured over HTTP:
+
+- upload rate: `--images` PNGs of 100 KB at `--clients` concurrent clients;
+- list with a data filter, `?label=cat&limit=100`: one image in ten matches, so the page is
+  full and the service also counts every match for the total;
+- list with a rare match, `filter={"data.part.number": ...}`: one image in a thousand;
+- an unfiltered page sorted by time, `?sort=time&order=-1&limit=100`, with its total;
+- get by id, of an image from the middle of the collection;
+- `/fields`.
+
+Latencies are medians of `--repeat` calls after one warm-up. Each figure is also printed as a
+ratio to the same figure on the empty collection, measured in the same run.
+
+    .venv/bin/python -m bench.bench_embedded [--sizes 0,10000,50000,100000] [--images 200]
+                                             [--clients 8] [--repeat 3] [--untuned]
+
+`--untuned` runs the service without `FERRETDB_SQLITE_DIRECTORY`, so without the `_id` index it
+adds (app/ferretdb_sqlite.py): the embedded default as it was before. It always starts its own
+FerretDB, since the embedded default is what it measures, and prints figures, never asserting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pymongo import AsyncMongoClient
+
+from bench.bench_archives import Blob, Service, Target, image_document, noise_pngs
+from bench.bench_floor import run_clients
+from scripts.servers import start_ferretdb
+
+DATABASE = "image_storage"
+PLANT_BATCH = 5000
+WARM_UP = 40
+# data.part.number of one image in a thousand (bench_archives.image_document)
+RARE_FILTER = json.dumps({"data.part.number": "PN-0042"})
+
+Timed = Callable[[], Awaitable[httpx.Response]]
+
+
+async def median_ms(call: Timed, repeat: int) -> float:
+    (await call()).raise_for_status()  # warm-up, and a failing call stops the bench
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        await call()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+async def measure(arguments: argparse.Namespace, service: Service, target: Target) -> dict[int, dict[str, float]]:
+    blobs = noise_pngs(20, 100 * 1024, random.Random(7))
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(target.uri)
+    images = client[target.database]["images"]
+    planted = 0
+    figures: dict[int, dict[str, float]] = {}
+    limits = httpx.Limits(max_connections=arguments.clients)
+    async with httpx.AsyncClient(base_url=service.base_url, timeout=600, limits=limits) as http:
+
+        async def upload(index: int) -> None:
+            blob: Blob = blobs[index % len(blobs)]
+            document = image_document(index, blob)
+            fields = {"file": document["file"], "label": document["data"]["label"]}
+            response = await http.post("/images", files={"image": ("x.png", blob.content)}, data=fields)
+            response.raise_for_status()
+
+        # Warm-up: the first requests of a process open connections and fill caches.
+        await run_clients(WARM_UP, arguments.clients, upload)
+        uploaded = WARM_UP
+        for size in arguments.sizes:
+            # Planted documents get negative indexes, uploads positive ones: no `file` twice.
+            while planted + uploaded < size:
+                batch = range(planted, min(planted + PLANT_BATCH, size - uploaded))
+                await images.insert_many([image_document(-1 - index, blobs[0]) for index in batch], ordered=False)
+                planted += len(batch)
+
+            seconds = await run_clients(
+                arguments.images, arguments.clients, lambda index, first=uploaded: upload(first + index)
+            )
+            uploaded += arguments.images
+            row = {"upload, images/s": arguments.images / seconds}
+
+            if size >= 1000 and not (await http.get("/images", params={"filter": RARE_FILTER})).json()["total"]:
+                raise RuntimeError("no image matches the rare filter: it would measure nothing")
+            middle = (planted + uploaded) // 2
+            listed = (await http.get("/images", params={"limit": 1, "skip": middle})).json()["items"][0]
+            for name, call in reads(http, listed["_id"]):
+                row[name] = await median_ms(call, arguments.repeat)
+            figures[planted + uploaded] = row
+            print(f"  measured at {planted + uploaded:,} images", flush=True)
+    await client.close()
+    return figures
+
+
+def reads(http: httpx.AsyncClient, image_id: str) -> list[tuple[str, Timed]]:
+    return [
+        ("list ?label=cat (1 in 10), ms", lambda: http.get("/images", params={"label": "cat", "limit": 100})),
+        ("list, 1 match in 1,000, ms", lambda: http.get("/images", params={"filter": RARE_FILTER, "limit": 100})),
+        ("page sorted by time, ms", lambda: http.get("/images", params={"sort": "time", "order": -1, "limit": 100})),
+        ("get by id, ms", lambda: http.get(f"/images/{image_id}")),
+        ("/fields, ms", lambda: http.get("/fields")),
+    ]
+
+
+def print_table(figures: dict[int, dict[str, float]]) -> None:
+    sizes = list(figures)
+    first = figures[sizes[0]]
+    print(f"\n{'work':<32}" + "".join(f"{size:>18,}" for size in sizes))
+    for name in first:
+        cells = []
+        for size in sizes:
+            value = figures[size][name]
+            cells.append(f"{value:>9.1f} ({value / first[name]:>5.2f}×)")
+        print(f"{name:<32}" + "".join(f"{cell:>18}" for cell in cells))
+    print(f"\n(in brackets: the figure over the same figure at {sizes[0]:,} images, measured in this run)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sizes",
+        type=lambda text: sorted(int(part) for part in text.split(",")),
+        default=[0, 10_000, 50_000, 100_000],
+        help="collection sizes to measure at, comma-separated",
+    )
+    parser.add_argument("--images", type=int, default=200, help="uploads measured at each size")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--untuned", action="store_true", help="without the index the service adds to FerretDB")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    arguments = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-embedded-"))
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
+        ferretdb = stack.enter_context(start_ferretdb(work / "ferretdb"))
+        target = Target(uri=f"{ferretdb.uri.rstrip('/')}/{DATABASE}", database=DATABASE)
+        extra_env = {} if arguments.untuned else {"FERRETDB_SQLITE_DIRECTORY": str(ferretdb.state_dir)}
+        service = Service(target=target, uploads=work / "uploads", log_path=work / "service.log", extra_env=extra_env)
+        stack.callback(service.stop)
+        with httpx.Client(base_url=service.base_url) as http:
+            service.wait_until_ready(http)
+        print(f"FerretDB/SQLite, {'without' if arguments.untuned else 'with'} the service's _id index", flush=True)
+        figures = asyncio.run(measure(arguments, service, target))
+        if service.log_tail():
+            print(f"\nThe service logged:\n{service.log_tail()}")
+    print_table(figures)
+    if arguments.json:
+        arguments.json.write_text(json.dumps({str(size): row for size, row in figures.items()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
