@@ -26,6 +26,7 @@ from app.domain.leases import COLLECTION as LEASES
 from app.domain.leases import Leases, path_key
 from scripts.servers import REPO_ROOT, free_port
 from tests.rest.test_images import stored_keys, upload
+from tests.utils.commands import recorded
 from tests.utils.graphql import gql
 from tests.utils.images import make_image
 from tests.utils.live import service_environment, start_service, wait_until_serving
@@ -219,6 +220,46 @@ async def test_contenders_taking_over_one_dead_lease_never_hold_it_together(sett
     finally:
         for client in clients:
             await client.close()
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_writers_finishing_together_release_their_leases_in_one_delete(settings: Settings) -> None:
+    client, leases = await raw_collection(settings, LEASES)
+    holder = Leases(collection=lambda: leases)
+    finish = asyncio.Event()
+
+    async def write(path: str) -> None:
+        async with holder.hold([path_key(path), path_key(f"{path}.json")]):
+            await finish.wait()
+
+    try:
+        writers = [asyncio.create_task(write(f"{index}.png")) for index in range(8)]
+        while await leases.count_documents({}) < 16:
+            await asyncio.sleep(0.01)
+        with recorded() as sent:
+            finish.set()
+            await asyncio.gather(*writers)
+        assert await leases.count_documents({}) == 0  # every lease released, nobody else's touched
+        assert [command.name for command in sent if command.collection == LEASES] == ["delete"]
+        # A path is free again once its writer is done.
+        async with holder.hold([path_key("3.png")]):
+            pass
+        assert await leases.count_documents({}) == 0
+    finally:
+        await client.close()
+
+
+async def test_releasing_leases_never_removes_another_writers_lease(settings: Settings) -> None:
+    client, leases = await raw_collection(settings, LEASES)
+    ours, theirs = Leases(collection=lambda: leases), Leases(collection=lambda: leases)
+    try:
+        async with theirs.hold([path_key("b.png")]):
+            async with ours.hold([path_key("a.png")]):
+                pass
+            assert [lease["_id"] for lease in await leases.find().to_list(None)] == [path_key("b.png")]
+        assert await leases.count_documents({}) == 0
+    finally:
+        await client.close()
 
 
 # -- two service processes -------------------------------------------------------------------

@@ -60,6 +60,7 @@ class Leases:
         self._ttl = ttl
         self._wait = wait
         self._local = KeyedLocks()
+        self._releases = _Releases(collection)
 
     @asynccontextmanager
     async def hold(self, keys: Iterable[str], *, what: str = "The image") -> AsyncIterator[None]:
@@ -77,7 +78,7 @@ class Leases:
             finally:
                 renewing.cancel()
                 await asyncio.gather(renewing, return_exceptions=True)
-                await self._release(wanted, owner)
+                await self._releases.release(wanted, owner)
 
     async def _take(self, keys: list[str], owner: str, what: str) -> None:
         collection = self._collection()
@@ -142,12 +143,42 @@ class Leases:
             except PyMongoError as error:
                 log.warning("could not renew the leases of %d paths (%s)", len(keys), type(error).__name__)
 
-    async def _release(self, keys: list[str], owner: str) -> None:
-        try:
-            await self._collection().delete_many({"_id": {"$in": keys}, "owner": owner})
-        except PyMongoError as error:
-            # They expire by themselves; until then, writers of these paths wait for them.
-            log.warning("could not release the leases of %d paths (%s)", len(keys), type(error).__name__)
+
+class _Releases:
+    """Releases deleted together: those that come while one delete runs go in the next one.
+
+    Under concurrent uploads this makes one delete per several writers instead of one each,
+    where FerretDB with SQLite runs one write at a time. Exact although its filter pairs every
+    key with every owner: a holder releases all its keys at once, so a lease of one of these
+    keys held by one of these owners is being released here anyway.
+    """
+
+    def __init__(self, collection: Callable[[], AsyncCollection[dict[str, Any]]]) -> None:
+        self._collection = collection
+        self._waiting: list[tuple[list[str], str, asyncio.Future[None]]] = []
+        self._worker: asyncio.Task[None] | None = None
+
+    async def release(self, keys: list[str], owner: str) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((keys, owner, done))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._delete_waiting())
+        # Shielded: the leases of a cancelled request are released all the same.
+        await asyncio.shield(done)
+
+    async def _delete_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            keys = [key for keys, _, _ in batch for key in keys]
+            try:
+                await self._collection().delete_many({"_id": {"$in": keys}, "owner": {"$in": [o for _, o, _ in batch]}})
+            except PyMongoError as error:
+                # They expire by themselves; until then, writers of these paths wait for them.
+                log.warning("could not release the leases of %d paths (%s)", len(keys), type(error).__name__)
+            finally:
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
 
 def path_key(file: str) -> str:
