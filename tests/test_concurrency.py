@@ -249,6 +249,61 @@ async def test_writers_finishing_together_release_their_leases_in_one_delete(set
         await client.close()
 
 
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_writers_starting_together_take_their_leases_in_one_insert(settings: Settings) -> None:
+    client, leases = await raw_collection(settings, LEASES)
+    ours, theirs = Leases(collection=lambda: leases), Leases(collection=lambda: leases, wait=5)
+    holding: list[str] = []
+    finish = asyncio.Event()
+
+    async def write(path: str) -> None:
+        async with ours.hold([path_key(path)]):
+            holding.append(path)
+            await finish.wait()
+
+    try:
+        async with theirs.hold([path_key("3.png")]):  # another process's writer holds one path
+            with recorded() as sent:
+                writers = [asyncio.create_task(write(f"{index}.png")) for index in range(8)]
+                while len(holding) < 7:
+                    await asyncio.sleep(0.01)
+            assert [command.name for command in sent if command.collection == LEASES][0] == "insert"
+            assert [command.name for command in sent if command.collection == LEASES].count("insert") <= 2
+            await asyncio.sleep(0.2)
+            assert "3.png" not in holding  # it waits for the other writer, alone
+        while len(holding) < 8:
+            await asyncio.sleep(0.01)
+        finish.set()
+        await asyncio.gather(*writers)
+        assert await leases.count_documents({}) == 0
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_a_writer_cancelled_while_taking_its_lease_leaves_none_behind(settings: Settings) -> None:
+    client, leases = await raw_collection(settings, LEASES)
+    holder = Leases(collection=lambda: leases, wait=2)
+
+    async def write() -> None:
+        async with holder.hold([path_key("a.png")]):
+            await asyncio.sleep(10)
+
+    try:
+        for _ in range(5):
+            writer = asyncio.create_task(write())
+            await asyncio.sleep(0)  # its insert is on its way
+            writer.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await writer
+            # The next writer of the path gets it at once, not when the lease would expire (30 s).
+            async with holder.hold([path_key("a.png")]):
+                pass
+        assert await leases.count_documents({}) == 0
+    finally:
+        await client.close()
+
+
 async def test_releasing_leases_never_removes_another_writers_lease(settings: Settings) -> None:
     client, leases = await raw_collection(settings, LEASES)
     ours, theirs = Leases(collection=lambda: leases), Leases(collection=lambda: leases)
