@@ -34,11 +34,11 @@ from app.errors import BadInput, Conflict, NotFound, ServiceError, TooLarge, Una
 from app.metrics import Metrics
 from app.models import LEGACY_FIELDS, Image, to_stored_time, utc_now
 from app.storage import Storage
+from app.together import DUPLICATE_KEY, InsertsTogether
 
 log = logging.getLogger(__name__)
 
 DELETE_BATCH = 2000  # images deleted per round of leases (and per scan, on FerretDB)
-DUPLICATE_KEY = 11000
 LOOKUPS_AT_ONCE = 16  # storage lookups (stat, HEAD) side by side
 
 # Where an upload looks for the image already at its path (ImageService._existing).
@@ -93,6 +93,8 @@ class ImageService:
         self.leases = leases
         self.max_upload_bytes = max_upload_bytes
         self.metrics = metrics
+        # Concurrent uploads' documents go to the database together.
+        self._inserts = InsertsTogether(Image.get_pymongo_collection)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -307,7 +309,7 @@ class ImageService:
             with self.database.errors():
                 collection = Image.get_pymongo_collection()
                 try:
-                    await collection.insert_one(document)
+                    await self._inserts.insert_one(document)
                 except DuplicateKeyError:
                     # The id is another image's, or the path had a document after all (one
                     # whose file is missing: see `_existing`), or a writer that holds no lease

@@ -33,21 +33,21 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import PyMongoError, WriteError
 
 from app.domain.locks import KeyedLocks
 from app.errors import Conflict
+from app.together import DUPLICATE_KEY, InsertsTogether, Together
 
 log = logging.getLogger(__name__)
 
 COLLECTION = "leases"
-DUPLICATE_KEY = 11000
 TAKEOVER_SETTLE = 0.1  # seconds; see Leases._still_held
 
 
@@ -63,8 +63,8 @@ class Leases:
         self._ttl = ttl
         self._wait = wait
         self._local = KeyedLocks()
-        self._takes = _Takes(collection)
-        self._releases = _Releases(collection)
+        self._takes = InsertsTogether(collection)
+        self._releases: Together[tuple[list[str], str], None] = Together(self._delete_released)
 
     @asynccontextmanager
     async def hold(self, keys: Iterable[str], *, what: str = "The image") -> AsyncIterator[None]:
@@ -82,7 +82,7 @@ class Leases:
             finally:
                 renewing.cancel()
                 await asyncio.gather(renewing, return_exceptions=True)
-                await self._releases.release(wanted, owner)
+                await self._releases((wanted, owner))
 
     async def _take(self, keys: list[str], owner: str, what: str) -> None:
         collection = self._collection()
@@ -92,7 +92,10 @@ class Leases:
         while True:
             expires = datetime.now(UTC) + timedelta(seconds=self._ttl)
             documents = [{"_id": key, "owner": owner, "expires": expires} for key in keys]
-            taken = await self._takes.insert(documents, give_back=lambda: self._releases.release(keys, owner))
+            refusals = await self._takes.insert_many(documents, if_abandoned=lambda _: self._releases((keys, owner)))
+            if any(refusal is not None and refusal.get("code") != DUPLICATE_KEY for refusal in refusals):
+                raise WriteError("a lease could not be written", None, {"writeErrors": refusals})
+            taken = {key for key, refusal in zip(keys, refusals, strict=True) if refusal is not None}
             # After a takeover, a concurrent one may have removed some (then all are given back
             # below, and taken again).
             if not taken and (not took_over or await self._still_held(collection, keys, owner)):
@@ -104,6 +107,18 @@ class Leases:
                 raise Conflict(f"{what} is being changed by another request; try again.")
             await asyncio.sleep(random.uniform(0.002, 0.01 * 2 ** min(attempt, 5)))
             attempt += 1
+
+    async def _delete_released(self, releases: list[tuple[list[str], str]]) -> list[None]:
+        """The leases of several holders, in one delete. Exact although the filter pairs every
+        key with every owner: a holder releases all its keys at once, so a lease of one of these
+        keys held by one of these owners is being released here anyway."""
+        keys = [key for keys, _ in releases for key in keys]
+        try:
+            await self._collection().delete_many({"_id": {"$in": keys}, "owner": {"$in": [o for _, o in releases]}})
+        except PyMongoError as error:
+            # They expire by themselves; until then, writers of these paths wait for them.
+            log.warning("could not release the leases of %d paths (%s)", len(keys), type(error).__name__)
+        return [None] * len(releases)
 
     async def _clear_expired(self, collection: AsyncCollection[dict[str, Any]], keys: set[str]) -> bool:
         """Delete the leases among `keys` whose holder stopped renewing them (it died); whether any."""
@@ -142,108 +157,6 @@ class Leases:
                 )
             except PyMongoError as error:
                 log.warning("could not renew the leases of %d paths (%s)", len(keys), type(error).__name__)
-
-
-class _Takes:
-    """Leases taken together: the inserts that come while one runs go in the next one.
-
-    Unordered, so each lease is inserted or refused on its own; a holder learns which of its
-    keys someone else holds. Holders in one batch never share a key: within a process writers
-    of one key take turns before they ask the database (app/domain/locks.py).
-    """
-
-    def __init__(self, collection: Callable[[], AsyncCollection[dict[str, Any]]]) -> None:
-        self._collection = collection
-        self._waiting: list[tuple[list[dict[str, Any]], asyncio.Future[set[str]]]] = []
-        self._worker: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[None]] = set()
-
-    async def insert(
-        self, documents: list[dict[str, Any]], *, give_back: Callable[[], Coroutine[Any, Any, None]]
-    ) -> set[str]:
-        """Insert the leases; the keys among them that someone else holds (those are not inserted)."""
-        done: asyncio.Future[set[str]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((documents, done))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._insert_waiting())
-        try:
-            # Shielded: the batch goes on for the others when one taker is cancelled.
-            return await asyncio.shield(done)
-        except asyncio.CancelledError:
-            # It may insert this taker's leases all the same: they are given back after it.
-            done.add_done_callback(lambda _: self._start(give_back()))
-            raise
-
-    def _start(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._background.add(task)  # a reference, or the task may be collected mid-way
-        task.add_done_callback(self._background.discard)
-
-    async def _insert_waiting(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            documents = [document for documents, _ in batch for document in documents]
-            refused: dict[int, dict[str, Any]] = {}
-            error: BaseException | None = None
-            try:
-                await self._collection().insert_many(documents, ordered=False)
-            except BulkWriteError as bulk_error:
-                refused = {failure["index"]: failure for failure in bulk_error.details.get("writeErrors", [])}
-                if any(failure.get("code") != DUPLICATE_KEY for failure in refused.values()):
-                    error = bulk_error
-            except asyncio.CancelledError:
-                for _, done in batch:
-                    done.cancel()
-                raise
-            except Exception as other:  # handed to every waiting taker
-                error = other
-            start = 0
-            for own, done in batch:
-                indexes = range(start, start + len(own))
-                start += len(own)
-                if done.done():
-                    continue
-                if error is not None:
-                    done.set_exception(error)
-                else:
-                    done.set_result({documents[index]["_id"] for index in indexes if index in refused})
-
-
-class _Releases:
-    """Releases deleted together: those that come while one delete runs go in the next one.
-
-    Under concurrent uploads this makes one delete per several writers instead of one each,
-    where FerretDB with SQLite runs one write at a time. Exact although its filter pairs every
-    key with every owner: a holder releases all its keys at once, so a lease of one of these
-    keys held by one of these owners is being released here anyway.
-    """
-
-    def __init__(self, collection: Callable[[], AsyncCollection[dict[str, Any]]]) -> None:
-        self._collection = collection
-        self._waiting: list[tuple[list[str], str, asyncio.Future[None]]] = []
-        self._worker: asyncio.Task[None] | None = None
-
-    async def release(self, keys: list[str], owner: str) -> None:
-        done = asyncio.get_running_loop().create_future()
-        self._waiting.append((keys, owner, done))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._delete_waiting())
-        # Shielded: the leases of a cancelled request are released all the same.
-        await asyncio.shield(done)
-
-    async def _delete_waiting(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            keys = [key for keys, _, _ in batch for key in keys]
-            try:
-                await self._collection().delete_many({"_id": {"$in": keys}, "owner": {"$in": [o for _, o, _ in batch]}})
-            except PyMongoError as error:
-                # They expire by themselves; until then, writers of these paths wait for them.
-                log.warning("could not release the leases of %d paths (%s)", len(keys), type(error).__name__)
-            finally:
-                for _, _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
 
 
 def path_key(file: str) -> str:
