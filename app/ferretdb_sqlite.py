@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # Above this many images a filtered list page takes FerretDB/SQLite more than a second
 # (bench/bench_embedded.py; README, "How far the embedded database goes").
-ADVISED_MOST_IMAGES = 20_000
+ADVISED_MOST_IMAGES = 10_000
 
 # FerretDB waits this long for a lock itself (`busy_timeout`, pool/uri.go); indexing a
 # collection of a million documents holds the write lock for about a second.

@@ -76,6 +76,8 @@ Document = dict[str, Any]
 class Target:
     uri: str  # with the bench database in its path, as the service takes it
     database: str
+    # A FerretDB started here keeps its SQLite files there; the service is told, as `make run` does.
+    sqlite_directory: Path | None = None
 
 
 def open_target(stack: ExitStack, state_dir: Path) -> Target:
@@ -86,7 +88,7 @@ def open_target(stack: ExitStack, state_dir: Path) -> Target:
         # Keep the query string (authSource, tls...) and swap the database for our own.
         return Target(uri=urlsplit(external)._replace(path=f"/{name}").geturl(), database=name)
     server = stack.enter_context(start_ferretdb(state_dir))
-    return Target(uri=f"{server.uri.rstrip('/')}/{name}", database=name)
+    return Target(uri=f"{server.uri.rstrip('/')}/{name}", database=name, sqlite_directory=server.state_dir)
 
 
 def describe_server(client: MongoClient[Document]) -> str:
@@ -336,9 +338,7 @@ SERVICE_VARIABLES = {name.upper() for name in Settings.model_fields}
 class Service:
     """`uvicorn app.main:create_app --factory` as a child process, on a free loopback port."""
 
-    def __init__(
-        self, *, target: Target, uploads: Path, log_path: Path, extra_env: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, *, target: Target, uploads: Path, log_path: Path) -> None:
         self.port = free_port()
         self.log_path = log_path
         env = {
@@ -351,7 +351,8 @@ class Service:
         # Warnings only, as uvicorn's own `--log-level` below: the log is shown with the figures
         # when the service wrote anything, and an access line per request is not news.
         env.update(MONGODB_CONNECTION_STRING=target.uri, UPLOADS_DIRECTORY=str(uploads), LOG_LEVEL="WARNING")
-        env.update(extra_env or {})
+        if target.sqlite_directory is not None:
+            env["FERRETDB_SQLITE_DIRECTORY"] = str(target.sqlite_directory)
         command = [
             sys.executable,
             "-m",

@@ -149,9 +149,9 @@ def main() -> None:
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, work, ignore_errors=True)
         ferretdb = stack.enter_context(start_ferretdb(work / "ferretdb"))
-        target = Target(uri=f"{ferretdb.uri.rstrip('/')}/{DATABASE}", database=DATABASE)
-        extra_env = {} if arguments.untuned else {"FERRETDB_SQLITE_DIRECTORY": str(ferretdb.state_dir)}
-        service = Service(target=target, uploads=work / "uploads", log_path=work / "service.log", extra_env=extra_env)
+        directory = None if arguments.untuned else ferretdb.state_dir
+        target = Target(uri=f"{ferretdb.uri.rstrip('/')}/{DATABASE}", database=DATABASE, sqlite_directory=directory)
+        service = Service(target=target, uploads=work / "uploads", log_path=work / "service.log")
         stack.callback(service.stop)
         with httpx.Client(base_url=service.base_url) as http:
             service.wait_until_ready(http)

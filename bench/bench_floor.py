@@ -7,6 +7,9 @@ the ratio service/floor:
 - upload: `--images` PNGs of `--size-kb` at `--clients` concurrent clients, into an empty
   collection. Floor: write the file (beside a temporary name, then rename, as the service
   does) and `insert_one` its document.
+- upload vs bare HTTP: the same uploads through bench/bare_upload.py, a bare FastAPI endpoint
+  on the same uvicorn that parses the multipart body and writes the file, nothing else: what
+  HTTP alone costs, beside the floor that has none.
 - list with a data filter (`?label=cat&limit=100`), a time-sorted page, get by id, `/fields`:
   medians of `--repeat` calls. Floor: the find (and `count_documents` when the page is full,
   for the total it reports) or distinct a client of the database would issue for the answer.
@@ -32,6 +35,8 @@ import os
 import random
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -45,6 +50,7 @@ from anyio import to_thread
 from pymongo import AsyncMongoClient, MongoClient
 
 from bench.bench_archives import Blob, Service, Target, image_document, image_file, noise_pngs, open_target
+from scripts.servers import REPO_ROOT, free_port
 
 LABEL = "cat"
 Timed = Callable[[], Awaitable[Any]]
@@ -83,7 +89,12 @@ async def run_clients(count: int, clients: int, one: Callable[[int], Awaitable[N
 
 
 async def measure(
-    arguments: argparse.Namespace, service: Service, service_database: str, floor_target: Target, floor_root: Path
+    arguments: argparse.Namespace,
+    service: Service,
+    service_database: str,
+    floor_target: Target,
+    floor_root: Path,
+    bare_url: str,
 ) -> list[Any]:
     blobs = noise_pngs(20, arguments.size_kb * 1024, random.Random(7))
     rows: list[Any] = []
@@ -103,11 +114,11 @@ async def measure(
             await floor.insert_many(planted, ordered=False)
     async with httpx.AsyncClient(base_url=service.base_url, timeout=120, limits=limits) as http:
 
-        async def upload(index: int) -> None:
+        async def upload(index: int, to: httpx.AsyncClient = http) -> None:
             blob: Blob = blobs[index % len(blobs)]
             document = image_document(index, blob)
             fields = {"file": document["file"], "label": document["data"]["label"], "origin": "upload"}
-            response = await http.post("/images", files={"image": ("x.png", blob.content)}, data=fields)
+            response = await to.post("/images", files={"image": ("x.png", blob.content)}, data=fields)
             response.raise_for_status()
 
         async def floor_upload(index: int) -> None:
@@ -119,6 +130,9 @@ async def measure(
         service_s = await run_clients(images, arguments.clients, upload)
         floor_s = await run_clients(images, arguments.clients, floor_upload)
         rows.append(("upload, images/s", images / service_s, images / floor_s, service_s / floor_s))
+        async with httpx.AsyncClient(base_url=bare_url, timeout=120, limits=limits) as bare:
+            bare_s = await run_clients(images, arguments.clients, lambda index: upload(index, bare))
+        rows.append(("upload vs bare HTTP, images/s", images / service_s, images / bare_s, service_s / bare_s))
 
         # An image from the middle of the collection: FerretDB finds one by `_id` by reading the
         # collection in order until it meets it, so the first image would flatter both sides.
@@ -174,6 +188,26 @@ async def measure(
     return rows
 
 
+def start_bare_upload(stack: ExitStack, work: Path) -> str:
+    """bench/bare_upload.py on the service's uvicorn, stopped by `stack`; its base URL."""
+    port = free_port()
+    env = os.environ | {"BARE_UPLOAD_ROOT": str(work / "bare")}
+    command = [sys.executable, "-m", "uvicorn", "bench.bare_upload:app", "--port", str(port), "--log-level", "warning"]
+    process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL)
+    stack.callback(process.wait, 30)
+    stack.callback(process.terminate)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{url}/openapi.json").raise_for_status()
+            return url
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("the bare upload endpoint did not start") from None
+            time.sleep(0.1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=400)
@@ -193,7 +227,8 @@ def main() -> None:
         stack.callback(service.stop)
         with httpx.Client(base_url=service.base_url) as http:
             service.wait_until_ready(http)
-        rows = asyncio.run(measure(arguments, service, target.database, floor_target, work / "floor"))
+        bare_url = start_bare_upload(stack, work)
+        rows = asyncio.run(measure(arguments, service, target.database, floor_target, work / "floor", bare_url))
         MongoClient(target.uri).drop_database(target.database)
     print(f"\n{'work':<32} {'service':>10} {'floor':>10} {'service cost':>13}")
     for name, service_value, floor_value, cost in rows:
