@@ -30,9 +30,7 @@ import asyncio
 import json
 import random
 import shutil
-import statistics
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -42,7 +40,7 @@ import httpx
 from pymongo import AsyncMongoClient
 
 from bench.bench_archives import Blob, Service, Target, image_document, noise_pngs
-from bench.bench_floor import run_clients
+from bench.bench_floor import median_ms, run_clients
 from scripts.servers import start_ferretdb
 
 DATABASE = "image_storage"
@@ -52,16 +50,6 @@ WARM_UP = 40
 RARE_FILTER = json.dumps({"data.part.number": "PN-0042"})
 
 Timed = Callable[[], Awaitable[httpx.Response]]
-
-
-async def median_ms(call: Timed, repeat: int) -> float:
-    (await call()).raise_for_status()  # warm-up, and a failing call stops the bench
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        await call()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 async def measure(arguments: argparse.Namespace, service: Service, target: Target) -> dict[int, dict[str, float]]:
@@ -101,7 +89,8 @@ async def measure(arguments: argparse.Namespace, service: Service, target: Targe
             middle = (planted + uploaded) // 2
             listed = (await http.get("/images", params={"limit": 1, "skip": middle})).json()["items"][0]
             for name, call in reads(http, listed["_id"]):
-                row[name] = await median_ms(call, arguments.repeat)
+                (await call()).raise_for_status()  # the warm-up, and a failing call stops the bench
+                row[name] = await median_ms(call, arguments.repeat, warm_ups=0)
             figures[planted + uploaded] = row
             print(f"  measured at {planted + uploaded:,} images", flush=True)
     await client.close()

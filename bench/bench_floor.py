@@ -56,9 +56,9 @@ LABEL = "cat"
 Timed = Callable[[], Awaitable[Any]]
 
 
-async def median_ms(call: Timed, repeat: int) -> float:
-    for _ in range(2):
-        await call()  # warm-up
+async def median_ms(call: Timed, repeat: int, *, warm_ups: int = 2) -> float:
+    for _ in range(warm_ups):
+        await call()
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
