@@ -46,6 +46,8 @@ IMAGE_INDEXES = [
     ),
     IndexModel([("file", pymongo.ASCENDING)], name="file_1", unique=True),
     IndexModel([("dataKeys", pymongo.ASCENDING)], name="dataKeys_1"),
+    # Finding identical files: filters on `checksum` and the duplicate groups.
+    IndexModel([("checksum", pymongo.ASCENDING)], name="checksum_1"),
 ]
 
 # Fields the legacy service's documents carry that this service does not use: mongoose's
@@ -54,7 +56,7 @@ IMAGE_INDEXES = [
 LEGACY_FIELDS: dict[str, Any] = {"__v": 0}
 
 # What clients see of a document, in this order; `dataKeys` is bookkeeping and stays inside.
-RENDERED_FIELDS = ("file", "time", "data", "userId", "size", "contentType", "width", "height")
+RENDERED_FIELDS = ("file", "time", "data", "userId", "size", "contentType", "width", "height", "checksum")
 
 
 class Image(Document):
@@ -69,6 +71,9 @@ class Image(Document):
     contentType: str | None = None
     width: int | None = None
     height: int | None = None
+    # SHA-256 of the stored bytes (hex), taken while they were stored; absent on documents
+    # written before it was recorded, or by the legacy service.
+    checksum: str | None = None
     # The top-level keys of `data`, kept beside it so `GET /fields` is a `distinct` on an index
     # rather than a scan of every document's metadata (FerretDB has no $objectToArray).
     dataKeys: list[str] | None = None

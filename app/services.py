@@ -14,7 +14,7 @@ from app import ferretdb_sqlite
 from app.auth import Authenticator, JwksCache, TokenRules
 from app.config import Settings
 from app.db import Database, MaintenanceTask
-from app.domain import data_keys, file_facts, repair, replacement
+from app.domain import checksums, data_keys, file_facts, repair, replacement
 from app.domain.images import ImageService
 from app.domain.leases import COLLECTION as LEASES
 from app.domain.leases import Leases
@@ -73,6 +73,7 @@ class Services:
                 partial(replacement.settle_all, storage=storage, leases=leases),
                 partial(data_keys.backfill, leases=leases),
                 partial(file_facts.backfill, storage=storage, leases=leases),
+                partial(checksums.backfill, storage=storage, leases=leases),
                 lambda _: repair.remove_stale_temporaries(storage, older_than=STALE_TEMPORARIES),
             ],
         )

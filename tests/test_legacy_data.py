@@ -9,6 +9,7 @@ them, on local and S3 storage, and every route is tried on the legacy's images.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
@@ -298,6 +299,21 @@ async def test_legacy_images_get_their_facts_and_fields_in_the_background(legacy
     assert (await legacy.request("GET", "/fields/camera.iso")).json() == [200]
     # The background work changed no legacy field.
     for document in (await raw_documents(legacy.settings)).values():
+        assert_legacy_shape(document)
+
+
+async def test_legacy_images_get_their_checksums_in_the_background(legacy: Legacy) -> None:
+    async def checksums_known() -> bool:
+        return all("checksum" in document for document in (await raw_documents(legacy.settings)).values())
+
+    await eventually(checksums_known, seconds=20)
+    documents = await raw_documents(legacy.settings)
+    assert {image._id: documents[image._id]["checksum"] for image in legacy.images} == {
+        image._id: hashlib.sha256(image.content).hexdigest() for image in legacy.images
+    }
+    shown = (await legacy.request("GET", f"/images/{legacy.cat._id}")).json()
+    assert shown["checksum"] == hashlib.sha256(legacy.cat.content).hexdigest()
+    for document in documents.values():
         assert_legacy_shape(document)
 
 

@@ -25,10 +25,11 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.db import Database, in_batches
 from app.domain import data_keys, replacement, rewrite
+from app.domain.checksums import HashingReader
 from app.domain.leases import Leases, path_key
 from app.domain.media import sniff
 from app.domain.metadata import check_data, parse_data_patch, parse_object_id
-from app.domain.query import ImageQuery, all_of, check_path, scoped
+from app.domain.query import ImageQuery, all_of, check_count, check_path, scoped
 from app.domain.scope import Scope
 from app.errors import BadInput, Conflict, NotFound, ServiceError, TooLarge, Unavailable
 from app.metrics import Metrics
@@ -39,6 +40,8 @@ from app.together import DUPLICATE_KEY, InsertsTogether
 log = logging.getLogger(__name__)
 
 DELETE_BATCH = 2000  # images deleted per round of leases (and per scan, on FerretDB)
+GROUP_IDS = 100  # image ids listed per group of identical files
+MAX_GROUPS = 1000  # groups of identical files per page
 LOOKUPS_AT_ONCE = 16  # storage lookups (stat, HEAD) side by side
 
 # Where an upload looks for the image already at its path (ImageService._existing).
@@ -61,6 +64,15 @@ class NewImage:
     # True when the caller has just found, in a batch lookup, that no image has this path:
     # skips the lookup per image (FerretDB answers it by scanning the collection).
     known_new: bool = False
+    # Refuse (Conflict) a file identical to one of another image the caller can see.
+    refuse_duplicates: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class DuplicateGroup:
+    checksum: str
+    count: int  # every image of the group the caller can see
+    ids: list[str]  # at most GROUP_IDS of them
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,9 +220,7 @@ class ImageService:
         for index in list(documents):
             document, new = documents[index], news[index]
             try:
-                await self.storage.save(
-                    document["file"], new.source, length=new.length, content_type=document["contentType"]
-                )
+                document["checksum"] = await self._save(document["file"], new, content_type=document["contentType"])
             except ServiceError as error:
                 results[index] = error
                 del documents[index]
@@ -282,9 +292,27 @@ class ImageService:
                     raise Conflict(f"The id {image_id} belongs to another image.")
                 image_id = None
         if existing is not None:
-            return await self._replace(existing, new, fields)
+            return await self._replace(scope, existing, new, fields)
         document = {"_id": image_id or ObjectId(), "file": file, "userId": scope.owner, **fields, **LEGACY_FIELDS}
-        return await self._create(new, rewrite.next_revision(document), file_was_absent=look == "storage first")
+        return await self._create(scope, new, rewrite.next_revision(document), file_was_absent=look == "storage first")
+
+    async def _save(self, key: str, new: NewImage, *, content_type: str) -> str:
+        """Store the upload's bytes at `key`; their SHA-256, taken on the way."""
+        reader = HashingReader(new.source)
+        await self.storage.save(key, reader.as_file(), length=new.length, content_type=content_type)
+        return reader.hexdigest()
+
+    async def _refuse_duplicate(self, scope: Scope, new: NewImage, file: str, checksum: str) -> None:
+        """Conflict if the upload asked to refuse duplicates and another image the caller can see
+        holds identical bytes. Uploads of one file racing each other may both pass: it is a
+        check, not a constraint (duplicates are allowed unless asked)."""
+        if not new.refuse_duplicates:
+            return
+        condition = scoped({"checksum": checksum, "file": {"$ne": file}}, scope)
+        with self.database.errors():
+            twin = await Image.get_pymongo_collection().find_one(condition, {"file": 1})
+        if twin is not None:
+            raise Conflict(f"The file is identical to that of image {twin['_id']} ({twin['file']!r}).")
 
     async def _existing(self, file: str, *, ask_storage: bool) -> dict[str, Any] | None:
         """The document at `file`, the caller holding its lease.
@@ -301,10 +329,17 @@ class ImageService:
             return None
         return await Image.get_pymongo_collection().find_one({"file": file})
 
-    async def _create(self, new: NewImage, document: dict[str, Any], *, file_was_absent: bool) -> Image | None:
+    async def _create(
+        self, scope: Scope, new: NewImage, document: dict[str, Any], *, file_was_absent: bool
+    ) -> Image | None:
         # File first, then the document: if the database refuses the document, the file goes.
         key = document["file"]
-        await self.storage.save(key, new.source, length=new.length, content_type=document["contentType"])
+        document["checksum"] = await self._save(key, new, content_type=document["contentType"])
+        try:
+            await self._refuse_duplicate(scope, new, key, document["checksum"])
+        except Conflict:
+            await self._delete_file_quietly(key)  # no document names it: the path held no image
+            raise
         try:
             with self.database.errors():
                 collection = Image.get_pymongo_collection()
@@ -329,14 +364,21 @@ class ImageService:
             raise
         return _loaded(document)
 
-    async def _replace(self, existing: dict[str, Any], new: NewImage, fields: dict[str, Any]) -> Image | None:
+    async def _replace(
+        self, scope: Scope, existing: dict[str, Any], new: NewImage, fields: dict[str, Any]
+    ) -> Image | None:
         # In steps a crash can stop between without the document and the bytes parting ways:
         # see app/domain/replacement.py. A whole, conditional replacement: see rewrite.py.
         collection = Image.get_pymongo_collection()
         existing = await replacement.settle(collection, self.storage, existing)
         staged = replacement.staging_key(existing["_id"])
-        await self.storage.save(staged, new.source, length=new.length, content_type=fields["contentType"])
-        document = rewrite.next_revision(existing, **fields, **{replacement.PENDING: staged})
+        checksum = await self._save(staged, new, content_type=fields["contentType"])
+        try:
+            await self._refuse_duplicate(scope, new, existing["file"], checksum)
+        except Conflict:
+            await replacement.discard_staged(self.storage, staged)
+            raise
+        document = rewrite.next_revision(existing, **fields, checksum=checksum, **{replacement.PENDING: staged})
         try:
             with self.database.errors():
                 result = await collection.replace_one(rewrite.unchanged(existing), document)
@@ -494,6 +536,30 @@ class ImageService:
                     deleted += result.deleted_count
                     await asyncio.gather(*(self._delete_files_quietly(doc) for doc in gone))
         return deleted
+
+    async def duplicates(self, scope: Scope, *, skip: int, limit: int) -> list[DuplicateGroup]:
+        """Groups of the caller's images that hold identical files (one checksum), by checksum;
+        each with its full count and the ids of at most `GROUP_IDS` of its images."""
+        check_count(skip, name="skip", minimum=0, maximum=None)
+        check_count(limit, name="limit", minimum=1, maximum=MAX_GROUPS)
+        collection = Image.get_pymongo_collection()
+        pipeline: list[dict[str, Any]] = [
+            {"$match": scoped({"checksum": {"$type": "string"}}, scope)},
+            {"$group": {"_id": "$checksum", "count": {"$sum": 1}}},
+            {"$match": {"count": {"$gt": 1}}},
+            {"$sort": {"_id": 1}},
+            {"$skip": skip},
+            {"$limit": limit},
+        ]
+        self.database.require_ready()
+        with self.database.errors():
+            groups = await (await collection.aggregate(pipeline)).to_list(None)
+            found = []
+            for group in groups:
+                members = collection.find(scoped({"checksum": group["_id"]}, scope), {"_id": 1}, limit=GROUP_IDS)
+                ids = [str(document["_id"]) for document in await members.to_list(None)]
+                found.append(DuplicateGroup(checksum=group["_id"], count=group["count"], ids=ids))
+        return found
 
     async def fields(self, scope: Scope, query_filter: Mapping[str, Any]) -> list[str]:
         """The distinct top-level `data` keys over the matches."""

@@ -32,6 +32,7 @@ FIELD_OPERATORS = frozenset(
     }
 )  # fmt: skip
 ALLOWED_OPERATORS = LOGICAL_OPERATORS | FIELD_OPERATORS
+SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 DEFAULT_LIMIT = 100
 MAX_REGEX_LENGTH = 512
@@ -435,6 +436,13 @@ def file_condition(*, eq: str | None = None, contains: str | None = None, regex:
     if regex is not None:
         conditions.append({"file": {"$regex": check_regex(regex, name="file")}})
     return all_of(conditions)
+
+
+def checksum_condition(checksum: str) -> dict[str, Any]:
+    """Images whose file has this SHA-256: 64 hexadecimal characters, either case."""
+    if not SHA256_HEX.fullmatch(checksum):
+        raise BadInput("A checksum is a SHA-256: 64 hexadecimal characters.")
+    return {"checksum": checksum.lower()}
 
 
 def field_condition(path: str, operators: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from app.domain.query import (
     check_count,
     check_filter,
     check_regex,
+    checksum_condition,
     field_condition,
     file_condition,
     ids_condition,
@@ -55,6 +56,8 @@ def _compile(image_filter: ImageFilter, *, depth: int) -> dict[str, Any]:
     if image_filter.file is not None:
         file = image_filter.file
         parts.append(file_condition(eq=file.eq, contains=file.contains, regex=file.regex))
+    if image_filter.checksum is not None:
+        parts.append(checksum_condition(image_filter.checksum))
     if image_filter.time is not None:
         parts.append(_time_condition(image_filter.time))
     for condition in _limited(image_filter.data, "data"):

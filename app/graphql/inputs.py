@@ -44,6 +44,9 @@ class DataCondition:
 class ImageFilter:
     ids: list[strawberry.ID] | None = None
     file: FileFilter | None = None
+    checksum: str | None = strawberry.field(
+        default=None, description="the SHA-256 of the file (hex): the images holding identical files"
+    )
     time: TimeFilter | None = None
     data: list[DataCondition] | None = None
     and_: list[ImageFilter] | None = strawberry.field(default=None, name="and")

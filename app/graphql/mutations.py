@@ -48,7 +48,9 @@ def _changes(set_: Any, unset: list[str] | None) -> dict[str, Any]:
     return {**_metadata(set_, "set"), "$unset": unset or []}
 
 
-def _new_image(upload: Upload, *, path: str | None, data: dict[str, Any], time: datetime | None) -> NewImage:
+def _new_image(
+    upload: Upload, *, path: str | None, data: dict[str, Any], time: datetime | None, refuse_duplicates: bool
+) -> NewImage:
     return NewImage(
         source=upload.file,  # type: ignore[attr-defined]
         length=upload.size,  # type: ignore[attr-defined]
@@ -56,7 +58,11 @@ def _new_image(upload: Upload, *, path: str | None, data: dict[str, Any], time: 
         file=path,
         data=data,
         time=time,
+        refuse_duplicates=refuse_duplicates,
     )
+
+
+REFUSE_DUPLICATES = "true: refuse (an error, storing nothing) a file identical to one of your other images"
 
 
 @strawberry.type
@@ -69,19 +75,26 @@ class Mutation:
         path: str | None = None,
         data: JSON | None = None,
         time: datetime | None = None,
+        refuse_duplicates: Annotated[bool, strawberry.argument(description=REFUSE_DUPLICATES)] = False,
     ) -> Image:
-        new = _new_image(file, path=path, data=_metadata(data, "data"), time=time)
+        new = _new_image(file, path=path, data=_metadata(data, "data"), time=time, refuse_duplicates=refuse_duplicates)
         return _image(await info.context.services.images.upload(info.context.scope, new))
 
     @strawberry.mutation(description="Upload several images, each at its file name, with the same metadata.")
-    async def upload_images(self, info: Info, files: list[Upload], data: JSON | None = None) -> UploadImagesResult:
+    async def upload_images(
+        self,
+        info: Info,
+        files: list[Upload],
+        data: JSON | None = None,
+        refuse_duplicates: Annotated[bool, strawberry.argument(description=REFUSE_DUPLICATES)] = False,
+    ) -> UploadImagesResult:
         if len(files) > MAX_FILES:
             raise BadInput(f"At most {MAX_FILES} files can be uploaded at once.")
         metadata = _metadata(data, "data")
         images: list[Image] = []
         skipped: list[Skipped] = []
         for upload in files:
-            new = _new_image(upload, path=None, data=dict(metadata), time=None)
+            new = _new_image(upload, path=None, data=dict(metadata), time=None, refuse_duplicates=refuse_duplicates)
             try:
                 images.append(_image(await info.context.services.images.upload(info.context.scope, new)))
             except Unavailable:

@@ -8,7 +8,7 @@ from strawberry.scalars import JSON
 from app.graphql.context import Info
 from app.graphql.filters import compile_filter, compile_query
 from app.graphql.inputs import ImageFilter, SortInput
-from app.graphql.types import Image, ImagePage
+from app.graphql.types import DuplicateGroup, Image, ImagePage
 from app.models import Image as ImageDocument
 
 
@@ -41,3 +41,11 @@ class Query:
     @strawberry.field(description="The distinct values of one metadata key (dotted for nested) over the matches.")
     async def field_values(self, info: Info, field: str, filter: ImageFilter | None = None) -> list[JSON | None]:
         return await info.context.services.images.field_values(info.context.scope, field, compile_filter(filter))
+
+    @strawberry.field(description="Groups of images holding identical files (equal checksums), by checksum.")
+    async def duplicates(self, info: Info, skip: int = 0, limit: int = 20) -> list[DuplicateGroup]:
+        groups = await info.context.services.images.duplicates(info.context.scope, skip=skip, limit=limit)
+        return [
+            DuplicateGroup(checksum=group.checksum, count=group.count, ids=[strawberry.ID(i) for i in group.ids])
+            for group in groups
+        ]

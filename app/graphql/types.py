@@ -26,6 +26,9 @@ class Image:
     content_type: str | None = strawberry.field(description="detected from the content, when known")
     width: int | None = None
     height: int | None = None
+    checksum: str | None = strawberry.field(
+        description="SHA-256 of the file (hex), when known; images with equal checksums hold identical files"
+    )
     revision: int = strawberry.field(
         description="raised by every change; give it back to a mutation's `revision` to change only this state"
     )
@@ -47,8 +50,16 @@ class Image:
             content_type=document.get("contentType"),
             width=document.get("width"),
             height=document.get("height"),
+            checksum=document.get("checksum"),
             revision=revision_of(document),
         )
+
+
+@strawberry.type(description="Images holding identical files.")
+class DuplicateGroup:
+    checksum: str = strawberry.field(description="SHA-256 of the file they share (hex)")
+    count: int = strawberry.field(description="how many of your images hold it")
+    ids: list[strawberry.ID] = strawberry.field(description="their ids (at most 100)")
 
 
 @strawberry.type(description="One page of matching images.")

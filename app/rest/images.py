@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Body, File, Form, Request, UploadFile
+from fastapi import APIRouter, Body, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.domain.images import NewImage
@@ -53,6 +53,13 @@ async def upload_image(
     # `data` and `json` are read by form_metadata with the other fields; declared for /docs.
     data: Annotated[str | None, Form(description="metadata as JSON text; `null` for none")] = None,
     json_text: Annotated[str | None, Form(alias="json", description="alias of `data`")] = None,
+    refuse_duplicates: Annotated[
+        bool,
+        Query(
+            alias="refuseDuplicates",
+            description="true: answer 409, storing nothing, if another of your images holds an identical file",
+        ),
+    ] = False,
 ) -> JSONResponse:
     """Other form fields (`label=cat`) become metadata, unless `data`/`json` gives it as JSON."""
     new = NewImage(
@@ -63,6 +70,7 @@ async def upload_image(
         time=parse_time(time) if time else None,
         data=form_metadata(await request.form(), special=SPECIAL_FIELDS),
         image_id=parse_object_id(image_id) if image_id else None,
+        refuse_duplicates=refuse_duplicates,
     )
     stored = await images.upload(scope, new)
     return _document(stored)

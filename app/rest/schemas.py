@@ -22,6 +22,16 @@ class ImageOut(BaseModel):
     contentType: str | None = Field(default=None, description="detected from the content, when known")
     width: int | None = None
     height: int | None = None
+    checksum: str | None = Field(
+        default=None,
+        description="SHA-256 of the file (hex), when known; images with equal checksums hold identical files",
+    )
+
+
+class DuplicateGroupOut(BaseModel):
+    checksum: str = Field(description="SHA-256 of the file the images share (hex)")
+    count: int = Field(description="how many of your images hold it")
+    ids: list[str] = Field(description="their ids (at most 100)")
 
 
 class DeletedOut(BaseModel):
