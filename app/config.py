@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     s3_use_ssl: bool | None = None
     # Seconds to wait for the S3 endpoint to accept a connection before answering 503.
     s3_connect_timeout: float = Field(default=5.0, gt=0)
+    # How long a presigned S3 download URL (`?redirect=true`, GraphQL `downloadUrl`) works by default.
+    presigned_url_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
 
     oidc_jwks_uri: str | None = None
     oidc_issuer: str | None = None

@@ -53,8 +53,10 @@ class User:
         self.http, self.name = http, name
         self.headers = bearer(sign(claims_for(name), KEY))
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        return await self.http.request(method, url, headers=self.headers, **kwargs)
+    async def request(
+        self, method: str, url: str, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        return await self.http.request(method, url, headers=self.headers | (headers or {}), **kwargs)
 
     async def upload(self, file: str, content: bytes, data: dict[str, Any]) -> dict[str, Any]:
         response = await self.request(
@@ -101,6 +103,7 @@ async def test_alice_never_touches_bobs_images(users: tuple[User, User, dict[str
         ("GET", "", None),
         ("GET", "/image", None),
         ("GET", "/file", None),
+        ("GET", "/image?redirect=true", None),  # no presigned URL before the scope is checked
         ("PATCH", "", {"label": "hacked"}),
         ("PUT", "", {"label": "hacked"}),
         ("DELETE", "", None),
@@ -109,6 +112,25 @@ async def test_alice_never_touches_bobs_images(users: tuple[User, User, dict[str
         nobodys = await alice.request(method, f"/images/{missing}{suffix}", json=body)
         assert theirs.status_code == nobodys.status_code == 404, (method, suffix)
         assert theirs.json()["detail"].replace(bob_id, "X") == nobodys.json()["detail"].replace(missing, "X")
+
+    for method, suffix in [("HEAD", "/image"), ("HEAD", "/file")]:
+        assert (await alice.request(method, f"/images/{bob_id}{suffix}")).status_code == 404
+    ranged = await alice.request("GET", f"/images/{bob_id}/image", headers={"Range": "bytes=0-9"})
+    assert ranged.status_code == 404
+    # Identical files: each sees the groups among their own images only.
+    alices_ids = {item["_id"] for item in await alice.everything()}
+    assert [set(group["ids"]) for group in (await alice.request("GET", "/duplicates")).json()] == [alices_ids]
+    bobs_ids = {bobs["shared"]["_id"], bob_id}
+    assert [set(group["ids"]) for group in (await bob.request("GET", "/duplicates")).json()] == [bobs_ids]
+    twin = await alice.request(
+        "POST",
+        "/images",
+        params={"refuseDuplicates": "true"},
+        files={"image": ("b.png", BOB_PNG)},
+        data={"file": "b.png"},
+    )
+    assert twin.status_code == 200  # a file identical to Bob's is no duplicate of Alice's images
+    await alice.request("DELETE", f"/images/{twin.json()['_id']}")
 
     # Collection routes, plain and with filters that try to reach Bob.
     assert {item["file"] for item in await alice.everything()} == {"alice/shared.png", "alice/mine.png"}

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
 from pymongo import UpdateOne
@@ -69,20 +70,40 @@ async def backfill(collection: AsyncCollection[dict[str, Any]], *, storage: Stor
     missing = collection.find({"checksum": {"$exists": False}}, {"file": 1}, batch_size=BATCH)
     async for batch in in_batches(missing, BATCH):
         found = await asyncio.gather(*(checksum_of(document) for document in batch))
-        read = [(document, checksum) for document, checksum in zip(batch, found, strict=True) if checksum]
-        if not read:
-            continue
-        async with leases.hold(path_key(document["file"]) for document, _ in read):
-            requests = []
-            for document, checksum in read:
-                now = await collection.find_one({"_id": document["_id"]}, {"file": 1, "checksum": 1})
-                if now is not None and now.get("file") == document["file"] and "checksum" not in now:
-                    requests.append(UpdateOne({"_id": document["_id"]}, {"$set": {"checksum": checksum}}))
-            if requests:
-                updated += (await write_in_parts(collection, requests, ordered=False)).modified
+        pairs = zip(batch, found, strict=True)
+        read = [Read(document["_id"], document["file"], checksum) for document, checksum in pairs if checksum]
+        updated += await record(collection, leases, read)
     if updated:
         log.info("recorded the checksums of %d documents written without them", updated)
     return updated
+
+
+@dataclass(frozen=True)
+class Read:
+    """The checksum of the file at `path`, read for the image `image_id` (which had none)."""
+
+    image_id: Any
+    path: str
+    checksum: str
+
+
+async def record(collection: AsyncCollection[dict[str, Any]], leases: Leases, reads: list[Read]) -> int:
+    """Write checksums read outside the images' leases; the number written.
+
+    Under the leases, each image is read again by `_id`: an image that has a checksum by now
+    (an upload or replacement recorded its own) or names another file keeps what it has.
+    """
+    if not reads:
+        return 0
+    async with leases.hold(path_key(read.path) for read in reads):
+        requests = []
+        for read in reads:
+            now = await collection.find_one({"_id": read.image_id}, {"file": 1, "checksum": 1})
+            if now is not None and now.get("file") == read.path and "checksum" not in now:
+                requests.append(UpdateOne({"_id": read.image_id}, {"$set": {"checksum": read.checksum}}))
+        if not requests:
+            return 0
+        return (await write_in_parts(collection, requests, ordered=False)).modified
 
 
 async def read_checksum(storage: Storage, file: Any) -> str | None:

@@ -11,12 +11,13 @@ or at bytes it does not describe.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import mimetypes
 import posixpath
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, BinaryIO, Literal
 
 from anyio import to_thread
@@ -24,7 +25,7 @@ from bson import ObjectId
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.db import Database, in_batches
-from app.domain import data_keys, replacement, rewrite
+from app.domain import checksums, data_keys, replacement, rewrite
 from app.domain.checksums import HashingReader
 from app.domain.leases import Leases, path_key
 from app.domain.media import sniff
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 DELETE_BATCH = 2000  # images deleted per round of leases (and per scan, on FerretDB)
 GROUP_IDS = 100  # image ids listed per group of identical files
 MAX_GROUPS = 1000  # groups of identical files per page
+MAX_PRESIGNED_SECONDS = 7 * 24 * 3600  # the longest S3 (signature version 4) signs for
 LOOKUPS_AT_ONCE = 16  # storage lookups (stat, HEAD) side by side
 
 # Where an upload looks for the image already at its path (ImageService._existing).
@@ -88,11 +90,17 @@ class UpdateSummary:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Download:
+class ImageFile:
+    """An image's stored file as a download describes it, before any byte is read."""
+
+    image_id: str
+    path: str  # the image's `file`
+    key: str  # where the bytes are (the path, or the staged file of an unfinished replacement)
     filename: str
     content_type: str
     size: int
-    chunks: AsyncIterator[bytes]
+    modified: datetime  # the stored file's, UTC
+    checksum: str | None  # SHA-256 of the bytes, once recorded
 
 
 class ImageService:
@@ -122,19 +130,69 @@ class ImageService:
             raise NotFound(f"No image with id {image_id}.")
         return image
 
-    async def download(self, scope: Scope, image_id: str) -> Download:
+    async def file(self, scope: Scope, image_id: str) -> ImageFile:
+        """What a download of the image's file would send; NotFound if the file is missing."""
         image = await self.get(scope, image_id)
         try:
-            stored = await replacement.open_stored(self.storage, image.file, image.pendingFile)
+            key, found = await replacement.stat_stored(self.storage, image.file, image.pendingFile)
         except NotFound:
             raise NotFound(f"The file of image {image_id} is missing from storage.") from None
-        content_type = image.contentType or mimetypes.guess_type(image.file)[0] or "application/octet-stream"
-        return Download(
+        return ImageFile(
+            image_id=image_id,
+            path=image.file,
+            key=key,
             filename=posixpath.basename(image.file),
-            content_type=content_type,
-            size=stored.size,
-            chunks=self.metrics.count_download(stored.chunks),
+            content_type=image.contentType or mimetypes.guess_type(image.file)[0] or "application/octet-stream",
+            size=found.size,
+            modified=found.modified,
+            checksum=image.checksum,
         )
+
+    async def presigned_url(self, file: ImageFile, *, expires_in: int) -> str | None:
+        """A URL that downloads `file` straight from the storage for `expires_in` seconds, for a
+        caller already allowed to; None on local storage (the service's own route serves it)."""
+        check_count(expires_in, name="expiresIn", minimum=1, maximum=MAX_PRESIGNED_SECONDS)
+        return await self.storage.presigned_url(
+            file.key, expires=timedelta(seconds=expires_in), filename=file.filename, content_type=file.content_type
+        )
+
+    async def read(self, file: ImageFile, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """The bytes of `file` from `start` up to (not including) `end`, by default all of them.
+
+        Conflict if the file was replaced since `file` described it: the headers already
+        promised its length.
+        """
+        try:
+            stored = await self.storage.open(file.key, start=start, end=end)
+        except NotFound:
+            stored = None  # a staged file moved onto its path meanwhile
+        if stored is None or stored.size != file.size:
+            if stored is not None:
+                await stored.chunks.aclose()
+            raise Conflict(f"The file of image {file.image_id} was replaced while it was being read; try again.")
+        chunks = self.metrics.count_download(stored.chunks)
+        if file.checksum is None and start == 0 and end is None and file.key == file.path:
+            return self._checksummed(file, chunks)
+        return chunks
+
+    async def _checksummed(self, file: ImageFile, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """`chunks` passed on and hashed; once all were sent, the image's checksum is recorded
+        (it had none: written before checksums were, or by the legacy service)."""
+        digest = hashlib.sha256()
+        sent = 0
+        async for chunk in chunks:
+            digest.update(chunk)
+            sent += len(chunk)
+            yield chunk
+        if sent != file.size:
+            return
+        read = checksums.Read(parse_object_id(file.image_id), file.path, digest.hexdigest())
+        try:
+            with self.database.errors():
+                await checksums.record(Image.get_pymongo_collection(), self.leases, [read])
+        except ServiceError as error:
+            # The start-up backfill records it later; this download is complete anyway.
+            log.warning("image %s: its checksum could not be recorded: %s", file.image_id, error.detail)
 
     # -- writing ------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from app.db import pages_by_id
 from app.domain.leases import Leases, path_key
 from app.errors import Conflict, NotFound, ServiceError
 from app.storage import Storage
-from app.storage.base import StoredFile
+from app.storage.base import FileStat, StoredFile
 from app.storage.keys import system_key
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,16 @@ async def open_stored(storage: Storage, file: str, pending: Any) -> StoredFile:
         except NotFound:
             pass  # moved onto `file` since the document was read
     return await storage.open(file)
+
+
+async def stat_stored(storage: Storage, file: str, pending: Any) -> tuple[str, FileStat]:
+    """Where the bytes of the image at `file` are (see `open_stored`), and their size and time."""
+    if isinstance(pending, str):
+        try:
+            return pending, await storage.stat(pending)
+        except NotFound:
+            pass  # moved onto `file` since the document was read
+    return file, await storage.stat(file)
 
 
 async def settle(

@@ -37,6 +37,17 @@ class Image:
     def url(self, info: Info) -> str:
         return f"{info.context.base_url}/images/{self.id}/image"
 
+    @strawberry.field(
+        description="a URL that downloads the file without credentials: on S3 storage presigned, valid"
+        " `expiresIn` seconds (default PRESIGNED_URL_SECONDS, at most 604800); on local storage `url`"
+    )
+    async def download_url(self, info: Info, expires_in: int | None = None) -> str:
+        services = info.context.services
+        file = await services.images.file(info.context.scope, str(self.id))
+        seconds = services.settings.presigned_url_seconds if expires_in is None else expires_in
+        presigned = await services.images.presigned_url(file, expires_in=seconds)
+        return presigned or self.url(info)
+
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Image:
         data = document.get("data")

@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from app.domain.export import archive_name, export_archive
 from app.domain.imports import ImportLimits, import_archive
 from app.rest.deps import ImageQueryDep, ScopeDep, ServicesDep
+from app.rest.downloads import content_disposition
 from app.rest.forms import form_metadata
-from app.rest.images import content_disposition
 from app.rest.schemas import ImportOut, error_responses
 
 router = APIRouter(tags=["archives"])

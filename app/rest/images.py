@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Body, File, Form, Query, Request, UploadFile
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from app.domain.images import NewImage
 from app.domain.metadata import parse_object_id, parse_time
@@ -121,36 +120,3 @@ async def delete_image(image_id: ImageId, images: ImagesDep, scope: ScopeDep, if
 
 def _document(image: Image) -> JSONResponse:
     return JSONResponse(image_to_json(image), headers={"ETag": etag(image.revision)})
-
-
-DOWNLOAD_RESPONSES = {200: {"content": {"image/*": {}}, "description": "the file"}, **error_responses(400, 404, 503)}
-
-
-@router.get(
-    "/images/{image_id}/image",
-    response_class=StreamingResponse,
-    responses=DOWNLOAD_RESPONSES,
-    summary="Download an image's file",
-)
-async def download_image(image_id: ImageId, images: ImagesDep, scope: ScopeDep) -> StreamingResponse:
-    download = await images.download(scope, image_id)
-    headers = {"Content-Disposition": content_disposition(download.filename), "Content-Length": str(download.size)}
-    return StreamingResponse(download.chunks, media_type=download.content_type, headers=headers)
-
-
-@router.get(
-    "/images/{image_id}/file",
-    response_class=StreamingResponse,
-    responses=DOWNLOAD_RESPONSES,
-    summary="Download an image's file (same as /image)",
-)
-async def download_file(image_id: ImageId, images: ImagesDep, scope: ScopeDep) -> StreamingResponse:
-    return await download_image(image_id, images, scope)
-
-
-def content_disposition(filename: str, *, kind: str = "inline") -> str:
-    """`inline` so `<img>` tags and browsers show the image; the name survives non-ASCII."""
-    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
-    if ascii_name == filename:
-        return f'{kind}; filename="{filename}"'
-    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import BinaryIO, Literal, Protocol
 
 CHUNK_SIZE = 256 * 1024
@@ -12,13 +12,20 @@ CHUNK_SIZE = 256 * 1024
 
 @dataclass(frozen=True, kw_only=True)
 class StoredFile:
-    """An opened file: its size as the backend reports it, and its bytes as a stream.
+    """An opened file: its whole size as the backend reports it, and its bytes (all of them,
+    or the range asked for) as a stream.
 
     Closing the stream (`aclose`) before its end releases the file or connection at once.
     """
 
     size: int
     chunks: AsyncGenerator[bytes, None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileStat:
+    size: int
+    modified: datetime  # UTC
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,12 +59,23 @@ class Storage(Protocol):
         """
         ...
 
-    async def open(self, key: str) -> StoredFile:
-        """The file, ready to stream. NotFound if there is no such file.
+    async def open(self, key: str, *, start: int = 0, end: int | None = None) -> StoredFile:
+        """The file, ready to stream: bytes `start` up to (not including) `end`, by default all.
+        NotFound if there is no such file. A range is read as a range (S3: a ranged GET),
+        never the whole file cut; `start` and `end` must lie within the file.
 
         The check happens when this is awaited, before any byte is sent, so a caller can
         still answer 404.
         """
+        ...
+
+    async def stat(self, key: str) -> FileStat:
+        """The file's size and last modification, without opening it. NotFound if missing."""
+        ...
+
+    async def presigned_url(self, key: str, *, expires: timedelta, filename: str, content_type: str) -> str | None:
+        """A URL that downloads the file without credentials until `expires` has passed, served
+        with this name and type; None where the backend cannot sign one (local storage)."""
         ...
 
     async def move(self, source: str, target: str) -> None:

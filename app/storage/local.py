@@ -8,15 +8,16 @@ import re
 import shutil
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from stat import S_ISREG
 from typing import BinaryIO, Literal
 
 from anyio import to_thread
 
 from app.errors import BadInput, Conflict, NotFound, Unavailable
 from app.metrics import Metrics
-from app.storage.base import CHUNK_SIZE, ListedFile, StoredFile
+from app.storage.base import CHUNK_SIZE, FileStat, ListedFile, StoredFile
 from app.storage.keys import storage_key
 
 LIST_BATCH = 1000
@@ -63,13 +64,15 @@ class LocalStorage:
         except OSError as error:
             raise self._unavailable("The file could not be written to local storage", error) from None
 
-    async def open(self, key: str) -> StoredFile:
+    async def open(self, key: str, *, start: int = 0, end: int | None = None) -> StoredFile:
         path = self._path(key)
         opened: list[BinaryIO] = []
 
         def open_file() -> tuple[BinaryIO, int]:
             handle = path.open("rb")
             opened.append(handle)
+            if start:
+                handle.seek(start)
             return handle, os.fstat(handle.fileno()).st_size
 
         try:
@@ -84,7 +87,23 @@ class LocalStorage:
             for leaked in opened:
                 leaked.close()
             raise
-        return StoredFile(size=size, chunks=_read_chunks(handle))
+        length = None if end is None else end - start
+        return StoredFile(size=size, chunks=_read_chunks(handle, length))
+
+    async def presigned_url(self, key: str, *, expires: timedelta, filename: str, content_type: str) -> None:
+        return None  # files on disk are only ever served by the service
+
+    async def stat(self, key: str) -> FileStat:
+        path = self._path(key)
+        try:
+            found = await to_thread.run_sync(path.stat)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"The file {key!r} is missing from storage.") from None
+        except OSError as error:
+            raise self._unavailable("The file could not be read from local storage", error) from None
+        if not S_ISREG(found.st_mode):
+            raise NotFound(f"The file {key!r} is missing from storage.")
+        return FileStat(size=found.st_size, modified=datetime.fromtimestamp(found.st_mtime, UTC))
 
     async def move(self, source: str, target: str) -> None:
         source_path, target_path = self._path(source), self._path(target)
@@ -195,9 +214,16 @@ def _walk(root: Path, batch_size: int = LIST_BATCH) -> Iterator[list[ListedFile]
         yield batch
 
 
-async def _read_chunks(handle: BinaryIO) -> AsyncGenerator[bytes, None]:
+async def _read_chunks(handle: BinaryIO, length: int | None = None) -> AsyncGenerator[bytes, None]:
+    """The handle's bytes from where it stands: `length` of them, or to the end."""
+    left = length
     try:
-        while chunk := await to_thread.run_sync(handle.read, CHUNK_SIZE):
+        while left is None or left > 0:
+            chunk = await to_thread.run_sync(handle.read, CHUNK_SIZE if left is None else min(CHUNK_SIZE, left))
+            if not chunk:
+                return
+            if left is not None:
+                left -= len(chunk)
             yield chunk
     finally:
         handle.close()

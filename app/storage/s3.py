@@ -8,9 +8,10 @@ five times; ours gives up after a short connect timeout so clients get a prompt 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any, BinaryIO, Literal, TypeVar
+from urllib.parse import quote
 
 import urllib3
 from anyio import to_thread
@@ -21,7 +22,7 @@ from urllib3.exceptions import HTTPError as TransportError
 
 from app.errors import NotFound, Unavailable
 from app.metrics import Metrics
-from app.storage.base import CHUNK_SIZE, ListedFile, StoredFile
+from app.storage.base import CHUNK_SIZE, FileStat, ListedFile, StoredFile
 from app.storage.keys import storage_key
 
 T = TypeVar("T")
@@ -116,9 +117,34 @@ class S3Storage:
             part_size=PART_SIZE,
         )
 
-    async def open(self, key: str) -> StoredFile:
-        response = await self._call(self._client.get_object, self.bucket, storage_key(key))
-        return StoredFile(size=int(response.headers["Content-Length"]), chunks=self._stream(response))
+    async def open(self, key: str, *, start: int = 0, end: int | None = None) -> StoredFile:
+        if start == 0 and end is None:
+            response = await self._call(self._client.get_object, self.bucket, storage_key(key))
+            return StoredFile(size=int(response.headers["Content-Length"]), chunks=self._stream(response))
+        # A ranged GET (minio-py asks for all the rest when the length is 0); the whole size is
+        # what follows the slash of the answer's `Content-Range: bytes 0-99/2048`.
+        length = 0 if end is None else end - start
+        response = await self._call(self._client.get_object, self.bucket, storage_key(key), offset=start, length=length)
+        size = int(response.headers["Content-Range"].rpartition("/")[2])
+        return StoredFile(size=size, chunks=self._stream(response))
+
+    async def presigned_url(self, key: str, *, expires: timedelta, filename: str, content_type: str) -> str:
+        # Signed locally (minio-py may first ask the endpoint for the bucket's region). The
+        # answer's headers are part of the signature, so the download keeps its name and type.
+        disposition = f"inline; filename*=UTF-8''{quote(filename, safe='')}"
+        overrides = {"response-content-type": content_type, "response-content-disposition": disposition}
+        return await self._call(
+            self._client.presigned_get_object,
+            self.bucket,
+            storage_key(key),
+            expires=expires,
+            response_headers=overrides,
+        )
+
+    async def stat(self, key: str) -> FileStat:
+        found = await self._call(self._client.stat_object, self.bucket, storage_key(key))
+        modified = found.last_modified or datetime.now(UTC)
+        return FileStat(size=found.size or 0, modified=modified.astimezone(UTC))
 
     async def _stream(self, response: urllib3.BaseHTTPResponse) -> AsyncGenerator[bytes, None]:
         chunks = response.stream(CHUNK_SIZE)

@@ -161,13 +161,14 @@ async def test_download_failing_half_way_is_logged_once(
 ) -> None:
     async with LifespanClient(create_app(json_settings)) as (client, app):
         created = (await upload(client, make_image())).json()
+        size = created["size"]
 
-        async def half_then_fail(key: str) -> StoredFile:
+        async def half_then_fail(key: str, **_: object) -> StoredFile:
             async def chunks() -> AsyncIterator[bytes]:
                 yield b"half"
                 raise OSError(5, "Input/output error")
 
-            return StoredFile(size=8, chunks=chunks())
+            return StoredFile(size=size, chunks=chunks())
 
         monkeypatch.setattr(app.state.services.storage, "open", half_then_fail)
         capsys.readouterr()

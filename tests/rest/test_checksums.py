@@ -6,10 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from typing import Any
 
 import httpx
+from bson import ObjectId
 from fastapi import FastAPI
+from pymongo import AsyncMongoClient
 
+from app.config import Settings
 from tests.conftest import FIXTURES
 from tests.rest.test_archive import make_zip
 from tests.rest.test_images import stored_keys, upload
@@ -145,3 +149,24 @@ async def test_an_upload_may_refuse_a_duplicate_of_another_image(app: FastAPI, c
     response = await client.post("/images", params={"refuseDuplicates": "maybe"}, files={"image": ("v.png", other)})
     assert response.status_code == 400
     assert response.json()["detail"].startswith("The query parameter 'refuseDuplicates' is invalid")
+
+
+async def test_a_whole_download_records_a_missing_checksum(client: httpx.AsyncClient, settings: Settings) -> None:
+    content = make_image(color=(7, 7, 7))
+    created = (await upload(client, content, fields={"file": "old.png"})).json()
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri)
+    images = mongo[settings.mongodb_database]["images"]
+    try:
+        # As the legacy service (or this one before checksums) left it.
+        await images.update_one({"_id": ObjectId(created["_id"])}, {"$unset": {"checksum": ""}})
+        url = f"/images/{created['_id']}/image"
+        ranged = await client.get(url, headers={"Range": "bytes=0-9"})
+        assert (ranged.status_code, "etag" in ranged.headers) == (206, False)
+        assert "checksum" not in (await client.get(f"/images/{created['_id']}")).json()  # a part proves nothing
+
+        whole = await client.get(url)
+        assert whole.content == content
+        assert (await client.get(f"/images/{created['_id']}")).json()["checksum"] == sha256(content)
+        assert (await client.get(url)).headers["etag"] == f'"{sha256(content)}"'
+    finally:
+        await mongo.close()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,6 +55,36 @@ async def test_large_file_is_streamed_in_chunks(storage: Storage) -> None:
     assert b"".join(chunks) == content
     assert len(chunks) >= 3
     assert max(len(chunk) for chunk in chunks) <= CHUNK_SIZE
+
+
+async def test_a_range_is_read_as_a_range(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    content = os.urandom(3 * CHUNK_SIZE + 123)
+    await storage.save("r.bin", io.BytesIO(content), length=len(content), content_type="application/octet-stream")
+    sent_ranges: list[str | None] = []
+    if storage.kind == "s3":
+        http = storage._client._http  # type: ignore[attr-defined]
+        urlopen = http.urlopen
+
+        def recording(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            if method == "GET":
+                sent_ranges.append((kwargs.get("headers") or {}).get("Range"))
+            return urlopen(method, url, *args, **kwargs)
+
+        monkeypatch.setattr(http, "urlopen", recording)
+
+    middle = await storage.open("r.bin", start=CHUNK_SIZE + 5, end=2 * CHUNK_SIZE + 17)
+    assert middle.size == len(content)  # the whole file's, the range's own length being known
+    assert b"".join([chunk async for chunk in middle.chunks]) == content[CHUNK_SIZE + 5 : 2 * CHUNK_SIZE + 17]
+    tail = await storage.open("r.bin", start=len(content) - 10)
+    assert b"".join([chunk async for chunk in tail.chunks]) == content[-10:]
+    if storage.kind == "s3":  # asked of S3 as ranges, not downloaded whole and cut
+        assert sent_ranges == [f"bytes={CHUNK_SIZE + 5}-{2 * CHUNK_SIZE + 16}", f"bytes={len(content) - 10}-"]
+
+    found = await storage.stat("r.bin")
+    assert found.size == len(content)
+    assert abs((datetime.now(UTC) - found.modified).total_seconds()) < 60
+    with pytest.raises(NotFound):
+        await storage.stat("nothing.bin")
 
 
 async def test_save_replaces_existing_file(storage: Storage) -> None:

@@ -1,0 +1,149 @@
+"""`/images/{id}/image` and `/file`: an image's bytes, with the HTTP a browser or CDN expects.
+
+A strong `ETag` from the file's SHA-256 (when recorded) and `Last-Modified` from the stored
+file; `Cache-Control: private, no-cache`, so a browser keeps the file but asks each time
+whether it changed, and `If-None-Match` / `If-Modified-Since` answer 304 without reading it.
+`Accept-Ranges: bytes`: a single `Range` is answered 206 with just those bytes, read as a range
+from the storage; one that lies past the end is a 416; several ranges, or one that cannot be
+parsed, get the whole file (as RFC 9110 allows). `HEAD` answers the same headers without
+reading the file. `?redirect=true` answers, on S3, a 307 to a presigned URL of the file instead.
+Scope and authentication apply as to every other route, before any of it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import RedirectResponse, StreamingResponse
+from werkzeug.http import http_date, parse_date, parse_etags, parse_range_header, quote_etag, unquote_etag
+
+from app.domain.images import ImageFile
+from app.rest.deps import ImageId, ScopeDep, ServicesDep
+from app.rest.schemas import error_responses
+
+router = APIRouter(tags=["images"])
+
+CACHE_CONTROL = "private, no-cache"
+UNSATISFIABLE: Literal["unsatisfiable"] = "unsatisfiable"
+DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/*": {}}, "description": "the file"},
+    206: {"description": "the bytes of the one range asked for (`Range: bytes=0-1023`)"},
+    304: {"description": "unchanged since the `If-None-Match` / `If-Modified-Since` given"},
+    307: {"description": "with `redirect=true` on S3 storage: the presigned URL of the file"},
+    416: {"description": "the range lies past the end of the file"},
+    **error_responses(400, 404, 409, 503),
+}
+
+IfNoneMatch = Annotated[str | None, Header(description="the ETag(s) of the copy you hold")]
+IfModifiedSince = Annotated[str | None, Header(description="the Last-Modified of the copy you hold")]
+RangeHeader = Annotated[str | None, Header(alias="Range", description="one byte range: bytes=0-1023, bytes=-500")]
+IfRange = Annotated[str | None, Header(description="only send the range if the file is still this one")]
+
+
+async def download(
+    request: Request,
+    image_id: ImageId,
+    services: ServicesDep,
+    scope: ScopeDep,
+    if_none_match: IfNoneMatch = None,
+    if_modified_since: IfModifiedSince = None,
+    range_: RangeHeader = None,
+    if_range: IfRange = None,
+    redirect: Annotated[
+        bool,
+        Query(
+            description="true: on S3 storage, a 307 to a presigned URL of the file (valid PRESIGNED_URL_SECONDS) "
+            "instead of the file; on local storage the file as usual"
+        ),
+    ] = False,
+) -> Response:
+    images = services.images
+    file = await images.file(scope, image_id)
+    if redirect:
+        url = await images.presigned_url(file, expires_in=services.settings.presigned_url_seconds)
+        if url is not None:
+            return RedirectResponse(url, status_code=307, headers={"Cache-Control": "private, no-store"})
+    headers = {
+        "Cache-Control": CACHE_CONTROL,
+        "Last-Modified": http_date(file.modified),
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": content_disposition(file.filename),
+    }
+    if file.checksum:
+        headers["ETag"] = quote_etag(file.checksum)
+    if _unchanged(file, if_none_match, if_modified_since):
+        del headers["Content-Disposition"]
+        return Response(status_code=304, headers=headers)
+    status, start, end = 200, 0, file.size
+    wanted = _single_range(range_, file.size) if range_ and _range_applies(file, if_range) else None
+    if wanted == UNSATISFIABLE:
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{file.size}"})
+    if isinstance(wanted, tuple):
+        status, (start, end) = 206, wanted
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{file.size}"
+    headers["Content-Length"] = str(end - start)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type=file.content_type)
+    chunks = await images.read(file, start=start, end=None if end == file.size else end)
+    return StreamingResponse(chunks, status_code=status, media_type=file.content_type, headers=headers)
+
+
+# `/file` is the legacy service's second name for `/image`; HEAD gets routes of its own so
+# that every operation has its own id in the OpenAPI document.
+for path, name, summary in (
+    ("/images/{image_id}/image", "download_image", "Download an image's file"),
+    ("/images/{image_id}/file", "download_file", "Download an image's file (same as /image)"),
+):
+    router.add_api_route(path, download, methods=["GET"], name=name, summary=summary, responses=DOWNLOAD_RESPONSES)
+    router.add_api_route(
+        path,
+        download,
+        methods=["HEAD"],
+        name=f"{name}_headers",
+        summary=f"{summary}: the headers only",
+        responses=DOWNLOAD_RESPONSES,
+    )
+
+
+def _unchanged(file: ImageFile, if_none_match: str | None, if_modified_since: str | None) -> bool:
+    """Whether the client's copy is current (RFC 9110 §13.2.2: If-None-Match, when given, decides)."""
+    if if_none_match is not None:
+        tags = parse_etags(if_none_match)
+        return bool(tags.star_tag or (file.checksum and tags.contains_weak(file.checksum)))
+    since = parse_date(if_modified_since) if if_modified_since else None
+    # HTTP dates have whole seconds: a file modified within the second named is unchanged.
+    return since is not None and int(file.modified.timestamp()) <= int(since.timestamp())
+
+
+def _range_applies(file: ImageFile, if_range: str | None) -> bool:
+    """`If-Range`: the range only if the file is still the one named (strong ETag or the date)."""
+    if if_range is None:
+        return True
+    if if_range.lstrip().startswith(('"', "W/")):
+        tag, weak = unquote_etag(if_range.strip())
+        return not weak and tag is not None and tag == file.checksum
+    since = parse_date(if_range)
+    return since is not None and int(file.modified.timestamp()) <= int(since.timestamp())
+
+
+def _single_range(header: str, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
+    """(start, end) of the one byte range asked for; "unsatisfiable"; or None: send it all."""
+    parsed = parse_range_header(header)
+    if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
+        return None
+    first, stop = parsed.ranges[0]  # `stop` exclusive; `bytes=-500` is (-500, None)
+    if first < 0:  # the last bytes: all of them when more are asked than there are
+        return (max(size + first, 0), size) if size else UNSATISFIABLE
+    if first >= size:
+        return UNSATISFIABLE
+    return first, size if stop is None else min(stop, size)
+
+
+def content_disposition(filename: str, *, kind: str = "inline") -> str:
+    """`inline` so `<img>` tags and browsers show the image; the name survives non-ASCII."""
+    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    if ascii_name == filename:
+        return f'{kind}; filename="{filename}"'
+    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"

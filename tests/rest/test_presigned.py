@@ -1,0 +1,51 @@
+"""Presigned downloads: `?redirect=true` and GraphQL `Image.downloadUrl`, on S3 a URL that MinIO
+serves without credentials until it expires; on local storage the service's own route."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from tests.rest.test_images import upload
+from tests.utils.graphql import gql, gql_data
+
+DOWNLOAD_URL = "query($id: ID!, $s: Int) { image(id: $id) { url downloadUrl(expiresIn: $s) } }"
+
+
+async def test_a_redirect_leads_to_the_same_bytes(
+    client: httpx.AsyncClient, storage_kind: str, cat_jpeg: bytes
+) -> None:
+    created = (await upload(client, cat_jpeg, filename="cat.jpg", fields={"file": "cats/cat.jpg"})).json()
+    response = await client.get(f"/images/{created['_id']}/image", params={"redirect": "true"})
+    if storage_kind == "local":  # nothing to sign: the file itself, as without the parameter
+        assert (response.status_code, response.content) == (200, cat_jpeg)
+        return
+    assert response.status_code == 307
+    assert response.headers["cache-control"] == "private, no-store"
+    async with httpx.AsyncClient() as anyone:  # no credentials, not through the service
+        fetched = await anyone.get(response.headers["location"])
+    assert (fetched.status_code, fetched.content) == (200, cat_jpeg)
+    assert fetched.headers["content-type"] == "image/jpeg"
+    assert "cat.jpg" in fetched.headers["content-disposition"]
+
+
+async def test_download_url_expires(client: httpx.AsyncClient, storage_kind: str, cat_jpeg: bytes) -> None:
+    created = (await upload(client, cat_jpeg, filename="cat.jpg")).json()
+    image = (await gql_data(client, DOWNLOAD_URL, {"id": created["_id"], "s": 1}))["image"]
+    if storage_kind == "local":
+        assert image["downloadUrl"] == image["url"]
+        return
+    async with httpx.AsyncClient() as anyone:
+        assert (await anyone.get(image["downloadUrl"])).content == cat_jpeg
+        await asyncio.sleep(2.5)  # past the one second it was signed for
+        assert (await anyone.get(image["downloadUrl"])).status_code == 403
+        fresh = (await gql_data(client, DOWNLOAD_URL, {"id": created["_id"], "s": None}))["image"]["downloadUrl"]
+        assert (await anyone.get(fresh)).content == cat_jpeg  # the default lifetime
+
+
+async def test_download_url_lifetimes_out_of_bounds_are_refused(client: httpx.AsyncClient, cat_jpeg: bytes) -> None:
+    created = (await upload(client, cat_jpeg, filename="cat.jpg")).json()
+    for seconds in (0, 604801):
+        body = await gql(client, DOWNLOAD_URL, {"id": created["_id"], "s": seconds})
+        assert body["errors"][0]["message"] == f"expiresIn must be between 1 and 604800; got {seconds}."
