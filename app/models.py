@@ -56,7 +56,7 @@ IMAGE_INDEXES = [
 LEGACY_FIELDS: dict[str, Any] = {"__v": 0}
 
 # What clients see of a document, in this order; `dataKeys` is bookkeeping and stays inside.
-RENDERED_FIELDS = ("file", "time", "data", "userId", "size", "contentType", "width", "height", "checksum")
+RENDERED_FIELDS = ("file", "time", "data", "userId", "size", "contentType", "width", "height", "checksum", "exif")
 
 
 class Image(Document):
@@ -74,6 +74,8 @@ class Image(Document):
     # SHA-256 of the stored bytes (hex), taken while they were stored; absent on documents
     # written before it was recorded, or by the legacy service.
     checksum: str | None = None
+    # What the photo's EXIF says (app/domain/exif.py): takenAt, make, model, orientation, gps.
+    exif: dict[str, Any] | None = None
     # The top-level keys of `data`, kept beside it so `GET /fields` is a `distinct` on an index
     # rather than a scan of every document's metadata (FerretDB has no $objectToArray).
     dataKeys: list[str] | None = None
@@ -110,5 +112,14 @@ def document_to_json(document: Mapping[str, Any]) -> dict[str, Any]:
         if value is None and name != "data":
             continue
         if name in document:
-            rendered[name] = format_time(value) if isinstance(value, datetime) else value
+            rendered[name] = _timed(value)
     return rendered
+
+
+def _timed(value: Any) -> Any:
+    """Times as clients see them, inside objects too (`exif.takenAt`)."""
+    if isinstance(value, datetime):
+        return format_time(value)
+    if isinstance(value, Mapping):
+        return {key: format_time(item) if isinstance(item, datetime) else item for key, item in value.items()}
+    return value

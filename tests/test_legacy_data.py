@@ -286,8 +286,10 @@ async def test_legacy_images_get_their_facts_and_fields_in_the_background(legacy
         4000,
         3000,
     )
+    assert (cat["exif"]["make"], cat["exif"]["takenAt"]) == ("ASUS", "2019-12-24T15:55:20.000Z")
     dog = (await legacy.request("GET", f"/images/{legacy.dog._id}")).json()
     assert (dog["size"], dog["contentType"], dog["width"], dog["height"]) == (len(DOG_PNG), "image/png", 40, 30)
+    assert "exif" not in dog
 
     async def fields_known() -> bool:
         return bool((await legacy.request("GET", "/fields")).json())

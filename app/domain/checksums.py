@@ -13,8 +13,8 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from app.db import in_batches, write_in_parts
+from app.domain.file_facts import open_named
 from app.domain.leases import Leases, path_key
-from app.errors import BadInput, NotFound
 from app.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -108,11 +108,8 @@ async def record(collection: AsyncCollection[dict[str, Any]], leases: Leases, re
 
 async def read_checksum(storage: Storage, file: Any) -> str | None:
     """The SHA-256 of the stored file at `file`, or None if there is no such (storable) file."""
-    if not isinstance(file, str):
-        return None
-    try:
-        stored = await storage.open(file)
-    except (NotFound, BadInput):
+    stored = await open_named(storage, file)
+    if stored is None:
         return None
     digest = hashlib.sha256()
     async with aclosing(stored.chunks) as chunks:

@@ -1,4 +1,4 @@
-"""Image facts (`size`, `contentType`, `width`, `height`) for documents written without them.
+"""Image facts (`size`, `contentType`, `width`, `height`, `exif`) for documents written without them.
 
 Uploads record the facts while they store the file. The legacy service recorded none, so its
 documents get theirs from `backfill`, run in the background at start-up: only the first bytes
@@ -27,6 +27,7 @@ from app.domain.media import MediaFacts, sniff
 from app.domain.rewrite import REVISION
 from app.errors import BadInput, NotAnImage, NotFound
 from app.storage import Storage
+from app.storage.base import StoredFile
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +66,24 @@ async def backfill(collection: AsyncCollection[dict[str, Any]], *, storage: Stor
     return updated
 
 
+async def open_named(storage: Storage, file: Any) -> StoredFile | None:
+    """The stored file a document's `file` names, opened; None if it is missing or names none
+    this service would store (a document written elsewhere may hold anything there)."""
+    if not isinstance(file, str):
+        return None
+    try:
+        return await storage.open(file)
+    except (NotFound, BadInput):
+        return None
+
+
 async def read_facts(storage: Storage, file: Any) -> dict[str, Any] | None:
     """The facts of the stored file at `file`, or None if there is no such (storable) file.
 
     A file that is not a recognisable image still gets its size.
     """
-    if not isinstance(file, str):
-        return None
-    try:
-        stored = await storage.open(file)
-    except (NotFound, BadInput):
+    stored = await open_named(storage, file)
+    if stored is None:
         return None
     head = bytearray()
     media: MediaFacts | None = None
@@ -87,7 +96,8 @@ async def read_facts(storage: Storage, file: Any) -> dict[str, Any] | None:
     facts: dict[str, Any] = {"size": stored.size}
     if media is None:
         return facts
-    return facts | {"contentType": media.content_type, "width": media.width, "height": media.height}
+    facts |= {"contentType": media.content_type, "width": media.width, "height": media.height}
+    return facts if media.exif is None else facts | {"exif": media.exif}
 
 
 async def _sniffed(head: bytearray) -> MediaFacts | None:

@@ -222,6 +222,8 @@ class ImageService:
             "width": facts.width,
             "height": facts.height,
         }
+        if facts.exif is not None:
+            fields["exif"] = facts.exif
         return file, fields
 
     async def create_many(self, scope: Scope, news: list[NewImage]) -> list[Image | ServiceError]:
@@ -436,7 +438,9 @@ class ImageService:
         except Conflict:
             await replacement.discard_staged(self.storage, staged)
             raise
-        document = rewrite.next_revision(existing, **fields, checksum=checksum, **{replacement.PENDING: staged})
+        # Facts of the old bytes that the new ones may lack go with them.
+        kept = {name: value for name, value in existing.items() if name != "exif"}
+        document = rewrite.next_revision(kept, **fields, checksum=checksum, **{replacement.PENDING: staged})
         try:
             with self.database.errors():
                 result = await collection.replace_one(rewrite.unchanged(existing), document)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from PIL import Image as PillowImage
 from PIL import UnidentifiedImageError
 
+from app.domain.exif import exif_facts
 from app.errors import NotAnImage
 
 # Formats with a reliable signature that browsers or common tools display. Formats Pillow
@@ -21,6 +22,7 @@ class MediaFacts:
     content_type: str
     width: int | None
     height: int | None
+    exif: dict[str, Any] | None = None  # app/domain/exif.py
 
 
 def sniff(source: BinaryIO) -> MediaFacts:
@@ -36,9 +38,10 @@ def sniff(source: BinaryIO) -> MediaFacts:
             with PillowImage.open(source, formats=ACCEPTED_FORMATS) as picture:
                 image_format = picture.format or ""
                 width, height = picture.size
+                exif = exif_facts(picture)
     except (UnidentifiedImageError, PillowImage.DecompressionBombError, OSError, ValueError, SyntaxError):
         raise NotAnImage("The file is not a supported image (judged by its content, not its name).") from None
     finally:
         source.seek(start)
     content_type = PillowImage.MIME.get(image_format, "application/octet-stream")
-    return MediaFacts(content_type=content_type, width=width, height=height)
+    return MediaFacts(content_type=content_type, width=width, height=height, exif=exif)

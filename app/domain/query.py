@@ -378,8 +378,8 @@ def _check_literal(path: str, value: Any, *, depth: int) -> Any:
 
 def _typed_string(path: str, value: str) -> Any:
     # JSON has no dates or ObjectIds; a string compared with `time` or `_id` means one.
-    if path == "time":
-        return parse_time(value, name="time in filter")
+    if path in ("time", "exif.takenAt"):
+        return parse_time(value, name=f"{path} in filter")
     if path == "_id":
         return _parse_id(value, name="_id in filter")
     return value

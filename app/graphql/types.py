@@ -13,6 +13,36 @@ from app.domain.rewrite import revision_of
 from app.graphql.context import Info
 
 
+@strawberry.type(description="Where a photo was taken, by its EXIF.")
+class GpsPosition:
+    latitude: float = strawberry.field(description="decimal degrees, north positive")
+    longitude: float = strawberry.field(description="decimal degrees, east positive")
+    altitude: float | None = strawberry.field(default=None, description="metres above sea level")
+
+
+@strawberry.type(description="What a photo's EXIF says; read at upload, never part of `data`.")
+class Exif:
+    taken_at: datetime | None = strawberry.field(default=None, description="capture time (UTC)")
+    make: str | None = None
+    model: str | None = None
+    orientation: int | None = strawberry.field(default=None, description="EXIF orientation, 1 (upright) to 8")
+    gps: GpsPosition | None = None
+
+    @classmethod
+    def from_facts(cls, facts: Any) -> Exif | None:
+        if not isinstance(facts, Mapping):
+            return None
+        gps = facts.get("gps")
+        position = GpsPosition(**gps) if isinstance(gps, Mapping) else None
+        return cls(
+            taken_at=facts.get("takenAt"),
+            make=facts.get("make"),
+            model=facts.get("model"),
+            orientation=facts.get("orientation"),
+            gps=position,
+        )
+
+
 @strawberry.type(description="An image file and its metadata.")
 class Image:
     id: strawberry.ID
@@ -29,6 +59,7 @@ class Image:
     checksum: str | None = strawberry.field(
         description="SHA-256 of the file (hex), when known; images with equal checksums hold identical files"
     )
+    exif: Exif | None = strawberry.field(description="what the photo's EXIF says, when it has any")
     revision: int = strawberry.field(
         description="raised by every change; give it back to a mutation's `revision` to change only this state"
     )
@@ -62,6 +93,7 @@ class Image:
             width=document.get("width"),
             height=document.get("height"),
             checksum=document.get("checksum"),
+            exif=Exif.from_facts(document.get("exif")),
             revision=revision_of(document),
         )
 

@@ -26,6 +26,11 @@ class ImageOut(BaseModel):
         default=None,
         description="SHA-256 of the file (hex), when known; images with equal checksums hold identical files",
     )
+    exif: dict[str, Any] | None = Field(
+        default=None,
+        description="what the photo's EXIF says, the keys present: takenAt (ISO UTC), make, model, orientation"
+        " (1-8), gps {latitude, longitude, altitude}; read-only, filterable as exif.make etc. in `filter`",
+    )
 
 
 class DuplicateGroupOut(BaseModel):
