@@ -15,7 +15,8 @@ import hashlib
 import logging
 import mimetypes
 import posixpath
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO, Literal
@@ -170,20 +171,20 @@ class ImageService:
             if stored is not None:
                 await stored.chunks.aclose()
             raise Conflict(f"The file of image {file.image_id} was replaced while it was being read; try again.")
-        chunks = self.metrics.count_download(stored.chunks)
         if file.checksum is None and start == 0 and end is None and file.key == file.path:
-            return self._checksummed(file, chunks)
-        return chunks
+            return self.metrics.count_download(self._checksummed(file, stored.chunks))
+        return self.metrics.count_download(stored.chunks)
 
-    async def _checksummed(self, file: ImageFile, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def _checksummed(self, file: ImageFile, chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
         """`chunks` passed on and hashed; once all were sent, the image's checksum is recorded
         (it had none: written before checksums were, or by the legacy service)."""
         digest = hashlib.sha256()
         sent = 0
-        async for chunk in chunks:
-            digest.update(chunk)
-            sent += len(chunk)
-            yield chunk
+        async with aclosing(chunks):  # a download cut short releases the file at once
+            async for chunk in chunks:
+                digest.update(chunk)
+                sent += len(chunk)
+                yield chunk
         if sent != file.size:
             return
         read = checksums.Read(parse_object_id(file.image_id), file.path, digest.hexdigest())
