@@ -398,8 +398,8 @@ class ImageService:
         document["checksum"] = await self._save(key, new, content_type=document["contentType"])
         try:
             await self._refuse_duplicate(scope, new, key, document["checksum"])
-        except Conflict:
-            await self._delete_file_quietly(key)  # no document names it: the path held no image
+        except ServiceError:  # refused, or the database went away: no document will name the file
+            await self._delete_file_quietly(key)  # the path held no image
             raise
         try:
             with self.database.errors():
@@ -436,7 +436,7 @@ class ImageService:
         checksum = await self._save(staged, new, content_type=fields["contentType"])
         try:
             await self._refuse_duplicate(scope, new, existing["file"], checksum)
-        except Conflict:
+        except ServiceError:  # refused, or the database went away: the staged bytes are nobody's
             await replacement.discard_staged(self.storage, staged)
             raise
         # Facts of the old bytes that the new ones may lack go with them.

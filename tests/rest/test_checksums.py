@@ -9,11 +9,14 @@ import zipfile
 from typing import Any
 
 import httpx
+import pytest
 from bson import ObjectId
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
 from app.config import Settings
+from app.domain.images import ImageService
+from app.errors import Unavailable
 from tests.conftest import FIXTURES
 from tests.rest.test_archive import make_zip
 from tests.rest.test_images import stored_keys, upload
@@ -170,3 +173,21 @@ async def test_a_whole_download_records_a_missing_checksum(client: httpx.AsyncCl
         assert (await client.get(url)).headers["etag"] == f'"{sha256(content)}"'
     finally:
         await mongo.close()
+
+
+async def test_a_duplicate_check_the_database_cannot_answer_leaves_no_file(
+    app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = (await upload(client, make_image(color=(1, 1, 9)), fields={"file": "kept.png"})).json()
+
+    async def database_gone(*_: object) -> None:
+        raise Unavailable("The database is unreachable; try again shortly.")
+
+    monkeypatch.setattr(ImageService, "_refuse_duplicate", database_gone)
+    for path in ("new.png", "kept.png"):  # a new image, and a replacement
+        response = await client.post(
+            "/images", params={"refuseDuplicates": "true"}, files={"image": (path, make_image())}, data={"file": path}
+        )
+        assert response.status_code == 503
+    assert await stored_keys(app) == {"kept.png"}  # neither the new file nor the staged bytes stay
+    assert (await client.get(f"/images/{kept['_id']}")).json()["checksum"] == kept["checksum"]
