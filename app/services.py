@@ -59,7 +59,7 @@ class Services:
             # Not fatal: requests that need the storage answer 503 until it is back.
             log.warning("storage not ready at start-up: %s", error.detail)
         leases = Leases(collection=lambda: Image.get_pymongo_collection().database[LEASES])
-        setup: list[MaintenanceTask] = []
+        setup: list[MaintenanceTask] = [lambda _: leases.prepare()]
         if settings.ferretdb_sqlite_directory is not None:
             setup.append(partial(ferretdb_sqlite.tune, directory=settings.ferretdb_sqlite_directory))
         database = Database(

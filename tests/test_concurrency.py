@@ -23,7 +23,7 @@ from pymongo import AsyncMongoClient
 
 from app.config import Settings
 from app.domain.leases import COLLECTION as LEASES
-from app.domain.leases import Leases, path_key
+from app.domain.leases import Leases, lease_document, path_key
 from scripts.servers import REPO_ROOT, free_port
 from tests.rest.test_images import stored_keys, upload
 from tests.utils.commands import recorded
@@ -165,7 +165,7 @@ async def test_an_expired_lease_of_a_dead_process_is_taken_over(client: httpx.As
     raw, leases = await raw_collection(settings, LEASES)
     try:
         expired = datetime.now(UTC) - timedelta(seconds=1)
-        await leases.insert_one({"_id": path_key("x.png"), "owner": "dead", "expires": expired})
+        await leases.insert_one(lease_document(path_key("x.png"), "dead", expired))
         response = await client.patch(f"/images/{image['_id']}", json={"a": 1})
         assert response.status_code == 200
         assert await leases.count_documents({}) == 0
@@ -178,12 +178,12 @@ async def test_a_held_lease_makes_writers_wait_for_it(client: httpx.AsyncClient,
     raw, leases = await raw_collection(settings, LEASES)
     try:
         held = datetime.now(UTC) + timedelta(seconds=30)
-        await leases.insert_one({"_id": path_key("x.png"), "owner": "other-process", "expires": held})
+        await leases.insert_one(lease_document(path_key("x.png"), "other-process", held))
         waiting = asyncio.create_task(client.patch(f"/images/{image['_id']}", json={"a": 1}))
         await asyncio.sleep(0.5)
         assert not waiting.done()
         assert (await client.get(f"/images/{image['_id']}")).json()["data"] == {}  # readers do not wait
-        await leases.delete_one({"_id": path_key("x.png")})
+        await leases.delete_one({"key": path_key("x.png")})
         assert (await waiting).status_code == 200
         assert (await client.get(f"/images/{image['_id']}")).json()["data"] == {"a": 1}
     finally:
@@ -213,7 +213,7 @@ async def test_contenders_taking_over_one_dead_lease_never_hold_it_together(sett
     try:
         for _ in range(10):
             expired = datetime.now(UTC) - timedelta(seconds=1)
-            await leases.insert_one({"_id": "file:dead.png", "owner": "dead", "expires": expired})
+            await leases.insert_one(lease_document("file:dead.png", "dead", expired))
             await asyncio.gather(*(contend(lease) for lease in contenders))
             assert await leases.count_documents({}) == 0
         assert most == 1
@@ -262,6 +262,7 @@ async def test_writers_starting_together_take_their_leases_in_one_insert(setting
             await finish.wait()
 
     try:
+        await ours.prepare()
         async with theirs.hold([path_key("3.png")]):  # another process's writer holds one path
             with recorded() as sent:
                 writers = [asyncio.create_task(write(f"{index}.png")) for index in range(8)]
@@ -311,8 +312,25 @@ async def test_releasing_leases_never_removes_another_writers_lease(settings: Se
         async with theirs.hold([path_key("b.png")]):
             async with ours.hold([path_key("a.png")]):
                 pass
-            assert [lease["_id"] for lease in await leases.find().to_list(None)] == [path_key("b.png")]
+            assert [lease["key"] for lease in await leases.find().to_list(None)] == [path_key("b.png")]
         assert await leases.count_documents({}) == 0
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_leases_of_the_earlier_form_do_not_block_the_upgraded_service(settings: Settings) -> None:
+    """Before, a lease's `_id` was its key; such a lease cannot be told apart from a live one of
+    the new form, so the first writer of the upgraded service drops them all (they are seconds old)."""
+    client, leases = await raw_collection(settings, LEASES)
+    holder = Leases(collection=lambda: leases, wait=2)
+    try:
+        held = datetime.now(UTC) + timedelta(seconds=30)
+        await leases.insert_one({"_id": path_key("old.png"), "owner": "before", "expires": held})
+        async with holder.hold([path_key("old.png")]):
+            assert [lease["owner"] for lease in await leases.find().to_list(None)] != ["before"]
+        assert await leases.count_documents({}) == 0
+        assert "key_1" in await leases.index_information()
     finally:
         await client.close()
 

@@ -21,6 +21,7 @@ from pymongo import AsyncMongoClient
 from app.config import Settings
 from app.domain import replacement
 from app.domain.leases import COLLECTION as LEASES
+from app.domain.leases import lease_document
 from app.main import create_app
 from scripts.servers import REPO_ROOT, free_port
 from tests.rest.test_availability import eventually
@@ -87,7 +88,7 @@ async def test_fsck_finds_and_repairs_what_crashes_leave(
         try:
             leases = raw[settings.mongodb_database][LEASES]
             expired = datetime.now(UTC) - timedelta(minutes=5)
-            await leases.insert_one({"_id": "file:dead.png", "owner": "dead", "expires": expired})
+            await leases.insert_one(lease_document("file:dead.png", "dead", expired))
 
             env = environment(settings, storage_kind, request)
             # On S3 the planted orphan cannot be made to look old: no grace period there.

@@ -10,10 +10,16 @@ Why leases and not conditional updates: FerretDB 1.24 answers an update (replace
 separate step. Two processes' updates of one document therefore both "match" and the later
 write silently undoes the earlier one. Measured against FerretDB 1.24 with SQLite: 30
 concurrent `replace_one({_id, revision: 0}, …)` → up to 8 report a match; 50 concurrent
-`$set` of distinct keys → 1 to 10 keys kept. An insert against a unique `_id` is atomic on
-FerretDB (SQLite enforces the key) and on MongoDB alike: exactly one of 30 inserters wins.
-So a writer inserts `{_id: <key>, owner, expires}` into the `leases` collection, and deletes it
-when done.
+`$set` of distinct keys → 1 to 10 keys kept. An insert against a unique index is atomic on
+FerretDB (SQLite enforces it) and on MongoDB alike: exactly one of 30 inserters wins. So a
+writer inserts `{_id: <owner>:<key>, key, owner, expires}` into the `leases` collection, whose
+`key` is unique, and deletes it by `_id` when done.
+
+Why the `_id` names the holder and not only the key: FerretDB deletes, too, by reading the
+matches and then deleting their `_id`s in a second step. Two writers taking over one dead
+holder's lease both read it; had the new lease the same `_id`, the later writer's delete could
+remove the lease the earlier one had just inserted, and both would hold the path. A delete by
+an `_id` that names its holder can only ever remove that holder's lease.
 
 Within one process, writers of one key first take turns on an asyncio lock (app/domain/
 locks.py), so the database only arbitrates between processes. The process's writers also share
@@ -38,6 +44,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError, WriteError
 
@@ -48,7 +55,16 @@ from app.together import DUPLICATE_KEY, InsertsTogether, Together
 log = logging.getLogger(__name__)
 
 COLLECTION = "leases"
-TAKEOVER_SETTLE = 0.1  # seconds; see Leases._still_held
+KEY_INDEX = IndexModel([("key", ASCENDING)], name="key_1", unique=True)
+
+
+def lease_id(key: str, owner: str) -> str:
+    return f"{owner}:{key}"
+
+
+def lease_document(key: str, owner: str, expires: datetime) -> dict[str, Any]:
+    """The lease `owner` holds on `key` until `expires`."""
+    return {"_id": lease_id(key, owner), "key": key, "owner": owner, "expires": expires}
 
 
 class Leases:
@@ -64,7 +80,9 @@ class Leases:
         self._wait = wait
         self._local = KeyedLocks()
         self._takes = InsertsTogether(collection)
-        self._releases: Together[tuple[list[str], str], None] = Together(self._delete_released)
+        self._releases: Together[list[str], None] = Together(self._delete_released)
+        self._indexed = asyncio.Lock()
+        self._has_index = False
 
     @asynccontextmanager
     async def hold(self, keys: Iterable[str], *, what: str = "The image") -> AsyncIterator[None]:
@@ -75,88 +93,80 @@ class Leases:
             return
         async with self._local.hold_all(wanted):
             owner = uuid.uuid4().hex
-            await self._take(wanted, owner, what)
-            renewing = asyncio.create_task(self._renew(wanted, owner))
+            ids = await self._take(wanted, owner, what)
+            renewing = asyncio.create_task(self._renew(ids))
             try:
                 yield
             finally:
                 renewing.cancel()
                 await asyncio.gather(renewing, return_exceptions=True)
-                await self._releases((wanted, owner))
+                await self._releases(ids)
 
-    async def _take(self, keys: list[str], owner: str, what: str) -> None:
+    async def prepare(self) -> None:
+        """Make the unique index that makes a lease exclusive; else done by the first writer.
+
+        Leases of the earlier form (`_id` = key, no `key` field) would all collide in it as
+        missing keys; they are at most `ttl` old in a running system, and are dropped.
+        """
+        async with self._indexed:
+            if self._has_index:
+                return
+            collection = self._collection()
+            if KEY_INDEX.document["name"] not in await collection.index_information():
+                await collection.delete_many({"key": {"$exists": False}})
+                await collection.create_indexes([KEY_INDEX])
+            self._has_index = True
+
+    async def _take(self, keys: list[str], owner: str, what: str) -> list[str]:
+        """Insert the leases of `keys` for `owner`, waiting for their holders; their `_id`s."""
+        await self.prepare()
         collection = self._collection()
         deadline = asyncio.get_running_loop().time() + self._wait
         attempt = 0
-        took_over = False
+        ids = [lease_id(key, owner) for key in keys]
         while True:
             expires = datetime.now(UTC) + timedelta(seconds=self._ttl)
-            documents = [{"_id": key, "owner": owner, "expires": expires} for key in keys]
-            refusals = await self._takes.insert_many(documents, if_abandoned=lambda _: self._releases((keys, owner)))
+            documents = [lease_document(key, owner, expires) for key in keys]
+            refusals = await self._takes.insert_many(documents, if_abandoned=lambda _: self._releases(ids))
             if any(refusal is not None and refusal.get("code") != DUPLICATE_KEY for refusal in refusals):
                 raise WriteError("a lease could not be written", None, {"writeErrors": refusals})
             taken = {key for key, refusal in zip(keys, refusals, strict=True) if refusal is not None}
-            # After a takeover, a concurrent one may have removed some (then all are given back
-            # below, and taken again).
-            if not taken and (not took_over or await self._still_held(collection, keys, owner)):
-                return
+            if not taken:
+                return ids
             # Some are held by someone else: give back the others, so nobody waits on us meanwhile.
-            await collection.delete_many({"_id": {"$in": [key for key in keys if key not in taken]}, "owner": owner})
-            took_over = await self._clear_expired(collection, taken) or took_over
+            given_back = [lease_id(key, owner) for key in keys if key not in taken]
+            await collection.delete_many({"_id": {"$in": given_back}})
+            await self._clear_expired(collection, taken)
             if asyncio.get_running_loop().time() > deadline:
                 raise Conflict(f"{what} is being changed by another request; try again.")
             await asyncio.sleep(random.uniform(0.002, 0.01 * 2 ** min(attempt, 5)))
             attempt += 1
 
-    async def _delete_released(self, releases: list[tuple[list[str], str]]) -> list[None]:
-        """The leases of several holders, in one delete. Exact although the filter pairs every
-        key with every owner: a holder releases all its keys at once, so a lease of one of these
-        keys held by one of these owners is being released here anyway."""
-        keys = [key for keys, _ in releases for key in keys]
+    async def _delete_released(self, releases: list[list[str]]) -> list[None]:
+        """The leases of several holders, in one delete."""
+        ids = [lease_id for ids in releases for lease_id in ids]
         try:
-            await self._collection().delete_many({"_id": {"$in": keys}, "owner": {"$in": [o for _, o in releases]}})
+            await self._collection().delete_many({"_id": {"$in": ids}})
         except PyMongoError as error:
             # They expire by themselves; until then, writers of these paths wait for them.
-            log.warning("could not release the leases of %d paths (%s)", len(keys), type(error).__name__)
+            log.warning("could not release the leases of %d paths (%s)", len(ids), type(error).__name__)
         return [None] * len(releases)
 
-    async def _clear_expired(self, collection: AsyncCollection[dict[str, Any]], keys: set[str]) -> bool:
-        """Delete the leases among `keys` whose holder stopped renewing them (it died); whether any."""
+    async def _clear_expired(self, collection: AsyncCollection[dict[str, Any]], keys: set[str]) -> None:
+        """Delete the leases among `keys` whose holder stopped renewing them (it died)."""
         now = datetime.now(UTC)
-        cleared = False
-        async for lease in collection.find({"_id": {"$in": list(keys)}, "expires": {"$lt": now}}):
-            log.warning("taking over the expired lease of %r", lease["_id"])
-            result = await collection.delete_one({"_id": lease["_id"], "owner": lease["owner"]})
-            cleared = cleared or result.deleted_count > 0
-        return cleared
+        async for lease in collection.find({"key": {"$in": list(keys)}, "expires": {"$lt": now}}):
+            log.warning("taking over the expired lease of %r", lease["key"])
+            await collection.delete_one({"_id": lease["_id"]})
 
-    async def _still_held(self, collection: AsyncCollection[dict[str, Any]], keys: list[str], owner: str) -> bool:
-        """After a takeover: whether our new leases survived a moment, all of them.
-
-        FerretDB 1.24 deletes by reading the matches, then deleting their `_id`s in a second
-        step. Two writers taking over one dead holder's lease both read it; the later one's
-        delete can then remove the lease the earlier one has just inserted, and both would
-        hold it. Such a delete lands within moments of its read, so a takeover that still
-        holds all its leases after `TAKEOVER_SETTLE` seconds holds them alone. (Rare: it takes
-        a dead holder and two writers of its path at once. On MongoDB the delete is atomic.)
-        """
-        await asyncio.sleep(TAKEOVER_SETTLE)
-        held = await collection.count_documents({"_id": {"$in": keys}, "owner": owner})
-        if held == len(keys):
-            return True
-        log.warning("a concurrent takeover removed %d of our new leases; taking them again", len(keys) - held)
-        return False
-
-    async def _renew(self, keys: list[str], owner: str) -> None:
+    async def _renew(self, ids: list[str]) -> None:
         while True:
             await asyncio.sleep(self._ttl / 3)
             expires = datetime.now(UTC) + timedelta(seconds=self._ttl)
             try:
-                await self._collection().update_many(
-                    {"_id": {"$in": keys}, "owner": owner}, {"$set": {"expires": expires}}
-                )
+                await self._collection().update_many({"_id": {"$in": ids}}, {"$set": {"expires": expires}})
             except PyMongoError as error:
-                log.warning("could not renew the leases of %d paths (%s)", len(keys), type(error).__name__)
+                log.warning("could not renew the leases of %d paths (%s)", len(ids), type(error).__name__)
 
 
 def path_key(file: str) -> str:

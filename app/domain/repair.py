@@ -206,10 +206,10 @@ async def _expired_leases(leases: AsyncCollection[dict[str, Any]], repair: bool)
     now = datetime.now(UTC)
     async for lease in leases.find({"expires": {"$lt": now}}):
         if repair:
-            await leases.delete_one({"_id": lease["_id"], "owner": lease["owner"]})
+            await leases.delete_one({"_id": lease["_id"]})  # its `_id` names its holder
         yield Finding(
             kind="expired lease",
-            name=str(lease["_id"]),
+            name=str(lease.get("key", lease["_id"])),
             detail=f"expired {lease['expires']:%Y-%m-%dT%H:%M:%SZ}",
             repaired=repair,
         )
