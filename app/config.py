@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     s3_connect_timeout: float = Field(default=5.0, gt=0)
     # How long a presigned S3 download URL (`?redirect=true`, GraphQL `downloadUrl`) works by default.
     presigned_url_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
+    # Resized copies (`?width=`) made at once, and the most pixels one may decode (about 4
+    # bytes each): together the bound on the memory thumbnails take, whatever the burst.
+    thumbnail_workers: int = Field(default=2, ge=1, le=64)
+    thumbnail_max_pixels: int = Field(default=40_000_000, ge=1_000_000, le=1_000_000_000)
 
     oidc_jwks_uri: str | None = None
     oidc_issuer: str | None = None

@@ -9,6 +9,7 @@
     ├── StaleRevision     the image changed since the revision the client named        (412)
     ├── TooLarge          the upload or archive exceeds a configured limit             (413)
     ├── NotAnImage        the file's content is not a supported image                  (415)
+    ├── Unprocessable     the request is sound, the stored image cannot serve it       (422)
     └── Unavailable       the database or the storage cannot be reached                (503)
 
 The domain raises these and knows nothing of HTTP or GraphQL; `app/rest/errors.py` maps them to
@@ -53,6 +54,10 @@ class TooLarge(ServiceError):
 
 
 class NotAnImage(ServiceError):
+    pass
+
+
+class Unprocessable(ServiceError):
     pass
 
 

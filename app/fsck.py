@@ -4,9 +4,10 @@
 
 Reads the service's own settings from the environment (MONGODB_*, UPLOADS_DIRECTORY or S3_*).
 Prints one line per finding and a summary; `--repair` deletes orphan files, leftover temporary
-files and expired leases (never a document) and finishes interrupted replacements. Exit status:
-0 when nothing is left to fix, 1 when something is (missing files, or findings without
---repair), 2 when the database or the storage cannot be reached or the settings are unusable.
+files, stale resized copies and expired leases (never a document) and finishes interrupted
+replacements. Exit status: 0 when nothing is left to fix, 1 when something is (missing files,
+or findings without --repair), 2 when the database or the storage cannot be reached or the
+settings are unusable.
 See app/domain/repair.py for what each check means and why it is safe next to a running service.
 """
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repair",
         action="store_true",
-        help="delete orphan and temporary files and expired leases, finish interrupted replacements",
+        help="delete orphan, temporary and stale resized files and expired leases, finish interrupted replacements",
     )
     parser.add_argument(
         "--grace-seconds",

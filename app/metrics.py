@@ -44,6 +44,7 @@ ERROR_CLASS = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 Dependency = Literal["database", "storage"]
 ArchiveOperation = Literal["export", "import"]
+ThumbnailOutcome = Literal["made", "cached"]
 
 
 class Metrics:
@@ -111,6 +112,13 @@ class Metrics:
             ["operation"],
             namespace=NAMESPACE,
             buckets=ARCHIVE_BUCKETS,
+            registry=registry,
+        )
+        self._thumbnails = Counter(
+            "thumbnails",
+            "Resized copies of images served: `made` (decoded and stored now) or `cached` (read back).",
+            ["outcome"],
+            namespace=NAMESPACE,
             registry=registry,
         )
         self._dependency_errors = Counter(
@@ -191,6 +199,11 @@ class Metrics:
         finally:
             self._archives.labels(operation, outcome).inc()
             self._archive_seconds.labels(operation).observe(time.perf_counter() - started)
+
+    # -- thumbnails --------------------------------------------------------------------------
+
+    def thumbnail(self, outcome: ThumbnailOutcome) -> None:
+        self._thumbnails.labels(outcome).inc()
 
     # -- dependencies ------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from app.domain.images import ImageService
 from app.domain.leases import COLLECTION as LEASES
 from app.domain.leases import Leases
 from app.domain.scope import EVERYONE, Scope
+from app.domain.thumbnails import Thumbnails
 from app.errors import Unavailable
 from app.metrics import Metrics
 from app.models import Image
@@ -82,6 +83,12 @@ class Services:
             database=database,
             storage=storage,
             leases=leases,
+            thumbnails=Thumbnails(
+                storage=storage,
+                metrics=metrics,
+                workers=settings.thumbnail_workers,
+                max_pixels=settings.thumbnail_max_pixels,
+            ),
             max_upload_bytes=settings.max_upload_bytes,
             metrics=metrics,
         )

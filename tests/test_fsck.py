@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from anyio import to_thread
+from bson import ObjectId
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
@@ -22,6 +23,7 @@ from app.config import Settings
 from app.domain import replacement
 from app.domain.leases import COLLECTION as LEASES
 from app.domain.leases import lease_document
+from app.domain.thumbnails import variants_folder
 from app.main import create_app
 from scripts.servers import REPO_ROOT, free_port
 from tests.rest.test_availability import eventually
@@ -82,6 +84,11 @@ async def test_fsck_finds_and_repairs_what_crashes_leave(
         await app.state.services.storage.delete("folder/lost.png")  # its file went missing
         put_file(app, "orphans/orphan.png", make_image(), old=True)
         put_file(app, "young.png", make_image(), old=False)
+        # A thumbnail of a current image, and one a race left behind for a deleted image.
+        assert (await client.get(f"/images/{kept['_id']}/image", params={"width": 8})).status_code == 200
+        (current,) = [key for key in await stored_keys(app) if key.startswith(variants_folder(kept["_id"]))]
+        stale = f"{variants_folder(str(ObjectId()))}/{'0' * 64}/w8-h0-inside-q80.jpeg"
+        put_file(app, stale, make_image(format="JPEG"), old=True)
         if storage_kind == "local":
             put_file(app, f"orphans/{PART}", b"half a file", old=True)
         raw: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
@@ -99,6 +106,7 @@ async def test_fsck_finds_and_repairs_what_crashes_leave(
                 ("orphan file", "orphans/orphan.png", "found"),
                 ("missing file", "folder/lost.png", "found"),
                 ("expired lease", "file:dead.png", "found"),
+                ("stale resized copy", stale, "found"),
             }
             if storage_kind == "local":
                 expected.add(("temporary file", f"orphans/{PART}", "found"))
@@ -116,6 +124,7 @@ async def test_fsck_finds_and_repairs_what_crashes_leave(
             left = await stored_keys(app)
             assert "orphans/orphan.png" not in left and f"orphans/{PART}" not in left
             assert "kept.png" in left
+            assert current in left and stale not in left
             assert (storage_kind == "s3") != ("young.png" in left)  # within the grace period: kept
             assert await leases.count_documents({}) == 0
             # Documents are never deleted: the one whose file is missing is still listed.

@@ -32,7 +32,9 @@ from app.domain.leases import Leases, path_key
 from app.domain.media import sniff
 from app.domain.metadata import check_data, parse_data_patch, parse_object_id
 from app.domain.query import ImageQuery, all_of, check_count, check_path, scoped
+from app.domain.resize import Resize
 from app.domain.scope import Scope
+from app.domain.thumbnails import Source, Thumbnails
 from app.errors import BadInput, Conflict, NotFound, ServiceError, TooLarge, Unavailable
 from app.metrics import Metrics
 from app.models import LEGACY_FIELDS, Image, to_stored_time, utc_now
@@ -101,15 +103,31 @@ class ImageFile:
     content_type: str
     size: int
     modified: datetime  # the stored file's, UTC
-    checksum: str | None  # SHA-256 of the bytes, once recorded
+    checksum: str | None  # SHA-256 of the image's bytes, once recorded
+    resized: str | None = None  # for a resized copy (app/domain/thumbnails.py), its `Resize.name`
+
+    @property
+    def etag(self) -> str | None:
+        """What identifies these bytes: the checksum, and for a copy what it was resized to."""
+        if self.checksum is None:
+            return None
+        return self.checksum if self.resized is None else f"{self.checksum}-{self.resized}"
 
 
 class ImageService:
     def __init__(
-        self, *, database: Database, storage: Storage, leases: Leases, max_upload_bytes: int, metrics: Metrics
+        self,
+        *,
+        database: Database,
+        storage: Storage,
+        leases: Leases,
+        thumbnails: Thumbnails,
+        max_upload_bytes: int,
+        metrics: Metrics,
     ) -> None:
         self.database = database
         self.storage = storage
+        self.thumbnails = thumbnails
         # Every write holds its image's lease: see app/domain/leases.py.
         self.leases = leases
         self.max_upload_bytes = max_upload_bytes
@@ -149,6 +167,26 @@ class ImageService:
             checksum=image.checksum,
         )
 
+    async def resized(self, scope: Scope, image_id: str, resize: Resize) -> ImageFile:
+        """The image's file resized: a stored copy, made now if there is none yet."""
+        image = await self.get(scope, image_id)
+        source = Source(image_id=image_id, file=image.file, pending=image.pendingFile, checksum=image.checksum)
+        variant, learned = await self.thumbnails.variant(source, resize)
+        if learned is not None:
+            await self._record_checksum(checksums.Read(image.id, image.file, learned))
+        extension = "jpg" if resize.format == "jpeg" else resize.format
+        return ImageFile(
+            image_id=image_id,
+            path=image.file,
+            key=variant.key,
+            filename=f"{posixpath.splitext(posixpath.basename(image.file))[0]}.{extension}",
+            content_type=resize.content_type,
+            size=variant.size,
+            modified=variant.modified,
+            checksum=variant.checksum,
+            resized=resize.name,
+        )
+
     async def presigned_url(self, file: ImageFile, *, expires_in: int) -> str | None:
         """A URL that downloads `file` straight from the storage for `expires_in` seconds, for a
         caller already allowed to; None on local storage (the service's own route serves it)."""
@@ -171,7 +209,7 @@ class ImageService:
             if stored is not None:
                 await stored.chunks.aclose()
             raise Conflict(f"The file of image {file.image_id} was replaced while it was being read; try again.")
-        if file.checksum is None and start == 0 and end is None and file.key == file.path:
+        if file.checksum is None and start == 0 and end is None and file.key == file.path and file.resized is None:
             return self.metrics.count_download(self._checksummed(file, stored.chunks))
         return self.metrics.count_download(stored.chunks)
 
@@ -187,13 +225,16 @@ class ImageService:
                 yield chunk
         if sent != file.size:
             return
-        read = checksums.Read(parse_object_id(file.image_id), file.path, digest.hexdigest())
+        await self._record_checksum(checksums.Read(parse_object_id(file.image_id), file.path, digest.hexdigest()))
+
+    async def _record_checksum(self, read: checksums.Read) -> None:
+        """The checksum of an image that had none, learned by reading its file whole."""
         try:
             with self.database.errors():
                 await checksums.record(Image.get_pymongo_collection(), self.leases, [read])
         except ServiceError as error:
-            # The start-up backfill records it later; this download is complete anyway.
-            log.warning("image %s: its checksum could not be recorded: %s", file.image_id, error.detail)
+            # The start-up backfill records it later; what read it is complete anyway.
+            log.warning("image %s: its checksum could not be recorded: %s", read.image_id, error.detail)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -463,6 +504,7 @@ class ImageService:
             # Acknowledged all the same: the document names where its bytes are, readers get
             # them, and the next writer or the start-up maintenance finishes the move.
             log.warning("image %s: its new file stays staged for now: %s", existing["_id"], error.detail)
+        await self.thumbnails.forget(str(existing["_id"]))  # copies of the old bytes
         return _loaded(document)
 
     async def update_data(
@@ -640,12 +682,13 @@ class ImageService:
         return values
 
     async def _delete_files_quietly(self, document: Mapping[str, Any]) -> None:
-        """The files of a deleted document: its own, and the staged one of a replacement a crash
-        left unfinished."""
+        """The files of a deleted document: its own, the staged one of a replacement a crash
+        left unfinished, and its resized copies."""
         pending = document.get(replacement.PENDING)
         if isinstance(pending, str):
             await self._delete_file_quietly(pending)
         await self._delete_file_quietly(document["file"])
+        await self.thumbnails.forget(str(document["_id"]))
 
     async def _delete_file_quietly(self, key: str) -> None:
         # The document is gone (or was never written); a leftover file is only wasted space,

@@ -19,6 +19,8 @@ from app.storage.base import ListedFile
 _SCHEMA = """
 CREATE TABLE files (key TEXT PRIMARY KEY, size INTEGER, modified REAL) WITHOUT ROWID;
 CREATE TABLE named (key TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE copies (key TEXT PRIMARY KEY, image_id TEXT, checksum TEXT, size INTEGER, modified REAL) WITHOUT ROWID;
+CREATE TABLE current (image_id TEXT, checksum TEXT, PRIMARY KEY (image_id, checksum)) WITHOUT ROWID;
 """
 
 
@@ -38,6 +40,31 @@ class Inventory:
 
     def add_named(self, keys: Iterable[str]) -> None:
         self._db.executemany("INSERT OR IGNORE INTO named VALUES (?)", ((key,) for key in keys))
+
+    def add_copies(self, copies: Iterable[tuple[ListedFile, str | None, str | None]]) -> None:
+        """Resized copies as listed, each with the image id and checksum its key names."""
+        self._db.executemany(
+            "INSERT OR REPLACE INTO copies VALUES (?, ?, ?, ?, ?)",
+            ((item.key, image, checksum, item.size, item.modified.timestamp()) for item, image, checksum in copies),
+        )
+
+    def add_current(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """(image id, checksum) of documents: the copies that may be served."""
+        self._db.executemany("INSERT OR IGNORE INTO current VALUES (?, ?)", pairs)
+
+    def stale_copies(self, *, modified_before: datetime, batch: int) -> Iterator[list[ListedFile]]:
+        """Copies no document's image id and checksum name, modified before the cutoff."""
+        cursor = self._db.execute(
+            "SELECT key, size, modified FROM copies WHERE modified < ? AND NOT EXISTS "
+            "(SELECT 1 FROM current WHERE current.image_id = copies.image_id AND current.checksum = copies.checksum) "
+            "ORDER BY key",
+            (modified_before.timestamp(),),
+        )
+        while rows := cursor.fetchmany(batch):
+            yield [
+                ListedFile(key=key, size=size, modified=datetime.fromtimestamp(modified, UTC))
+                for key, size, modified in rows
+            ]
 
     def listed_among(self, keys: list[str]) -> set[str]:
         """Which of `keys` the storage listing had."""

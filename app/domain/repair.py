@@ -11,6 +11,9 @@
 - Replacements a crash interrupted (app/domain/replacement.py): finished on repair. Their
   staged files count as the document's, never as orphans.
 - Expired leases (a process died holding them): deleted; writers would take them over anyway.
+- Stale resized copies (app/domain/thumbnails.py): of images deleted, or of bytes since
+  replaced, when a thumbnail was being made as that happened. Deleted past the grace period;
+  the copies of current images are never findings.
 
 Both sides are streamed a batch at a time (the storage listing, then the documents through one
 cursor) into an on-disk inventory (app/domain/inventory.py) where they are matched, so memory
@@ -30,7 +33,7 @@ from typing import Any, Literal
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from app.domain import replacement
+from app.domain import replacement, thumbnails
 from app.domain.inventory import Inventory
 from app.domain.leases import Leases, path_key
 from app.errors import BadInput, Conflict
@@ -43,7 +46,9 @@ BATCH = 1000
 ORPHAN_BATCH = 500  # leases held at once while deleting, as a bulk delete does
 CHECKS_AT_ONCE = 16
 
-Kind = Literal["orphan file", "missing file", "temporary file", "unfinished replacement", "expired lease"]
+Kind = Literal[
+    "orphan file", "missing file", "temporary file", "unfinished replacement", "expired lease", "stale resized copy"
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +79,8 @@ async def check(
                 yield finding
             async for finding in _orphans(images, storage, leases, inventory, cutoff, repair):
                 yield finding
+            async for finding in _stale_copies(storage, inventory, cutoff, repair):
+                yield finding
         finally:
             inventory.close()
     async for finding in _expired_leases(leases_collection, repair):
@@ -90,7 +97,12 @@ async def _storage_side(
                 if repair:
                     await storage.delete(item.key)
                 yield Finding(kind="temporary file", name=item.key, detail=_described(item), repaired=repair)
-        inventory.add_files(item for item in batch if not item.temporary)
+        inventory.add_files(item for item in batch if not item.temporary and not thumbnails.is_variant(item.key))
+        inventory.add_copies(
+            (item, *(thumbnails.variant_of(item.key) or (None, None)))
+            for item in batch
+            if thumbnails.is_variant(item.key)
+        )
 
 
 async def _database_side(
@@ -99,7 +111,7 @@ async def _database_side(
     """Documents whose file is missing, and unfinished replacements; every named key noted."""
     # One cursor in natural order: paging by `_id` would make FerretDB (no range or sort
     # pushdown on SQLite) read the whole collection once per page.
-    documents = images.find({}, {"file": 1, replacement.PENDING: 1}, batch_size=BATCH)
+    documents = images.find({}, {"file": 1, "checksum": 1, replacement.PENDING: 1}, batch_size=BATCH)
     batch: list[dict[str, Any]] = []
     async for document in documents:
         batch.append(document)
@@ -121,6 +133,7 @@ async def _check_documents(
 ) -> AsyncIterator[Finding]:
     named = [key for document in batch for key in _keys(document)]
     inventory.add_named(named)
+    inventory.add_current((str(doc["_id"]), doc["checksum"]) for doc in batch if isinstance(doc.get("checksum"), str))
     listed = inventory.listed_among(named)
     slots = asyncio.Semaphore(CHECKS_AT_ONCE)
 
@@ -179,6 +192,17 @@ async def _orphans(
             kept = set(keys)  # a writer held on to one of them: left for the next run
         for item in batch:
             yield Finding(kind="orphan file", name=item.key, detail=_described(item), repaired=item.key not in kept)
+
+
+async def _stale_copies(
+    storage: Storage, inventory: Inventory, cutoff: datetime, repair: bool
+) -> AsyncIterator[Finding]:
+    # No lease: a copy is only ever a cache. One made meanwhile for a current image is made again.
+    for batch in inventory.stale_copies(modified_before=cutoff, batch=ORPHAN_BATCH):
+        if repair:
+            await asyncio.gather(*(storage.delete(item.key) for item in batch))
+        for item in batch:
+            yield Finding(kind="stale resized copy", name=item.key, detail=_described(item), repaired=repair)
 
 
 async def _referenced(images: AsyncCollection[dict[str, Any]], keys: list[str]) -> set[str]:

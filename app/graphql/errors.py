@@ -21,6 +21,7 @@ CODES: dict[type[errors.ServiceError], str] = {
     errors.BadInput: "BAD_USER_INPUT",
     errors.TooLarge: "BAD_USER_INPUT",
     errors.NotAnImage: "BAD_USER_INPUT",
+    errors.Unprocessable: "UNPROCESSABLE",
     errors.Unauthenticated: "UNAUTHENTICATED",
     errors.Forbidden: "FORBIDDEN",
     errors.NotFound: "NOT_FOUND",

@@ -9,6 +9,7 @@ from typing import Any, cast
 import strawberry
 from strawberry.scalars import JSON
 
+from app.domain.resize import MAX_SIDE, parse_resize
 from app.domain.rewrite import revision_of
 from app.graphql.context import Info
 
@@ -67,6 +68,14 @@ class Image:
     @strawberry.field(description="where to download the file: the REST route /images/{id}/image")
     def url(self, info: Info) -> str:
         return f"{info.context.base_url}/images/{self.id}/image"
+
+    @strawberry.field(
+        description=f"where to download a JPEG copy at most `width` pixels wide (1 to {MAX_SIDE}, never enlarged),"
+        " made once and then kept: the REST route /images/{id}/image?width=…"
+    )
+    def thumbnail_url(self, info: Info, width: int) -> str:
+        parse_resize(width=width, height=None, fit=None, format=None, quality=None)  # BadInput if out of range
+        return f"{self.url(info)}?width={width}"
 
     @strawberry.field(
         description="a URL that downloads the file without credentials: on S3 storage presigned, valid"

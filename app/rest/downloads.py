@@ -7,7 +7,9 @@ whether it changed, and `If-None-Match` / `If-Modified-Since` answer 304 without
 from the storage; one that lies past the end is a 416; several ranges, or one that cannot be
 parsed, get the whole file (as RFC 9110 allows). `HEAD` answers the same headers without
 reading the file. `?redirect=true` answers, on S3, a 307 to a presigned URL of the file instead.
-Scope and authentication apply as to every other route, before any of it.
+`?width=` / `?height=` (with `fit`, `format`, `quality`) send a resized copy instead, made once
+and then kept (app/domain/thumbnails.py), with all of the above. Scope and authentication
+apply as to every other route, before any of it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from werkzeug.http import http_date, parse_date, parse_etags, parse_range_header, quote_etag, unquote_etag
 
 from app.domain.images import ImageFile
+from app.domain.resize import DEFAULT_QUALITY, MAX_SIDE, parse_resize
 from app.rest.deps import ImageId, ScopeDep, ServicesDep
 from app.rest.schemas import error_responses
 
@@ -33,13 +36,23 @@ DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     304: {"description": "unchanged since the `If-None-Match` / `If-Modified-Since` given"},
     307: {"description": "with `redirect=true` on S3 storage: the presigned URL of the file"},
     416: {"description": "the range lies past the end of the file"},
-    **error_responses(400, 404, 409, 503),
+    **error_responses(400, 404, 409, 422, 503),
 }
 
 IfNoneMatch = Annotated[str | None, Header(description="the ETag(s) of the copy you hold")]
 IfModifiedSince = Annotated[str | None, Header(description="the Last-Modified of the copy you hold")]
 RangeHeader = Annotated[str | None, Header(alias="Range", description="one byte range: bytes=0-1023, bytes=-500")]
 IfRange = Annotated[str | None, Header(description="only send the range if the file is still this one")]
+Side = Annotated[
+    int | None,
+    Query(description=f"a resized copy at most this many pixels wide (or high), 1 to {MAX_SIDE}; never enlarged"),
+]
+Fit = Annotated[
+    str | None,
+    Query(description="with width and height: `inside` (default) fits the image in the box, `cover` fills it, cropped"),
+]
+Format = Annotated[str | None, Query(alias="format", description="of a resized copy: `jpeg` (default), `webp`, `png`")]
+Quality = Annotated[int | None, Query(description=f"of a resized JPEG or WebP, 1 to 100 (default {DEFAULT_QUALITY})")]
 
 
 async def download(
@@ -58,9 +71,15 @@ async def download(
             "instead of the file; on local storage the file as usual"
         ),
     ] = False,
+    width: Side = None,
+    height: Side = None,
+    fit: Fit = None,
+    format_: Format = None,
+    quality: Quality = None,
 ) -> Response:
     images = services.images
-    file = await images.file(scope, image_id)
+    resize = parse_resize(width=width, height=height, fit=fit, format=format_, quality=quality)
+    file = await (images.file(scope, image_id) if resize is None else images.resized(scope, image_id, resize))
     if redirect:
         url = await images.presigned_url(file, expires_in=services.settings.presigned_url_seconds)
         if url is not None:
@@ -71,8 +90,8 @@ async def download(
         "Accept-Ranges": "bytes",
         "Content-Disposition": content_disposition(file.filename),
     }
-    if file.checksum:
-        headers["ETag"] = quote_etag(file.checksum)
+    if file.etag:
+        headers["ETag"] = quote_etag(file.etag)
     if _unchanged(file, if_none_match, if_modified_since):
         del headers["Content-Disposition"]
         return Response(status_code=304, headers=headers)
@@ -111,7 +130,7 @@ def _unchanged(file: ImageFile, if_none_match: str | None, if_modified_since: st
     """Whether the client's copy is current (RFC 9110 §13.2.2: If-None-Match, when given, decides)."""
     if if_none_match is not None:
         tags = parse_etags(if_none_match)
-        return bool(tags.star_tag or (file.checksum and tags.contains_weak(file.checksum)))
+        return bool(tags.star_tag or (file.etag and tags.contains_weak(file.etag)))
     since = parse_date(if_modified_since) if if_modified_since else None
     # HTTP dates have whole seconds: a file modified within the second named is unchanged.
     return since is not None and int(file.modified.timestamp()) <= int(since.timestamp())
@@ -123,7 +142,7 @@ def _range_applies(file: ImageFile, if_range: str | None) -> bool:
         return True
     if if_range.lstrip().startswith(('"', "W/")):
         tag, weak = unquote_etag(if_range.strip())
-        return not weak and tag is not None and tag == file.checksum
+        return not weak and tag is not None and tag == file.etag
     since = parse_date(if_range)
     return since is not None and int(file.modified.timestamp()) <= int(since.timestamp())
 

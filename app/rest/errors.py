@@ -23,6 +23,7 @@ STATUS: dict[type[errors.ServiceError], int] = {
     errors.StaleRevision: 412,
     errors.TooLarge: 413,
     errors.NotAnImage: 415,
+    errors.Unprocessable: 422,
     errors.Unavailable: 503,
 }
 

@@ -93,8 +93,9 @@ class Storage(Protocol):
 
     async def exists(self, key: str) -> bool: ...
 
-    def list_files(self) -> AsyncIterator[list[ListedFile]]:
-        """Every stored file, in batches, in no particular order: never the whole listing at once."""
+    def list_files(self, *, folder: str | None = None) -> AsyncIterator[list[ListedFile]]:
+        """Every stored file (or every one inside `folder`), in batches, in no particular order:
+        never the whole listing at once."""
         ...
 
     async def ping(self) -> bool:

@@ -142,8 +142,11 @@ class LocalStorage:
     async def exists(self, key: str) -> bool:
         return await to_thread.run_sync(self._path(key).is_file)
 
-    async def list_files(self) -> AsyncIterator[list[ListedFile]]:
-        batches = _walk(self.root)
+    async def list_files(self, *, folder: str | None = None) -> AsyncIterator[list[ListedFile]]:
+        start = self.root if folder is None else self._path(folder)
+        if not await to_thread.run_sync(start.is_dir):
+            return
+        batches = _walk(start, self.root)
         done: list[ListedFile] = []
         try:
             while batch := await to_thread.run_sync(next, batches, done):
@@ -187,11 +190,11 @@ def _write_atomically(path: Path, source: BinaryIO) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _walk(root: Path, batch_size: int = LIST_BATCH) -> Iterator[list[ListedFile]]:
-    """The files under `root`, depth first, a batch at a time. scandir streams each folder, so
-    even a folder of a million files is never listed whole."""
+def _walk(start: Path, root: Path, batch_size: int = LIST_BATCH) -> Iterator[list[ListedFile]]:
+    """The files under `start`, keyed from `root`, depth first, a batch at a time. scandir
+    streams each folder, so even a folder of a million files is never listed whole."""
     batch: list[ListedFile] = []
-    folders = [root]
+    folders = [start]
     while folders:
         with os.scandir(folders.pop()) as entries:
             for entry in entries:

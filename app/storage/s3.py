@@ -175,8 +175,9 @@ class S3Storage:
             return False
         return True
 
-    async def list_files(self) -> AsyncIterator[list[ListedFile]]:
-        objects = await self._call(self._client.list_objects, self.bucket, recursive=True)
+    async def list_files(self, *, folder: str | None = None) -> AsyncIterator[list[ListedFile]]:
+        prefix = None if folder is None else f"{storage_key(folder)}/"
+        objects = await self._call(self._client.list_objects, self.bucket, prefix=prefix, recursive=True)
         while batch := await self._call(_next_batch, objects, LIST_BATCH):
             yield batch
 

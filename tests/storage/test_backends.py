@@ -107,6 +107,15 @@ async def test_move_puts_a_file_in_place_of_another(storage: Storage) -> None:
     assert listed == ["x.bin"]  # no folder of the move left behind either
 
 
+async def test_a_folder_lists_only_its_own_files(storage: Storage) -> None:
+    for key in ("a/1.bin", "a/b/2.bin", "ab/3.bin", "a.bin"):
+        await storage.save(key, io.BytesIO(b"x"), length=1, content_type="text/plain")
+    listed = sorted([item.key async for batch in storage.list_files(folder="a") for item in batch])
+    assert listed == ["a/1.bin", "a/b/2.bin"]  # keys from the root; not `ab/`, not `a.bin`
+    assert [batch async for batch in storage.list_files(folder="nothing/here")] == []
+    assert [batch async for batch in storage.list_files(folder="a.bin")] == []  # a file is no folder
+
+
 async def test_move_again_after_a_crash_mid_move_finishes_it(storage: Storage) -> None:
     # On S3 a move is a copy then a delete: a crash between them leaves both files.
     staged = system_key("pending", "y")
