@@ -104,6 +104,7 @@ async def test_alice_never_touches_bobs_images(users: tuple[User, User, dict[str
         ("GET", "/image", None),
         ("GET", "/file", None),
         ("GET", "/image?redirect=true", None),  # no presigned URL before the scope is checked
+        ("GET", "/image?width=64", None),  # no thumbnail either
         ("PATCH", "", {"label": "hacked"}),
         ("PUT", "", {"label": "hacked"}),
         ("DELETE", "", None),

@@ -30,6 +30,23 @@ async def test_a_redirect_leads_to_the_same_bytes(
     assert "cat.jpg" in fetched.headers["content-disposition"]
 
 
+async def test_a_redirect_of_a_thumbnail_leads_to_the_thumbnail(
+    client: httpx.AsyncClient, storage_kind: str, cat_jpeg: bytes
+) -> None:
+    created = (await upload(client, cat_jpeg, filename="cat.jpg", fields={"file": "cats/cat.jpg"})).json()
+    url = f"/images/{created['_id']}/image"
+    thumbnail = (await client.get(url, params={"width": 64})).content
+    response = await client.get(url, params={"width": 64, "redirect": "true"})
+    if storage_kind == "local":
+        assert (response.status_code, response.content) == (200, thumbnail)
+        return
+    assert response.status_code == 307
+    async with httpx.AsyncClient() as anyone:
+        fetched = await anyone.get(response.headers["location"])
+    assert (fetched.status_code, fetched.content) == (200, thumbnail)
+    assert fetched.headers["content-type"] == "image/jpeg"
+
+
 async def test_download_url_expires(client: httpx.AsyncClient, storage_kind: str, cat_jpeg: bytes) -> None:
     created = (await upload(client, cat_jpeg, filename="cat.jpg")).json()
     image = (await gql_data(client, DOWNLOAD_URL, {"id": created["_id"], "s": 1}))["image"]

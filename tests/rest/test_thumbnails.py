@@ -291,9 +291,10 @@ async def test_a_thumbnail_records_a_missing_checksum(
         await mongo.close()
 
 
-async def test_another_users_image_has_no_thumbnail_for_you(client: httpx.AsyncClient) -> None:
-    response = await client.get(f"/images/{ObjectId()}/image", params={"width": 64})
-    assert response.status_code == 404
+async def test_a_missing_image_has_no_thumbnail(client: httpx.AsyncClient) -> None:
+    missing = str(ObjectId())
+    response = await client.get(f"/images/{missing}/image", params={"width": 64})
+    assert (response.status_code, response.json()) == (404, {"detail": f"No image with id {missing}."})
 
 
 async def test_graphql_gives_the_thumbnail_url(client: httpx.AsyncClient, photo: dict[str, Any]) -> None:
