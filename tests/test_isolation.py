@@ -122,6 +122,12 @@ async def test_alice_never_touches_bobs_images(users: tuple[User, User, dict[str
     alices_ids = {item["_id"] for item in await alice.everything()}
     assert [set(group["ids"]) for group in (await alice.request("GET", "/duplicates")).json()] == [alices_ids]
     bobs_ids = {bobs["shared"]["_id"], bob_id}
+    # Counts: each sees only their own images, and only themselves as an owner.
+    owners = (await alice.request("GET", "/facets/owner")).json()
+    assert [owner["count"] for owner in owners] == [len(alices_ids)]
+    assert owners[0]["value"] != bobs["shared"]["userId"]
+    types = (await alice.request("GET", "/facets/contentType")).json()
+    assert sum(facet["count"] for facet in types) == len(alices_ids)
     assert [set(group["ids"]) for group in (await bob.request("GET", "/duplicates")).json()] == [bobs_ids]
     twin = await alice.request(
         "POST",

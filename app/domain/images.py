@@ -26,8 +26,9 @@ from bson import ObjectId
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.db import Database, in_batches
-from app.domain import checksums, data_keys, replacement, rewrite
+from app.domain import checksums, data_keys, facets, replacement, rewrite
 from app.domain.checksums import HashingReader
+from app.domain.facets import Facet
 from app.domain.leases import Leases, path_key
 from app.domain.media import sniff
 from app.domain.metadata import check_data, parse_data_patch, parse_object_id
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 DELETE_BATCH = 2000  # images deleted per round of leases (and per scan, on FerretDB)
 GROUP_IDS = 100  # image ids listed per group of identical files
 MAX_GROUPS = 1000  # groups of identical files per page
+MAX_FACETS = 10_000  # values per facet list
+# System fields whose values can be counted, by the name clients use.
+SYSTEM_FACETS = {"contentType": "contentType", "owner": "userId"}
 MAX_PRESIGNED_SECONDS = 7 * 24 * 3600  # the longest S3 (signature version 4) signs for
 LOOKUPS_AT_ONCE = 16  # storage lookups (stat, HEAD) side by side
 
@@ -680,6 +684,29 @@ class ImageService:
         with self.database.errors(user_query=True):
             values: list[Any] = await Image.get_pymongo_collection().distinct(path, scoped(query_filter, scope))
         return values
+
+    async def facets(self, scope: Scope, name: str, query_filter: Mapping[str, Any], *, limit: int) -> list[Facet]:
+        """The most frequent values of `data.<name>` over the matches, with their counts."""
+        return await self._facets(scope, f"data.{check_path(name, what='field')}", query_filter, limit=limit)
+
+    async def system_facets(
+        self, scope: Scope, field: str, query_filter: Mapping[str, Any], *, limit: int
+    ) -> list[Facet]:
+        """The same for a system field: `contentType`, or `owner` (an image's `userId`)."""
+        path = SYSTEM_FACETS.get(field)
+        if path is None:
+            raise BadInput(f"Counts are kept for the system fields {', '.join(SYSTEM_FACETS)}, not {field!r}.")
+        if field == "owner":  # images without one have no owner to count
+            query_filter = all_of([query_filter, {path: {"$ne": None}}])
+        return await self._facets(scope, path, query_filter, limit=limit)
+
+    async def _facets(self, scope: Scope, path: str, query_filter: Mapping[str, Any], *, limit: int) -> list[Facet]:
+        check_count(limit, name="limit", minimum=1, maximum=MAX_FACETS)
+        self.database.require_ready()
+        with self.database.errors(user_query=True):
+            return await facets.count_values(
+                Image.get_pymongo_collection(), scoped(query_filter, scope), path, limit=limit
+            )
 
     async def _delete_files_quietly(self, document: Mapping[str, Any]) -> None:
         """The files of a deleted document: its own, the staged one of a replacement a crash

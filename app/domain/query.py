@@ -51,7 +51,7 @@ BSON_TYPE_NAMES = frozenset(
 
 # Parameters with a meaning of their own; any other `key=value` matches `data.key`.
 RESERVED_PARAMETERS = frozenset(
-    {"skip", "limit", "sort", "order", "from", "to", "file", "regex", "ids", "ids[]", "filter", "select"}
+    {"skip", "limit", "sort", "order", "from", "to", "file", "regex", "ids", "ids[]", "filter", "select", "counts"}
 )
 _TRUE = {"", "1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

@@ -63,6 +63,12 @@ class SortDirection(Enum):
     DESC = -1
 
 
+@strawberry.enum(description="System fields whose values can be counted.")
+class SystemField(Enum):
+    CONTENT_TYPE = "contentType"
+    OWNER = "owner"
+
+
 @strawberry.input
 class SortInput:
     field: str = strawberry.field(description="time, file, _id, or a data path such as data.count")

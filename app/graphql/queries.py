@@ -7,8 +7,8 @@ from strawberry.scalars import JSON
 
 from app.graphql.context import Info
 from app.graphql.filters import compile_filter, compile_query
-from app.graphql.inputs import ImageFilter, SortInput
-from app.graphql.types import DuplicateGroup, Image, ImagePage
+from app.graphql.inputs import ImageFilter, SortInput, SystemField
+from app.graphql.types import DuplicateGroup, Facet, Image, ImagePage
 from app.models import Image as ImageDocument
 
 
@@ -41,6 +41,23 @@ class Query:
     @strawberry.field(description="The distinct values of one metadata key (dotted for nested) over the matches.")
     async def field_values(self, info: Info, field: str, filter: ImageFilter | None = None) -> list[JSON | None]:
         return await info.context.services.images.field_values(info.context.scope, field, compile_filter(filter))
+
+    @strawberry.field(
+        description="How many matching images take each value of one metadata key (dotted for nested), most "
+        "frequent first, at most `limit` values; an array counts once for each distinct element."
+    )
+    async def facets(self, info: Info, field: str, filter: ImageFilter | None = None, limit: int = 20) -> list[Facet]:
+        images = info.context.services.images
+        found = await images.facets(info.context.scope, field, compile_filter(filter), limit=limit)
+        return [Facet(value=facet.value, count=facet.count) for facet in found]
+
+    @strawberry.field(description="The same for a system field: the content type, or the owner (only yours, per user).")
+    async def system_facets(
+        self, info: Info, field: SystemField, filter: ImageFilter | None = None, limit: int = 20
+    ) -> list[Facet]:
+        images = info.context.services.images
+        found = await images.system_facets(info.context.scope, field.value, compile_filter(filter), limit=limit)
+        return [Facet(value=facet.value, count=facet.count) for facet in found]
 
     @strawberry.field(description="Groups of images holding identical files (equal checksums), by checksum.")
     async def duplicates(self, info: Info, skip: int = 0, limit: int = 20) -> list[DuplicateGroup]:

@@ -114,6 +114,12 @@ class DuplicateGroup:
     ids: list[strawberry.ID] = strawberry.field(description="their ids (at most 100)")
 
 
+@strawberry.type(description="A value a field takes, and how many of the matching images take it.")
+class Facet:
+    value: JSON | None = strawberry.field(description="the value (each element of an array counts on its own)")
+    count: int
+
+
 @strawberry.type(description="One page of matching images.")
 class ImagePage:
     total: int = strawberry.field(description="every match, not just this page")

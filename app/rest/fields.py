@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from app.rest.deps import ImageQueryDep, ImagesDep, ScopeDep
-from app.rest.schemas import DuplicateGroupOut, error_responses
+from app.rest.schemas import DuplicateGroupOut, FacetOut, error_responses
 
 router = APIRouter(tags=["fields"])
 
@@ -18,9 +18,48 @@ async def list_fields(query: ImageQueryDep, images: ImagesDep, scope: ScopeDep) 
     return await images.fields(scope, query.filter)
 
 
-@router.get("/fields/{name}", responses=error_responses(400, 503), summary="Distinct values of one metadata key")
-async def list_field_values(name: str, query: ImageQueryDep, images: ImagesDep, scope: ScopeDep) -> list[Any]:
+@router.get(
+    "/fields/{name}",
+    response_model=list[Any] | list[FacetOut],
+    responses=error_responses(400, 503),
+    summary="Distinct values of one metadata key; with counts=true, how many images take each",
+)
+async def list_field_values(
+    name: str,
+    query: ImageQueryDep,
+    images: ImagesDep,
+    scope: ScopeDep,
+    counts: Annotated[
+        bool,
+        Query(
+            description="true: [{value, count}] for the `limit` (default 100) most frequent values, most frequent "
+            "first; an array counts once for each distinct element"
+        ),
+    ] = False,
+) -> list[Any]:
+    if counts:
+        return [
+            {"value": facet.value, "count": facet.count}
+            for facet in await images.facets(scope, name, query.filter, limit=query.limit)
+        ]
     return await images.field_values(scope, name, query.filter)
+
+
+@router.get(
+    "/facets/{field}",
+    response_model=list[FacetOut],
+    responses=error_responses(400, 503),
+    summary="How many matching images take each value of a system field: contentType or owner",
+)
+async def list_system_facets(
+    field: Annotated[str, Path(description="`contentType`, or `owner` (with per-user scope: only yours)")],
+    query: ImageQueryDep,
+    images: ImagesDep,
+    scope: ScopeDep,
+) -> list[dict[str, Any]]:
+    """The `limit` (default 100) most frequent values, most frequent first."""
+    found = await images.system_facets(scope, field, query.filter, limit=query.limit)
+    return [{"value": facet.value, "count": facet.count} for facet in found]
 
 
 @router.get(

@@ -39,6 +39,11 @@ class DuplicateGroupOut(BaseModel):
     ids: list[str] = Field(description="their ids (at most 100)")
 
 
+class FacetOut(BaseModel):
+    value: Any = Field(description="a value the field takes (each element of an array counts on its own)")
+    count: int = Field(description="how many of the matching images take it")
+
+
 class DeletedOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
