@@ -122,6 +122,11 @@ async def test_alice_never_touches_bobs_images(users: tuple[User, User, dict[str
     alices_ids = {item["_id"] for item in await alice.everything()}
     assert [set(group["ids"]) for group in (await alice.request("GET", "/duplicates")).json()] == [alices_ids]
     bobs_ids = {bobs["shared"]["_id"], bob_id}
+    # A cursor is its user's: another user's is refused, and could only narrow their own query anyway.
+    alices_page = (await alice.request("GET", "/images", params={"sort": "file", "limit": 1})).json()
+    assert alices_page["nextCursor"] is not None
+    taken = await bob.request("GET", "/images", params={"sort": "file", "limit": 1, "after": alices_page["nextCursor"]})
+    assert (taken.status_code, taken.json()["detail"]) == (400, "The cursor was given to another user.")
     # Counts: each sees only their own images, and only themselves as an owner.
     owners = (await alice.request("GET", "/facets/owner")).json()
     assert [owner["count"] for owner in owners] == [len(alices_ids)]

@@ -17,7 +17,7 @@ import mimetypes
 import posixpath
 from collections.abc import AsyncGenerator, AsyncIterator, Collection, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO, Literal
 
@@ -26,7 +26,7 @@ from bson import ObjectId
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.db import Database, in_batches
-from app.domain import checksums, data_keys, facets, replacement, rewrite
+from app.domain import checksums, cursors, data_keys, facets, replacement, rewrite
 from app.domain.checksums import HashingReader
 from app.domain.facets import Facet
 from app.domain.leases import Leases, path_key
@@ -86,8 +86,19 @@ class DuplicateGroup:
 
 @dataclass(frozen=True, kw_only=True)
 class Page:
-    total: int  # every match, not just this page
+    total: int | None  # every match, not just this page; None when not counted
     items: list[dict[str, Any]]  # raw documents, projected as the query asked
+    # When walking by cursor: the cursor after each image (None if `select` hid the sort
+    # values), and the next page's (None on the last page).
+    cursors: list[str] | None = None
+    next_cursor: str | None = None
+
+    @property
+    def counted(self) -> int:
+        """`total`, of a page found with its count (the default)."""
+        if self.total is None:
+            raise ValueError("this page was found without its count")
+        return self.total
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,6 +149,7 @@ class ImageService:
         self.metrics = metrics
         # Concurrent uploads' documents go to the database together.
         self._inserts = InsertsTogether(Image.get_pymongo_collection)
+        self._signer: cursors.Cursors | None = None  # read from the database when first needed
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -582,31 +594,90 @@ class ImageService:
         found = await asyncio.gather(*(stored(file) for file in placed))
         return {path for (file, path), taken in zip(placed.items(), found, strict=True) if taken}
 
-    async def find(self, scope: Scope, query: ImageQuery) -> Page:
-        """One page of matches (raw documents, projected as asked) and the count of all matches."""
+    async def find(self, scope: Scope, query: ImageQuery, *, count: bool = True) -> Page:
+        """One page of matches (raw documents, projected as asked) and, unless `count` is false,
+        the count of all of them. A sorted page, or one asked for with `after` (app/domain/
+        cursors.py), also has the cursor each of its images ends at and the next page's."""
         condition = scoped(query.filter, scope)
+        walking = bool(query.sort) or query.after is not None
+        sort = query.sort or ([("_id", 1)] if walking else [])
+        bound_to = cursors.fingerprint(condition, sort) if walking else b""
         collection = Image.get_pymongo_collection()
         self.database.require_ready()
         with self.database.errors(user_query=True):
-            cursor = collection.find(
-                condition, query.projection, sort=query.sort or None, skip=query.skip, limit=query.limit
-            )
+            where = condition
+            if query.after:
+                values = (await self._cursors()).read(query.after, scope=scope, query=bound_to)
+                where = all_of([condition, cursors.keyset(sort, values)])
+            projection = _with_id(query.projection) if walking else query.projection
+            # One more than the page when walking: whether there is a next page.
+            limit = query.limit + 1 if walking else query.limit
+            found = collection.find(where, projection, sort=sort or None, skip=query.skip, limit=limit)
             # Exact, so a scan on FerretDB. Not `$collStats`: FerretDB's PostgreSQL backend
             # answers its count from the planner's estimate (-1 before the first ANALYZE).
-            if query.sort:
+            total = None
+            if count and sort:
                 # A sort reads every match on FerretDB, as long as the count does: side by side
                 # the page costs one such read instead of two.
-                items, counted = await asyncio.gather(cursor.to_list(None), collection.count_documents(condition))
-                total = page_total(skip=query.skip, limit=query.limit, returned=len(items))
-                if total is None:
-                    total = counted
+                fetched, total = await asyncio.gather(found.to_list(None), collection.count_documents(condition))
             else:
-                # Unsorted, the page stops at its last match, and often tells the total itself.
-                items = await cursor.to_list(None)
-                total = page_total(skip=query.skip, limit=query.limit, returned=len(items))
-                if total is None:
-                    total = await collection.count_documents(condition)
-        return Page(total=total, items=items)
+                # Unsorted, the page stops at its last match.
+                fetched = await found.to_list(None)
+            items = fetched[: query.limit]
+            if count and not query.after:  # the last page tells the total itself
+                told = page_total(skip=query.skip, limit=query.limit, returned=len(fetched))
+                total = told if told is not None else total
+            if count and total is None:
+                total = await collection.count_documents(condition)
+            page = Page(total=total, items=items)
+            if walking:
+                page = await self._with_cursors(
+                    page, scope, sort, bound_to, more=len(fetched) > query.limit, projection=query.projection
+                )
+        return page
+
+    async def count(self, scope: Scope, query_filter: Mapping[str, Any]) -> int:
+        """How many images match."""
+        self.database.require_ready()
+        with self.database.errors(user_query=True):
+            return await Image.get_pymongo_collection().count_documents(scoped(query_filter, scope))
+
+    async def _with_cursors(
+        self,
+        page: Page,
+        scope: Scope,
+        sort: list[tuple[str, int]],
+        bound_to: bytes,
+        *,
+        more: bool,
+        projection: dict[str, int] | None,
+    ) -> Page:
+        signer = await self._cursors()
+
+        def cursor(document: Mapping[str, Any]) -> str:
+            return signer.make(scope=scope, query=bound_to, values=cursors.sort_values(document, sort))
+
+        if _shows(projection, [path for path, _ in sort]):
+            each = [cursor(document) for document in page.items]
+            next_cursor = each[-1] if more else None
+        else:
+            # `select` hid a sort key: the last image's sort values, read by its `_id`.
+            each = None
+            next_cursor = None
+            if more:
+                last = await Image.get_pymongo_collection().find_one(
+                    {"_id": page.items[-1]["_id"]}, {path: 1 for path, _ in sort}
+                )
+                next_cursor = cursor(last or page.items[-1])
+        if projection is not None and projection.get("_id") == 0:
+            page = replace(page, items=[_without_id(document) for document in page.items])
+        return replace(page, cursors=each, next_cursor=next_cursor)
+
+    async def _cursors(self) -> cursors.Cursors:
+        if self._signer is None:
+            key = await cursors.signing_key(Image.get_pymongo_collection().database[cursors.SECRETS])
+            self._signer = cursors.Cursors(key)
+        return self._signer
 
     async def update_many(self, scope: Scope, query_filter: Mapping[str, Any], changes: Any) -> UpdateSummary:
         """Merge `changes` into the data of every match (`$unset` removes keys)."""
@@ -731,6 +802,38 @@ def page_total(*, skip: int, limit: int, returned: int) -> int | None:
     if returned < limit and (returned > 0 or skip == 0):
         return skip + returned
     return None
+
+
+def _with_id(projection: dict[str, int] | None) -> dict[str, int] | None:
+    """The projection, showing `_id` whatever `select` said: a cursor needs it."""
+    if projection is None or projection.get("_id") != 0:
+        return projection
+    kept = {path: value for path, value in projection.items() if path != "_id"}
+    return kept or None
+
+
+def _without_id(document: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in document.items() if name != "_id"}
+
+
+def _shows(projection: dict[str, int] | None, paths: list[str]) -> bool:
+    """Whether documents read with `projection` hold the whole value at each of `paths`."""
+    if projection is None:
+        return True
+    fields = {path: value for path, value in projection.items() if path != "_id"}
+    including = any(fields.values())
+
+    def shown(path: str) -> bool:
+        if path == "_id":
+            return True
+        related = [
+            name for name in fields if path == name or path.startswith(f"{name}.") or name.startswith(f"{path}.")
+        ]
+        if including:
+            return any(path == name or path.startswith(f"{name}.") for name in related)
+        return not related
+
+    return all(shown(path) for path in paths)
 
 
 def _loaded(raw: dict[str, Any]) -> Image:

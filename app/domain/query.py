@@ -51,7 +51,22 @@ BSON_TYPE_NAMES = frozenset(
 
 # Parameters with a meaning of their own; any other `key=value` matches `data.key`.
 RESERVED_PARAMETERS = frozenset(
-    {"skip", "limit", "sort", "order", "from", "to", "file", "regex", "ids", "ids[]", "filter", "select", "counts"}
+    {
+        "skip",
+        "limit",
+        "sort",
+        "order",
+        "from",
+        "to",
+        "file",
+        "regex",
+        "ids",
+        "ids[]",
+        "filter",
+        "select",
+        "counts",
+        "after",
+    }
 )
 _TRUE = {"", "1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -70,6 +85,8 @@ class ImageQuery:
     limit: int = DEFAULT_LIMIT
     projection: dict[str, int] | None = None
     select: list[str] = field(default_factory=list)
+    # Cursor paging (app/domain/cursors.py): the cursor to start after; "" starts a walk.
+    after: str | None = None
 
 
 # -- REST query parameters -------------------------------------------------------------------
@@ -122,6 +139,9 @@ def parse_query_params(params: Iterable[tuple[str, str]], *, max_limit: int) -> 
         raise BadInput(f"skip must be at most {INT64_MAX}; got {skip}.")
     limit = _parse_count(single("limit"), name="limit", default=DEFAULT_LIMIT, minimum=1, maximum=max_limit)
     select, projection = parse_select(single("select"))
+    after = single("after")
+    if after is not None and skip:
+        raise BadInput("skip and after cannot be combined: a cursor already says where the page starts.")
     return ImageQuery(
         filter=check_filter(all_of(conditions)),
         sort=sort,
@@ -129,6 +149,7 @@ def parse_query_params(params: Iterable[tuple[str, str]], *, max_limit: int) -> 
         limit=limit,
         projection=projection,
         select=select,
+        after=after,
     )
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import strawberry
 from strawberry.scalars import JSON
 
 from app.graphql.context import Info
 from app.graphql.filters import compile_filter, compile_query
 from app.graphql.inputs import ImageFilter, SortInput, SystemField
-from app.graphql.types import DuplicateGroup, Facet, Image, ImagePage
+from app.graphql.types import DuplicateGroup, Facet, Image, ImageConnection, ImageEdge, ImagePage, PageInfo
 from app.models import Image as ImageDocument
 
 
@@ -27,7 +29,37 @@ class Query:
         query = compile_query(filter, sort, skip, limit, max_limit=services.settings.query_max_limit)
         page = await services.images.find(info.context.scope, query)
         items = [Image.from_document(document) for document in page.items]
-        return ImagePage(total=page.total, skip=query.skip, limit=query.limit, items=items)
+        return ImagePage(total=page.counted, skip=query.skip, limit=query.limit, items=items)
+
+    @strawberry.field(
+        description="Matching images as a Relay connection: the `first` after the cursor `after` (an edge's "
+        "`cursor` or `pageInfo.endCursor`). Pages never shift however many images are added or deleted meanwhile; "
+        "without `sort`, in `_id` order. A cursor works only with the filter and sort it came from, for its user."
+    )
+    async def images_connection(
+        self,
+        info: Info,
+        filter: ImageFilter | None = None,
+        sort: list[SortInput] | None = None,
+        first: int = 100,
+        after: str | None = None,
+    ) -> ImageConnection:
+        services = info.context.services
+        query = replace(
+            compile_query(filter, sort, 0, first, max_limit=services.settings.query_max_limit), after=after or ""
+        )
+        page = await services.images.find(info.context.scope, query, count=False)
+        edges = [
+            ImageEdge(node=Image.from_document(document), cursor=cursor)
+            for document, cursor in zip(page.items, page.cursors or [], strict=True)
+        ]
+        info_ = PageInfo(
+            has_next_page=page.next_cursor is not None,
+            has_previous_page=bool(after),
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        )
+        return ImageConnection(edges=edges, page_info=info_, query_filter=query.filter)
 
     @strawberry.field(description="One image by id.")
     async def image(self, info: Info, id: strawberry.ID) -> Image:

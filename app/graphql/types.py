@@ -128,6 +128,31 @@ class ImagePage:
     items: list[Image]
 
 
+@strawberry.type(description="One image of a connection, and the cursor to give as `after` to continue past it.")
+class ImageEdge:
+    node: Image
+    cursor: str
+
+
+@strawberry.type(description="Where a connection page stands (Relay).")
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool = strawberry.field(description="whether the page was asked for `after` a cursor")
+    start_cursor: str | None
+    end_cursor: str | None = strawberry.field(description="give it as `after` for the next page")
+
+
+@strawberry.type(description="Matching images a page at a time, by cursor (Relay connection).")
+class ImageConnection:
+    edges: list[ImageEdge]
+    page_info: PageInfo
+    query_filter: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field(description="every match, not just this page (counted only when asked for)")
+    async def total_count(self, info: Info) -> int:
+        return await info.context.services.images.count(info.context.scope, self.query_filter)
+
+
 @strawberry.type
 class UpdateResult:
     matched_count: int

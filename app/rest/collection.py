@@ -18,11 +18,12 @@ async def list_images(query: ImageQueryDep, images: ImagesDep, scope: ScopeDep) 
     page = await images.find(scope, query)
     return JSONResponse(
         {
-            "total": page.total,
+            "total": page.counted,
             "skip": query.skip,
             "limit": query.limit,
             "items": [document_to_json(document) for document in page.items],
             "select": query.select,
+            "nextCursor": page.next_cursor,
         }
     )
 

@@ -44,6 +44,14 @@ def get_image_query(
         str | None, Query(description='MongoDB-style query JSON, e.g. {"data.label":{"$in":["cat"]}}')
     ] = None,
     select: Annotated[str | None, Query(description="fields to return, '-field' to exclude")] = None,
+    after: Annotated[
+        str | None,
+        Query(
+            description="the `nextCursor` of the page before: the page starts after its last image, however many "
+            "were added or deleted since (same filter and sort; not with skip). Empty: the first page, in _id order "
+            "unless sorted"
+        ),
+    ] = None,
 ) -> ImageQuery:
     """Any other parameter `key=value` matches images whose `data.key` equals `value`."""
     settings = get_services(request).settings

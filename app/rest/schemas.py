@@ -64,6 +64,10 @@ class PageOut(BaseModel):
     limit: int
     items: list[ImageOut]
     select: list[str] = Field(description="the `select` fields as given")
+    nextCursor: str | None = Field(
+        description="of a sorted page, or one asked for with `after`: give it as `after` for the next page; "
+        "null on the last page and on unsorted pages"
+    )
 
 
 class UpdateManyOut(BaseModel):

@@ -32,8 +32,9 @@ async def files_of(client: httpx.AsyncClient, query: str) -> list[str]:
 async def test_list_shape_and_total_counts_all_matches(client: httpx.AsyncClient, seeded: dict[str, Any]) -> None:
     response = await client.get("/images?limit=2&skip=1")
     body = response.json()
-    assert set(body) == {"total", "skip", "limit", "items", "select"}
-    assert (body["total"], body["skip"], body["limit"], body["select"]) == (5, 1, 2, [])
+    # The legacy shape, and `nextCursor` (additive: legacy clients ignore it), null when unsorted.
+    assert set(body) == {"total", "skip", "limit", "items", "select", "nextCursor"}
+    assert (body["total"], body["skip"], body["limit"], body["select"], body["nextCursor"]) == (5, 1, 2, [], None)
     assert [item["file"] for item in body["items"]] == ["cats/b.JPG", "dogs/c.png"]  # insertion order by default
     assert body["items"][0] == seeded["cats/b.JPG"]
 
