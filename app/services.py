@@ -20,6 +20,7 @@ from app.domain.leases import COLLECTION as LEASES
 from app.domain.leases import Leases
 from app.domain.scope import EVERYONE, Scope
 from app.domain.thumbnails import Thumbnails
+from app.domain.views import ViewService
 from app.errors import Unavailable
 from app.metrics import Metrics
 from app.models import Image
@@ -39,6 +40,7 @@ class Services:
     database: Database
     storage: Storage
     images: ImageService
+    views: ViewService
     authenticator: Authenticator | None  # None: no OIDC_JWKS_URI, every caller sees every image
     http: httpx.AsyncClient
     metrics: Metrics
@@ -108,6 +110,7 @@ class Services:
             database=database,
             storage=storage,
             images=images,
+            views=ViewService(database=database),
             authenticator=authenticator,
             http=http,
             metrics=metrics,

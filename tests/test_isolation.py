@@ -127,6 +127,13 @@ async def test_alice_never_touches_bobs_images(users: tuple[User, User, dict[str
     assert alices_page["nextCursor"] is not None
     taken = await bob.request("GET", "/images", params={"sort": "file", "limit": 1, "after": alices_page["nextCursor"]})
     assert (taken.status_code, taken.json()["detail"]) == (400, "The cursor was given to another user.")
+    # Views are their owner's: another user neither sees nor uses them, and may have one of the same name.
+    assert (await alice.request("PUT", "/views/mine", json={"filter": {"data.label": "alice"}})).status_code == 200
+    assert (await bob.request("GET", "/views")).json() == []
+    assert (await bob.request("GET", "/images", params={"view": "mine"})).status_code == 404
+    assert (await bob.request("PUT", "/views/mine", json={"filter": {}})).status_code == 200
+    assert (await bob.request("GET", "/images", params={"view": "mine"})).json()["total"] == 2  # only bob's
+    assert (await alice.request("GET", "/views/mine")).json()["filter"] == {"data.label": "alice"}
     # Counts: each sees only their own images, and only themselves as an owner.
     owners = (await alice.request("GET", "/facets/owner")).json()
     assert [owner["count"] for owner in owners] == [len(alices_ids)]

@@ -51,22 +51,8 @@ BSON_TYPE_NAMES = frozenset(
 
 # Parameters with a meaning of their own; any other `key=value` matches `data.key`.
 RESERVED_PARAMETERS = frozenset(
-    {
-        "skip",
-        "limit",
-        "sort",
-        "order",
-        "from",
-        "to",
-        "file",
-        "regex",
-        "ids",
-        "ids[]",
-        "filter",
-        "select",
-        "counts",
-        "after",
-    }
+    {"skip", "limit", "sort", "order", "from", "to", "file", "regex", "ids", "ids[]", "filter", "select"}
+    | {"counts", "after", "view"}  # facets, cursor paging, saved views: after the legacy service
 )
 _TRUE = {"", "1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

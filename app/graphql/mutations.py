@@ -13,8 +13,8 @@ from app.domain.images import NewImage
 from app.errors import BadInput, ServiceError, Unavailable
 from app.graphql.context import Info
 from app.graphql.filters import compile_filter
-from app.graphql.inputs import ImageFilter
-from app.graphql.types import DeleteResult, Image, Skipped, UpdateResult, UploadImagesResult
+from app.graphql.inputs import ImageFilter, SortInput
+from app.graphql.types import DeleteResult, Image, Skipped, UpdateResult, UploadImagesResult, View
 from app.models import Image as ImageDocument
 
 MAX_FILES = 100
@@ -143,6 +143,19 @@ class Mutation:
     async def delete_image(self, info: Info, id: strawberry.ID, revision: RevisionArgument = None) -> strawberry.ID:
         await info.context.services.images.delete(info.context.scope, str(id), revisions=_revisions(revision))
         return id
+
+    @strawberry.mutation(description="Save a view of yours: create it, or replace the one of that name.")
+    async def save_view(
+        self, info: Info, name: str, filter: ImageFilter | None = None, sort: list[SortInput] | None = None
+    ) -> View:
+        keys = [(key.field, key.direction.value) for key in sort or []]
+        saved = await info.context.services.views.save(info.context.scope, name, compile_filter(filter), keys)
+        return View.from_view(saved)
+
+    @strawberry.mutation(description="Delete a view of yours; its name.")
+    async def delete_view(self, info: Info, name: str) -> str:
+        await info.context.services.views.delete(info.context.scope, name)
+        return name
 
     @strawberry.mutation(description="Delete every matching image and its file. Deleting all needs `all: true`.")
     async def delete_images(self, info: Info, filter: ImageFilter | None = None, all: bool = False) -> DeleteResult:

@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
 
+from app.domain.query import ImageQuery
 from app.graphql.context import Info
 from app.graphql.filters import compile_filter, compile_query
 from app.graphql.inputs import ImageFilter, SortInput, SystemField
-from app.graphql.types import DuplicateGroup, Facet, Image, ImageConnection, ImageEdge, ImagePage, PageInfo
+from app.graphql.types import DuplicateGroup, Facet, Image, ImageConnection, ImageEdge, ImagePage, PageInfo, View
 from app.models import Image as ImageDocument
+
+ViewArgument = Annotated[
+    str | None,
+    strawberry.argument(
+        description="the name of one of your saved views: its filter is added, and its sort used unless `sort` is given"
+    ),
+]
+
+
+async def _narrowed(info: Info, query: ImageQuery, view: str | None) -> ImageQuery:
+    if view is None:
+        return query
+    return await info.context.services.views.narrow(info.context.scope, query, view)
+
+
+async def _filter(info: Info, image_filter: ImageFilter | None, view: str | None) -> dict[str, Any]:
+    return (await _narrowed(info, ImageQuery(filter=compile_filter(image_filter)), view)).filter
 
 
 @strawberry.type
@@ -24,9 +43,11 @@ class Query:
         sort: list[SortInput] | None = None,
         skip: int = 0,
         limit: int = 100,
+        view: ViewArgument = None,
     ) -> ImagePage:
         services = info.context.services
         query = compile_query(filter, sort, skip, limit, max_limit=services.settings.query_max_limit)
+        query = await _narrowed(info, query, view)
         page = await services.images.find(info.context.scope, query)
         items = [Image.from_document(document) for document in page.items]
         return ImagePage(total=page.counted, skip=query.skip, limit=query.limit, items=items)
@@ -43,11 +64,11 @@ class Query:
         sort: list[SortInput] | None = None,
         first: int = 100,
         after: str | None = None,
+        view: ViewArgument = None,
     ) -> ImageConnection:
         services = info.context.services
-        query = replace(
-            compile_query(filter, sort, 0, first, max_limit=services.settings.query_max_limit), after=after or ""
-        )
+        query = compile_query(filter, sort, 0, first, max_limit=services.settings.query_max_limit)
+        query = replace(await _narrowed(info, query, view), after=after or "")
         page = await services.images.find(info.context.scope, query, count=False)
         edges = [
             ImageEdge(node=Image.from_document(document), cursor=cursor)
@@ -67,29 +88,48 @@ class Query:
         return Image.from_document(stored.model_dump(by_alias=True))
 
     @strawberry.field(description="The distinct top-level metadata keys of the matching images.")
-    async def fields(self, info: Info, filter: ImageFilter | None = None) -> list[str]:
-        return await info.context.services.images.fields(info.context.scope, compile_filter(filter))
+    async def fields(self, info: Info, filter: ImageFilter | None = None, view: ViewArgument = None) -> list[str]:
+        return await info.context.services.images.fields(info.context.scope, await _filter(info, filter, view))
 
     @strawberry.field(description="The distinct values of one metadata key (dotted for nested) over the matches.")
-    async def field_values(self, info: Info, field: str, filter: ImageFilter | None = None) -> list[JSON | None]:
-        return await info.context.services.images.field_values(info.context.scope, field, compile_filter(filter))
+    async def field_values(
+        self, info: Info, field: str, filter: ImageFilter | None = None, view: ViewArgument = None
+    ) -> list[JSON | None]:
+        condition = await _filter(info, filter, view)
+        return await info.context.services.images.field_values(info.context.scope, field, condition)
 
     @strawberry.field(
         description="How many matching images take each value of one metadata key (dotted for nested), most "
         "frequent first, at most `limit` values; an array counts once for each distinct element."
     )
-    async def facets(self, info: Info, field: str, filter: ImageFilter | None = None, limit: int = 20) -> list[Facet]:
+    async def facets(
+        self, info: Info, field: str, filter: ImageFilter | None = None, limit: int = 20, view: ViewArgument = None
+    ) -> list[Facet]:
         images = info.context.services.images
-        found = await images.facets(info.context.scope, field, compile_filter(filter), limit=limit)
+        found = await images.facets(info.context.scope, field, await _filter(info, filter, view), limit=limit)
         return [Facet(value=facet.value, count=facet.count) for facet in found]
 
     @strawberry.field(description="The same for a system field: the content type, or the owner (only yours, per user).")
     async def system_facets(
-        self, info: Info, field: SystemField, filter: ImageFilter | None = None, limit: int = 20
+        self,
+        info: Info,
+        field: SystemField,
+        filter: ImageFilter | None = None,
+        limit: int = 20,
+        view: ViewArgument = None,
     ) -> list[Facet]:
         images = info.context.services.images
-        found = await images.system_facets(info.context.scope, field.value, compile_filter(filter), limit=limit)
+        condition = await _filter(info, filter, view)
+        found = await images.system_facets(info.context.scope, field.value, condition, limit=limit)
         return [Facet(value=facet.value, count=facet.count) for facet in found]
+
+    @strawberry.field(description="Your saved views, by name.")
+    async def views(self, info: Info) -> list[View]:
+        return [View.from_view(view) for view in await info.context.services.views.list(info.context.scope)]
+
+    @strawberry.field(description="One of your saved views.")
+    async def view(self, info: Info, name: str) -> View:
+        return View.from_view(await info.context.services.views.get(info.context.scope, name))
 
     @strawberry.field(description="Groups of images holding identical files (equal checksums), by checksum.")
     async def duplicates(self, info: Info, skip: int = 0, limit: int = 20) -> list[DuplicateGroup]:

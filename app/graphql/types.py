@@ -11,6 +11,7 @@ from strawberry.scalars import JSON
 
 from app.domain.resize import MAX_SIDE, parse_resize
 from app.domain.rewrite import revision_of
+from app.domain.views import View as SavedView
 from app.graphql.context import Info
 
 
@@ -151,6 +152,31 @@ class ImageConnection:
     @strawberry.field(description="every match, not just this page (counted only when asked for)")
     async def total_count(self, info: Info) -> int:
         return await info.context.services.images.count(info.context.scope, self.query_filter)
+
+
+@strawberry.type(description="One key of a sort.")
+class SortKey:
+    field: str
+    direction: int = strawberry.field(description="1 ascending, -1 descending")
+
+
+@strawberry.type(description="A saved view: a named filter and sort of yours, usable as `view:` wherever a filter is.")
+class View:
+    name: str
+    filter: JSON = strawberry.field(description='MongoDB-style, dates as {"$date": …}, ids as {"$oid": …}')
+    sort: list[SortKey]
+    created: datetime
+    updated: datetime
+
+    @classmethod
+    def from_view(cls, view: SavedView) -> View:
+        return cls(
+            name=view.name,
+            filter=cast(JSON, view.filter_json),
+            sort=[SortKey(field=path, direction=direction) for path, direction in view.sort],
+            created=view.created,
+            updated=view.updated,
+        )
 
 
 @strawberry.type

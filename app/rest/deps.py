@@ -27,8 +27,9 @@ async def get_scope(request: Request) -> Scope:
     return await get_services(request).scope_for(request.headers.get("authorization"))
 
 
-def get_image_query(
+async def get_image_query(
     request: Request,
+    scope: Annotated[Scope, Depends(get_scope)],
     # Declared for the OpenAPI document only: the query compiler reads the raw parameters,
     # because any other `key=value` is a metadata match and arrays come in three spellings.
     skip: Annotated[str | None, Query(description="matches to skip")] = None,
@@ -52,10 +53,18 @@ def get_image_query(
             "unless sorted"
         ),
     ] = None,
+    view: Annotated[
+        str | None,
+        Query(
+            description="the name of one of your saved views (/views): its filter is added, and its sort used "
+            "unless sort is given"
+        ),
+    ] = None,
 ) -> ImageQuery:
     """Any other parameter `key=value` matches images whose `data.key` equals `value`."""
-    settings = get_services(request).settings
-    return parse_query_params(request.query_params.multi_items(), max_limit=settings.query_max_limit)
+    services = get_services(request)
+    query = parse_query_params(request.query_params.multi_items(), max_limit=services.settings.query_max_limit)
+    return query if view is None else await services.views.narrow(scope, query, view)
 
 
 def get_if_match(

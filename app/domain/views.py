@@ -1,0 +1,135 @@
+"""Saved views: a named filter and sort, kept per owner, usable wherever a filter is.
+
+A view is stored in the `views` collection as `{owner, name, filter, sort, created, updated}`,
+unique per (owner, name). The filter is kept as relaxed Extended JSON text, not as a document:
+its keys are MongoDB operators and dotted paths, which a database may refuse as field names,
+and the text keeps dates and ids as what they are. It passes the query compiler's checks when
+saved and again each time it is used, so a view can never run more than a filter could.
+
+Using a view narrows a request: its filter is ANDed with whatever else the request filters on,
+and its sort applies unless the request gives one. A view belongs to its owner; another user
+naming it gets a 404, as for anything they cannot see.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from bson import json_util
+from bson.json_util import JSONMode, JSONOptions
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from app.db import Database, ensure_indexes
+from app.domain.query import ImageQuery, all_of, build_sort, check_filter
+from app.domain.scope import Scope
+from app.errors import BadInput, Conflict, NotFound
+from app.models import utc_now
+
+COLLECTION = "views"
+MAX_NAME_LENGTH = 100
+MAX_VIEWS = 1000  # per owner
+INDEXES = [IndexModel([("owner", ASCENDING), ("name", ASCENDING)], name="owner_1_name_1", unique=True)]
+_JSON = JSONOptions(json_mode=JSONMode.RELAXED, tz_aware=True)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True, kw_only=True)
+class View:
+    name: str
+    filter: dict[str, Any]  # checked, as the query compiler gives it (dates as datetimes)
+    sort: list[tuple[str, int]]
+    created: datetime
+    updated: datetime
+
+    @property
+    def filter_json(self) -> Any:
+        """The filter as clients see it: relaxed Extended JSON (`{"$date": …}` for dates)."""
+        return json.loads(json_util.dumps(self.filter, json_options=_JSON))
+
+
+def check_name(name: str) -> str:
+    if not name or not name.strip() or len(name) > MAX_NAME_LENGTH or _CONTROL.search(name):
+        raise BadInput(f"A view's name is 1 to {MAX_NAME_LENGTH} characters, without control characters.")
+    return name
+
+
+class ViewService:
+    def __init__(self, *, database: Database) -> None:
+        self.database = database
+        self._indexed = False
+
+    async def _collection(self) -> AsyncCollection[dict[str, Any]]:
+        self.database.require_ready()
+        collection = self.database.client[self.database.name][COLLECTION]
+        if not self._indexed:
+            await ensure_indexes(collection, INDEXES)
+            self._indexed = True
+        return collection
+
+    async def list(self, scope: Scope) -> list[View]:
+        with self.database.errors():
+            collection = await self._collection()
+            found = collection.find({"owner": scope.owner}, sort=[("name", ASCENDING)], limit=MAX_VIEWS)
+            return [_loaded(document) for document in await found.to_list(None)]
+
+    async def get(self, scope: Scope, name: str) -> View:
+        with self.database.errors():
+            document = await (await self._collection()).find_one({"owner": scope.owner, "name": check_name(name)})
+        if document is None:
+            raise NotFound(f"No view named {name!r}.")
+        return _loaded(document)
+
+    async def save(
+        self, scope: Scope, name: str, query_filter: Mapping[str, Any], sort: Sequence[tuple[str, int]]
+    ) -> View:
+        """Create the view, or replace the one of that name."""
+        checked = check_filter(query_filter)
+        keys = build_sort(sort)
+        text = json_util.dumps(checked, json_options=_JSON)
+        now = utc_now()
+        with self.database.errors():
+            collection = await self._collection()
+            key = {"owner": scope.owner, "name": check_name(name)}
+            # Pairs as objects: FerretDB 1.24 stores no array inside an array.
+            sort_keys = [{"path": path, "direction": direction} for path, direction in keys]
+            changed = {"filter": text, "sort": sort_keys, "updated": now}
+            result = await collection.update_one(key, {"$set": changed})
+            if result.matched_count == 0:
+                if await collection.count_documents({"owner": scope.owner}) >= MAX_VIEWS:
+                    raise Conflict(f"You have {MAX_VIEWS} views already; delete one first.")
+                try:
+                    await collection.insert_one({**key, **changed, "created": now})
+                except DuplicateKeyError:  # saved by another request meanwhile: ours comes after
+                    await collection.update_one(key, {"$set": changed})
+            document = await collection.find_one(key)
+        if document is None:  # deleted by another request meanwhile
+            raise NotFound(f"No view named {name!r}.")
+        return _loaded(document)
+
+    async def delete(self, scope: Scope, name: str) -> None:
+        with self.database.errors():
+            result = await (await self._collection()).delete_one({"owner": scope.owner, "name": check_name(name)})
+        if result.deleted_count == 0:
+            raise NotFound(f"No view named {name!r}.")
+
+    async def narrow(self, scope: Scope, query: ImageQuery, name: str) -> ImageQuery:
+        """The query with the view's filter ANDed in, and its sort unless the query has one."""
+        view = await self.get(scope, name)
+        return replace(query, filter=check_filter(all_of([view.filter, query.filter])), sort=query.sort or view.sort)
+
+
+def _loaded(document: Mapping[str, Any]) -> View:
+    return View(
+        name=document["name"],
+        filter=check_filter(json_util.loads(document["filter"], json_options=_JSON)),
+        sort=[(key["path"], key["direction"]) for key in document.get("sort", [])],
+        created=document["created"],
+        updated=document["updated"],
+    )

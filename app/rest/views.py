@@ -1,0 +1,73 @@
+"""`/views`: saved views, a named filter and sort per owner, then usable as `?view=<name>`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.domain.query import parse_sort
+from app.domain.views import MAX_NAME_LENGTH, View
+from app.models import format_time
+from app.rest.deps import ScopeDep, ServicesDep
+from app.rest.schemas import error_responses
+
+router = APIRouter(tags=["views"])
+
+ViewName = Annotated[str, Path(description=f"the view's name, 1 to {MAX_NAME_LENGTH} characters")]
+
+
+class ViewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    filter: dict[str, Any] = Field(
+        default_factory=dict,
+        description='a MongoDB-style query, as the `filter` parameter takes it: {"data.label": "cat"}',
+    )
+    sort: str = Field(default="", description="as the `sort` parameter: time, -file, data.count,…")
+
+
+class ViewOut(BaseModel):
+    name: str
+    filter: dict[str, Any] = Field(description='dates as {"$date": …}, ids as {"$oid": …}')
+    sort: str
+    created: str
+    updated: str
+
+
+def _out(view: View) -> dict[str, Any]:
+    return {
+        "name": view.name,
+        "filter": view.filter_json,
+        "sort": ",".join(path if direction == 1 else f"-{path}" for path, direction in view.sort),
+        "created": format_time(view.created),
+        "updated": format_time(view.updated),
+    }
+
+
+@router.get("/views", response_model=list[ViewOut], responses=error_responses(503), summary="Your saved views")
+async def list_views(services: ServicesDep, scope: ScopeDep) -> list[dict[str, Any]]:
+    return [_out(view) for view in await services.views.list(scope)]
+
+
+@router.get("/views/{name}", response_model=ViewOut, responses=error_responses(400, 404, 503), summary="A saved view")
+async def get_view(name: ViewName, services: ServicesDep, scope: ScopeDep) -> dict[str, Any]:
+    return _out(await services.views.get(scope, name))
+
+
+@router.put(
+    "/views/{name}",
+    response_model=ViewOut,
+    responses=error_responses(400, 409, 503),
+    summary="Save a view (create it, or replace the one of that name)",
+)
+async def save_view(name: ViewName, body: ViewIn, services: ServicesDep, scope: ScopeDep) -> dict[str, Any]:
+    sort = parse_sort(body.sort, None)
+    return _out(await services.views.save(scope, name, body.filter, sort))
+
+
+@router.delete("/views/{name}", responses=error_responses(400, 404, 503), summary="Delete a saved view")
+async def delete_view(name: ViewName, services: ServicesDep, scope: ScopeDep) -> dict[str, str]:
+    await services.views.delete(scope, name)
+    return {"name": name}
