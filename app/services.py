@@ -19,6 +19,7 @@ from app.domain.images import ImageService
 from app.domain.leases import COLLECTION as LEASES
 from app.domain.leases import Leases
 from app.domain.scope import EVERYONE, Scope
+from app.domain.snapshots import SnapshotService
 from app.domain.thumbnails import Thumbnails
 from app.domain.views import ViewService
 from app.errors import Unavailable
@@ -41,6 +42,7 @@ class Services:
     storage: Storage
     images: ImageService
     views: ViewService
+    snapshots: SnapshotService
     authenticator: Authenticator | None  # None: no OIDC_JWKS_URI, every caller sees every image
     http: httpx.AsyncClient
     metrics: Metrics
@@ -111,6 +113,7 @@ class Services:
             storage=storage,
             images=images,
             views=ViewService(database=database),
+            snapshots=SnapshotService(database=database),
             authenticator=authenticator,
             http=http,
             metrics=metrics,

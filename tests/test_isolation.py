@@ -134,6 +134,12 @@ async def test_alice_never_touches_bobs_images(users: tuple[User, User, dict[str
     assert (await bob.request("PUT", "/views/mine", json={"filter": {}})).status_code == 200
     assert (await bob.request("GET", "/images", params={"view": "mine"})).json()["total"] == 2  # only bob's
     assert (await alice.request("GET", "/views/mine")).json()["filter"] == {"data.label": "alice"}
+    # Snapshots freeze the caller's images only, and are the caller's.
+    frozen = await alice.request("POST", "/snapshots", json={"name": "all"})
+    assert frozen.json()["count"] == len(alices_ids)
+    assert (await bob.request("GET", "/snapshots/all/images")).status_code == 404
+    assert (await bob.request("GET", "/snapshots")).json() == []
+    assert (await bob.request("POST", "/snapshots", json={"name": "all"})).json()["count"] == 2
     # Counts: each sees only their own images, and only themselves as an owner.
     owners = (await alice.request("GET", "/facets/owner")).json()
     assert [owner["count"] for owner in owners] == [len(alices_ids)]

@@ -18,12 +18,14 @@ import logging
 import re
 import tempfile
 import zlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
 from anyio import to_thread
 from openpyxl import Workbook
+from pymongo.asynchronous.collection import AsyncCollection
 from stream_zip import ZIP_64, async_stream_zip
 
 from app.db import Database
@@ -57,28 +59,48 @@ def archive_name(now: datetime | None = None) -> str:
     return f"images-export-{(now or datetime.now(UTC)):%Y-%m-%d}.zip"
 
 
+@dataclass(frozen=True, kw_only=True)
+class Selection:
+    """The documents an archive holds: images, or the frozen images of a snapshot."""
+
+    collection: AsyncCollection[dict[str, Any]]
+    condition: dict[str, Any]
+    sort: list[tuple[str, int]]
+    # For frozen images: whether the file stored at the path is still the one that was frozen.
+    # One that is not goes without its bytes, flagged `fileChanged`: never silently swapped.
+    still_same: Callable[[Mapping[str, Any]], Awaitable[bool]] | None = None
+
+
 async def export_archive(
     *, database: Database, storage: Storage, scope: Scope, query: ImageQuery, metrics: Metrics
 ) -> AsyncIterator[bytes]:
     """The zip's bytes. Raises before the first byte if the database is unreachable."""
+    selection = Selection(
+        collection=Image.get_pymongo_collection(), condition=scoped(query.filter, scope), sort=query.sort
+    )
+    return await archive_of(selection, database=database, storage=storage, metrics=metrics)
+
+
+async def archive_of(
+    selection: Selection, *, database: Database, storage: Storage, metrics: Metrics
+) -> AsyncIterator[bytes]:
+    """The zip of any selection of image documents; raises before the first byte as above."""
     database.require_ready()
-    condition = scoped(query.filter, scope)
-    collection = Image.get_pymongo_collection()
     with database.errors(user_query=True):
         # Fails here (not mid-stream) for a bad query or an unreachable database.
-        await collection.find_one(condition, {"_id": 1})
-    return _zip_chunks(database, storage, condition, query.sort, metrics)
+        await selection.collection.find_one(selection.condition, {"_id": 1})
+    return _zip_chunks(database, storage, selection, metrics)
 
 
 async def _zip_chunks(
-    database: Database, storage: Storage, condition: dict[str, Any], sort: list[tuple[str, int]], metrics: Metrics
+    database: Database, storage: Storage, selection: Selection, metrics: Metrics
 ) -> AsyncIterator[bytes]:
     state = _ExportState()
     # Timed from the first byte to the last: an export refused up front is no archive.
     with metrics.archive("export"):
         try:
             chunks = async_stream_zip(
-                _members(database, storage, condition, sort, state),
+                _members(database, storage, selection, state),
                 chunk_size=CHUNK_SIZE,
                 get_compressobj=lambda: zlib.compressobj(level=COMPRESSION_LEVEL, wbits=-zlib.MAX_WBITS),
             )
@@ -99,10 +121,12 @@ class _ExportState:
         self.columns: set[str] = set()
         self.missing: list[str] = []
 
-    def add(self, document: Mapping[str, Any], *, file_missing: bool) -> None:
+    def add(self, document: Mapping[str, Any], *, file_missing: bool = False, file_changed: bool = False) -> None:
         rendered = document_to_json(document)
         if file_missing:
             rendered["fileMissing"] = True  # listed, so the metadata survives; its file could not be read
+        if file_changed:
+            rendered["fileChanged"] = True  # a snapshot's: the file at its path is no longer the frozen one
         self.json.write((b",\n" if self.count else b"\n") + json.dumps(rendered, ensure_ascii=False).encode())
         self.count += 1
         data = document.get("data")
@@ -114,27 +138,29 @@ class _ExportState:
 
 
 async def _members(
-    database: Database, storage: Storage, condition: dict[str, Any], sort: list[tuple[str, int]], state: _ExportState
+    database: Database, storage: Storage, selection: Selection, state: _ExportState
 ) -> AsyncIterator[tuple[str, datetime, int, Any, AsyncIterator[bytes]]]:
-    collection = Image.get_pymongo_collection()
     with database.errors():
-        cursor = collection.find(condition, sort=sort, batch_size=200)
+        cursor = selection.collection.find(selection.condition, sort=selection.sort, batch_size=200)
         async for document in cursor:
             key = document["file"]  # the storage key, in both scope modes
+            if selection.still_same is not None and not await selection.still_same(document):
+                state.add(document, file_changed=True)
+                continue
             try:
                 opened = await replacement.open_stored(storage, key, document.get(replacement.PENDING))
             except NotFound:
                 log.warning("export: the file of image %s (%r) is missing; listed without it", document["_id"], key)
                 state.add(document, file_missing=True)
                 continue
-            state.add(document, file_missing=False)
+            state.add(document)
             yield document["file"], _modified(document), FILE_MODE, ZIP_64, opened.chunks
 
     state.json.write(b"\n]\n")
     yield JSON_NAME, datetime.now(UTC), FILE_MODE, ZIP_64, _read_file(state.json)
 
     with tempfile.TemporaryFile() as workbook_file:
-        await _write_workbook(database, workbook_file, condition, sort, sorted(state.columns))
+        await _write_workbook(database, workbook_file, selection, sorted(state.columns))
         yield XLSX_NAME, datetime.now(UTC), FILE_MODE, ZIP_64, _read_file(workbook_file)
 
 
@@ -152,19 +178,17 @@ async def _read_file(handle: IO[bytes]) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _write_workbook(
-    database: Database, target: IO[bytes], condition: dict[str, Any], sort: list[tuple[str, int]], columns: list[str]
-) -> None:
+async def _write_workbook(database: Database, target: IO[bytes], selection: Selection, columns: list[str]) -> None:
     columns = columns[:XLSX_MAX_COLUMNS]
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("images")
     sheet.append(["_id", "file", "time", *columns])
     rows: list[list[Any]] = []
     written = 0
-    collection = Image.get_pymongo_collection()
     projection = {"file": 1, "time": 1, "data": 1}
+    found = selection.collection.find(selection.condition, projection, sort=selection.sort, batch_size=ROW_BATCH)
     with database.errors():
-        async for document in collection.find(condition, projection, sort=sort, batch_size=ROW_BATCH):
+        async for document in found:
             if written + len(rows) >= XLSX_MAX_ROWS:
                 log.warning("export: the spreadsheet stops at Excel's row limit; the JSON has every image")
                 break

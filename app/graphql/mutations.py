@@ -10,11 +10,12 @@ from strawberry.file_uploads import Upload
 from strawberry.scalars import JSON
 
 from app.domain.images import NewImage
+from app.domain.query import ImageQuery
 from app.errors import BadInput, ServiceError, Unavailable
 from app.graphql.context import Info
 from app.graphql.filters import compile_filter
 from app.graphql.inputs import ImageFilter, SortInput
-from app.graphql.types import DeleteResult, Image, Skipped, UpdateResult, UploadImagesResult, View
+from app.graphql.types import DeleteResult, Image, Skipped, Snapshot, UpdateResult, UploadImagesResult, View
 from app.models import Image as ImageDocument
 
 MAX_FILES = 100
@@ -151,6 +152,24 @@ class Mutation:
         keys = [(key.field, key.direction.value) for key in sort or []]
         saved = await info.context.services.views.save(info.context.scope, name, compile_filter(filter), keys)
         return View.from_view(saved)
+
+    @strawberry.mutation(
+        description="Freeze the matching images (with `view`, its filter too) under a name: ids, files, checksums, "
+        "times and data as they are now. Snapshots never change afterwards."
+    )
+    async def create_snapshot(
+        self, info: Info, name: str, filter: ImageFilter | None = None, view: str | None = None
+    ) -> Snapshot:
+        services = info.context.services
+        query = ImageQuery(filter=compile_filter(filter))
+        if view is not None:
+            query = await services.views.narrow(info.context.scope, query, view)
+        return Snapshot.from_snapshot(await services.snapshots.create(info.context.scope, name, query.filter))
+
+    @strawberry.mutation(description="Delete a snapshot of yours; its name.")
+    async def delete_snapshot(self, info: Info, name: str) -> str:
+        await info.context.services.snapshots.delete(info.context.scope, name)
+        return name
 
     @strawberry.mutation(description="Delete a view of yours; its name.")
     async def delete_view(self, info: Info, name: str) -> str:

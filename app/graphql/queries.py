@@ -9,10 +9,23 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app.domain.query import ImageQuery
+from app.domain.snapshots import IdList as FoundIds
 from app.graphql.context import Info
 from app.graphql.filters import compile_filter, compile_query
 from app.graphql.inputs import ImageFilter, SortInput, SystemField
-from app.graphql.types import DuplicateGroup, Facet, Image, ImageConnection, ImageEdge, ImagePage, PageInfo, View
+from app.graphql.types import (
+    DuplicateGroup,
+    Facet,
+    IdList,
+    Image,
+    ImageConnection,
+    ImageEdge,
+    ImagePage,
+    PageInfo,
+    Snapshot,
+    SnapshotDiff,
+    View,
+)
 from app.models import Image as ImageDocument
 
 ViewArgument = Annotated[
@@ -130,6 +143,25 @@ class Query:
     @strawberry.field(description="One of your saved views.")
     async def view(self, info: Info, name: str) -> View:
         return View.from_view(await info.context.services.views.get(info.context.scope, name))
+
+    @strawberry.field(description="Your snapshots, oldest first.")
+    async def snapshots(self, info: Info) -> list[Snapshot]:
+        found = await info.context.services.snapshots.list(info.context.scope)
+        return [Snapshot.from_snapshot(snapshot) for snapshot in found]
+
+    @strawberry.field(description="One of your snapshots.")
+    async def snapshot(self, info: Info, name: str) -> Snapshot:
+        found = await info.context.services.snapshots.get(info.context.scope, name, finished=False)
+        return Snapshot.from_snapshot(found)
+
+    @strawberry.field(description="What changed from snapshot `name` to `other`: ids added, removed and changed.")
+    async def snapshot_diff(self, info: Info, name: str, other: str, limit: int = 1000) -> SnapshotDiff:
+        diff = await info.context.services.snapshots.diff(info.context.scope, name, other, limit=limit)
+
+        def ids(found: FoundIds) -> IdList:
+            return IdList(count=found.count, ids=[strawberry.ID(i) for i in found.ids])
+
+        return SnapshotDiff(added=ids(diff.added), removed=ids(diff.removed), changed=ids(diff.changed))
 
     @strawberry.field(description="Groups of images holding identical files (equal checksums), by checksum.")
     async def duplicates(self, info: Info, skip: int = 0, limit: int = 20) -> list[DuplicateGroup]:

@@ -11,6 +11,7 @@ from strawberry.scalars import JSON
 
 from app.domain.resize import MAX_SIDE, parse_resize
 from app.domain.rewrite import revision_of
+from app.domain.snapshots import Snapshot as SavedSnapshot
 from app.domain.views import View as SavedView
 from app.graphql.context import Info
 
@@ -176,6 +177,50 @@ class View:
             sort=[SortKey(field=path, direction=direction) for path, direction in view.sort],
             created=view.created,
             updated=view.updated,
+        )
+
+
+@strawberry.type(description="Ids of images, and how many there are in all.")
+class IdList:
+    count: int
+    ids: list[strawberry.ID] = strawberry.field(description="at most the `limit` asked for")
+
+
+@strawberry.type(description="From one snapshot to another.")
+class SnapshotDiff:
+    added: IdList = strawberry.field(description="in the other snapshot only")
+    removed: IdList = strawberry.field(description="in this snapshot only")
+    changed: IdList = strawberry.field(description="in both, with another file, checksum, time or data")
+
+
+@strawberry.type(description="A page of a snapshot's frozen images, in id order.")
+class SnapshotImages:
+    total: int
+    items: list[Image]
+
+
+@strawberry.type(description="Images frozen under a name: ids, files, checksums, times and data as they were.")
+class Snapshot:
+    name: str
+    filter: JSON = strawberry.field(description="what was frozen: the filter, with the view's if one was given")
+    created: datetime
+    count: int | None = strawberry.field(description="images frozen; null while unfinished")
+
+    @strawberry.field(description="the frozen images, a page at a time")
+    async def images(self, info: Info, skip: int = 0, limit: int = 100) -> SnapshotImages:
+        services = info.context.services
+        page = await services.snapshots.page(
+            info.context.scope, self.name, skip=skip, limit=limit, max_limit=services.settings.query_max_limit
+        )
+        return SnapshotImages(total=page.total, items=[Image.from_document(document) for document in page.items])
+
+    @classmethod
+    def from_snapshot(cls, snapshot: SavedSnapshot) -> Snapshot:
+        return cls(
+            name=snapshot.name,
+            filter=cast(JSON, snapshot.filter_json),
+            created=snapshot.created,
+            count=snapshot.count,
         )
 
 

@@ -1,0 +1,245 @@
+"""Snapshots: a dataset frozen under a name, to say "trained on v3" and mean it.
+
+Creating one copies, for every image the filter (or view) matches in the caller's scope, its
+id, file, checksum, time, data and the other facts a listing shows, as they are at that
+moment, into a collection of the snapshot's own (`snapshot_<id>`, keyed by the image id). The
+registry (`snapshots`, one per owner and name) says which collection is whose and whether it is
+complete. Nothing ever writes to a snapshot's images afterwards: they can be listed and paged,
+compared with another snapshot, and exported.
+
+Why a collection per snapshot: FerretDB 1.24 filters in its own process after reading a whole
+collection, so one shared collection would make every page of every snapshot read all of
+them; keyed by image id, a diff or an export can look one image up by `_id`, the one lookup
+FerretDB pushes down. Deleting a snapshot drops its collection.
+
+Creation streams: matches are read from one cursor and written a batch at a time, so memory
+stays flat at any size, and other requests run between the batches. A snapshot whose creation
+was cut short (a crash, the database gone) stays marked unfinished: it cannot be read or
+exported, and can be deleted.
+
+An export of a snapshot has the frozen metadata, and the bytes of every image whose stored file
+is still the frozen one: the image still exists at the same path with the same checksum (or,
+for an image frozen before its checksum was known, at the same revision). Others are listed
+with `fileChanged: true` and without bytes, never with a newer file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId, json_util
+from bson.json_util import JSONMode, JSONOptions
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from app.db import Database, ensure_indexes, in_batches
+from app.domain import replacement
+from app.domain.export import Selection
+from app.domain.query import check_count, check_filter, scoped
+from app.domain.rewrite import REVISION, revision_of
+from app.domain.scope import Scope
+from app.errors import BadInput, Conflict, NotFound
+from app.models import RENDERED_FIELDS, Image, utc_now
+
+REGISTRY = "snapshots"
+BATCH = 1000
+MAX_NAME_LENGTH = 100
+MAX_DIFF_IDS = 10_000
+FROZEN_FIELDS = (*RENDERED_FIELDS, REVISION)
+COMPARED_FIELDS = ("file", "checksum", "time", "data")  # a change of any is a changed image
+INDEXES = [IndexModel([("owner", ASCENDING), ("name", ASCENDING)], name="owner_1_name_1", unique=True)]
+_JSON = JSONOptions(json_mode=JSONMode.RELAXED, tz_aware=True)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Snapshot:
+    id: ObjectId
+    name: str
+    filter: dict[str, Any]
+    created: datetime
+    count: int | None  # None while unfinished
+    collection: AsyncCollection[dict[str, Any]]
+
+    @property
+    def finished(self) -> bool:
+        return self.count is not None
+
+    @property
+    def filter_json(self) -> Any:
+        """The filter as clients see it: relaxed Extended JSON (`{"$date": …}` for dates)."""
+        return json.loads(json_util.dumps(self.filter, json_options=_JSON))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SnapshotPage:
+    total: int
+    items: list[dict[str, Any]]  # frozen images, as documents
+
+
+@dataclass(frozen=True, kw_only=True)
+class IdList:
+    count: int
+    ids: list[str]  # at most the limit asked for
+
+
+@dataclass(frozen=True, kw_only=True)
+class Diff:
+    added: IdList
+    removed: IdList
+    changed: IdList
+
+
+def check_name(name: str) -> str:
+    if not name or not name.strip() or len(name) > MAX_NAME_LENGTH or _CONTROL.search(name):
+        raise BadInput(f"A snapshot's name is 1 to {MAX_NAME_LENGTH} characters, without control characters.")
+    return name
+
+
+class SnapshotService:
+    def __init__(self, *, database: Database) -> None:
+        self.database = database
+        self._indexed = False
+
+    def _database(self) -> Any:
+        self.database.require_ready()
+        return self.database.client[self.database.name]
+
+    async def _registry(self) -> AsyncCollection[dict[str, Any]]:
+        registry: AsyncCollection[dict[str, Any]] = self._database()[REGISTRY]
+        if not self._indexed:
+            await ensure_indexes(registry, INDEXES)
+            self._indexed = True
+        return registry
+
+    def _loaded(self, document: Mapping[str, Any]) -> Snapshot:
+        return Snapshot(
+            id=document["_id"],
+            name=document["name"],
+            filter=json_util.loads(document["filter"], json_options=_JSON),
+            created=document["created"],
+            count=document.get("count"),
+            collection=self._database()[f"snapshot_{document['_id']}"],
+        )
+
+    async def create(self, scope: Scope, name: str, query_filter: Mapping[str, Any]) -> Snapshot:
+        """Freeze the matches; Conflict if the caller has a snapshot of that name."""
+        checked = check_filter(query_filter)
+        entry = {
+            "_id": ObjectId(),
+            "owner": scope.owner,
+            "name": check_name(name),
+            "filter": json_util.dumps(checked, json_options=_JSON),
+            "created": utc_now(),
+        }
+        with self.database.errors(user_query=True):
+            registry = await self._registry()
+            try:
+                await registry.insert_one(entry)
+            except DuplicateKeyError:
+                raise Conflict(f"You have a snapshot named {name!r} already; snapshots never change.") from None
+            snapshot = self._loaded(entry)
+            projection = dict.fromkeys(FROZEN_FIELDS, 1)
+            matches = Image.get_pymongo_collection().find(scoped(checked, scope), projection, batch_size=BATCH)
+            count = 0
+            async for batch in in_batches(matches, BATCH):
+                await snapshot.collection.insert_many(batch, ordered=False)
+                count += len(batch)
+            await registry.update_one({"_id": entry["_id"]}, {"$set": {"count": count}})
+        return self._loaded({**entry, "count": count})
+
+    async def list(self, scope: Scope) -> list[Snapshot]:
+        with self.database.errors():
+            found = (await self._registry()).find({"owner": scope.owner}, sort=[("created", ASCENDING)])
+            return [self._loaded(document) for document in await found.to_list(None)]
+
+    async def get(self, scope: Scope, name: str, *, finished: bool = True) -> Snapshot:
+        with self.database.errors():
+            document = await (await self._registry()).find_one({"owner": scope.owner, "name": check_name(name)})
+        if document is None:
+            raise NotFound(f"No snapshot named {name!r}.")
+        snapshot = self._loaded(document)
+        if finished and not snapshot.finished:
+            raise Conflict(f"The snapshot {name!r} is unfinished (its creation was cut short); delete it.")
+        return snapshot
+
+    async def delete(self, scope: Scope, name: str) -> None:
+        snapshot = await self.get(scope, name, finished=False)
+        with self.database.errors():
+            await snapshot.collection.drop()
+            await (await self._registry()).delete_one({"_id": snapshot.id})
+
+    async def page(self, scope: Scope, name: str, *, skip: int, limit: int, max_limit: int) -> SnapshotPage:
+        """Frozen images in image-id order."""
+        check_count(skip, name="skip", minimum=0, maximum=None)
+        check_count(limit, name="limit", minimum=1, maximum=max_limit)
+        snapshot = await self.get(scope, name)
+        with self.database.errors():
+            found = snapshot.collection.find({}, sort=[("_id", ASCENDING)], skip=skip, limit=limit)
+            items = await found.to_list(None)
+        assert snapshot.count is not None
+        return SnapshotPage(total=snapshot.count, items=items)
+
+    async def diff(self, scope: Scope, name: str, other: str, *, limit: int) -> Diff:
+        """From snapshot `name` to `other`: images added, removed, and changed (file, checksum,
+        time or data), each with its count and at most `limit` ids. Both are read once, in id
+        order, side by side."""
+        check_count(limit, name="limit", minimum=0, maximum=MAX_DIFF_IDS)
+        before, after = await self.get(scope, name), await self.get(scope, other)
+        lists: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}
+        counts = dict.fromkeys(lists, 0)
+
+        def note(kind: str, image_id: ObjectId) -> None:
+            counts[kind] += 1
+            if len(lists[kind]) < limit:
+                lists[kind].append(str(image_id))
+
+        projection = dict.fromkeys(COMPARED_FIELDS, 1)
+        with self.database.errors():
+            old = _ordered(before.collection, projection)
+            new = _ordered(after.collection, projection)
+            left, right = await anext(old, None), await anext(new, None)
+            while left is not None or right is not None:
+                if right is None or (left is not None and left["_id"] < right["_id"]):
+                    assert left is not None
+                    note("removed", left["_id"])
+                    left = await anext(old, None)
+                elif left is None or right["_id"] < left["_id"]:
+                    note("added", right["_id"])
+                    right = await anext(new, None)
+                else:
+                    if any(left.get(field) != right.get(field) for field in COMPARED_FIELDS):
+                        note("changed", left["_id"])
+                    left, right = await anext(old, None), await anext(new, None)
+        return Diff(**{kind: IdList(count=counts[kind], ids=lists[kind]) for kind in lists})
+
+    async def selection(self, scope: Scope, name: str) -> Selection:
+        """What an export of the snapshot holds (app/domain/export.py)."""
+        snapshot = await self.get(scope, name)
+        images = Image.get_pymongo_collection()
+
+        async def still_same(frozen: Mapping[str, Any]) -> bool:
+            # By `_id` alone: the lookup FerretDB pushes down. The scope was applied when frozen.
+            current = await images.find_one(
+                {"_id": frozen["_id"]}, {"file": 1, "checksum": 1, REVISION: 1, replacement.PENDING: 1}
+            )
+            if current is None or current.get("file") != frozen.get("file") or replacement.PENDING in current:
+                return False
+            if frozen.get("checksum") is not None:
+                return bool(current.get("checksum") == frozen["checksum"])
+            return revision_of(current) == revision_of(frozen)
+
+        return Selection(collection=snapshot.collection, condition={}, sort=[("_id", ASCENDING)], still_same=still_same)
+
+
+async def _ordered(
+    collection: AsyncCollection[dict[str, Any]], projection: dict[str, int]
+) -> AsyncIterator[dict[str, Any]]:
+    async for document in collection.find({}, projection, sort=[("_id", ASCENDING)], batch_size=BATCH):
+        yield document

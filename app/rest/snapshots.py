@@ -1,0 +1,154 @@
+"""`/snapshots`: datasets frozen under a name; listed, paged, compared and exported as they were."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.domain.export import archive_name, archive_of
+from app.domain.query import ImageQuery
+from app.domain.snapshots import MAX_DIFF_IDS, MAX_NAME_LENGTH, IdList, Snapshot
+from app.models import document_to_json, format_time
+from app.rest.deps import ScopeDep, ServicesDep
+from app.rest.downloads import content_disposition
+from app.rest.schemas import ImageOut, error_responses
+
+router = APIRouter(tags=["snapshots"])
+
+SnapshotName = Annotated[str, Path(description=f"the snapshot's name, 1 to {MAX_NAME_LENGTH} characters")]
+
+
+class SnapshotIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description=f"1 to {MAX_NAME_LENGTH} characters, unique among your snapshots")
+    filter: dict[str, Any] = Field(default_factory=dict, description="as the `filter` parameter takes it")
+    view: str | None = Field(default=None, description="one of your saved views, its filter ANDed with `filter`")
+
+
+class SnapshotOut(BaseModel):
+    name: str
+    filter: dict[str, Any]
+    created: str
+    count: int | None = Field(description="images frozen; null while unfinished (a creation cut short)")
+
+
+class SnapshotPageOut(BaseModel):
+    total: int
+    skip: int
+    limit: int
+    items: list[ImageOut] = Field(description="the images as they were, in id order")
+
+
+class IdListOut(BaseModel):
+    count: int
+    ids: list[str] = Field(description="at most `limit` of them")
+
+
+class DiffOut(BaseModel):
+    added: IdListOut = Field(description="in the other snapshot only")
+    removed: IdListOut = Field(description="in this snapshot only")
+    changed: IdListOut = Field(description="in both, with another file, checksum, time or data")
+
+
+def _out(snapshot: Snapshot) -> dict[str, Any]:
+    return {
+        "name": snapshot.name,
+        "filter": snapshot.filter_json,
+        "created": format_time(snapshot.created),
+        "count": snapshot.count,
+    }
+
+
+def _ids(found: IdList) -> dict[str, Any]:
+    return {"count": found.count, "ids": found.ids}
+
+
+@router.post(
+    "/snapshots",
+    status_code=201,
+    response_model=SnapshotOut,
+    responses=error_responses(400, 404, 409, 503),
+    summary="Freeze the matching images under a name: ids, files, checksums, times and data as they are now",
+)
+async def create_snapshot(body: SnapshotIn, services: ServicesDep, scope: ScopeDep) -> dict[str, Any]:
+    query = ImageQuery(filter=body.filter)
+    if body.view is not None:
+        query = await services.views.narrow(scope, query, body.view)
+    return _out(await services.snapshots.create(scope, body.name, query.filter))
+
+
+@router.get("/snapshots", response_model=list[SnapshotOut], responses=error_responses(503), summary="Your snapshots")
+async def list_snapshots(services: ServicesDep, scope: ScopeDep) -> list[dict[str, Any]]:
+    return [_out(snapshot) for snapshot in await services.snapshots.list(scope)]
+
+
+@router.get(
+    "/snapshots/{name}", response_model=SnapshotOut, responses=error_responses(400, 404, 503), summary="A snapshot"
+)
+async def get_snapshot(name: SnapshotName, services: ServicesDep, scope: ScopeDep) -> dict[str, Any]:
+    return _out(await services.snapshots.get(scope, name, finished=False))
+
+
+@router.get(
+    "/snapshots/{name}/images",
+    response_model=SnapshotPageOut,
+    responses=error_responses(400, 404, 409, 503),
+    summary="The frozen images of a snapshot, a page at a time",
+)
+async def list_snapshot_images(
+    name: SnapshotName,
+    services: ServicesDep,
+    scope: ScopeDep,
+    skip: Annotated[int, Query(description="images to skip")] = 0,
+    limit: Annotated[int, Query(description="page size (at most QUERY_MAX_LIMIT)")] = 100,
+) -> JSONResponse:
+    page = await services.snapshots.page(
+        scope, name, skip=skip, limit=limit, max_limit=services.settings.query_max_limit
+    )
+    items = [document_to_json(document) for document in page.items]
+    return JSONResponse({"total": page.total, "skip": skip, "limit": limit, "items": items})
+
+
+@router.get(
+    "/snapshots/{name}/diff/{other}",
+    response_model=DiffOut,
+    responses=error_responses(400, 404, 409, 503),
+    summary="What changed from one snapshot to another: ids added, removed and changed",
+)
+async def diff_snapshots(
+    name: SnapshotName,
+    other: Annotated[str, Path(description="the later snapshot")],
+    services: ServicesDep,
+    scope: ScopeDep,
+    limit: Annotated[int, Query(description=f"ids listed per kind (at most {MAX_DIFF_IDS}); counts are whole")] = 1000,
+) -> dict[str, Any]:
+    diff = await services.snapshots.diff(scope, name, other, limit=limit)
+    return {"added": _ids(diff.added), "removed": _ids(diff.removed), "changed": _ids(diff.changed)}
+
+
+@router.get(
+    "/snapshots/{name}/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/zip": {}}, "description": "the archive"},
+        **error_responses(404, 409, 503),
+    },
+    summary="The snapshot as a .zip, as /export makes: files whose bytes changed since are listed, not included",
+)
+async def export_snapshot(name: SnapshotName, services: ServicesDep, scope: ScopeDep) -> StreamingResponse:
+    """The frozen metadata, and every file still holding the frozen bytes; the others are in
+    mongodb_data.json with `fileChanged: true` and without their file."""
+    selection = await services.snapshots.selection(scope, name)
+    chunks = await archive_of(selection, database=services.database, storage=services.storage, metrics=services.metrics)
+    headers = {"Content-Disposition": content_disposition(archive_name(), kind="attachment")}
+    return StreamingResponse(chunks, media_type="application/zip", headers=headers)
+
+
+@router.delete("/snapshots/{name}", responses=error_responses(400, 404, 503), summary="Delete a snapshot")
+async def delete_snapshot(name: SnapshotName, services: ServicesDep, scope: ScopeDep) -> dict[str, str]:
+    await services.snapshots.delete(scope, name)
+    return {"name": name}
