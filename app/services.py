@@ -15,6 +15,7 @@ from app.auth import Authenticator, JwksCache, TokenRules
 from app.config import Settings
 from app.db import Database, MaintenanceTask
 from app.domain import checksums, data_keys, file_facts, repair, replacement
+from app.domain.events import Events
 from app.domain.images import ImageService
 from app.domain.leases import COLLECTION as LEASES
 from app.domain.leases import Leases
@@ -43,6 +44,7 @@ class Services:
     images: ImageService
     views: ViewService
     snapshots: SnapshotService
+    events: Events  # live events of this process's writes
     authenticator: Authenticator | None  # None: no OIDC_JWKS_URI, every caller sees every image
     http: httpx.AsyncClient
     metrics: Metrics
@@ -83,10 +85,12 @@ class Services:
             ],
         )
         await database.open()
+        events = Events()
         images = ImageService(
             database=database,
             storage=storage,
             leases=leases,
+            events=events,
             thumbnails=Thumbnails(
                 storage=storage,
                 metrics=metrics,
@@ -114,6 +118,7 @@ class Services:
             images=images,
             views=ViewService(database=database),
             snapshots=SnapshotService(database=database),
+            events=events,
             authenticator=authenticator,
             http=http,
             metrics=metrics,

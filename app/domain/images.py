@@ -28,6 +28,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from app.db import Database, in_batches
 from app.domain import checksums, cursors, data_keys, facets, replacement, rewrite
 from app.domain.checksums import HashingReader
+from app.domain.events import Events
 from app.domain.facets import Facet
 from app.domain.leases import Leases, path_key
 from app.domain.media import sniff
@@ -137,12 +138,15 @@ class ImageService:
         storage: Storage,
         leases: Leases,
         thumbnails: Thumbnails,
+        events: Events,
         max_upload_bytes: int,
         metrics: Metrics,
     ) -> None:
         self.database = database
         self.storage = storage
         self.thumbnails = thumbnails
+        # Every write below publishes what it wrote (app/domain/events.py).
+        self.events = events
         # Every write holds its image's lease: see app/domain/leases.py.
         self.leases = leases
         self.max_upload_bytes = max_upload_bytes
@@ -366,6 +370,7 @@ class ImageService:
             if index not in failed:
                 results[index] = _loaded(document)
                 self.metrics.uploaded(news[index].length)
+                self.events.publish("created", [document])
             elif failed[index].get("code") == DUPLICATE_KEY:
                 # Taken meanwhile by a writer that holds no lease, or the id is another image's:
                 # `upload` sorts it out. The file stays only if a document at its path owns it.
@@ -480,6 +485,7 @@ class ImageService:
         except ServiceError:
             await self._delete_file_quietly(key)
             raise
+        self.events.publish("created", [document])
         return _loaded(document)
 
     async def _replace(
@@ -521,6 +527,7 @@ class ImageService:
             # them, and the next writer or the start-up maintenance finishes the move.
             log.warning("image %s: its new file stays staged for now: %s", existing["_id"], error.detail)
         await self.thumbnails.forget(str(existing["_id"]))  # copies of the old bytes
+        self.events.publish("updated", [document])
         return _loaded(document)
 
     async def update_data(
@@ -552,6 +559,7 @@ class ImageService:
                 )
         if document is None:
             raise NotFound(f"No image with id {image_id}.")
+        self.events.publish("updated", [document])
         return _loaded(document)
 
     async def delete(self, scope: Scope, image_id: str, *, revisions: Collection[int] | None = None) -> None:
@@ -567,6 +575,7 @@ class ImageService:
                 rewrite.check_revision(document, revisions)
                 if (await collection.delete_one(rewrite.unchanged(document))).deleted_count:
                     await self._delete_files_quietly(document)
+                    self.events.publish("deleted", [document])
                     return
         raise rewrite.kept_changing(f"Image {image_id}")
 
@@ -686,7 +695,11 @@ class ImageService:
         self.database.require_ready()
         with self.database.errors(user_query=True):
             result = await rewrite.rewrite_many(
-                Image.get_pymongo_collection(), condition, rewrite.merge(to_set, to_unset), leases=self.leases
+                Image.get_pymongo_collection(),
+                condition,
+                rewrite.merge(to_set, to_unset),
+                leases=self.leases,
+                written=lambda documents: self.events.publish("updated", documents),
             )
         return UpdateSummary(matched=result.matched, modified=result.modified)
 
@@ -709,12 +722,12 @@ class ImageService:
                 async with self.leases.hold(path_key(doc["file"]) for doc in batch):
                     # Read again under the leases: an image may have stopped matching meanwhile.
                     ids = [doc["_id"] for doc in batch]
-                    gone = await collection.find(
-                        all_of([condition, {"_id": {"$in": ids}}]), {"file": 1, replacement.PENDING: 1}
-                    ).to_list(None)
+                    # Whole: the deleted events carry the images as they were.
+                    gone = await collection.find(all_of([condition, {"_id": {"$in": ids}}])).to_list(None)
                     result = await collection.delete_many({"_id": {"$in": [doc["_id"] for doc in gone]}})
                     deleted += result.deleted_count
                     await asyncio.gather(*(self._delete_files_quietly(doc) for doc in gone))
+                    self.events.publish("deleted", gone)
         return deleted
 
     async def duplicates(self, scope: Scope, *, skip: int, limit: int) -> list[DuplicateGroup]:

@@ -118,17 +118,23 @@ async def rewrite_one(
 
 
 async def rewrite_many(
-    collection: AsyncCollection[dict[str, Any]], condition: Mapping[str, Any], change: DataChange, *, leases: Leases
+    collection: AsyncCollection[dict[str, Any]],
+    condition: Mapping[str, Any],
+    change: DataChange,
+    *,
+    leases: Leases,
+    written: Callable[[list[dict[str, Any]]], None] = lambda documents: None,
 ) -> Rewritten:
     """Apply `change` to the data of every match, in `_id` order, a batch at a time, each batch
-    under the leases of its images' paths."""
+    under the leases of its images' paths. `written` gets each batch's changed documents."""
     matched = modified = 0
     async for found in pages_by_id(collection, condition, {"file": 1}, BATCH):
         async with leases.hold(path_key(document["file"]) for document in found):
             # Read again under the leases: an image may have changed, or stopped matching, meanwhile.
             ids = [document["_id"] for document in found]
             batch = await collection.find(all_of([condition, {"_id": {"$in": ids}}]), sort=[("_id", 1)]).to_list(None)
-            done = await _rewrite_batch(collection, condition, batch, change)
+            done, documents = await _rewrite_batch(collection, condition, batch, change)
+        written(documents)
         matched, modified = matched + done.matched, modified + done.modified
     return Rewritten(matched=matched, modified=modified)
 
@@ -138,14 +144,15 @@ async def _rewrite_batch(
     condition: Mapping[str, Any],
     batch: list[dict[str, Any]],
     change: DataChange,
-) -> Rewritten:
+) -> tuple[Rewritten, list[dict[str, Any]]]:
     """Conditional replacements, in order: a value the database refuses fails the first one
     and so writes nothing, since every match receives the same values. Images another writer
-    changed in between are read again and changed on top, one by one."""
+    changed in between are read again and changed on top, one by one. The counts, and the
+    documents as written."""
     changed = [(document, new) for document in batch if (new := _changed(document, change)) is not None]
     matched, modified = len(batch), len(changed)
     if not changed:
-        return Rewritten(matched=matched, modified=modified)
+        return Rewritten(matched=matched, modified=modified), []
     # The first on its own: FerretDB 1.24 answers a bulk write that it refuses a value in
     # without the counts PyMongo needs (a KeyError in the driver), a single write with the
     # error itself. Every match receives the same values, so if the first passes, all pass.
@@ -154,12 +161,17 @@ async def _rewrite_batch(
     if rest:
         result = await write_in_parts(collection, [ReplaceOne(unchanged(old), new) for old, new in rest], ordered=True)
         written += result.matched
+    documents = [new for _, new in changed]
     if written < len(changed):
-        for image_id in await _not_written(collection, [new for _, new in changed]):
-            document, written = await _apply(collection, all_of([condition, {"_id": image_id}]), change)
+        missed = await _not_written(collection, documents)
+        documents = [document for document in documents if document["_id"] not in missed]
+        for image_id in missed:
+            document, done = await _apply(collection, all_of([condition, {"_id": image_id}]), change)
             matched -= document is None  # deleted meanwhile, or no longer a match
-            modified -= not written
-    return Rewritten(matched=matched, modified=modified)
+            modified -= not done
+            if done and document is not None:
+                documents.append(document)
+    return Rewritten(matched=matched, modified=modified), documents
 
 
 async def _not_written(collection: AsyncCollection[dict[str, Any]], intended: list[dict[str, Any]]) -> list[ObjectId]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import strawberry
-from fastapi import Request
+from starlette.requests import HTTPConnection
 from strawberry.fastapi import BaseContext
 
 from app.domain.scope import Scope
@@ -30,14 +30,33 @@ class Context(BaseContext):
         return self.scope_or_error
 
 
-async def get_context(services: ServicesDep, request: Request) -> Context:
-    """A FastAPI dependency: the same services and token rules as the REST routes."""
-    scope: Scope | ServiceError
+async def get_context(services: ServicesDep, connection: HTTPConnection) -> Context:
+    """A FastAPI dependency: the same services and token rules as the REST routes. For a
+    WebSocket the token may also come in the `connection_init` payload (`authenticate`)."""
+    base_url = str(connection.base_url).rstrip("/")
+    if connection.scope["type"] == "websocket":  # the base URL of the HTTP routes, for `Image.url`
+        base_url = base_url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+    return Context(
+        services=services,
+        base_url=base_url,
+        scope_or_error=await _scope(services, connection.headers.get("authorization")),
+    )
+
+
+async def authenticate(context: Context, connection_params: object) -> None:
+    """A WebSocket's `connection_init` payload: `{"Authorization": "Bearer <JWT>"}`, which
+    browsers cannot send as a header, replaces the upgrade request's."""
+    if isinstance(connection_params, dict):
+        token = connection_params.get("Authorization") or connection_params.get("authorization")
+        if isinstance(token, str):
+            context.scope_or_error = await _scope(context.services, token)
+
+
+async def _scope(services: Services, authorization: str | None) -> Scope | ServiceError:
     try:
-        scope = await services.scope_for(request.headers.get("authorization"))
+        return await services.scope_for(authorization)
     except ServiceError as error:
-        scope = error
-    return Context(services=services, base_url=str(request.base_url).rstrip("/"), scope_or_error=scope)
+        return error
 
 
 Info = strawberry.Info[Context, None]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import cast
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
+from strawberry.types.unset import UNSET, UnsetType
 
 from app.domain.metadata import check_json_nesting
 from app.errors import BadInput
-from app.graphql.context import get_context
+from app.graphql.context import Context, authenticate, get_context
 from app.graphql.ide import OfflineGraphiQLRouter
 from app.graphql.schema import schema
 
@@ -16,23 +19,28 @@ from app.graphql.schema import schema
 PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name", "graphql-preflight")
 
 
-async def guard_uploads(request: Request) -> AsyncIterator[None]:
+async def guard_uploads(connection: HTTPConnection) -> AsyncIterator[None]:
     """Multipart requests are "simple" to a browser: without the header check any web page a
     user visits could post uploads with the user's cookies (the multipart spec's CSRF note).
 
     Strawberry parses the multipart body itself, so closing its spooled files (and deleting
-    any that went to disk) is left to us, once the request is done.
+    any that went to disk) is left to us, once the request is done. (A WebSocket has neither.)
     """
-    is_multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
-    if is_multipart and not any(name in request.headers for name in PREFLIGHT_HEADERS):
+    is_multipart = connection.headers.get("content-type", "").startswith("multipart/form-data")
+    if is_multipart and not any(name in connection.headers for name in PREFLIGHT_HEADERS):
         raise BadInput("File uploads need an Apollo-Require-Preflight header (any value).")
     try:
         yield
     finally:
-        await request.close()
+        if isinstance(connection, Request):
+            await connection.close()
 
 
 class ImagesGraphQLRouter(OfflineGraphiQLRouter):
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        await authenticate(context, context.connection_params)
+        return cast(UnsetType, UNSET)  # a connection_ack without a payload
+
     def decode_json(self, data: str | bytes) -> object:
         # Parsers recurse once per level: thousands of levels (in a multipart request's
         # `operations`, or GET variables) are refused before parsing. JSON bodies were checked

@@ -7,10 +7,11 @@ from graphql import GraphQLError
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.types import ExecutionContext
 
-from app.graphql.errors import ErrorCodes
+from app.graphql.errors import ErrorCodes, graphql_error
 from app.graphql.metrics import OperationMetrics
 from app.graphql.mutations import Mutation
 from app.graphql.queries import Query
+from app.graphql.subscriptions import Subscription
 
 # One request must not be able to exhaust the server: the deepest sensible query is
 # images { items { ... } } (3 levels); filters nest through variables, not selections.
@@ -22,13 +23,16 @@ MAX_ALIASES = 20
 class Schema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         # Strawberry logs every error with a traceback; a bad filter is the user's mistake,
-        # not news for the operator. ErrorCodes logs the unexpected ones, once each.
-        pass
+        # not news for the operator. ErrorCodes logs the unexpected ones, once each. The
+        # events of a subscription reach the client without passing through ErrorCodes, so
+        # their errors get the same sentence and code here, in place (done twice, it is the same).
+        errors[:] = [graphql_error(error) for error in errors]
 
 
 schema = Schema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     extensions=[  # factories: a fresh extension for every request
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),

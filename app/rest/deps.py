@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Query, Request
+from starlette.requests import HTTPConnection
 
 from app.domain.images import ImageService
 from app.domain.query import ImageQuery, parse_query_params
@@ -13,8 +14,8 @@ from app.rest.etags import if_match_revisions
 from app.services import Services
 
 
-def get_services(request: Request) -> Services:
-    services: Services = request.app.state.services
+def get_services(connection: HTTPConnection) -> Services:
+    services: Services = connection.app.state.services
     return services
 
 

@@ -126,3 +126,39 @@ def test_graphiql_runs_an_images_query_in_chromium(service_url: str, tmp_path: P
     assert requested and all(url.startswith(f"{service_url}/") for url in requested), requested
     assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert screenshot.stat().st_size > 10_000
+
+
+def test_graphiql_runs_a_subscription_in_chromium(service_url: str) -> None:
+    """GraphiQL subscribes over its WebSocket (graphql-ws, bundled) and shows an upload's event."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: scripts/ensure_chromium.sh installs it (as root; `make test` runs it)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 800})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            sockets: list[str] = []
+            page.on("websocket", lambda socket: sockets.append(socket.url))
+            page.goto(f"{service_url}/graphql")
+            editor = page.locator(".graphiql-query-editor .CodeMirror")
+            editor.wait_for(timeout=20_000)
+            subscription = "subscription { imageEvents { kind image { file } } }"
+            editor.evaluate("(element, query) => element.CodeMirror.setValue(query)", subscription)
+            page.locator(".graphiql-execute-button").click()
+            result = page.locator(".graphiql-response")
+            # Uploads until one arrives: the subscription starts a moment after the click.
+            for attempt in range(40):
+                name = f"live-{attempt}.png"
+                upload = httpx.post(f"{service_url}/images", files={"image": (name, make_image(), "image/png")})
+                assert upload.status_code == 200, upload.text
+                try:
+                    expect(result).to_contain_text('"kind": "CREATED"', timeout=500)
+                    break
+                except AssertionError:
+                    continue
+            expect(result).to_contain_text('"file": "live-', timeout=5_000)
+        finally:
+            browser.close()
+    assert errors == []
+    assert sockets == [service_url.replace("http://", "ws://") + "/graphql"]
