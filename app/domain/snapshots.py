@@ -41,6 +41,7 @@ from pymongo.errors import DuplicateKeyError
 from app.db import Database, ensure_indexes, in_batches
 from app.domain import replacement
 from app.domain.export import Selection
+from app.domain.metadata import INT64_MAX
 from app.domain.query import check_count, check_filter, scoped
 from app.domain.rewrite import REVISION, revision_of
 from app.domain.scope import Scope
@@ -177,7 +178,7 @@ class SnapshotService:
 
     async def page(self, scope: Scope, name: str, *, skip: int, limit: int, max_limit: int) -> SnapshotPage:
         """Frozen images in image-id order."""
-        check_count(skip, name="skip", minimum=0, maximum=None)
+        check_count(skip, name="skip", minimum=0, maximum=INT64_MAX)  # what the database can take
         check_count(limit, name="limit", minimum=1, maximum=max_limit)
         snapshot = await self.get(scope, name)
         with self.database.errors():

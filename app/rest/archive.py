@@ -20,7 +20,10 @@ router = APIRouter(tags=["archives"])
 @router.get(
     "/export",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/zip": {}}, "description": "the archive"}, **error_responses(400, 503)},
+    responses={
+        200: {"content": {"application/zip": {}}, "description": "the archive"},
+        **error_responses(400, 404, 503),
+    },
     summary="Download the matching images and their metadata as a .zip",
 )
 async def export_images(query: ImageQueryDep, services: ServicesDep, scope: ScopeDep) -> StreamingResponse:

@@ -13,7 +13,7 @@ from app.rest.schemas import DeleteManyOut, PageOut, UpdateManyOut, error_respon
 router = APIRouter(tags=["images"])
 
 
-@router.get("/images", response_model=PageOut, responses=error_responses(400, 503), summary="List matching images")
+@router.get("/images", response_model=PageOut, responses=error_responses(400, 404, 503), summary="List matching images")
 async def list_images(query: ImageQueryDep, images: ImagesDep, scope: ScopeDep) -> JSONResponse:
     page = await images.find(scope, query)
     return JSONResponse(
@@ -31,7 +31,7 @@ async def list_images(query: ImageQueryDep, images: ImagesDep, scope: ScopeDep) 
 @router.patch(
     "/images",
     response_model=UpdateManyOut,
-    responses=error_responses(400, 503),
+    responses=error_responses(400, 404, 503),
     summary="Merge metadata into every matching image (`$unset` removes keys)",
 )
 async def update_images(
@@ -50,7 +50,7 @@ async def update_images(
 @router.delete(
     "/images",
     response_model=DeleteManyOut,
-    responses=error_responses(400, 503),
+    responses=error_responses(400, 404, 503),
     summary="Delete every matching image and its file (no query: all images)",
 )
 async def delete_images(query: ImageQueryDep, images: ImagesDep, scope: ScopeDep) -> dict[str, object]:

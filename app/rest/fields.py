@@ -13,7 +13,7 @@ from app.rest.schemas import DuplicateGroupOut, FacetOut, error_responses
 router = APIRouter(tags=["fields"])
 
 
-@router.get("/fields", responses=error_responses(400, 503), summary="Distinct top-level metadata keys")
+@router.get("/fields", responses=error_responses(400, 404, 503), summary="Distinct top-level metadata keys")
 async def list_fields(query: ImageQueryDep, images: ImagesDep, scope: ScopeDep) -> list[str]:
     return await images.fields(scope, query.filter)
 
@@ -21,7 +21,7 @@ async def list_fields(query: ImageQueryDep, images: ImagesDep, scope: ScopeDep) 
 @router.get(
     "/fields/{name}",
     response_model=list[Any] | list[FacetOut],
-    responses=error_responses(400, 503),
+    responses=error_responses(400, 404, 503),
     summary="Distinct values of one metadata key; with counts=true, how many images take each",
 )
 async def list_field_values(
@@ -48,7 +48,7 @@ async def list_field_values(
 @router.get(
     "/facets/{field}",
     response_model=list[FacetOut],
-    responses=error_responses(400, 503),
+    responses=error_responses(400, 404, 503),
     summary="How many matching images take each value of a system field: contentType or owner",
 )
 async def list_system_facets(

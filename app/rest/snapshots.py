@@ -135,7 +135,7 @@ async def diff_snapshots(
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/zip": {}}, "description": "the archive"},
-        **error_responses(404, 409, 503),
+        **error_responses(400, 404, 409, 503),
     },
     summary="The snapshot as a .zip, as /export makes: files whose bytes changed since are listed, not included",
 )
