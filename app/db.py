@@ -70,6 +70,7 @@ class Database:
             appname="image-storage",
         )
         self._ready = asyncio.Event()
+        self._indexed: set[str] = set()  # collections whose indexes `indexed` made
 
     async def open(self) -> None:
         """Initialise now if the database answers, else keep trying in the background."""
@@ -107,6 +108,16 @@ class Database:
     def initialised(self) -> bool:
         """Whether the database has been reached and set up since start-up."""
         return self._ready.is_set()
+
+    async def indexed(self, name: str, indexes: list[IndexModel]) -> AsyncCollection[dict[str, Any]]:
+        """The collection `name` of the service's database, its `indexes` made on first use.
+        Call inside `errors()`."""
+        self.require_ready()
+        collection: AsyncCollection[dict[str, Any]] = self.client[self.name][name]
+        if name not in self._indexed:
+            await ensure_indexes(collection, indexes)
+            self._indexed.add(name)
+        return collection
 
     def require_ready(self) -> None:
         if not self._ready.is_set():

@@ -60,11 +60,7 @@ class Inventory:
             "ORDER BY key",
             (modified_before.timestamp(),),
         )
-        while rows := cursor.fetchmany(batch):
-            yield [
-                ListedFile(key=key, size=size, modified=datetime.fromtimestamp(modified, UTC))
-                for key, size, modified in rows
-            ]
+        yield from _listed(cursor, batch)
 
     def listed_among(self, keys: list[str]) -> set[str]:
         """Which of `keys` the storage listing had."""
@@ -82,11 +78,16 @@ class Inventory:
             "ORDER BY key",
             (modified_before.timestamp(),),
         )
-        while rows := cursor.fetchmany(batch):
-            yield [
-                ListedFile(key=key, size=size, modified=datetime.fromtimestamp(modified, UTC))
-                for key, size, modified in rows
-            ]
+        yield from _listed(cursor, batch)
 
     def close(self) -> None:
         self._db.close()
+
+
+def _listed(cursor: sqlite3.Cursor, batch: int) -> Iterator[list[ListedFile]]:
+    """Rows of (key, size, modified), `batch` at a time, as listed files."""
+    while rows := cursor.fetchmany(batch):
+        yield [
+            ListedFile(key=key, size=size, modified=datetime.fromtimestamp(modified, UTC))
+            for key, size, modified in rows
+        ]

@@ -169,3 +169,14 @@ def _unset_keys(value: Any) -> list[str]:
     else:
         raise BadInput("$unset must be an object (or a list) of metadata keys.")
     return [check_key(key, path="data") for key in keys]
+
+
+MAX_NAME_LENGTH = 100  # of saved views and snapshots
+_NAME_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_name(name: str, *, what: str) -> str:
+    """The name of a saved view or snapshot (`what`: "A view"), or BadInput."""
+    if not name or not name.strip() or len(name) > MAX_NAME_LENGTH or _NAME_CONTROL.search(name):
+        raise BadInput(f"{what}'s name is 1 to {MAX_NAME_LENGTH} characters, without control characters.")
+    return name

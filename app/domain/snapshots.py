@@ -26,7 +26,6 @@ with `fileChanged: true` and without bytes, never with a newer file.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,25 +37,23 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from app.db import Database, ensure_indexes, in_batches
+from app.db import Database, in_batches
 from app.domain import replacement
 from app.domain.export import Selection
-from app.domain.metadata import INT64_MAX
+from app.domain.metadata import INT64_MAX, check_name
 from app.domain.query import check_count, check_filter, scoped
 from app.domain.rewrite import REVISION, revision_of
 from app.domain.scope import Scope
-from app.errors import BadInput, Conflict, NotFound
+from app.errors import Conflict, NotFound
 from app.models import RENDERED_FIELDS, Image, utc_now
 
 REGISTRY = "snapshots"
 BATCH = 1000
-MAX_NAME_LENGTH = 100
 MAX_DIFF_IDS = 10_000
 FROZEN_FIELDS = (*RENDERED_FIELDS, REVISION)
 COMPARED_FIELDS = ("file", "checksum", "time", "data")  # a change of any is a changed image
 INDEXES = [IndexModel([("owner", ASCENDING), ("name", ASCENDING)], name="owner_1_name_1", unique=True)]
 _JSON = JSONOptions(json_mode=JSONMode.RELAXED, tz_aware=True)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,27 +94,16 @@ class Diff:
     changed: IdList
 
 
-def check_name(name: str) -> str:
-    if not name or not name.strip() or len(name) > MAX_NAME_LENGTH or _CONTROL.search(name):
-        raise BadInput(f"A snapshot's name is 1 to {MAX_NAME_LENGTH} characters, without control characters.")
-    return name
-
-
 class SnapshotService:
     def __init__(self, *, database: Database) -> None:
         self.database = database
-        self._indexed = False
 
     def _database(self) -> Any:
         self.database.require_ready()
         return self.database.client[self.database.name]
 
     async def _registry(self) -> AsyncCollection[dict[str, Any]]:
-        registry: AsyncCollection[dict[str, Any]] = self._database()[REGISTRY]
-        if not self._indexed:
-            await ensure_indexes(registry, INDEXES)
-            self._indexed = True
-        return registry
+        return await self.database.indexed(REGISTRY, INDEXES)
 
     def _loaded(self, document: Mapping[str, Any]) -> Snapshot:
         return Snapshot(
@@ -135,7 +121,7 @@ class SnapshotService:
         entry = {
             "_id": ObjectId(),
             "owner": scope.owner,
-            "name": check_name(name),
+            "name": check_name(name, what="A snapshot"),
             "filter": json_util.dumps(checked, json_options=_JSON),
             "created": utc_now(),
         }
@@ -162,7 +148,7 @@ class SnapshotService:
 
     async def get(self, scope: Scope, name: str, *, finished: bool = True) -> Snapshot:
         with self.database.errors():
-            document = await (await self._registry()).find_one({"owner": scope.owner, "name": check_name(name)})
+            document = await (await self._registry()).find_one(_key(scope, name))
         if document is None:
             raise NotFound(f"No snapshot named {name!r}.")
         snapshot = self._loaded(document)
@@ -244,3 +230,8 @@ async def _ordered(
 ) -> AsyncIterator[dict[str, Any]]:
     async for document in collection.find({}, projection, sort=[("_id", ASCENDING)], batch_size=BATCH):
         yield document
+
+
+def _key(scope: Scope, name: str) -> dict[str, Any]:
+    """Which one: names are unique per owner."""
+    return {"owner": scope.owner, "name": check_name(name, what="A snapshot")}

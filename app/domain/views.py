@@ -14,7 +14,6 @@ naming it gets a 404, as for anything they cannot see.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -26,18 +25,17 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from app.db import Database, ensure_indexes
+from app.db import Database
+from app.domain.metadata import check_name
 from app.domain.query import ImageQuery, all_of, build_sort, check_filter
 from app.domain.scope import Scope
-from app.errors import BadInput, Conflict, NotFound
+from app.errors import Conflict, NotFound
 from app.models import utc_now
 
 COLLECTION = "views"
-MAX_NAME_LENGTH = 100
 MAX_VIEWS = 1000  # per owner
 INDEXES = [IndexModel([("owner", ASCENDING), ("name", ASCENDING)], name="owner_1_name_1", unique=True)]
 _JSON = JSONOptions(json_mode=JSONMode.RELAXED, tz_aware=True)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,24 +52,12 @@ class View:
         return json.loads(json_util.dumps(self.filter, json_options=_JSON))
 
 
-def check_name(name: str) -> str:
-    if not name or not name.strip() or len(name) > MAX_NAME_LENGTH or _CONTROL.search(name):
-        raise BadInput(f"A view's name is 1 to {MAX_NAME_LENGTH} characters, without control characters.")
-    return name
-
-
 class ViewService:
     def __init__(self, *, database: Database) -> None:
         self.database = database
-        self._indexed = False
 
     async def _collection(self) -> AsyncCollection[dict[str, Any]]:
-        self.database.require_ready()
-        collection = self.database.client[self.database.name][COLLECTION]
-        if not self._indexed:
-            await ensure_indexes(collection, INDEXES)
-            self._indexed = True
-        return collection
+        return await self.database.indexed(COLLECTION, INDEXES)
 
     async def list(self, scope: Scope) -> list[View]:
         with self.database.errors():
@@ -81,7 +67,7 @@ class ViewService:
 
     async def get(self, scope: Scope, name: str) -> View:
         with self.database.errors():
-            document = await (await self._collection()).find_one({"owner": scope.owner, "name": check_name(name)})
+            document = await (await self._collection()).find_one(_key(scope, name))
         if document is None:
             raise NotFound(f"No view named {name!r}.")
         return _loaded(document)
@@ -96,7 +82,7 @@ class ViewService:
         now = utc_now()
         with self.database.errors():
             collection = await self._collection()
-            key = {"owner": scope.owner, "name": check_name(name)}
+            key = _key(scope, name)
             # Pairs as objects: FerretDB 1.24 stores no array inside an array.
             sort_keys = [{"path": path, "direction": direction} for path, direction in keys]
             changed = {"filter": text, "sort": sort_keys, "updated": now}
@@ -115,7 +101,7 @@ class ViewService:
 
     async def delete(self, scope: Scope, name: str) -> None:
         with self.database.errors():
-            result = await (await self._collection()).delete_one({"owner": scope.owner, "name": check_name(name)})
+            result = await (await self._collection()).delete_one(_key(scope, name))
         if result.deleted_count == 0:
             raise NotFound(f"No view named {name!r}.")
 
@@ -133,3 +119,8 @@ def _loaded(document: Mapping[str, Any]) -> View:
         created=document["created"],
         updated=document["updated"],
     )
+
+
+def _key(scope: Scope, name: str) -> dict[str, Any]:
+    """Which one: names are unique per owner."""
+    return {"owner": scope.owner, "name": check_name(name, what="A view")}

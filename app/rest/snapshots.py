@@ -9,8 +9,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.domain.export import archive_name, archive_of
+from app.domain.metadata import MAX_NAME_LENGTH
 from app.domain.query import ImageQuery
-from app.domain.snapshots import MAX_DIFF_IDS, MAX_NAME_LENGTH, IdList, Snapshot
+from app.domain.snapshots import MAX_DIFF_IDS, IdList, Snapshot
 from app.models import document_to_json, format_time
 from app.rest.deps import ScopeDep, ServicesDep
 from app.rest.downloads import content_disposition

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.domain.metadata import MAX_NAME_LENGTH
 from app.domain.query import parse_sort
-from app.domain.views import MAX_NAME_LENGTH, View
+from app.domain.views import View
 from app.models import format_time
 from app.rest.deps import ScopeDep, ServicesDep
 from app.rest.schemas import error_responses
