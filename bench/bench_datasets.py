@@ -13,7 +13,8 @@ when set. Then, against the service as a process of its own:
   has it) beside skip paging at the same depth (GraphQL `images(skip:)`, REST `?skip=`);
 - the same pair in `_id` order (a cursor walk with no sort, and an unsorted skip page);
 - `POST /snapshots` of every image: its time and the service's peak RSS while it runs
-  (VmHWM reset at its start), beside the RSS before.
+  (VmHWM reset at its start), beside the RSS before; and a get by id sent every 0.2 s while it
+  runs, beside the same get alone (the snapshot must not block other requests).
 
 Latencies are medians of `--repeat` calls after one warm-up. It prints figures, never asserting.
 """
@@ -24,6 +25,7 @@ import argparse
 import asyncio
 import json
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -115,11 +117,20 @@ async def measure(service: Service, images: int, repeat: int) -> dict[str, Any]:
         for name, call in pairs:
             figures[f"{name}, ms"] = await median_ms(call, repeat)
 
-        progress("a snapshot of every image")
+        progress("a snapshot of every image, and other requests meanwhile")
+        some_id = (await rest({"limit": 1})()).json()["items"][0]["_id"]
+        alone = await median_ms(lambda: http.get(f"/images/{some_id}"), repeat)
         rss_before = read_status_kb(service.pid, "VmRSS")["VmRSS"] / 1024
         with PhaseWatch(service.peaks) as watch:
             started = time.perf_counter()
-            created = await http.post("/snapshots", json={"name": "bench"})
+            creating = asyncio.create_task(http.post("/snapshots", json={"name": "bench"}))
+            meanwhile = []
+            while not creating.done():
+                asked = time.perf_counter()
+                (await http.get(f"/images/{some_id}")).raise_for_status()
+                meanwhile.append(time.perf_counter() - asked)
+                await asyncio.sleep(0.2)
+            created = await creating
             seconds = time.perf_counter() - started
         created.raise_for_status()
         assert watch.memory is not None
@@ -127,10 +138,20 @@ async def measure(service: Service, images: int, repeat: int) -> dict[str, Any]:
         figures["snapshot: seconds"] = seconds
         figures["snapshot: RSS before, MB"] = rss_before
         figures["snapshot: peak RSS during, MB"] = watch.memory.peak_mb
+        figures["get by id alone, median ms"] = alone
+        figures[f"get by id during the snapshot ({len(meanwhile)} calls), median ms"] = (
+            statistics.median(meanwhile) * 1000
+        )
+        figures["get by id during the snapshot, slowest ms"] = max(meanwhile) * 1000
     return figures
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds the ExitStack: the service and FerretDB stop
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
