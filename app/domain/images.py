@@ -780,16 +780,18 @@ class ImageService:
         path = SYSTEM_FACETS.get(field)
         if path is None:
             raise BadInput(f"Counts are kept for the system fields {', '.join(SYSTEM_FACETS)}, not {field!r}.")
-        if field == "owner":  # images without one have no owner to count
-            query_filter = all_of([query_filter, {path: {"$ne": None}}])
-        return await self._facets(scope, path, query_filter, limit=limit)
+        # Always plain strings; `$exists`: images without one (an owner, say) have none to count.
+        present = all_of([query_filter, {path: {"$exists": True, "$ne": None}}])
+        return await self._facets(scope, path, present, limit=limit, arrays=False)
 
-    async def _facets(self, scope: Scope, path: str, query_filter: Mapping[str, Any], *, limit: int) -> list[Facet]:
+    async def _facets(
+        self, scope: Scope, path: str, query_filter: Mapping[str, Any], *, limit: int, arrays: bool = True
+    ) -> list[Facet]:
         check_count(limit, name="limit", minimum=1, maximum=MAX_FACETS)
         self.database.require_ready()
         with self.database.errors(user_query=True):
             return await facets.count_values(
-                Image.get_pymongo_collection(), scoped(query_filter, scope), path, limit=limit
+                Image.get_pymongo_collection(), scoped(query_filter, scope), path, limit=limit, arrays=arrays
             )
 
     async def _delete_files_quietly(self, document: Mapping[str, Any]) -> None:
