@@ -32,8 +32,8 @@ from app.domain.events import Events
 from app.domain.facets import Facet
 from app.domain.leases import Leases, path_key
 from app.domain.media import sniff
-from app.domain.metadata import INT64_MAX, check_data, parse_data_patch, parse_object_id
-from app.domain.query import ImageQuery, all_of, check_count, check_path, scoped
+from app.domain.metadata import check_data, parse_data_patch, parse_object_id
+from app.domain.query import ImageQuery, all_of, check_count, check_path, check_skip, scoped
 from app.domain.resize import Resize
 from app.domain.scope import Scope
 from app.domain.thumbnails import Source, Thumbnails
@@ -733,7 +733,7 @@ class ImageService:
     async def duplicates(self, scope: Scope, *, skip: int, limit: int) -> list[DuplicateGroup]:
         """Groups of the caller's images that hold identical files (one checksum), by checksum;
         each with its full count and the ids of at most `GROUP_IDS` of its images."""
-        check_count(skip, name="skip", minimum=0, maximum=INT64_MAX)  # what the database can take
+        check_skip(skip)
         check_count(limit, name="limit", minimum=1, maximum=MAX_GROUPS)
         collection = Image.get_pymongo_collection()
         pipeline: list[dict[str, Any]] = [

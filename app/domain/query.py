@@ -120,9 +120,7 @@ def parse_query_params(params: Iterable[tuple[str, str]], *, max_limit: int) -> 
             conditions.append({path: forms[0] if len(forms) == 1 else {"$in": forms}})
 
     sort = parse_sort(single("sort"), single("order"))
-    skip = _parse_count(single("skip"), name="skip", default=0, minimum=0, maximum=None)
-    if skip > INT64_MAX:  # what the database can take
-        raise BadInput(f"skip must be at most {INT64_MAX}; got {skip}.")
+    skip = check_skip(_parse_count(single("skip"), name="skip", default=0, minimum=0, maximum=None))
     limit = _parse_count(single("limit"), name="limit", default=DEFAULT_LIMIT, minimum=1, maximum=max_limit)
     select, projection = parse_select(single("select"))
     after = single("after")
@@ -165,6 +163,14 @@ def check_count(number: int, *, name: str, minimum: int, maximum: int | None) ->
     if number < minimum:
         raise BadInput(f"{name} must be at least {minimum}; got {number}.")
     return number
+
+
+def check_skip(skip: int) -> int:
+    """A `skip`: not negative, and no larger than the database can take (int64)."""
+    check_count(skip, name="skip", minimum=0, maximum=None)
+    if skip > INT64_MAX:
+        raise BadInput(f"skip must be at most {INT64_MAX}; got {skip}.")
+    return skip
 
 
 def _parse_id(text: str, *, name: str) -> ObjectId:

@@ -40,8 +40,8 @@ from pymongo.errors import DuplicateKeyError
 from app.db import Database, in_batches
 from app.domain import replacement
 from app.domain.export import Selection
-from app.domain.metadata import INT64_MAX, check_name
-from app.domain.query import check_count, check_filter, scoped
+from app.domain.metadata import check_name
+from app.domain.query import check_count, check_filter, check_skip, scoped
 from app.domain.rewrite import REVISION, revision_of
 from app.domain.scope import Scope
 from app.errors import Conflict, NotFound
@@ -164,7 +164,7 @@ class SnapshotService:
 
     async def page(self, scope: Scope, name: str, *, skip: int, limit: int, max_limit: int) -> SnapshotPage:
         """Frozen images in image-id order."""
-        check_count(skip, name="skip", minimum=0, maximum=INT64_MAX)  # what the database can take
+        check_skip(skip)
         check_count(limit, name="limit", minimum=1, maximum=max_limit)
         snapshot = await self.get(scope, name)
         with self.database.errors():

@@ -18,6 +18,7 @@ from app.domain.query import (
     check_count,
     check_filter,
     check_regex,
+    check_skip,
     checksum_condition,
     field_condition,
     file_condition,
@@ -38,7 +39,7 @@ def compile_query(
     return ImageQuery(
         filter=compile_filter(image_filter),
         sort=build_sort((key.field, key.direction.value) for key in sort or []),
-        skip=check_count(skip, name="skip", minimum=0, maximum=None),
+        skip=check_skip(skip),
         limit=check_count(limit, name="limit", minimum=1, maximum=max_limit),
     )
 

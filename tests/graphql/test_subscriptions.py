@@ -161,3 +161,9 @@ async def test_a_subscription_needs_a_valid_token(service: str) -> None:
     async with subscriber(service, "Bearer not-a-token") as forged:
         await forged.subscribe("1")
         assert (await forged.next())["payload"]["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_a_subscription_over_plain_http_is_a_400(client: httpx.AsyncClient) -> None:
+    response = await client.post("/graphql", json={"query": "subscription { imageEvents { kind } }"})
+    assert response.status_code == 400
+    assert "subscriptions are not allowed" in response.text
