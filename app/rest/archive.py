@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -16,14 +17,21 @@ from app.rest.schemas import ImportOut, error_responses
 
 router = APIRouter(tags=["archives"])
 
+ZIP_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/zip": {}}, "description": "the archive"}
+}
+
+
+def zip_response(chunks: AsyncIterator[bytes]) -> StreamingResponse:
+    """An archive as it is built, to be saved under a dated name."""
+    headers = {"Content-Disposition": content_disposition(archive_name(), kind="attachment")}
+    return StreamingResponse(chunks, media_type="application/zip", headers=headers)
+
 
 @router.get(
     "/export",
     response_class=StreamingResponse,
-    responses={
-        200: {"content": {"application/zip": {}}, "description": "the archive"},
-        **error_responses(400, 404, 503),
-    },
+    responses={**ZIP_RESPONSE, **error_responses(400, 404, 503)},
     summary="Download the matching images and their metadata as a .zip",
 )
 async def export_images(query: ImageQueryDep, services: ServicesDep, scope: ScopeDep) -> StreamingResponse:
@@ -31,8 +39,7 @@ async def export_images(query: ImageQueryDep, services: ServicesDep, scope: Scop
     chunks = await export_archive(
         database=services.database, storage=services.storage, scope=scope, query=query, metrics=services.metrics
     )
-    headers = {"Content-Disposition": content_disposition(archive_name(), kind="attachment")}
-    return StreamingResponse(chunks, media_type="application/zip", headers=headers)
+    return zip_response(chunks)
 
 
 @router.post(

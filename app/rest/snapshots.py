@@ -8,13 +8,13 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.domain.export import archive_name, archive_of
+from app.domain.export import archive_of
 from app.domain.metadata import MAX_NAME_LENGTH
 from app.domain.query import ImageQuery
 from app.domain.snapshots import MAX_DIFF_IDS, IdList, Snapshot
 from app.models import document_to_json, format_time
+from app.rest.archive import ZIP_RESPONSE, zip_response
 from app.rest.deps import ScopeDep, ServicesDep
-from app.rest.downloads import content_disposition
 from app.rest.schemas import ImageOut, error_responses
 
 router = APIRouter(tags=["snapshots"])
@@ -134,10 +134,7 @@ async def diff_snapshots(
 @router.get(
     "/snapshots/{name}/export",
     response_class=StreamingResponse,
-    responses={
-        200: {"content": {"application/zip": {}}, "description": "the archive"},
-        **error_responses(400, 404, 409, 503),
-    },
+    responses={**ZIP_RESPONSE, **error_responses(400, 404, 409, 503)},
     summary="The snapshot as a .zip, as /export makes: files whose bytes changed since are listed, not included",
 )
 async def export_snapshot(name: SnapshotName, services: ServicesDep, scope: ScopeDep) -> StreamingResponse:
@@ -145,8 +142,7 @@ async def export_snapshot(name: SnapshotName, services: ServicesDep, scope: Scop
     mongodb_data.json with `fileChanged: true` and without their file."""
     selection = await services.snapshots.selection(scope, name)
     chunks = await archive_of(selection, database=services.database, storage=services.storage, metrics=services.metrics)
-    headers = {"Content-Disposition": content_disposition(archive_name(), kind="attachment")}
-    return StreamingResponse(chunks, media_type="application/zip", headers=headers)
+    return zip_response(chunks)
 
 
 @router.delete("/snapshots/{name}", responses=error_responses(400, 404, 503), summary="Delete a snapshot")
