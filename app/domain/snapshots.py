@@ -13,9 +13,9 @@ them; keyed by image id, a diff or an export can look one image up by `_id`, the
 FerretDB pushes down. Deleting a snapshot drops its collection.
 
 Creation streams: matches are read from one cursor and written a batch at a time, so memory
-stays flat at any size, and other requests run between the batches. A snapshot whose creation
-was cut short (a crash, the database gone) stays marked unfinished: it cannot be read or
-exported, and can be deleted.
+stays flat at any size, and other requests run between the batches. A creation that fails or is
+cancelled is undone. One cut short by a crash, or by a database that is gone (so nothing can
+be undone), stays marked unfinished: it cannot be read or exported, and can be deleted.
 
 An export of a snapshot has the frozen metadata, and the bytes of every image whose stored file
 is still the frozen one: the image still exists at the same path with the same checksum (or,
@@ -26,6 +26,7 @@ with `fileChanged: true` and without bytes, never with a newer file.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +36,7 @@ from bson import ObjectId, json_util
 from bson.json_util import JSONMode, JSONOptions
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from app.db import Database, in_batches
 from app.domain import replacement
@@ -46,6 +47,8 @@ from app.domain.rewrite import REVISION, revision_of
 from app.domain.scope import Scope
 from app.errors import Conflict, NotFound
 from app.models import RENDERED_FIELDS, Image, utc_now
+
+log = logging.getLogger(__name__)
 
 REGISTRY = "snapshots"
 BATCH = 1000
@@ -132,13 +135,12 @@ class SnapshotService:
             except DuplicateKeyError:
                 raise Conflict(f"You have a snapshot named {name!r} already; snapshots never change.") from None
             snapshot = self._loaded(entry)
-            projection = dict.fromkeys(FROZEN_FIELDS, 1)
-            matches = Image.get_pymongo_collection().find(scoped(checked, scope), projection, batch_size=BATCH)
-            count = 0
-            async for batch in in_batches(matches, BATCH):
-                await snapshot.collection.insert_many(batch, ordered=False)
-                count += len(batch)
-            await registry.update_one({"_id": entry["_id"]}, {"$set": {"count": count}})
+            try:
+                count = await _freeze(snapshot, scoped(checked, scope))
+                await registry.update_one({"_id": entry["_id"]}, {"$set": {"count": count}})
+            except BaseException:
+                await _discard(registry, snapshot)
+                raise
         return self._loaded({**entry, "count": count})
 
     async def list(self, scope: Scope) -> list[Snapshot]:
@@ -223,6 +225,27 @@ class SnapshotService:
             return revision_of(current) == revision_of(frozen)
 
         return Selection(collection=snapshot.collection, condition={}, sort=[("_id", ASCENDING)], still_same=still_same)
+
+
+async def _freeze(snapshot: Snapshot, condition: Mapping[str, Any]) -> int:
+    """Copy the matches into the snapshot's collection, a batch at a time; how many."""
+    projection = dict.fromkeys(FROZEN_FIELDS, 1)
+    matches = Image.get_pymongo_collection().find(condition, projection, batch_size=BATCH)
+    count = 0
+    async for batch in in_batches(matches, BATCH):
+        await snapshot.collection.insert_many(batch, ordered=False)
+        count += len(batch)
+    return count
+
+
+async def _discard(registry: AsyncCollection[dict[str, Any]], snapshot: Snapshot) -> None:
+    """Remove a snapshot whose creation failed or was cancelled. If the database is the reason,
+    this fails too: the snapshot then stays, marked unfinished, for its owner to delete."""
+    try:
+        await snapshot.collection.drop()
+        await registry.delete_one({"_id": snapshot.id})
+    except PyMongoError as error:
+        log.warning("snapshot %r: its creation failed and it could not be removed (%s)", snapshot.name, error)
 
 
 async def _ordered(

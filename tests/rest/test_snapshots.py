@@ -10,7 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import AutoReconnect
 
+from app.config import Settings
+from app.domain import snapshots
 from tests.rest.test_images import upload
 from tests.utils.graphql import gql, gql_data
 from tests.utils.images import make_image
@@ -155,3 +160,32 @@ async def test_graphql_snapshots(client: httpx.AsyncClient, seeded: dict[str, An
     assert (await gql_data(client, 'mutation { deleteSnapshot(name: "v1") }'))["deleteSnapshot"] == "v1"
     error = (await gql(client, '{ snapshot(name: "v1") { name } }'))["errors"][0]
     assert error["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_a_creation_that_fails_half_way_leaves_nothing(
+    client: httpx.AsyncClient, seeded: dict[str, Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(snapshots, "BATCH", 2)  # five images: three batches
+    original = AsyncCollection.insert_many
+    batches = 0
+
+    async def failing(self: AsyncCollection[Any], documents: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal batches
+        if self.name.startswith("snapshot_"):
+            batches += 1
+            if batches == 2:
+                raise AutoReconnect("connection lost")
+        return await original(self, documents, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncCollection, "insert_many", failing)
+    response = await client.post("/snapshots", json={"name": "v1"})
+    assert response.status_code == 503
+    monkeypatch.setattr(AsyncCollection, "insert_many", original)
+    assert (await client.get("/snapshots")).json() == []
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri)
+    try:
+        names = await mongo[settings.mongodb_database].list_collection_names()
+        assert not [name for name in names if name.startswith("snapshot_")]
+    finally:
+        await mongo.close()
+    assert (await snapshot(client, {"name": "v1"}))["count"] == 5  # the name is free again
