@@ -42,6 +42,8 @@ RETRY_SECONDS = 2.0
 
 
 MaintenanceTask = Callable[[AsyncCollection[dict[str, Any]]], Awaitable[object]]
+# A cheaper count than the server's own, or None when it cannot tell exactly.
+CountShortcut = Callable[[AsyncCollection[dict[str, Any]], Mapping[str, Any]], Awaitable[int | None]]
 
 
 class Database:
@@ -54,8 +56,10 @@ class Database:
         metrics: Metrics,
         setup: Sequence[MaintenanceTask] = (),
         maintenance: Sequence[MaintenanceTask] = (),
+        count_shortcut: CountShortcut | None = None,
     ) -> None:
         self.name = name
+        self._count_shortcut = count_shortcut
         self._metrics = metrics
         # Run once the indexes exist, before requests are served.
         self._setup = list(setup)
@@ -118,6 +122,14 @@ class Database:
             await ensure_indexes(collection, indexes)
             self._indexed.add(name)
         return collection
+
+    async def count(self, collection: AsyncCollection[dict[str, Any]], condition: Mapping[str, Any]) -> int:
+        """How many documents of `collection` match `condition`. Call inside `errors()`."""
+        if self._count_shortcut is not None:
+            counted = await self._count_shortcut(collection, condition)
+            if counted is not None:
+                return counted
+        return await collection.count_documents(condition)
 
     def require_ready(self) -> None:
         if not self._ready.is_set():

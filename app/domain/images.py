@@ -628,7 +628,7 @@ class ImageService:
             if count and sort:
                 # A sort reads every match on FerretDB, as long as the count does: side by side
                 # the page costs one such read instead of two.
-                fetched, total = await asyncio.gather(found.to_list(None), collection.count_documents(condition))
+                fetched, total = await asyncio.gather(found.to_list(None), self.database.count(collection, condition))
             else:
                 # Unsorted, the page stops at its last match.
                 fetched = await found.to_list(None)
@@ -637,7 +637,7 @@ class ImageService:
                 told = page_total(skip=query.skip, limit=query.limit, returned=len(fetched))
                 total = told if told is not None else total
             if count and total is None:
-                total = await collection.count_documents(condition)
+                total = await self.database.count(collection, condition)
             page = Page(total=total, items=items)
             if walking:
                 page = await self._with_cursors(
@@ -649,7 +649,7 @@ class ImageService:
         """How many images match."""
         self.database.require_ready()
         with self.database.errors(user_query=True):
-            return await Image.get_pymongo_collection().count_documents(scoped(query_filter, scope))
+            return await self.database.count(Image.get_pymongo_collection(), scoped(query_filter, scope))
 
     async def _with_cursors(
         self,

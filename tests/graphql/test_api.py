@@ -365,7 +365,8 @@ async def test_graphiql_page_on_get(client: httpx.AsyncClient) -> None:
 
 
 async def test_a_page_is_one_database_round_trip(make_settings: Callable[..., Settings]) -> None:
-    async with LifespanClient(create_app(make_settings())) as (client, _):
+    settings = make_settings()
+    async with LifespanClient(create_app(settings)) as (client, _):
         for index in range(5):
             await upload(client, make_image(), fields={"file": f"{index}.png", "n": str(index)})
         commands: dict[str, list[str]] = {}
@@ -374,5 +375,7 @@ async def test_a_page_is_one_database_round_trip(make_settings: Callable[..., Se
                 data = await gql_data(client, f"{{ images{arguments} {{ total items {{ {IMAGE_FIELDS} }} }} }}")
             assert data["images"]["total"] == 5
             commands[name] = sorted(command.name for command in sent)
-    # The page, and the count only when the page cannot tell it; never a query per image.
-    assert commands == {"whole": ["find"], "part": ["aggregate", "find"], "past the end": ["aggregate", "find"]}
+    # The page, and the count only when the page cannot tell it; never a query per image. On the
+    # embedded FerretDB/SQLite the count is read from its files instead (app/ferretdb_sqlite.py).
+    count = [] if settings.ferretdb_sqlite_directory else ["aggregate"]
+    assert commands == {"whole": ["find"], "part": sorted([*count, "find"]), "past the end": sorted([*count, "find"])}
