@@ -13,7 +13,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from beanie import init_beanie
 from bson.errors import InvalidDocument
@@ -42,8 +42,33 @@ RETRY_SECONDS = 2.0
 
 
 MaintenanceTask = Callable[[AsyncCollection[dict[str, Any]]], Awaitable[object]]
-# A cheaper count than the server's own, or None when it cannot tell exactly.
-CountShortcut = Callable[[AsyncCollection[dict[str, Any]], Mapping[str, Any]], Awaitable[int | None]]
+
+
+@dataclass(frozen=True)
+class PagePlan:
+    total: int  # every match
+    ids: list[Any] | None  # the page's ids in order; None: the server's own find is no slower
+
+
+class Shortcuts(Protocol):
+    """Cheaper ways to the same answers than the database server's own, for one engine (the
+    embedded FerretDB/SQLite: app/ferretdb_sqlite.py). None wherever they cannot tell exactly."""
+
+    async def count(self, collection: AsyncCollection[dict[str, Any]], condition: Mapping[str, Any]) -> int | None: ...
+
+    async def plan_page(
+        self,
+        collection: AsyncCollection[dict[str, Any]],
+        condition: Mapping[str, Any],
+        *,
+        sort: Sequence[tuple[str, int]],
+        skip: int,
+        limit: int,
+    ) -> PagePlan | None: ...
+
+
+# Lookups by id of one page, sent at once.
+LOOKUPS_AT_ONCE = 16
 
 
 class Database:
@@ -56,10 +81,10 @@ class Database:
         metrics: Metrics,
         setup: Sequence[MaintenanceTask] = (),
         maintenance: Sequence[MaintenanceTask] = (),
-        count_shortcut: CountShortcut | None = None,
+        shortcuts: Shortcuts | None = None,
     ) -> None:
         self.name = name
-        self._count_shortcut = count_shortcut
+        self._shortcuts = shortcuts
         self._metrics = metrics
         # Run once the indexes exist, before requests are served.
         self._setup = list(setup)
@@ -125,11 +150,39 @@ class Database:
 
     async def count(self, collection: AsyncCollection[dict[str, Any]], condition: Mapping[str, Any]) -> int:
         """How many documents of `collection` match `condition`. Call inside `errors()`."""
-        if self._count_shortcut is not None:
-            counted = await self._count_shortcut(collection, condition)
+        if self._shortcuts is not None:
+            counted = await self._shortcuts.count(collection, condition)
             if counted is not None:
                 return counted
         return await collection.count_documents(condition)
+
+    async def find_page(
+        self,
+        collection: AsyncCollection[dict[str, Any]],
+        condition: Mapping[str, Any],
+        projection: Mapping[str, Any] | None,
+        *,
+        sort: Sequence[tuple[str, int]],
+        skip: int,
+        limit: int,
+        count: bool,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """The page of matches and, if `count`, the number of all of them where that costs no
+        extra read of the collection (else None: the caller counts, or reads it off the page).
+        Call inside `errors()`."""
+        plan = None
+        if self._shortcuts is not None and (count or sort):
+            plan = await self._shortcuts.plan_page(collection, condition, sort=sort, skip=skip, limit=limit)
+        total = plan.total if plan is not None and count else None
+        if plan is not None and plan.ids is not None:
+            return await _by_ids(collection, plan.ids, projection), total
+        found = collection.find(condition, projection, sort=list(sort) or None, skip=skip, limit=limit)
+        if count and total is None and sort:
+            # A sort reads every match on FerretDB, as long as the count does: side by side
+            # the page costs one such read instead of two.
+            items, total = await asyncio.gather(found.to_list(None), self.count(collection, condition))
+            return items, total
+        return await found.to_list(None), total
 
     def require_ready(self) -> None:
         if not self._ready.is_set():
@@ -159,6 +212,20 @@ class Database:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.client.close()
+
+
+async def _by_ids(
+    collection: AsyncCollection[dict[str, Any]], ids: list[Any], projection: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """The documents of `ids`, in that order; one deleted meanwhile is left out."""
+    slots = asyncio.Semaphore(LOOKUPS_AT_ONCE)
+
+    async def one(image_id: Any) -> dict[str, Any] | None:
+        async with slots:
+            return await collection.find_one({"_id": image_id}, projection)
+
+    found = await asyncio.gather(*(one(image_id) for image_id in ids))
+    return [document for document in found if document is not None]
 
 
 async def _maintain(collection: AsyncCollection[dict[str, Any]], tasks: Sequence[MaintenanceTask]) -> None:

@@ -67,10 +67,10 @@ class Services:
             log.warning("storage not ready at start-up: %s", error.detail)
         leases = Leases(collection=lambda: Image.get_pymongo_collection().database[LEASES])
         setup: list[MaintenanceTask] = [lambda _: leases.prepare()]
-        count_shortcut = None
+        shortcuts = None
         if settings.ferretdb_sqlite_directory is not None:
             setup.append(partial(ferretdb_sqlite.tune, directory=settings.ferretdb_sqlite_directory))
-            count_shortcut = partial(ferretdb_sqlite.count_matching, directory=settings.ferretdb_sqlite_directory)
+            shortcuts = ferretdb_sqlite.SQLiteShortcuts(settings.ferretdb_sqlite_directory)
         database = Database(
             uri=settings.mongodb_uri,
             name=settings.mongodb_database,
@@ -85,7 +85,7 @@ class Services:
                 partial(checksums.backfill, storage=storage, leases=leases),
                 lambda _: repair.remove_stale_temporaries(storage, older_than=STALE_TEMPORARIES),
             ],
-            count_shortcut=count_shortcut,
+            shortcuts=shortcuts,
         )
         await database.open()
         events = Events()

@@ -20,6 +20,7 @@ from app import ferretdb_sqlite
 from app.config import Settings
 from app.main import create_app
 from tests.rest.test_images import LifespanClient, upload
+from tests.utils.commands import Sent, recorded
 from tests.utils.images import make_image
 
 pytestmark = pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
@@ -172,7 +173,7 @@ async def test_totals_counted_in_sqlite_are_the_counts_mongodbs_rules_give(
             for _ in range(150):
                 condition = random_filter(rng)
                 expected = await collection.count_documents(condition)
-                counted = await ferretdb_sqlite.count_matching(collection, condition, directory=sqlite_directory)
+                counted = await ferretdb_sqlite.SQLiteShortcuts(sqlite_directory).count(collection, condition)
                 assert counted in (None, expected), condition
                 counted_in_sqlite[round_number] += counted is not None
     finally:
@@ -221,3 +222,98 @@ async def test_a_list_total_is_counted_in_sqlite_and_follows_every_write(
         assert (await http.patch(f"/images/{remaining['_id']}", json={"n": 1})).status_code == 200
         assert await total(n="1") == 1
     assert asked_ferretdb == []  # every total above came from SQLite
+
+
+SORTS: list[list[tuple[str, int]]] = [
+    [],
+    [("time", -1), ("_id", -1)],
+    [("time", 1), ("_id", 1)],
+    [("data.n", 1), ("_id", 1)],
+    [("data.label", -1), ("_id", 1)],
+    [("data.part.n", 1), ("time", -1), ("_id", 1)],
+    [("_id", -1)],
+]
+
+
+async def test_pages_found_in_sqlite_are_the_pages_ferretdb_finds(
+    make_settings: Callable[..., Settings], sqlite_directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite finds every page it can, whatever it would cost against FerretDB.
+    monkeypatch.setattr(ferretdb_sqlite, "FERRETDB_READ_SECONDS", 1.0)
+    settings = make_settings()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+    collection = client[settings.mongodb_database]["paged"]
+    shortcuts = ferretdb_sqlite.SQLiteShortcuts(sqlite_directory)
+    rng = random.Random(2611)
+    found_in_sqlite = [0, 0, 0]
+    try:
+        for round_number in range(3):
+            await collection.delete_many({})
+            documents = [
+                {
+                    "time": WHEN + timedelta(hours=rng.randint(0, 5)),  # ties, broken by `_id`
+                    "data": random_value(rng) if round_number == 2 else flat_value(rng),
+                    "userId": rng.choice(["alice", None]),
+                }
+                for _ in range(120)
+            ]
+            if round_number == 1:  # only numbers at `data.n`, only strings at `data.label`
+                for document in documents:
+                    document["data"] |= {"n": rng.choice([0, 1, 2.5, -3]), "label": rng.choice(["cat", "dog", "Cat"])}
+            await collection.insert_many(documents)
+            # Rewritten documents keep their place in the natural order.
+            await collection.update_many({"data.n": 1}, {"$set": {"rewritten": True}})
+            for _ in range(60):
+                condition = random_filter(rng) if rng.random() < 0.8 else {}
+                sort, skip, limit = rng.choice(SORTS), rng.choice([0, 0, 3, 50]), rng.choice([1, 10, 100])
+                plan = await shortcuts.plan_page(collection, condition, sort=sort, skip=skip, limit=limit)
+                if plan is None:
+                    continue
+                assert plan.total == await collection.count_documents(condition), condition
+                if plan.ids is not None:
+                    found = collection.find(condition, {"_id": 1}, sort=sort or None, skip=skip, limit=limit)
+                    assert plan.ids == [document["_id"] async for document in found], (condition, sort, skip)
+                    found_in_sqlite[round_number] += 1
+    finally:
+        await client.close()
+    assert found_in_sqlite[0] > 20 and found_in_sqlite[1] > 20, found_in_sqlite
+
+
+async def test_list_pages_found_in_sqlite_answer_as_ferretdbs_own(
+    make_settings: Callable[..., Settings], sqlite_directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ferretdb_sqlite, "FERRETDB_READ_SECONDS", 1.0)  # SQLite finds every page it can
+    queries: list[dict[str, Any]] = [
+        {"label": "cat", "limit": 3},
+        {"label": "cat", "limit": 3, "skip": 2, "select": "file,data.n"},
+        {"sort": "time", "order": -1, "limit": 4},
+        {"sort": "data.n", "limit": 5, "skip": 1},
+        {"filter": '{"data.n": {"$gte": "3"}}', "sort": "time", "limit": 2},
+        {"label": "bird"},
+        {"limit": 2, "skip": 50},
+    ]
+
+    async def answers(settings: Settings) -> tuple[list[Any], list[Sent]]:
+        async with LifespanClient(create_app(settings)) as (http, _):
+            with recorded() as sent:
+                pages = [(await http.get("/images", params=query)).json() for query in queries]
+            # After a cursor the condition brackets types (`time` null and beyond): FerretDB's to find.
+            walked = (await http.get("/images", params={**queries[2], "after": pages[2]["nextCursor"]})).json()
+        return [*pages, walked], sent
+
+    settings = make_settings()
+    async with LifespanClient(create_app(settings)) as (http, _):
+        for index in range(12):
+            fields = {"file": f"{index}.png", "label": "cat" if index % 3 else "dog", "n": str(index % 5)}
+            fields["time"] = f"2024-05-0{1 + index % 4}T10:00:00Z"
+            assert (await upload(http, make_image(), fields=fields)).status_code == 200
+
+    shortcut, sent = await answers(settings)
+    own, _ = await answers(make_settings(ferretdb_sqlite_directory=None))
+    assert shortcut == own
+    assert [page["total"] for page in own[:6]] == [8, 8, 12, 12, 4, 0]
+    # Found in SQLite, then each image looked up by `_id`, never a filtered or sorted find.
+    # (Start-up's backfills look for documents without `dataKeys`, `size` or `checksum`.)
+    finds = [command.filter for command in sent if command.name == "find" and command.collection == "images"]
+    listing = [condition for condition in finds if any(value != {"$exists": False} for value in condition.values())]
+    assert listing and all(list(condition) == ["_id"] for condition in listing), listing

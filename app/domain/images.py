@@ -621,21 +621,15 @@ class ImageService:
             projection = _with_id(query.projection) if walking else query.projection
             # One more than the page when walking: whether there is a next page.
             limit = query.limit + 1 if walking else query.limit
-            found = collection.find(where, projection, sort=sort or None, skip=query.skip, limit=limit)
-            # Exact, so a scan on FerretDB. Not `$collStats`: FerretDB's PostgreSQL backend
-            # answers its count from the planner's estimate (-1 before the first ANALYZE).
-            total = None
-            if count and sort:
-                # A sort reads every match on FerretDB, as long as the count does: side by side
-                # the page costs one such read instead of two.
-                fetched, total = await asyncio.gather(found.to_list(None), self.database.count(collection, condition))
-            else:
-                # Unsorted, the page stops at its last match.
-                fetched = await found.to_list(None)
+            # After a cursor, the page's condition is not the one to count.
+            fetched, total = await self.database.find_page(
+                collection, where, projection, sort=sort, skip=query.skip, limit=limit, count=count and not query.after
+            )
             items = fetched[: query.limit]
-            if count and not query.after:  # the last page tells the total itself
-                told = page_total(skip=query.skip, limit=query.limit, returned=len(fetched))
-                total = told if told is not None else total
+            # Totals are exact, so a scan on FerretDB. Not `$collStats`: FerretDB's PostgreSQL
+            # backend answers its count from the planner's estimate (-1 before the first ANALYZE).
+            if count and total is None and not query.after:  # the last page tells the total itself
+                total = page_total(skip=query.skip, limit=query.limit, returned=len(fetched))
             if count and total is None:
                 total = await self.database.count(collection, condition)
             page = Page(total=total, items=items)
