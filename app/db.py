@@ -66,6 +66,10 @@ class Shortcuts(Protocol):
         limit: int,
     ) -> PagePlan | None: ...
 
+    async def distinct_strings(
+        self, collection: AsyncCollection[dict[str, Any]], field: str, condition: Mapping[str, Any]
+    ) -> set[str] | None: ...
+
 
 # Lookups by id of one page, sent at once.
 LOOKUPS_AT_ONCE = 16
@@ -155,6 +159,16 @@ class Database:
             if counted is not None:
                 return counted
         return await collection.count_documents(condition)
+
+    async def distinct_strings(
+        self, collection: AsyncCollection[dict[str, Any]], field: str, condition: Mapping[str, Any]
+    ) -> set[str]:
+        """The strings among `distinct(field, condition)`. Call inside `errors()`."""
+        if self._shortcuts is not None:
+            found = await self._shortcuts.distinct_strings(collection, field, condition)
+            if found is not None:
+                return found
+        return {value for value in await collection.distinct(field, condition) if isinstance(value, str)}
 
     async def find_page(
         self,

@@ -136,6 +136,25 @@ class SQLiteShortcuts:
         the ids of the page's images in order; None when SQLite cannot say exactly."""
         return await _plan_page(collection, condition, sort=sort, skip=skip, limit=limit, directory=self.directory)
 
+    async def distinct_strings(
+        self, collection: AsyncCollection[dict[str, Any]], field: str, condition: Mapping[str, Any]
+    ) -> set[str] | None:
+        """The strings `distinct(field, condition)` gives (an array's string elements, or a
+        string value); None when SQLite cannot say exactly."""
+        parameters = _Parameters()
+        translated = _all(condition, parameters)
+        at = _path(field, parameters)
+        if translated is None or at is None:
+            return None
+        match, unsure = translated
+        query = _DistinctQuery(match=match, unsure=f"({unsure} OR {at.crosses_array})", at=at, parameters=parameters)
+        database, name = collection.database.name, collection.name
+        try:
+            return await asyncio.to_thread(_distinct_strings, self.directory, database, name, query)
+        except (OSError, sqlite3.Error) as error:
+            log.debug("distinct values from FerretDB's SQLite files failed, FerretDB finds them: %s", error)
+            return None
+
 
 async def _plan_page(
     collection: AsyncCollection[dict[str, Any]],
@@ -425,6 +444,34 @@ def _plan(directory: Path, database: str, collection: str, query: _PageQuery) ->
         if any(image_id is None for image_id in ids):
             return PagePlan(total=matches, ids=None)
         return PagePlan(total=matches, ids=ids)
+
+
+@dataclass(frozen=True)
+class _DistinctQuery:
+    match: str
+    unsure: str
+    at: _Path
+    parameters: _Parameters
+
+
+def _distinct_strings(directory: Path, database: str, collection: str, query: _DistinctQuery) -> set[str] | None:
+    with _connection(directory, database) as connection:
+        table = _table(connection, collection)
+        if table is None:
+            return set()
+        unsure = f"SELECT count(*) FROM {_quoted(table)} WHERE {query.unsure}"
+        if connection.execute(unsure, query.parameters.values).fetchone()[0]:
+            return None
+        at = query.at
+        element_type = f"json_extract({DOCUMENT}, {at.schema_path} || '.i[' || element.key || '].t')"
+        rows = connection.execute(
+            f"SELECT element.value FROM {_quoted(table)}, json_each({DOCUMENT}, {at.value_path}) AS element"
+            f" WHERE {query.match} AND {at.objects} AND {at.type} = 'array' AND {element_type} = 'string'"
+            f" UNION SELECT {at.value} FROM {_quoted(table)}"
+            f" WHERE {query.match} AND {at.objects} AND {at.type} = 'string'",
+            query.parameters.values,
+        ).fetchall()
+        return {str(value) for (value,) in rows}
 
 
 def _stored_id(value: Any, kind: str) -> Any:

@@ -317,3 +317,33 @@ async def test_list_pages_found_in_sqlite_answer_as_ferretdbs_own(
     finds = [command.filter for command in sent if command.name == "find" and command.collection == "images"]
     listing = [condition for condition in finds if any(value != {"$exists": False} for value in condition.values())]
     assert listing and all(list(condition) == ["_id"] for condition in listing), listing
+
+
+async def test_distinct_strings_from_sqlite_are_ferretdbs(
+    make_settings: Callable[..., Settings], sqlite_directory: Path
+) -> None:
+    settings = make_settings()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+    collection = client[settings.mongodb_database]["distinct"]
+    shortcuts = ferretdb_sqlite.SQLiteShortcuts(sqlite_directory)
+    rng = random.Random(826)
+    answered = 0
+    try:
+        for round_number in range(3):
+            await collection.delete_many({})
+            documents = []
+            for _ in range(100):
+                data = random_value(rng) if round_number == 2 else flat_value(rng)
+                keys = rng.choice([None, "solo", [], rng.sample(["label", "n", "part", 7, True], 3)])
+                documents.append({"data": data} | ({} if keys is None else {"dataKeys": keys}))
+            await collection.insert_many(documents)
+            for _ in range(40):
+                condition = random_filter(rng) if rng.random() < 0.7 else {}
+                field = rng.choice(["dataKeys", "data.label", "data.part.label", "data.tags"])
+                expected = {value for value in await collection.distinct(field, condition) if isinstance(value, str)}
+                found = await shortcuts.distinct_strings(collection, field, condition)
+                assert found in (None, expected), (field, condition)
+                answered += found is not None
+    finally:
+        await client.close()
+    assert answered > 40
