@@ -18,6 +18,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from app import ferretdb_sqlite
 from app.config import Settings
+from app.ferretdb_sqlite import shortcuts, tuning
 from app.main import create_app
 from tests.rest.test_images import LifespanClient, upload
 from tests.utils.commands import Sent, recorded
@@ -75,7 +76,7 @@ async def test_start_up_advises_mongodb_once_the_collection_outgrows_the_embedde
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(ferretdb_sqlite, "ADVISED_MOST_IMAGES", 2)
+    monkeypatch.setattr(tuning, "ADVISED_MOST_IMAGES", 2)
     caplog.set_level(logging.INFO, logger="app.ferretdb_sqlite")
     settings = make_settings()
 
@@ -124,7 +125,12 @@ async def test_a_wrong_directory_costs_speed_only(
 # -- totals counted by SQLite ------------------------------------------------------------------
 
 WHEN = datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=UTC)
-SCALARS: list[Any] = ["cat", "dog", "", "Cat", 0, 1, 2, 1.0, 2.5, -3, True, False, None, WHEN, WHEN + timedelta(days=1)]
+OBJECT_ID = ObjectId("65f0c0ffee00000000000001")
+SCALARS: list[Any] = [
+    *["cat", "dog", "", "Cat", str(OBJECT_ID)],
+    *[0, 1, 2, 1.0, 2.5, -3, True, False, None],
+    *[WHEN, WHEN + timedelta(days=1), OBJECT_ID, ObjectId("65f0c0ffee00000000000002")],
+]
 KEYS = ["label", "n", "part", "tags", "odd key", "0"]
 
 
@@ -239,11 +245,11 @@ async def test_pages_found_in_sqlite_are_the_pages_ferretdb_finds(
     make_settings: Callable[..., Settings], sqlite_directory: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # SQLite finds every page it can, whatever it would cost against FerretDB.
-    monkeypatch.setattr(ferretdb_sqlite, "FERRETDB_READ_SECONDS", 1.0)
+    monkeypatch.setattr(shortcuts, "FERRETDB_READ_SECONDS", 1.0)
     settings = make_settings()
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
     collection = client[settings.mongodb_database]["paged"]
-    shortcuts = ferretdb_sqlite.SQLiteShortcuts(sqlite_directory)
+    from_sqlite = ferretdb_sqlite.SQLiteShortcuts(sqlite_directory)
     rng = random.Random(2611)
     found_in_sqlite = [0, 0, 0]
     try:
@@ -266,7 +272,7 @@ async def test_pages_found_in_sqlite_are_the_pages_ferretdb_finds(
             for _ in range(60):
                 condition = random_filter(rng) if rng.random() < 0.8 else {}
                 sort, skip, limit = rng.choice(SORTS), rng.choice([0, 0, 3, 50]), rng.choice([1, 10, 100])
-                plan = await shortcuts.plan_page(collection, condition, sort=sort, skip=skip, limit=limit)
+                plan = await from_sqlite.plan_page(collection, condition, sort=sort, skip=skip, limit=limit)
                 if plan is None:
                     continue
                 assert plan.total == await collection.count_documents(condition), condition
@@ -282,7 +288,7 @@ async def test_pages_found_in_sqlite_are_the_pages_ferretdb_finds(
 async def test_list_pages_found_in_sqlite_answer_as_ferretdbs_own(
     make_settings: Callable[..., Settings], sqlite_directory: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ferretdb_sqlite, "FERRETDB_READ_SECONDS", 1.0)  # SQLite finds every page it can
+    monkeypatch.setattr(shortcuts, "FERRETDB_READ_SECONDS", 1.0)  # SQLite finds every page it can
     queries: list[dict[str, Any]] = [
         {"label": "cat", "limit": 3},
         {"label": "cat", "limit": 3, "skip": 2, "select": "file,data.n"},
@@ -325,7 +331,7 @@ async def test_distinct_strings_from_sqlite_are_ferretdbs(
     settings = make_settings()
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
     collection = client[settings.mongodb_database]["distinct"]
-    shortcuts = ferretdb_sqlite.SQLiteShortcuts(sqlite_directory)
+    from_sqlite = ferretdb_sqlite.SQLiteShortcuts(sqlite_directory)
     rng = random.Random(826)
     answered = 0
     try:
@@ -341,7 +347,7 @@ async def test_distinct_strings_from_sqlite_are_ferretdbs(
                 condition = random_filter(rng) if rng.random() < 0.7 else {}
                 field = rng.choice(["dataKeys", "data.label", "data.part.label", "data.tags"])
                 expected = {value for value in await collection.distinct(field, condition) if isinstance(value, str)}
-                found = await shortcuts.distinct_strings(collection, field, condition)
+                found = await from_sqlite.distinct_strings(collection, field, condition)
                 assert found in (None, expected), (field, condition)
                 answered += found is not None
     finally:
