@@ -43,8 +43,9 @@ class Settings(BaseSettings):
     # How long a request waits for an unreachable database before it answers 503.
     mongodb_timeout_ms: int = Field(default=5000, ge=100)
     # Where a FerretDB with the SQLite backend on this machine keeps its files (`make run` sets
-    # it for the FerretDB it starts): the service adds an index FerretDB 1.24 lacks
-    # (app/ferretdb_sqlite.py) and logs when the collection has outgrown it.
+    # it for the FerretDB it starts): the service adds an index FerretDB 1.24 lacks, reads
+    # totals, pages and /fields from the files (app/ferretdb_sqlite/) and logs when the
+    # collection has outgrown it.
     ferretdb_sqlite_directory: Path | None = None
 
     uploads_directory: Path = Path("uploads")

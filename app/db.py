@@ -52,7 +52,7 @@ class PagePlan:
 
 class Shortcuts(Protocol):
     """Cheaper ways to the same answers than the database server's own, for one engine (the
-    embedded FerretDB/SQLite: app/ferretdb_sqlite.py). None wherever they cannot tell exactly."""
+    embedded FerretDB/SQLite: app/ferretdb_sqlite/). None wherever they cannot tell exactly."""
 
     async def count(self, collection: AsyncCollection[dict[str, Any]], condition: Mapping[str, Any]) -> int | None: ...
 

@@ -18,8 +18,9 @@ ratio to the same figure on the empty collection, measured in the same run.
     .venv/bin/python -m bench.bench_embedded [--sizes 0,10000,50000,100000] [--images 200]
                                              [--clients 8] [--repeat 3] [--untuned]
 
-`--untuned` runs the service without `FERRETDB_SQLITE_DIRECTORY`, so without the `_id` index it
-adds (app/ferretdb_sqlite.py): the embedded default as it was before. It always starts its own
+`--untuned` runs the service without `FERRETDB_SQLITE_DIRECTORY`, so without what it does with
+FerretDB's files (app/ferretdb_sqlite/: the `_id` index, and totals, pages and `/fields` read
+in SQL): FerretDB alone. It always starts its own
 FerretDB, since the embedded default is what it measures, and prints figures, never asserting.
 """
 
@@ -131,7 +132,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200, help="uploads measured at each size")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--untuned", action="store_true", help="without the index the service adds to FerretDB")
+    parser.add_argument("--untuned", action="store_true", help="without the service reading FerretDB's files")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     arguments = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-embedded-"))
@@ -144,7 +145,9 @@ def main() -> None:
         stack.callback(service.stop)
         with httpx.Client(base_url=service.base_url) as http:
             service.wait_until_ready(http)
-        print(f"FerretDB/SQLite, {'without' if arguments.untuned else 'with'} the service's _id index", flush=True)
+        print(
+            f"FerretDB/SQLite, {'without' if arguments.untuned else 'with'} the service reading its files", flush=True
+        )
         figures = asyncio.run(measure(arguments, service, target))
         if service.log_tail():
             print(f"\nThe service logged:\n{service.log_tail()}")
