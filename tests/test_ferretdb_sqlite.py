@@ -153,9 +153,14 @@ def random_filter(rng: random.Random, depth: int = 0) -> dict[str, Any]:
         return {path: rng.choice(SCALARS)}
     if operand < 0.65:
         return {path: {"$in": rng.sample(SCALARS, rng.randint(0, 3))}}
-    if operand < 0.9:
+    if operand < 0.85:
         bounds = rng.sample(["$gt", "$gte", "$lt", "$lte"], rng.randint(1, 2))
         return {path: {bound: rng.choice([value for value in SCALARS if value is not None]) for bound in bounds}}
+    if operand < 0.95:
+        types = rng.choice(
+            ["string", "number", ["date", "bool"], "null", "array", "object", "objectId", "timestamp", 2]
+        )
+        return {path: {"$type": types}}
     return {path: rng.choice([{"$ne": "cat"}, {"$exists": True}, {"$eq": rng.choice(SCALARS)}, {"label": "cat"}])}
 
 
@@ -303,9 +308,10 @@ async def test_list_pages_found_in_sqlite_answer_as_ferretdbs_own(
         async with LifespanClient(create_app(settings)) as (http, _):
             with recorded() as sent:
                 pages = [(await http.get("/images", params=query)).json() for query in queries]
-            # After a cursor the condition brackets types (`time` null and beyond): FerretDB's to find.
-            walked = (await http.get("/images", params={**queries[2], "after": pages[2]["nextCursor"]})).json()
-        return [*pages, walked], sent
+                # After a cursor: a condition that brackets types (`time` null, `$type`).
+                after = {**queries[2], "after": pages[2]["nextCursor"]}
+                pages.append((await http.get("/images", params=after)).json())
+        return pages, sent
 
     settings = make_settings()
     async with LifespanClient(create_app(settings)) as (http, _):

@@ -132,7 +132,7 @@ def locate(path: str, parameters: Parameters) -> At | None:
 
 
 def _field(path: str, value: Any, parameters: Parameters) -> tuple[str, str] | None:
-    """`{path: value}`: equality with a scalar, `$eq`, `$in` of scalars, and ranges."""
+    """`{path: value}`: equality with a scalar or null, `$eq`, `$in`, ranges and `$type`."""
     at = locate(path, parameters)
     if at is None:
         return None
@@ -143,6 +143,8 @@ def _field(path: str, value: Any, parameters: Parameters) -> tuple[str, str] | N
     # Any array on the way (`data.parts.name` with `parts` a list) brings in MongoDB's traversal
     # of array elements: unsure. An array at the end is plain for equality (any element equals).
     unsure = [at.crosses_array]
+    item_type = f"json_extract({DOCUMENT}, {at.schema_path} || '.i[' || item.key || '].t')"
+    items = f"json_each({DOCUMENT}, {at.value_path}) AS item"
     for operator, operand in operators.items():
         if operator in ("$eq", "$in"):
             candidates = operand if operator == "$in" else [operand]
@@ -150,16 +152,23 @@ def _field(path: str, value: Any, parameters: Parameters) -> tuple[str, str] | N
                 return None
             equals: list[str] = []
             for candidate in candidates:
+                if candidate is None:
+                    # Null or missing, and missing includes a path through a scalar or a
+                    # missing step: no object needed on the way.
+                    equals.append(
+                        f"({at.type} IS NULL OR {at.type} = 'null' OR ({at.type} = 'array'"
+                        f" AND EXISTS (SELECT 1 FROM {items} WHERE {item_type} = 'null')))"
+                    )
+                    continue
                 typed = typed_value(candidate)
                 if typed is None:
                     return None
                 types, stored = typed
                 given = parameters(stored)
                 listed = sql_list(types)
-                item_type = f"json_extract({DOCUMENT}, {at.schema_path} || '.i[' || item.key || '].t')"
-                equals.append(f"({at.type} IN ({listed}) AND {at.value} = {given})")
+                equals.append(f"({at.objects} AND {at.type} IN ({listed}) AND {at.value} = {given})")
                 equals.append(
-                    f"({at.type} = 'array' AND EXISTS (SELECT 1 FROM json_each({DOCUMENT}, {at.value_path}) AS item"
+                    f"({at.objects} AND {at.type} = 'array' AND EXISTS (SELECT 1 FROM {items}"
                     f" WHERE item.value = {given} AND {item_type} IN ({listed})))"
                 )
             tests.append("(" + (" OR ".join(equals) or "0") + ")")
@@ -170,10 +179,45 @@ def _field(path: str, value: Any, parameters: Parameters) -> tuple[str, str] | N
             types, stored = typed
             # On an array MongoDB takes each bound on any element, not on one: unsure.
             unsure.append(f"{at.type} = 'array'")
-            tests.append(f"({at.type} IN ({sql_list(types)}) AND {at.value} {RANGES[operator]} {parameters(stored)})")
+            compared = f"{at.value} {RANGES[operator]} {parameters(stored)}"
+            tests.append(f"({at.objects} AND {at.type} IN ({sql_list(types)}) AND {compared})")
+        elif operator == "$type":
+            names = operand if isinstance(operand, list) else [operand]
+            stored_types = [TYPE_ALIASES.get(name) if isinstance(name, str) else None for name in names]
+            if not stored_types or any(kinds is None for kinds in stored_types):
+                return None
+            listed = sql_list(tuple(kind for kinds in stored_types if kinds for kind in kinds))
+            if "array" not in names:
+                unsure.append(f"{at.type} = 'array'")  # then MongoDB looks at the elements
+            tests.append(f"({at.objects} AND {at.type} IN ({listed}))")
         else:
             return None
-    return f"({at.objects} AND " + " AND ".join(tests) + ")", "(" + " OR ".join(unsure) + ")"
+    return "(" + " AND ".join(tests) + ")", "(" + " OR ".join(unsure) + ")"
+
+
+# `$type` names as FerretDB's schema spells the types (FerretDB 1.24 has no decimal, and no
+# types beyond these).
+TYPE_ALIASES: dict[str, tuple[str, ...]] = {
+    "number": NUMBER_TYPES,
+    **{
+        name: (name,)
+        for name in (
+            "double",
+            "string",
+            "object",
+            "array",
+            "binData",
+            "objectId",
+            "bool",
+            "date",
+            "null",
+            "regex",
+            "int",
+            "timestamp",
+            "long",
+        )
+    },
+}
 
 
 def sql_list(types: tuple[str, ...]) -> str:
