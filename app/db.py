@@ -70,6 +70,10 @@ class Shortcuts(Protocol):
         self, collection: AsyncCollection[dict[str, Any]], field: str, condition: Mapping[str, Any]
     ) -> set[str] | None: ...
 
+    async def distinct_values(
+        self, collection: AsyncCollection[dict[str, Any]], field: str, condition: Mapping[str, Any]
+    ) -> list[Any] | None: ...
+
 
 # Lookups by id of one page, sent at once.
 LOOKUPS_AT_ONCE = 16
@@ -169,6 +173,16 @@ class Database:
             if found is not None:
                 return found
         return {value for value in await collection.distinct(field, condition) if isinstance(value, str)}
+
+    async def distinct(
+        self, collection: AsyncCollection[dict[str, Any]], field: str, condition: Mapping[str, Any]
+    ) -> list[Any]:
+        """`distinct(field, condition)`. Call inside `errors()`."""
+        if self._shortcuts is not None:
+            found = await self._shortcuts.distinct_values(collection, field, condition)
+            if found is not None:
+                return found
+        return await collection.distinct(field, condition)
 
     async def find_page(
         self,

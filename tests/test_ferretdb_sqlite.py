@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bson import ObjectId
+from bson import Int64, ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -359,3 +359,34 @@ async def test_distinct_strings_from_sqlite_are_ferretdbs(
     finally:
         await client.close()
     assert answered > 40
+
+
+async def test_distinct_values_from_sqlite_are_ferretdbs(
+    make_settings: Callable[..., Settings], sqlite_directory: Path
+) -> None:
+    settings = make_settings()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+    collection = client[settings.mongodb_database]["values"]
+    from_sqlite = ferretdb_sqlite.SQLiteShortcuts(sqlite_directory)
+    rng = random.Random(1126)
+    answered = [0, 0, 0]
+    try:
+        for round_number in range(3):
+            await collection.delete_many({})
+            documents = [{"data": random_value(rng) if round_number == 2 else flat_value(rng)} for _ in range(100)]
+            if round_number == 1:  # numbers of one type each: 1 and 1.0 never both
+                for document in documents:
+                    document["data"]["n"] = rng.choice([0, 1, 7, Int64(2**40), 2.5, -0.5, "7", None, True, WHEN])
+            await collection.insert_many(documents)
+            for _ in range(40):
+                condition = random_filter(rng) if rng.random() < 0.6 else {}
+                field = rng.choice(["data.label", "data.n", "data.part.label", "data.tags", "data.part"])
+                expected = await collection.distinct(field, condition)
+                found = await from_sqlite.distinct_values(collection, field, condition)
+                if found is not None:
+                    typed = [(type(value), value) for value in found]
+                    assert typed == [(type(value), value) for value in expected], (field, condition)
+                    answered[round_number] += 1
+    finally:
+        await client.close()
+    assert answered[0] > 10 and answered[1] > 10, answered

@@ -762,7 +762,7 @@ class ImageService:
         path = f"data.{check_path(name, what='field')}"
         self.database.require_ready()
         with self.database.errors(user_query=True):
-            values: list[Any] = await Image.get_pymongo_collection().distinct(path, scoped(query_filter, scope))
+            values = await self.database.distinct(Image.get_pymongo_collection(), path, scoped(query_filter, scope))
         return values
 
     async def facets(self, scope: Scope, name: str, query_filter: Mapping[str, Any], *, limit: int) -> list[Facet]:

@@ -17,10 +17,12 @@ import math
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bson import ObjectId
+from bson import Int64, ObjectId
+from bson.tz_util import utc
 from pymongo.asynchronous.collection import AsyncCollection
 
 from app.db import PagePlan
@@ -87,6 +89,25 @@ class SQLiteShortcuts:
         database, name = collection.database.name, collection.name
         try:
             return await asyncio.to_thread(_distinct_strings, self.directory, database, name, query)
+        except (OSError, sqlite3.Error) as error:
+            log.debug("distinct values from FerretDB's SQLite files failed, FerretDB finds them: %s", error)
+            return None
+
+    async def distinct_values(
+        self, collection: AsyncCollection[dict[str, Any]], field: str, condition: Mapping[str, Any]
+    ) -> list[Any] | None:
+        """What FerretDB's `distinct(field, condition)` gives (each value once, an array's
+        elements singly, in MongoDB's order); None when SQLite cannot say exactly."""
+        parameters = Parameters()
+        translated = translate(condition, parameters)
+        at = locate(field, parameters)
+        if translated is None or at is None:
+            return None
+        match, unsure = translated
+        query = _DistinctQuery(match=match, unsure=f"({unsure} OR {at.crosses_array})", at=at, parameters=parameters)
+        database, name = collection.database.name, collection.name
+        try:
+            return await asyncio.to_thread(_distinct_values, self.directory, database, name, query)
         except (OSError, sqlite3.Error) as error:
             log.debug("distinct values from FerretDB's SQLite files failed, FerretDB finds them: %s", error)
             return None
@@ -232,6 +253,59 @@ def _distinct_strings(directory: Path, database: str, collection: str, query: _D
             query.parameters.values,
         ).fetchall()
         return {str(value) for (value,) in rows}
+
+
+# The kinds of value a distinct list is made of here, in MongoDB's order of types; any other
+# (an object, binary data, a regex, a timestamp) is left to FerretDB.
+DISTINCT_KINDS = {"null": 0, "int": 1, "long": 1, "double": 1, "string": 2, "objectId": 3, "bool": 4, "date": 5}
+
+
+def _distinct_values(directory: Path, database: str, collection: str, query: _DistinctQuery) -> list[Any] | None:
+    with opened(directory, database) as connection:
+        table = table_name(connection, collection)
+        if table is None:
+            return []
+        unsure = f"SELECT count(*) FROM {quoted(table)} WHERE {query.unsure}"
+        if connection.execute(unsure, query.parameters.values).fetchone()[0]:
+            return None
+        at = query.at
+        element_type = f"json_extract({DOCUMENT}, {at.schema_path} || '.i[' || element.key || '].t')"
+        rows = connection.execute(
+            f"SELECT DISTINCT element.value, {element_type} FROM {quoted(table)},"
+            f" json_each({DOCUMENT}, {at.value_path}) AS element"
+            f" WHERE {query.match} AND {at.objects} AND {at.type} = 'array'"
+            f" UNION SELECT {at.value}, {at.type} FROM {quoted(table)}"
+            f" WHERE {query.match} AND {at.objects} AND {at.type} != 'array'",
+            query.parameters.values,
+        ).fetchall()
+    if any(kind not in DISTINCT_KINDS for _, kind in rows):
+        return None
+    numbers: dict[Any, str] = {}
+    for value, kind in rows:
+        if DISTINCT_KINDS[kind] == 1 and numbers.setdefault(value, kind) != kind:
+            # 1 and 1.0 (or a long 1) are one value to MongoDB, and which of them it lists is
+            # whichever it met first.
+            return None
+    ordered = sorted({(DISTINCT_KINDS[kind], value, kind) for value, kind in rows}, key=lambda row: row[:2])
+    return [_stored_value(value, kind) for _, value, kind in ordered]
+
+
+def _stored_value(value: Any, kind: str) -> Any:
+    """A scalar as PyMongo gives it, from its JSON and schema type (one of DISTINCT_KINDS)."""
+    if kind == "long":
+        return Int64(value)
+    if kind == "double":
+        return float(value)
+    if kind == "bool":
+        return bool(value)
+    if kind == "date":
+        return EPOCH + timedelta(milliseconds=value)
+    if kind == "objectId":
+        return ObjectId(value)
+    return value  # null, int, string
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=utc)  # PyMongo's own zone object, as its dates carry
 
 
 def _stored_id(value: Any, kind: str) -> Any:
