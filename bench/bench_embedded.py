@@ -10,7 +10,7 @@ then the service, its own process configured as `make run` configures it, is mea
 - list with a rare match, `filter={"data.part.number": ...}`: one image in a thousand;
 - an unfiltered page sorted by time, `?sort=time&order=-1&limit=100`, with its total;
 - get by id, of an image from the middle of the collection;
-- `/fields`.
+- `/fields`, and `/fields/label` (the values of one metadata key).
 
 Latencies are medians of `--repeat` calls after one warm-up. Each figure is also printed as a
 ratio to the same figure on the empty collection, measured in the same run.
@@ -105,6 +105,7 @@ def reads(http: httpx.AsyncClient, image_id: str) -> list[tuple[str, Timed]]:
         ("page sorted by time, ms", lambda: http.get("/images", params={"sort": "time", "order": -1, "limit": 100})),
         ("get by id, ms", lambda: http.get(f"/images/{image_id}")),
         ("/fields, ms", lambda: http.get("/fields")),
+        ("/fields/label, ms", lambda: http.get("/fields/label")),
     ]
 
 
