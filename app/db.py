@@ -48,6 +48,10 @@ MaintenanceTask = Callable[[AsyncCollection[dict[str, Any]]], Awaitable[object]]
 class PagePlan:
     total: int  # every match
     ids: list[Any] | None  # the page's ids in order; None: the server's own find is no slower
+    # Each image's `revision` when its id was read: one looked up with another (changed or
+    # deleted in between) makes the server find the page itself, so that a page is always one
+    # moment's answer.
+    revisions: list[Any] | None = None
 
 
 class Shortcuts(Protocol):
@@ -203,7 +207,9 @@ class Database:
             plan = await self._shortcuts.plan_page(collection, condition, sort=sort, skip=skip, limit=limit)
         total = plan.total if plan is not None and count else None
         if plan is not None and plan.ids is not None:
-            return await _by_ids(collection, plan.ids, projection), total
+            documents = await _as_read(collection, plan.ids, plan.revisions, projection)
+            if documents is not None:
+                return documents, total
         found = collection.find(condition, projection, sort=list(sort) or None, skip=skip, limit=limit)
         if count and total is None and sort:
             # A sort reads every match on FerretDB, as long as the count does: side by side
@@ -242,18 +248,44 @@ class Database:
         await self.client.close()
 
 
-async def _by_ids(
-    collection: AsyncCollection[dict[str, Any]], ids: list[Any], projection: Mapping[str, Any] | None
-) -> list[dict[str, Any]]:
-    """The documents of `ids`, in that order; one deleted meanwhile is left out."""
+async def _as_read(
+    collection: AsyncCollection[dict[str, Any]],
+    ids: list[Any],
+    revisions: list[Any] | None,
+    projection: Mapping[str, Any] | None,
+) -> list[dict[str, Any]] | None:
+    """The documents of `ids` in that order, projected; None if one is gone or at another
+    revision than `revisions` says."""
+    looked_up, hide_revision = _showing_revision(projection)
     slots = asyncio.Semaphore(LOOKUPS_AT_ONCE)
 
     async def one(image_id: Any) -> dict[str, Any] | None:
         async with slots:
-            return await collection.find_one({"_id": image_id}, projection)
+            return await collection.find_one({"_id": image_id}, looked_up)
 
     found = await asyncio.gather(*(one(image_id) for image_id in ids))
-    return [document for document in found if document is not None]
+    expected = revisions if revisions is not None else [document and document.get("revision") for document in found]
+    documents = []
+    for document, revision in zip(found, expected, strict=True):
+        if document is None or document.get("revision") != revision:
+            return None
+        if hide_revision:
+            document.pop("revision", None)
+        documents.append(document)
+    return documents
+
+
+def _showing_revision(projection: Mapping[str, Any] | None) -> tuple[Mapping[str, Any] | None, bool]:
+    """A projection that shows `revision` too, and whether it must then be hidden again."""
+    if projection is None:
+        return None, False
+    if all(value == 0 for value in projection.values()):  # fields left out
+        if projection.get("revision") != 0:
+            return projection, False
+        return {path: value for path, value in projection.items() if path != "revision"} or None, True
+    if projection.get("revision") == 1:
+        return projection, False
+    return {**projection, "revision": 1}, True
 
 
 async def _maintain(collection: AsyncCollection[dict[str, Any]], tasks: Sequence[MaintenanceTask]) -> None:

@@ -390,3 +390,44 @@ async def test_distinct_values_from_sqlite_are_ferretdbs(
     finally:
         await client.close()
     assert answered[0] > 10 and answered[1] > 10, answered
+
+
+@pytest.mark.parametrize("change", ["replaced", "deleted"])
+async def test_a_page_whose_image_changes_meanwhile_is_found_again(
+    make_settings: Callable[..., Settings],
+    sqlite_directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    change: str,
+) -> None:
+    monkeypatch.setattr(shortcuts, "FERRETDB_READ_SECONDS", 1.0)  # SQLite finds every page it can
+    plan_page = shortcuts.SQLiteShortcuts.plan_page
+    settings = make_settings()
+    async with LifespanClient(create_app(settings)) as (http, _):
+        for index in range(6):
+            fields = {"file": f"{index}.png", "time": f"2024-05-0{index + 1}T10:00:00Z"}
+            assert (await upload(http, make_image(), fields=fields)).status_code == 200
+
+        async def then_change(self: Any, *args: Any, **kwargs: Any) -> Any:
+            plan = await plan_page(self, *args, **kwargs)
+            if plan is not None and plan.ids and not changed:
+                # Between SQLite's read and the lookups: the newest image moves to the end.
+                image_id = plan.ids[0]
+                if change == "replaced":
+                    fields = {"file": "5.png", "time": "2020-01-01T00:00:00Z"}
+                    response = await upload(http, make_image(), fields=fields)
+                else:
+                    response = await http.delete(f"/images/{image_id}")
+                assert response.status_code == 200
+                changed.append(image_id)
+            return plan
+
+        changed: list[Any] = []
+        monkeypatch.setattr(shortcuts.SQLiteShortcuts, "plan_page", then_change)
+        page = (await http.get("/images", params={"sort": "time", "order": -1, "limit": 3})).json()
+        assert changed
+        monkeypatch.setattr(shortcuts.SQLiteShortcuts, "plan_page", plan_page)
+        now = (await http.get("/images", params={"sort": "time", "order": -1, "limit": 3})).json()
+    files = [item["file"] for item in page["items"]]
+    assert files == [item["file"] for item in now["items"]] == ["4.png", "3.png", "2.png"]
+    assert str(changed[0]) not in [item["_id"] for item in page["items"]]
+    assert page["nextCursor"] is not None  # five images, three shown: there is a next page

@@ -216,15 +216,16 @@ def _plan(directory: Path, database: str, collection: str, query: _PageQuery) ->
         order = [f"{at.value} {'DESC' if direction < 0 else 'ASC'}" for at, direction in query.keys]
         limit, offset = query.parameters(query.limit), query.parameters(query.skip)
         found = connection.execute(
-            f'SELECT json_extract({DOCUMENT}, \'$."_id"\'), json_extract({DOCUMENT}, \'$."$s".p."_id".t\')'
+            f'SELECT json_extract({DOCUMENT}, \'$."_id"\'), json_extract({DOCUMENT}, \'$."$s".p."_id".t\'),'
+            f" json_extract({DOCUMENT}, '$.\"revision\"')"
             f" FROM {quoted(table)} WHERE {match} ORDER BY {', '.join([*order, 'rowid'])}"
             f" LIMIT {limit} OFFSET {offset}",
             query.parameters.values,
         ).fetchall()
-        ids = [_stored_id(value, kind) for value, kind in found]
+        ids = [_stored_id(value, kind) for value, kind, _ in found]
         if any(image_id is None for image_id in ids):
             return PagePlan(total=matches, ids=None)
-        return PagePlan(total=matches, ids=ids)
+        return PagePlan(total=matches, ids=ids, revisions=[revision for _, _, revision in found])
 
 
 @dataclass(frozen=True)
