@@ -70,10 +70,6 @@ class Shortcuts(Protocol):
         limit: int,
     ) -> PagePlan | None: ...
 
-    async def distinct_strings(
-        self, collection: AsyncCollection[dict[str, Any]], field: str, condition: Mapping[str, Any]
-    ) -> set[str] | None: ...
-
     async def distinct_values(
         self, collection: AsyncCollection[dict[str, Any]], field: str, condition: Mapping[str, Any]
     ) -> list[Any] | None: ...
@@ -167,16 +163,6 @@ class Database:
             if counted is not None:
                 return counted
         return await collection.count_documents(condition)
-
-    async def distinct_strings(
-        self, collection: AsyncCollection[dict[str, Any]], field: str, condition: Mapping[str, Any]
-    ) -> set[str]:
-        """The strings among `distinct(field, condition)`. Call inside `errors()`."""
-        if self._shortcuts is not None:
-            found = await self._shortcuts.distinct_strings(collection, field, condition)
-            if found is not None:
-                return found
-        return {value for value in await collection.distinct(field, condition) if isinstance(value, str)}
 
     async def distinct(
         self, collection: AsyncCollection[dict[str, Any]], field: str, condition: Mapping[str, Any]

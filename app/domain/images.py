@@ -752,10 +752,8 @@ class ImageService:
         """The distinct top-level `data` keys over the matches."""
         self.database.require_ready()
         with self.database.errors(user_query=True):
-            keys = await self.database.distinct_strings(
-                Image.get_pymongo_collection(), "dataKeys", scoped(query_filter, scope)
-            )
-        return sorted(keys)
+            keys = await self.database.distinct(Image.get_pymongo_collection(), "dataKeys", scoped(query_filter, scope))
+        return sorted(key for key in keys if isinstance(key, str))
 
     async def field_values(self, scope: Scope, name: str, query_filter: Mapping[str, Any]) -> list[Any]:
         """The distinct values of `data.<name>` over the matches (array elements count singly)."""

@@ -15,11 +15,12 @@ import asyncio
 import logging
 import math
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bson import Int64, ObjectId
 from bson.tz_util import utc
@@ -41,25 +42,22 @@ from app.ferretdb_sqlite.sql import (
 
 log = logging.getLogger(__name__)
 
+Answer = TypeVar("Answer")
+
 
 class SQLiteShortcuts:
-    """Counts and pages read from FerretDB's SQLite files in `directory` (app/db.py `Shortcuts`)."""
+    """Counts and pages read from FerretDB's SQLite files in `directory` (app/db.py `Shortcuts`).
+    Each answer is None where SQLite cannot say exactly, or the files cannot be read."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
     async def count(self, collection: AsyncCollection[dict[str, Any]], condition: Mapping[str, Any]) -> int | None:
-        """How many documents of `collection` match `condition`, counted by SQLite; None when
-        SQLite cannot say exactly (see the module's docstring) or cannot be read."""
+        """How many documents of `collection` match `condition`."""
         where = None if by_id_alone(condition) else conditions(condition)
         if where is None:
             return None
-        database, name = collection.database.name, collection.name
-        try:
-            return await asyncio.to_thread(_count_where, self.directory, database, name, where)
-        except (OSError, sqlite3.Error) as error:
-            log.debug("counting in FerretDB's SQLite files failed, FerretDB counts: %s", error)
-            return None
+        return await self._read(collection, partial(_count_where, where=where), "a count")
 
     async def plan_page(
         self,
@@ -71,33 +69,30 @@ class SQLiteShortcuts:
         limit: int,
     ) -> PagePlan | None:
         """The number of matches and, where SQLite finds the page sooner than FerretDB would,
-        the ids of the page's images in order; None when SQLite cannot say exactly."""
-        return await _plan_page(collection, condition, sort=sort, skip=skip, limit=limit, directory=self.directory)
-
-    async def distinct_strings(
-        self, collection: AsyncCollection[dict[str, Any]], field: str, condition: Mapping[str, Any]
-    ) -> set[str] | None:
-        """The strings `distinct(field, condition)` gives (an array's string elements, or a
-        string value); None when SQLite cannot say exactly."""
+        the ids of the page's images in order."""
+        if by_id_alone(condition):
+            return None
         parameters = Parameters()
         translated = translate(condition, parameters)
-        at = locate(field, parameters)
-        if translated is None or at is None:
+        keys = [(locate(path, parameters), direction) for path, direction in sort]
+        if translated is None or any(at is None for at, _ in keys):
             return None
         match, unsure = translated
-        query = _DistinctQuery(match=match, unsure=f"({unsure} OR {at.crosses_array})", at=at, parameters=parameters)
-        database, name = collection.database.name, collection.name
-        try:
-            return await asyncio.to_thread(_distinct_strings, self.directory, database, name, query)
-        except (OSError, sqlite3.Error) as error:
-            log.debug("distinct values from FerretDB's SQLite files failed, FerretDB finds them: %s", error)
-            return None
+        query = _PageQuery(
+            match=match,
+            unsure=unsure,
+            keys=[(at, direction) for at, direction in keys if at is not None],
+            parameters=parameters,
+            skip=skip,
+            limit=limit,
+        )
+        return await self._read(collection, partial(_plan, query=query), "a page")
 
     async def distinct_values(
         self, collection: AsyncCollection[dict[str, Any]], field: str, condition: Mapping[str, Any]
     ) -> list[Any] | None:
         """What FerretDB's `distinct(field, condition)` gives (each value once, an array's
-        elements singly, in MongoDB's order); None when SQLite cannot say exactly."""
+        elements singly, in MongoDB's order)."""
         parameters = Parameters()
         translated = translate(condition, parameters)
         at = locate(field, parameters)
@@ -105,57 +100,35 @@ class SQLiteShortcuts:
             return None
         match, unsure = translated
         query = _DistinctQuery(match=match, unsure=f"({unsure} OR {at.crosses_array})", at=at, parameters=parameters)
+        return await self._read(collection, partial(_distinct_values, query=query), "distinct values")
+
+    async def _read(
+        self, collection: AsyncCollection[dict[str, Any]], read: Callable[..., Answer | None], what: str
+    ) -> Answer | None:
+        """`read(connection, table)` on the collection's table (None if FerretDB has not made
+        it yet), in a worker thread."""
         database, name = collection.database.name, collection.name
+
+        def run() -> Answer | None:
+            with opened(self.directory, database) as connection:
+                return read(connection, table_name(connection, name))
+
         try:
-            return await asyncio.to_thread(_distinct_values, self.directory, database, name, query)
+            return await asyncio.to_thread(run)
         except (OSError, sqlite3.Error) as error:
-            log.debug("distinct values from FerretDB's SQLite files failed, FerretDB finds them: %s", error)
+            log.debug("reading %s from FerretDB's SQLite files failed, FerretDB answers: %s", what, error)
             return None
 
 
-async def _plan_page(
-    collection: AsyncCollection[dict[str, Any]],
-    condition: Mapping[str, Any],
-    *,
-    sort: Sequence[tuple[str, int]],
-    skip: int,
-    limit: int,
-    directory: Path,
-) -> PagePlan | None:
-    if by_id_alone(condition):
-        return None
-    parameters = Parameters()
-    translated = translate(condition, parameters)
-    if translated is None:
-        return None
-    keys: list[tuple[At, int]] = []
-    for path, direction in sort:
-        at = locate(path, parameters)
-        if at is None:
-            return None
-        keys.append((at, direction))
-    match, unsure = translated
-    query = _PageQuery(match=match, unsure=unsure, keys=keys, parameters=parameters, skip=skip, limit=limit)
-    database, name = collection.database.name, collection.name
-    try:
-        return await asyncio.to_thread(_plan, directory, database, name, query)
-    except (OSError, sqlite3.Error) as error:
-        log.debug("planning a page in FerretDB's SQLite files failed, FerretDB finds it: %s", error)
-        return None
-
-
-def _count_where(directory: Path, database: str, collection: str, where: Where) -> int | None:
-    with opened(directory, database) as connection:
-        table = table_name(connection, collection)
-        if table is None:
-            return 0
-        row = connection.execute(
-            f"SELECT count(*) FILTER (WHERE {where.match}), count(*) FILTER (WHERE {where.unsure}) "
-            f"FROM {quoted(table)}",
-            where.parameters,
-        ).fetchone()
-        matches, unsure = int(row[0]), int(row[1])
-        return None if unsure else matches
+def _count_where(connection: sqlite3.Connection, table: str | None, *, where: Where) -> int | None:
+    if table is None:
+        return 0
+    row = connection.execute(
+        f"SELECT count(*) FILTER (WHERE {where.match}), count(*) FILTER (WHERE {where.unsure}) FROM {quoted(table)}",
+        where.parameters,
+    ).fetchone()
+    matches, unsure = int(row[0]), int(row[1])
+    return None if unsure else matches
 
 
 # What a sort key's values may all be for SQLite to order them as MongoDB does: one kind each.
@@ -180,52 +153,48 @@ class _PageQuery:
     limit: int
 
 
-def _plan(directory: Path, database: str, collection: str, query: _PageQuery) -> PagePlan | None:
-    with opened(directory, database) as connection:
-        table = table_name(connection, collection)
-        if table is None:
-            return PagePlan(total=0, ids=[])
-        match = query.match
-        kinds = [
-            f"count(*) FILTER (WHERE {match} AND {at.type} IN ({sql_list(kind)}))"
-            for at, _ in query.keys
-            for kind in SORTABLE_KINDS
-        ]
-        row = connection.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE {match}), count(*) FILTER (WHERE {query.unsure})"
-            + "".join(f", {column}" for column in kinds)
-            + f" FROM {quoted(table)}",
-            query.parameters.values,
-        ).fetchone()
-        rows, matches, unsure = int(row[0]), int(row[1]), int(row[2])
-        if unsure:
-            return None
-        if matches <= query.skip:
-            return PagePlan(total=matches, ids=[])
-        per_key = [
-            row[3 + index : 3 + index + len(SORTABLE_KINDS)] for index in range(0, len(kinds), len(SORTABLE_KINDS))
-        ]
-        if not all(matches in counts for counts in per_key):
-            return PagePlan(total=matches, ids=None)  # the sort is FerretDB's to do
-        # Unsorted, FerretDB stops at the page's last match: about this far into the collection.
-        wanted = query.skip + query.limit
-        read = rows if query.keys or wanted >= matches else math.ceil(wanted * rows / matches)
-        page = min(query.limit, matches - query.skip)
-        if rows * SQLITE_ROW_SECONDS + page * LOOKUP_SECONDS >= read * FERRETDB_READ_SECONDS:
-            return PagePlan(total=matches, ids=None)
-        order = [f"{at.value} {'DESC' if direction < 0 else 'ASC'}" for at, direction in query.keys]
-        limit, offset = query.parameters(query.limit), query.parameters(query.skip)
-        found = connection.execute(
-            f'SELECT json_extract({DOCUMENT}, \'$."_id"\'), json_extract({DOCUMENT}, \'$."$s".p."_id".t\'),'
-            f" json_extract({DOCUMENT}, '$.\"revision\"')"
-            f" FROM {quoted(table)} WHERE {match} ORDER BY {', '.join([*order, 'rowid'])}"
-            f" LIMIT {limit} OFFSET {offset}",
-            query.parameters.values,
-        ).fetchall()
-        ids = [_stored_id(value, kind) for value, kind, _ in found]
-        if any(image_id is None for image_id in ids):
-            return PagePlan(total=matches, ids=None)
-        return PagePlan(total=matches, ids=ids, revisions=[revision for _, _, revision in found])
+def _plan(connection: sqlite3.Connection, table: str | None, *, query: _PageQuery) -> PagePlan | None:
+    if table is None:
+        return PagePlan(total=0, ids=[])
+    match = query.match
+    kinds = [
+        f"count(*) FILTER (WHERE {match} AND {at.type} IN ({sql_list(kind)}))"
+        for at, _ in query.keys
+        for kind in SORTABLE_KINDS
+    ]
+    row = connection.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE {match}), count(*) FILTER (WHERE {query.unsure})"
+        + "".join(f", {column}" for column in kinds)
+        + f" FROM {quoted(table)}",
+        query.parameters.values,
+    ).fetchone()
+    rows, matches, unsure = int(row[0]), int(row[1]), int(row[2])
+    if unsure:
+        return None
+    if matches <= query.skip:
+        return PagePlan(total=matches, ids=[])
+    per_key = [row[3 + index : 3 + index + len(SORTABLE_KINDS)] for index in range(0, len(kinds), len(SORTABLE_KINDS))]
+    if not all(matches in counts for counts in per_key):
+        return PagePlan(total=matches, ids=None)  # the sort is FerretDB's to do
+    # Unsorted, FerretDB stops at the page's last match: about this far into the collection.
+    wanted = query.skip + query.limit
+    read = rows if query.keys or wanted >= matches else math.ceil(wanted * rows / matches)
+    page = min(query.limit, matches - query.skip)
+    if rows * SQLITE_ROW_SECONDS + page * LOOKUP_SECONDS >= read * FERRETDB_READ_SECONDS:
+        return PagePlan(total=matches, ids=None)
+    order = [f"{at.value} {'DESC' if direction < 0 else 'ASC'}" for at, direction in query.keys]
+    limit, offset = query.parameters(query.limit), query.parameters(query.skip)
+    found = connection.execute(
+        f'SELECT json_extract({DOCUMENT}, \'$."_id"\'), json_extract({DOCUMENT}, \'$."$s".p."_id".t\'),'
+        f" json_extract({DOCUMENT}, '$.\"revision\"')"
+        f" FROM {quoted(table)} WHERE {match} ORDER BY {', '.join([*order, 'rowid'])}"
+        f" LIMIT {limit} OFFSET {offset}",
+        query.parameters.values,
+    ).fetchall()
+    ids = [_stored_id(value, kind) for value, kind, _ in found]
+    if any(image_id is None for image_id in ids):
+        return PagePlan(total=matches, ids=None)
+    return PagePlan(total=matches, ids=ids, revisions=[revision for _, _, revision in found])
 
 
 @dataclass(frozen=True)
@@ -236,49 +205,27 @@ class _DistinctQuery:
     parameters: Parameters
 
 
-def _distinct_strings(directory: Path, database: str, collection: str, query: _DistinctQuery) -> set[str] | None:
-    with opened(directory, database) as connection:
-        table = table_name(connection, collection)
-        if table is None:
-            return set()
-        unsure = f"SELECT count(*) FROM {quoted(table)} WHERE {query.unsure}"
-        if connection.execute(unsure, query.parameters.values).fetchone()[0]:
-            return None
-        at = query.at
-        element_type = f"json_extract({DOCUMENT}, {at.schema_path} || '.i[' || element.key || '].t')"
-        rows = connection.execute(
-            f"SELECT element.value FROM {quoted(table)}, json_each({DOCUMENT}, {at.value_path}) AS element"
-            f" WHERE {query.match} AND {at.objects} AND {at.type} = 'array' AND {element_type} = 'string'"
-            f" UNION SELECT {at.value} FROM {quoted(table)}"
-            f" WHERE {query.match} AND {at.objects} AND {at.type} = 'string'",
-            query.parameters.values,
-        ).fetchall()
-        return {str(value) for (value,) in rows}
-
-
 # The kinds of value a distinct list is made of here, in MongoDB's order of types; any other
 # (an object, binary data, a regex, a timestamp) is left to FerretDB.
 DISTINCT_KINDS = {"null": 0, "int": 1, "long": 1, "double": 1, "string": 2, "objectId": 3, "bool": 4, "date": 5}
 
 
-def _distinct_values(directory: Path, database: str, collection: str, query: _DistinctQuery) -> list[Any] | None:
-    with opened(directory, database) as connection:
-        table = table_name(connection, collection)
-        if table is None:
-            return []
-        unsure = f"SELECT count(*) FROM {quoted(table)} WHERE {query.unsure}"
-        if connection.execute(unsure, query.parameters.values).fetchone()[0]:
-            return None
-        at = query.at
-        element_type = f"json_extract({DOCUMENT}, {at.schema_path} || '.i[' || element.key || '].t')"
-        rows = connection.execute(
-            f"SELECT DISTINCT element.value, {element_type} FROM {quoted(table)},"
-            f" json_each({DOCUMENT}, {at.value_path}) AS element"
-            f" WHERE {query.match} AND {at.objects} AND {at.type} = 'array'"
-            f" UNION SELECT {at.value}, {at.type} FROM {quoted(table)}"
-            f" WHERE {query.match} AND {at.objects} AND {at.type} != 'array'",
-            query.parameters.values,
-        ).fetchall()
+def _distinct_values(connection: sqlite3.Connection, table: str | None, *, query: _DistinctQuery) -> list[Any] | None:
+    if table is None:
+        return []
+    unsure = f"SELECT count(*) FROM {quoted(table)} WHERE {query.unsure}"
+    if connection.execute(unsure, query.parameters.values).fetchone()[0]:
+        return None
+    at = query.at
+    element_type = f"json_extract({DOCUMENT}, {at.schema_path} || '.i[' || element.key || '].t')"
+    rows = connection.execute(
+        f"SELECT DISTINCT element.value, {element_type} FROM {quoted(table)},"
+        f" json_each({DOCUMENT}, {at.value_path}) AS element"
+        f" WHERE {query.match} AND {at.objects} AND {at.type} = 'array'"
+        f" UNION SELECT {at.value}, {at.type} FROM {quoted(table)}"
+        f" WHERE {query.match} AND {at.objects} AND {at.type} != 'array'",
+        query.parameters.values,
+    ).fetchall()
     if any(kind not in DISTINCT_KINDS for _, kind in rows):
         return None
     numbers: dict[Any, str] = {}
