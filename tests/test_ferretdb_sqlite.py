@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -124,6 +124,18 @@ async def test_a_wrong_directory_costs_speed_only(
 
 # -- totals counted by SQLite ------------------------------------------------------------------
 
+
+@pytest.fixture
+async def collection(make_settings: Callable[..., Settings]) -> AsyncIterator[AsyncCollection[dict[str, Any]]]:
+    """A collection of the test's database, written and read with the driver alone."""
+    settings = make_settings()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+    try:
+        yield client[settings.mongodb_database]["raw"]
+    finally:
+        await client.close()
+
+
 WHEN = datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=UTC)
 OBJECT_ID = ObjectId("65f0c0ffee00000000000001")
 SCALARS: list[Any] = [
@@ -165,30 +177,24 @@ def random_filter(rng: random.Random, depth: int = 0) -> dict[str, Any]:
 
 
 async def test_totals_counted_in_sqlite_are_the_counts_mongodbs_rules_give(
-    make_settings: Callable[..., Settings], sqlite_directory: Path
+    collection: AsyncCollection[dict[str, Any]], sqlite_directory: Path
 ) -> None:
-    settings = make_settings()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
-    collection = client[settings.mongodb_database]["counted"]
     rng = random.Random(20261126)
     counted_in_sqlite = [0, 0, 0]
-    try:
-        for round_number in range(3):
-            await collection.delete_many({})
-            # Round 0 has no array anywhere: SQLite then counts every filter it understands.
-            documents = [
-                {"data": random_value(rng) if round_number else flat_value(rng), "userId": rng.choice(["alice", None])}
-                for _ in range(120)
-            ]
-            await collection.insert_many(documents)
-            for _ in range(150):
-                condition = random_filter(rng)
-                expected = await collection.count_documents(condition)
-                counted = await ferretdb_sqlite.SQLiteShortcuts(sqlite_directory).count(collection, condition)
-                assert counted in (None, expected), condition
-                counted_in_sqlite[round_number] += counted is not None
-    finally:
-        await client.close()
+    for round_number in range(3):
+        await collection.delete_many({})
+        # Round 0 has no array anywhere: SQLite then counts every filter it understands.
+        documents = [
+            {"data": random_value(rng) if round_number else flat_value(rng), "userId": rng.choice(["alice", None])}
+            for _ in range(120)
+        ]
+        await collection.insert_many(documents)
+        for _ in range(150):
+            condition = random_filter(rng)
+            expected = await collection.count_documents(condition)
+            counted = await ferretdb_sqlite.SQLiteShortcuts(sqlite_directory).count(collection, condition)
+            assert counted in (None, expected), condition
+            counted_in_sqlite[round_number] += counted is not None
     # Not only declined: without arrays, SQLite counts all but the filters it cannot read (about
     # one in five: null, `$ne`, `$exists`, a whole document). With arrays about, less.
     assert counted_in_sqlite[0] > 100, counted_in_sqlite
@@ -247,46 +253,40 @@ SORTS: list[list[tuple[str, int]]] = [
 
 
 async def test_pages_found_in_sqlite_are_the_pages_ferretdb_finds(
-    make_settings: Callable[..., Settings], sqlite_directory: Path, monkeypatch: pytest.MonkeyPatch
+    collection: AsyncCollection[dict[str, Any]], sqlite_directory: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # SQLite finds every page it can, whatever it would cost against FerretDB.
     monkeypatch.setattr(shortcuts, "FERRETDB_READ_SECONDS", 1.0)
-    settings = make_settings()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
-    collection = client[settings.mongodb_database]["paged"]
     from_sqlite = ferretdb_sqlite.SQLiteShortcuts(sqlite_directory)
     rng = random.Random(2611)
     found_in_sqlite = [0, 0, 0]
-    try:
-        for round_number in range(3):
-            await collection.delete_many({})
-            documents = [
-                {
-                    "time": WHEN + timedelta(hours=rng.randint(0, 5)),  # ties, broken by `_id`
-                    "data": random_value(rng) if round_number == 2 else flat_value(rng),
-                    "userId": rng.choice(["alice", None]),
-                }
-                for _ in range(120)
-            ]
-            if round_number == 1:  # only numbers at `data.n`, only strings at `data.label`
-                for document in documents:
-                    document["data"] |= {"n": rng.choice([0, 1, 2.5, -3]), "label": rng.choice(["cat", "dog", "Cat"])}
-            await collection.insert_many(documents)
-            # Rewritten documents keep their place in the natural order.
-            await collection.update_many({"data.n": 1}, {"$set": {"rewritten": True}})
-            for _ in range(60):
-                condition = random_filter(rng) if rng.random() < 0.8 else {}
-                sort, skip, limit = rng.choice(SORTS), rng.choice([0, 0, 3, 50]), rng.choice([1, 10, 100])
-                plan = await from_sqlite.plan_page(collection, condition, sort=sort, skip=skip, limit=limit)
-                if plan is None:
-                    continue
-                assert plan.total == await collection.count_documents(condition), condition
-                if plan.ids is not None:
-                    found = collection.find(condition, {"_id": 1}, sort=sort or None, skip=skip, limit=limit)
-                    assert plan.ids == [document["_id"] async for document in found], (condition, sort, skip)
-                    found_in_sqlite[round_number] += 1
-    finally:
-        await client.close()
+    for round_number in range(3):
+        await collection.delete_many({})
+        documents = [
+            {
+                "time": WHEN + timedelta(hours=rng.randint(0, 5)),  # ties, broken by `_id`
+                "data": random_value(rng) if round_number == 2 else flat_value(rng),
+                "userId": rng.choice(["alice", None]),
+            }
+            for _ in range(120)
+        ]
+        if round_number == 1:  # only numbers at `data.n`, only strings at `data.label`
+            for document in documents:
+                document["data"] |= {"n": rng.choice([0, 1, 2.5, -3]), "label": rng.choice(["cat", "dog", "Cat"])}
+        await collection.insert_many(documents)
+        # Rewritten documents keep their place in the natural order.
+        await collection.update_many({"data.n": 1}, {"$set": {"rewritten": True}})
+        for _ in range(60):
+            condition = random_filter(rng) if rng.random() < 0.8 else {}
+            sort, skip, limit = rng.choice(SORTS), rng.choice([0, 0, 3, 50]), rng.choice([1, 10, 100])
+            plan = await from_sqlite.plan_page(collection, condition, sort=sort, skip=skip, limit=limit)
+            if plan is None:
+                continue
+            assert plan.total == await collection.count_documents(condition), condition
+            if plan.ids is not None:
+                found = collection.find(condition, {"_id": 1}, sort=sort or None, skip=skip, limit=limit)
+                assert plan.ids == [document["_id"] async for document in found], (condition, sort, skip)
+                found_in_sqlite[round_number] += 1
     assert found_in_sqlite[0] > 20 and found_in_sqlite[1] > 20, found_in_sqlite
 
 
@@ -332,38 +332,32 @@ async def test_list_pages_found_in_sqlite_answer_as_ferretdbs_own(
 
 
 async def test_distinct_values_from_sqlite_are_ferretdbs(
-    make_settings: Callable[..., Settings], sqlite_directory: Path
+    collection: AsyncCollection[dict[str, Any]], sqlite_directory: Path
 ) -> None:
-    settings = make_settings()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
-    collection = client[settings.mongodb_database]["values"]
     from_sqlite = ferretdb_sqlite.SQLiteShortcuts(sqlite_directory)
     rng = random.Random(1126)
     answered = [0, 0, 0]
-    try:
-        for round_number in range(3):
-            await collection.delete_many({})
-            documents = []
-            for _ in range(100):
-                data = random_value(rng) if round_number == 2 else flat_value(rng)
-                # As `/fields` reads it: `dataKeys` is a list of strings, or whatever a writer put there.
-                keys = rng.choice([None, "solo", [], rng.sample(["label", "n", "part", 7, True], 3)])
-                documents.append({"data": data} | ({} if keys is None else {"dataKeys": keys}))
-            if round_number == 1:  # numbers of one type each: 1 and 1.0 never both
-                for document in documents:
-                    document["data"]["n"] = rng.choice([0, 1, 7, Int64(2**40), 2.5, -0.5, "7", None, True, WHEN])
-            await collection.insert_many(documents)
-            for _ in range(40):
-                condition = random_filter(rng) if rng.random() < 0.6 else {}
-                field = rng.choice(["data.label", "data.n", "data.part.label", "data.tags", "data.part", "dataKeys"])
-                expected = await collection.distinct(field, condition)
-                found = await from_sqlite.distinct_values(collection, field, condition)
-                if found is not None:
-                    typed = [(type(value), value) for value in found]
-                    assert typed == [(type(value), value) for value in expected], (field, condition)
-                    answered[round_number] += 1
-    finally:
-        await client.close()
+    for round_number in range(3):
+        await collection.delete_many({})
+        documents = []
+        for _ in range(100):
+            data = random_value(rng) if round_number == 2 else flat_value(rng)
+            # As `/fields` reads it: `dataKeys` is a list of strings, or whatever a writer put there.
+            keys = rng.choice([None, "solo", [], rng.sample(["label", "n", "part", 7, True], 3)])
+            documents.append({"data": data} | ({} if keys is None else {"dataKeys": keys}))
+        if round_number == 1:  # numbers of one type each: 1 and 1.0 never both
+            for document in documents:
+                document["data"]["n"] = rng.choice([0, 1, 7, Int64(2**40), 2.5, -0.5, "7", None, True, WHEN])
+        await collection.insert_many(documents)
+        for _ in range(40):
+            condition = random_filter(rng) if rng.random() < 0.6 else {}
+            field = rng.choice(["data.label", "data.n", "data.part.label", "data.tags", "data.part", "dataKeys"])
+            expected = await collection.distinct(field, condition)
+            found = await from_sqlite.distinct_values(collection, field, condition)
+            if found is not None:
+                typed = [(type(value), value) for value in found]
+                assert typed == [(type(value), value) for value in expected], (field, condition)
+                answered[round_number] += 1
     assert answered[0] > 10 and answered[1] > 10, answered
 
 
