@@ -250,10 +250,9 @@ async def _as_read(
             return await collection.find_one({"_id": image_id}, looked_up)
 
     found = await asyncio.gather(*(one(image_id) for image_id in ids))
-    expected = revisions if revisions is not None else [document and document.get("revision") for document in found]
     documents = []
-    for document, revision in zip(found, expected, strict=True):
-        if document is None or document.get("revision") != revision:
+    for index, document in enumerate(found):
+        if document is None or (revisions is not None and document.get("revision") != revisions[index]):
             return None
         if hide_revision:
             document.pop("revision", None)
