@@ -14,18 +14,24 @@ from app.rest.etags import if_match_revisions
 from app.services import Services
 
 
-def get_services(connection: HTTPConnection) -> Services:
+def services_of(connection: HTTPConnection) -> Services:
     services: Services = connection.app.state.services
     return services
 
 
-def get_images(request: Request) -> ImageService:
-    return get_services(request).images
+# The dependencies are `async def` even where they await nothing: FastAPI runs a plain `def`
+# one in a worker thread, a hop that costs more than the function.
+async def get_services(connection: HTTPConnection) -> Services:
+    return services_of(connection)
+
+
+async def get_images(request: Request) -> ImageService:
+    return services_of(request).images
 
 
 async def get_scope(request: Request) -> Scope:
     """The caller's scope from their bearer token (everyone's images when OIDC is off)."""
-    return await get_services(request).scope_for(request.headers.get("authorization"))
+    return await services_of(request).scope_for(request.headers.get("authorization"))
 
 
 async def get_image_query(
@@ -63,12 +69,12 @@ async def get_image_query(
     ] = None,
 ) -> ImageQuery:
     """Any other parameter `key=value` matches images whose `data.key` equals `value`."""
-    services = get_services(request)
+    services = services_of(request)
     query = parse_query_params(request.query_params.multi_items(), max_limit=services.settings.query_max_limit)
     return query if view is None else await services.views.narrow(scope, query, view)
 
 
-def get_if_match(
+async def get_if_match(
     if_match: Annotated[
         str | None,
         Header(description='change only if the image is still at this revision: its ETag, e.g. "3" (or *)'),
