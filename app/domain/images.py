@@ -53,6 +53,7 @@ MAX_FACETS = 10_000  # values per facet list
 SYSTEM_FACETS = {"contentType": "contentType", "owner": "userId"}
 MAX_PRESIGNED_SECONDS = 7 * 24 * 3600  # the longest S3 (signature version 4) signs for
 LOOKUPS_AT_ONCE = 16  # storage lookups (stat, HEAD) side by side
+SNIFF_INLINE_BYTES = 1024 * 1024  # files identified without a trip to a worker thread
 
 # Where an upload looks for the image already at its path (ImageService._existing).
 Look = Literal["storage first", "database", "nowhere"]
@@ -273,7 +274,10 @@ class ImageService:
         if not (new.file or new.filename):
             raise BadInput("The upload has no file name; give one in the 'file' field.")
         file = scope.file_path(new.file or new.filename or "")
-        facts = await to_thread.run_sync(sniff, new.source)
+        # Only the header is read, and a small file is in memory (Starlette spools uploads up
+        # to 1 MB there) or in the page cache: a trip to a worker thread costs more than that.
+        small = new.length <= SNIFF_INLINE_BYTES
+        facts = sniff(new.source) if small else await to_thread.run_sync(sniff, new.source)
         data = check_data(new.data)
         fields = {
             "time": to_stored_time(new.time) if new.time else utc_now(),
@@ -308,9 +312,7 @@ class ImageService:
                 continue
             if any(document["file"] == file for document in documents.values()):
                 continue  # a second entry for one path: a replacement, left to `upload`
-            image_id = new.image_id or ObjectId()
-            document = {"_id": image_id, "file": file, "userId": scope.owner, **fields, **LEGACY_FIELDS}
-            documents[index] = rewrite.next_revision(document)
+            documents[index] = _new_document(scope, file, fields, image_id=new.image_id)
         self.database.require_ready()
         if documents:
             paths = [path_key(document["file"]) for document in documents.values()]
@@ -398,6 +400,15 @@ class ImageService:
         self, scope: Scope, new: NewImage, file: str, fields: dict[str, Any], *, look: Look
     ) -> Image | None:
         """One attempt at an upload; None if another writer changed the path meanwhile."""
+        if look == "storage first" and new.image_id is None:
+            # The usual upload: no id asked for, likely a new path. One storage call stores the
+            # file unless the path has one; only then is the database asked whose it is.
+            document = _new_document(scope, file, fields, image_id=None)
+            checksum = await self._save_new(file, new, content_type=document["contentType"])
+            if checksum is not None:
+                document["checksum"] = checksum
+                return await self._insert_created(scope, new, document, file_was_absent=True)
+            look = "database"
         collection = Image.get_pymongo_collection()
         # Look before writing the file: a database outage or an id clash then costs no write.
         with self.database.errors():
@@ -416,13 +427,20 @@ class ImageService:
                 image_id = None
         if existing is not None:
             return await self._replace(scope, existing, new, fields)
-        document = {"_id": image_id or ObjectId(), "file": file, "userId": scope.owner, **fields, **LEGACY_FIELDS}
-        return await self._create(scope, new, rewrite.next_revision(document), file_was_absent=look == "storage first")
+        document = _new_document(scope, file, fields, image_id=image_id)
+        return await self._create(scope, new, document, file_was_absent=look == "storage first")
 
     async def _save(self, key: str, new: NewImage, *, content_type: str) -> str:
         """Store the upload's bytes at `key`; their SHA-256, taken on the way."""
         reader = HashingReader(new.source)
         await self.storage.save(key, reader.as_file(), length=new.length, content_type=content_type)
+        return reader.hexdigest()
+
+    async def _save_new(self, key: str, new: NewImage, *, content_type: str) -> str | None:
+        """As `_save`, unless the storage has a file at `key`: then None, and nothing stored."""
+        reader = HashingReader(new.source)
+        if not await self.storage.save_new(key, reader.as_file(), length=new.length, content_type=content_type):
+            return None
         return reader.hexdigest()
 
     async def _refuse_duplicate(self, scope: Scope, new: NewImage, file: str, checksum: str) -> None:
@@ -456,8 +474,14 @@ class ImageService:
         self, scope: Scope, new: NewImage, document: dict[str, Any], *, file_was_absent: bool
     ) -> Image | None:
         # File first, then the document: if the database refuses the document, the file goes.
+        document["checksum"] = await self._save(document["file"], new, content_type=document["contentType"])
+        return await self._insert_created(scope, new, document, file_was_absent=file_was_absent)
+
+    async def _insert_created(
+        self, scope: Scope, new: NewImage, document: dict[str, Any], *, file_was_absent: bool
+    ) -> Image | None:
+        """The document of a file just stored; None if the path or the id turned out taken."""
         key = document["file"]
-        document["checksum"] = await self._save(key, new, content_type=document["contentType"])
         try:
             await self._refuse_duplicate(scope, new, key, document["checksum"])
         except ServiceError:  # refused, or the database went away: no document will name the file
@@ -849,3 +873,9 @@ def _loaded(raw: dict[str, Any]) -> Image:
     """An Image from a raw document that a PyMongo call returned."""
     image: Image = Image.model_validate(raw)
     return image
+
+
+def _new_document(scope: Scope, file: str, fields: dict[str, Any], *, image_id: ObjectId | None) -> dict[str, Any]:
+    """The document of a new image at `file`, at its first revision; a new id unless given."""
+    document = {"_id": image_id or ObjectId(), "file": file, "userId": scope.owner, **fields, **LEGACY_FIELDS}
+    return rewrite.next_revision(document)

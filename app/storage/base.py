@@ -59,6 +59,13 @@ class Storage(Protocol):
         """
         ...
 
+    async def save_new(self, key: str, source: BinaryIO, *, length: int, content_type: str) -> bool:
+        """As `save`, unless a file is already at `key`: then nothing is read or stored, and
+        the answer is False. One call where `exists` then `save` take two; the look and the
+        write are not one step, so the caller holds the path's lease.
+        """
+        ...
+
     async def open(self, key: str, *, start: int = 0, end: int | None = None) -> StoredFile:
         """The file, ready to stream: bytes `start` up to (not including) `end`, by default all.
         NotFound if there is no such file. A range is read as a range (S3: a ranged GET),

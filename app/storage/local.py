@@ -64,6 +64,15 @@ class LocalStorage:
         except OSError as error:
             raise self._unavailable("The file could not be written to local storage", error) from None
 
+    async def save_new(self, key: str, source: BinaryIO, *, length: int, content_type: str) -> bool:
+        path = self._path(key)
+        try:
+            return await to_thread.run_sync(_write_if_absent, path, source)
+        except (NotADirectoryError, FileExistsError, IsADirectoryError) as error:
+            raise _clash(key, error) from None
+        except OSError as error:
+            raise self._unavailable("The file could not be written to local storage", error) from None
+
     async def open(self, key: str, *, start: int = 0, end: int | None = None) -> StoredFile:
         path = self._path(key)
         opened: list[BinaryIO] = []
@@ -188,6 +197,14 @@ def _write_atomically(path: Path, source: BinaryIO) -> None:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _write_if_absent(path: Path, source: BinaryIO) -> bool:
+    # One trip to a worker thread for the look and the write: the trip costs more than either.
+    if path.is_file():
+        return False
+    _write_atomically(path, source)
+    return True
 
 
 def _walk(start: Path, root: Path, batch_size: int = LIST_BATCH) -> Iterator[list[ListedFile]]:

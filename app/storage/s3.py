@@ -117,6 +117,13 @@ class S3Storage:
             part_size=PART_SIZE,
         )
 
+    async def save_new(self, key: str, source: BinaryIO, *, length: int, content_type: str) -> bool:
+        # Not a conditional PUT (`If-None-Match: *`): S3-compatible stores do not all honour it.
+        if await self.exists(key):
+            return False
+        await self.save(key, source, length=length, content_type=content_type)
+        return True
+
     async def open(self, key: str, *, start: int = 0, end: int | None = None) -> StoredFile:
         if start == 0 and end is None:
             response = await self._call(self._client.get_object, self.bucket, storage_key(key))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -144,6 +145,22 @@ async def test_upload_to_a_path_whose_file_went_missing_replaces_that_image(
     assert second.json()["_id"] == first["_id"]
     assert (await client.get("/images")).json()["total"] == 1
     assert (await client.get(f"/images/{first['_id']}/file")).content == new_bytes
+    assert await stored_keys(app) == {"x.png"}
+
+
+async def test_upload_over_a_file_no_image_names_stores_a_new_image(client: httpx.AsyncClient, app: FastAPI) -> None:
+    # A file with no document: copied in behind the service's back, or left by a crash
+    # between the file and its document. The storage says the path is taken; the database
+    # says by nobody.
+    left = b"left over"
+    await app.state.services.storage.save("x.png", io.BytesIO(left), length=len(left), content_type="image/png")
+    new_bytes = make_image(40, 30)
+    response = await upload(client, new_bytes, fields={"file": "x.png", "label": "new"})
+
+    assert response.status_code == 200
+    assert response.json()["data"] == {"label": "new"}
+    assert (await client.get("/images")).json()["total"] == 1
+    assert (await client.get(f"/images/{response.json()['_id']}/file")).content == new_bytes
     assert await stored_keys(app) == {"x.png"}
 
 

@@ -93,6 +93,18 @@ async def test_save_replaces_existing_file(storage: Storage) -> None:
     assert await read_all(storage, "x.bin") == b"new"
 
 
+async def test_save_new_stores_only_where_no_file_is(storage: Storage) -> None:
+    source = io.BytesIO(b"first")
+    assert await storage.save_new("n/x.bin", source, length=5, content_type="text/plain")
+    assert await read_all(storage, "n/x.bin") == b"first"
+    assert source.tell() == 5
+
+    later = io.BytesIO(b"second")
+    assert not await storage.save_new("n/x.bin", later, length=6, content_type="text/plain")
+    assert await read_all(storage, "n/x.bin") == b"first"
+    assert later.tell() == 0  # not read: an upload that finds the path taken still has its bytes
+
+
 async def test_move_puts_a_file_in_place_of_another(storage: Storage) -> None:
     staged = system_key("pending", "x")
     await storage.save("x.bin", io.BytesIO(b"old"), length=3, content_type="text/plain")
