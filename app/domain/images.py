@@ -53,7 +53,6 @@ MAX_FACETS = 10_000  # values per facet list
 SYSTEM_FACETS = {"contentType": "contentType", "owner": "userId"}
 MAX_PRESIGNED_SECONDS = 7 * 24 * 3600  # the longest S3 (signature version 4) signs for
 LOOKUPS_AT_ONCE = 16  # storage lookups (stat, HEAD) side by side
-SNIFF_INLINE_BYTES = 1024 * 1024  # files identified without a trip to a worker thread
 
 # Where an upload looks for the image already at its path (ImageService._existing).
 Look = Literal["storage first", "database", "nowhere"]
@@ -77,6 +76,8 @@ class NewImage:
     known_new: bool = False
     # Refuse (Conflict) a file identical to one of another image the caller can see.
     refuse_duplicates: bool = False
+    # The source's bytes are in memory: reading them waits on no disk.
+    in_memory: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -274,10 +275,8 @@ class ImageService:
         if not (new.file or new.filename):
             raise BadInput("The upload has no file name; give one in the 'file' field.")
         file = scope.file_path(new.file or new.filename or "")
-        # Only the header is read, and a small file is in memory (Starlette spools uploads up
-        # to 1 MB there) or in the page cache: a trip to a worker thread costs more than that.
-        small = new.length <= SNIFF_INLINE_BYTES
-        facts = sniff(new.source) if small else await to_thread.run_sync(sniff, new.source)
+        # From memory a header is read in less time than a trip to a worker thread takes.
+        facts = sniff(new.source) if new.in_memory else await to_thread.run_sync(sniff, new.source)
         data = check_data(new.data)
         fields = {
             "time": to_stored_time(new.time) if new.time else utc_now(),

@@ -17,6 +17,7 @@ from app.graphql.filters import compile_filter
 from app.graphql.inputs import ImageFilter, SortInput
 from app.graphql.types import DeleteResult, Image, Skipped, Snapshot, UpdateResult, UploadImagesResult, View
 from app.models import Image as ImageDocument
+from app.rest.forms import held_in_memory
 
 MAX_FILES = 100
 
@@ -60,6 +61,7 @@ def _new_image(
         data=data,
         time=time,
         refuse_duplicates=refuse_duplicates,
+        in_memory=held_in_memory(upload),  # type: ignore[arg-type]
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartParser
 
 from app.domain.metadata import check_key, parse_data_field
 
@@ -33,3 +34,9 @@ def form_metadata(form: FormData, *, special: set[str]) -> dict[str, Any]:
         else:
             metadata[name] = value
     return metadata
+
+
+def held_in_memory(upload: UploadFile) -> bool:
+    """Whether Starlette kept the uploaded file in memory: it spools a file to disk only once
+    it grows past `spool_max_size`."""
+    return upload.size is not None and upload.size <= MultiPartParser.spool_max_size

@@ -12,7 +12,7 @@ from app.domain.metadata import parse_object_id, parse_time
 from app.models import Image, image_to_json
 from app.rest.deps import IfMatchDep, ImageId, ImagesDep, ScopeDep
 from app.rest.etags import etag
-from app.rest.forms import form_metadata
+from app.rest.forms import form_metadata, held_in_memory
 from app.rest.schemas import DeletedOut, ImageOut, error_responses
 
 router = APIRouter(tags=["images"])
@@ -70,6 +70,7 @@ async def upload_image(
         data=form_metadata(await request.form(), special=SPECIAL_FIELDS),
         image_id=parse_object_id(image_id) if image_id else None,
         refuse_duplicates=refuse_duplicates,
+        in_memory=held_in_memory(image),
     )
     stored = await images.upload(scope, new)
     return _document(stored)
