@@ -23,6 +23,7 @@ from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import (
     BulkWriteError,
     ConnectionFailure,
+    CursorNotFound,
     DocumentTooLarge,
     DuplicateKeyError,
     NetworkTimeout,
@@ -391,6 +392,9 @@ def database_errors(*, user_query: bool = False) -> Iterator[None]:
         raise Conflict("Another image already uses this file path or id.") from None
     except (ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError) as error:
         raise Unavailable("The database is unreachable; try again shortly.", cause=type(error).__name__) from None
+    except CursorNotFound:  # before OperationFailure, which it is a kind of: not the user's query
+        lost = "The database lost its place in this request's results; try again."
+        raise Unavailable(lost, cause="CursorNotFound") from None
     except BulkWriteError as error:  # before OperationFailure, which it is a kind of
         first = (error.details.get("writeErrors") or [{}])[0]
         message = _without_source_location(str(first.get("errmsg") or "a write was refused"))

@@ -305,6 +305,46 @@ async def test_a_writer_cancelled_while_taking_its_lease_leaves_none_behind(sett
         await client.close()
 
 
+class SlowRenewals:
+    """The leases collection, with renewals that take a while and tell when they start and end."""
+
+    def __init__(self, collection: Any) -> None:
+        self._collection = collection
+        self.started = asyncio.Event()
+        self.finished = 0
+        self.cancelled = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+    async def update_many(self, *args: Any, **kwargs: Any) -> Any:
+        self.started.set()
+        try:
+            await asyncio.sleep(0.3)
+            result = await self._collection.update_many(*args, **kwargs)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        self.finished += 1
+        return result
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_a_release_lets_a_renewal_under_way_finish(settings: Settings) -> None:
+    # A command cancelled under way closes its connection, and FerretDB drops the cursors opened
+    # on it: a bulk delete whose batch outlasted a renewal failed half-way, "cursor not found".
+    client, leases = await raw_collection(settings, LEASES)
+    slow = SlowRenewals(leases)
+    holder = Leases(collection=lambda: slow, ttl=0.3)  # renewed every 0.1 s
+    try:
+        async with holder.hold([path_key("a.png")]):
+            await slow.started.wait()
+        assert (slow.finished, slow.cancelled) == (1, 0)
+        assert await leases.count_documents({}) == 0
+    finally:
+        await client.close()
+
+
 async def test_releasing_leases_never_removes_another_writers_lease(settings: Settings) -> None:
     client, leases = await raw_collection(settings, LEASES)
     ours, theirs = Leases(collection=lambda: leases), Leases(collection=lambda: leases)

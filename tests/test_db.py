@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from pymongo.errors import BulkWriteError, OperationFailure, WriteError
+from pymongo.errors import BulkWriteError, CursorNotFound, OperationFailure, WriteError
 
 from app.db import database_errors
-from app.errors import BadInput, Conflict
+from app.errors import BadInput, Conflict, Unavailable
 
 # Error documents as FerretDB 1.24 sends them (seen in tests/rest/test_bad_input.py's cases).
 SORT_KEYS = {
@@ -15,6 +15,7 @@ SORT_KEYS = {
     "code": 1,
     "codeName": "InternalError",
 }
+CURSOR_LOST = {"ok": 0.0, "errmsg": "cursor id 1166500280 not found", "code": 43, "codeName": "CursorNotFound"}
 NESTED_ARRAY = {"index": 0, "code": 2, "errmsg": 'invalid value: { "a": [ [ 1 ] ] } (nested arrays are not supported)'}
 
 
@@ -35,3 +36,10 @@ def test_a_refused_value_is_bad_input_naming_it() -> None:
 def test_a_duplicate_key_in_a_bulk_write_is_a_conflict() -> None:
     with pytest.raises(Conflict), database_errors():
         raise BulkWriteError({"writeErrors": [{"index": 0, "code": 11000, "errmsg": "E11000 duplicate key"}]})
+
+
+def test_a_lost_cursor_is_the_servers_trouble_not_the_users_query() -> None:
+    # FerretDB drops a connection's cursors when the connection closes.
+    with pytest.raises(Unavailable) as caught, database_errors(user_query=True):
+        raise CursorNotFound(CURSOR_LOST["errmsg"], code=43, details=CURSOR_LOST)
+    assert caught.value.detail == "The database lost its place in this request's results; try again."

@@ -94,13 +94,19 @@ class Leases:
         async with self._local.hold_all(wanted):
             owner = uuid.uuid4().hex
             ids = await self._take(wanted, owner, what)
-            renewing = asyncio.create_task(self._renew(ids))
+            done = asyncio.Event()
+            renewing = asyncio.create_task(self._renew(ids, done))
             try:
                 yield
             finally:
-                renewing.cancel()
-                await asyncio.gather(renewing, return_exceptions=True)
-                await self._releases(ids)
+                # Told to stop, not cancelled: a command cancelled under way closes its
+                # connection, and FerretDB drops the cursors opened on it (a bulk delete failed
+                # half-way with "cursor not found" when its batch outlasted a renewal).
+                done.set()
+                try:
+                    await asyncio.shield(renewing)
+                finally:
+                    await self._releases(ids)
 
     async def prepare(self) -> None:
         """Make the unique index that makes a lease exclusive; else done by the first writer.
@@ -159,9 +165,13 @@ class Leases:
             log.warning("taking over the expired lease of %r", lease["key"])
             await collection.delete_one({"_id": lease["_id"]})
 
-    async def _renew(self, ids: list[str]) -> None:
+    async def _renew(self, ids: list[str], done: asyncio.Event) -> None:
         while True:
-            await asyncio.sleep(self._ttl / 3)
+            try:
+                await asyncio.wait_for(done.wait(), self._ttl / 3)
+                return
+            except TimeoutError:
+                pass
             expires = datetime.now(UTC) + timedelta(seconds=self._ttl)
             try:
                 await self._collection().update_many({"_id": {"$in": ids}}, {"$set": {"expires": expires}})
