@@ -743,7 +743,7 @@ class ImageService:
                     gone = await collection.find(all_of([condition, {"_id": {"$in": ids}}])).to_list(None)
                     result = await collection.delete_many({"_id": {"$in": [doc["_id"] for doc in gone]}})
                     deleted += result.deleted_count
-                    await asyncio.gather(*(self._delete_files_quietly(doc) for doc in gone))
+                    await self._delete_files_of(gone)
                     self.events.publish("deleted", gone)
         return deleted
 
@@ -810,6 +810,17 @@ class ImageService:
             return await facets.count_values(
                 Image.get_pymongo_collection(), scoped(query_filter, scope), path, limit=limit, arrays=arrays
             )
+
+    async def _delete_files_of(self, documents: list[dict[str, Any]]) -> None:
+        """`_delete_files_quietly` for each, a few side by side: all 2,000 of a batch waiting on
+        worker threads at once raised the service's peak memory by 8 MB."""
+        slots = asyncio.Semaphore(LOOKUPS_AT_ONCE)
+
+        async def one(document: dict[str, Any]) -> None:
+            async with slots:
+                await self._delete_files_quietly(document)
+
+        await asyncio.gather(*(one(document) for document in documents))
 
     async def _delete_files_quietly(self, document: Mapping[str, Any]) -> None:
         """The files of a deleted document: its own, the staged one of a replacement a crash

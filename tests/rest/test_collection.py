@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -247,6 +248,33 @@ async def test_delete_many_in_batches(client: httpx.AsyncClient, app: FastAPI, m
 
     assert (await client.delete("/images?regex=true&file=^batch/")).json()["deletedCount"] == 12
     assert await stored_keys(app) == {"kept.png"}
+
+
+async def test_a_bulk_delete_removes_files_a_few_at_a_time(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for index in range(40):
+        await upload(client, make_image(), fields={"file": f"many/{index}.png"})
+    storage = app.state.services.storage
+    delete = storage.delete
+    under_way = most = 0
+
+    async def counted(key: str) -> None:
+        nonlocal under_way, most
+        under_way += 1
+        most = max(most, under_way)
+        try:
+            await asyncio.sleep(0.01)
+            await delete(key)
+        finally:
+            under_way -= 1
+
+    monkeypatch.setattr(storage, "delete", counted)
+    assert (await client.delete("/images")).json()["deletedCount"] == 40
+    assert await stored_keys(app) == set()
+    # Each deletion waits on a worker thread or an S3 call: a batch of thousands all waiting
+    # at once held megabytes for nothing.
+    assert 1 < most <= images_module.LOOKUPS_AT_ONCE
 
 
 @pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
