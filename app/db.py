@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from beanie import init_beanie
 from bson.errors import InvalidDocument
-from pymongo import AsyncMongoClient, IndexModel, ReplaceOne, UpdateOne
+from pymongo import AsyncMongoClient, DeleteOne, IndexModel, ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import (
@@ -74,6 +74,11 @@ class Shortcuts(Protocol):
     async def distinct_values(
         self, collection: AsyncCollection[dict[str, Any]], field: str, condition: Mapping[str, Any]
     ) -> list[Any] | None: ...
+
+    async def one_by_one(self, collection: AsyncCollection[dict[str, Any]], count: int) -> bool:
+        """Whether `count` statements, each by a lone `_id`, cost the server less than one
+        statement over their `$in` (which the engine answers by reading the whole collection)."""
+        ...
 
 
 # Lookups by id of one page, sent at once.
@@ -205,6 +210,32 @@ class Database:
             return items, total
         return await found.to_list(None), total
 
+    async def find_by_ids(
+        self,
+        collection: AsyncCollection[dict[str, Any]],
+        ids: Sequence[Any],
+        condition: Mapping[str, Any],
+        projection: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The documents of `ids` that match `condition`, in `_id` order. Call inside `errors()`."""
+        if not ids:
+            return []
+        listed = {"_id": {"$in": list(ids)}}
+        among = {"$and": [condition, listed]} if condition else listed
+        found, _ = await self.find_page(
+            collection, among, projection, sort=[("_id", 1)], skip=0, limit=len(ids), count=False
+        )
+        return found
+
+    async def delete_by_ids(self, collection: AsyncCollection[dict[str, Any]], ids: Sequence[Any]) -> int:
+        """Delete the documents of `ids`; how many there were. Call inside `errors()`."""
+        if not ids:
+            return 0
+        if self._shortcuts is not None and await self._shortcuts.one_by_one(collection, len(ids)):
+            result = await collection.bulk_write([DeleteOne({"_id": image_id}) for image_id in ids], ordered=False)
+            return result.deleted_count
+        return (await collection.delete_many({"_id": {"$in": list(ids)}})).deleted_count
+
     def require_ready(self) -> None:
         if not self._ready.is_set():
             self._metrics.dependency_error("database", "NotInitialised")
@@ -319,14 +350,26 @@ async def write_in_parts(
 
 
 async def pages_by_id(
-    collection: AsyncCollection[dict[str, Any]], condition: Mapping[str, Any], projection: Mapping[str, Any], size: int
+    collection: AsyncCollection[dict[str, Any]],
+    condition: Mapping[str, Any],
+    projection: Mapping[str, Any],
+    size: int,
+    *,
+    database: Database | None = None,
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """The matches of `condition` in `_id` order, `size` at a time, each page asked for once the
-    previous one is done with: for work that changes the matches as it goes."""
+    previous one is done with: for work that changes the matches as it goes. Through the
+    `database`'s shortcuts when given (a sorted page reads the whole collection on FerretDB)."""
     after: Any = None
     while True:
         page = condition if after is None else {"$and": [condition, {"_id": {"$gt": after}}]}
-        batch = await collection.find(page, projection, sort=[("_id", 1)], limit=size).to_list(None)
+        if database is None:
+            batch = await collection.find(page, projection, sort=[("_id", 1)], limit=size).to_list(None)
+        else:
+            sort = [("_id", 1)]
+            batch, _ = await database.find_page(
+                collection, page, projection, sort=sort, skip=0, limit=size, count=False
+            )
         if not batch:
             return
         after = batch[-1]["_id"]

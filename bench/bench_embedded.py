@@ -10,7 +10,9 @@ then the service, its own process configured as `make run` configures it, is mea
 - list with a rare match, `filter={"data.part.number": ...}`: one image in a thousand;
 - an unfiltered page sorted by time, `?sort=time&order=-1&limit=100`, with its total;
 - get by id, of an image from the middle of the collection;
-- `/fields`, and `/fields/label` (the values of one metadata key).
+- `/fields`, and `/fields/label` (the values of one metadata key);
+- a bulk change by filter, `PATCH /images?filter=...` of the one image in a thousand;
+- a bulk delete by filter of 100 images (planted for it just before; timed once).
 
 Latencies are medians of `--repeat` calls after one warm-up. Each figure is also printed as a
 ratio to the same figure on the empty collection, measured in the same run.
@@ -28,10 +30,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import random
 import shutil
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -47,6 +51,7 @@ from scripts.servers import start_ferretdb
 DATABASE = "image_storage"
 PLANT_BATCH = 5000
 WARM_UP = 40
+DOOMED = 100  # images planted for the bulk delete at each size
 # data.part.number of one image in a thousand (bench_archives.image_document)
 RARE_FILTER = json.dumps({"data.part.number": "PN-0042"})
 
@@ -92,6 +97,13 @@ async def measure(arguments: argparse.Namespace, service: Service, target: Targe
             for name, call in reads(http, listed["_id"]):
                 (await call()).raise_for_status()  # the warm-up, and a failing call stops the bench
                 row[name] = await median_ms(call, arguments.repeat, warm_ups=0)
+            doomed = [image_document(-1 - planted - index, blobs[0]) for index in range(DOOMED)]
+            await images.insert_many([document | {"data": {"doomed": "yes"}} for document in doomed])
+            started = time.perf_counter()
+            response = await http.delete("/images", params={"doomed": "yes"})
+            row["bulk delete of 100, ms"] = (time.perf_counter() - started) * 1000
+            if response.json().get("deletedCount") != DOOMED:
+                raise RuntimeError(f"the bulk delete missed some of the {DOOMED} images planted: {response.text}")
             figures[planted + uploaded] = row
             print(f"  measured at {planted + uploaded:,} images", flush=True)
     await client.close()
@@ -99,6 +111,8 @@ async def measure(arguments: argparse.Namespace, service: Service, target: Targe
 
 
 def reads(http: httpx.AsyncClient, image_id: str) -> list[tuple[str, Timed]]:
+    rare = {"filter": RARE_FILTER}
+    marks = itertools.count()  # a new value each time: every call changes every match
     return [
         ("list ?label=cat (1 in 10), ms", lambda: http.get("/images", params={"label": "cat", "limit": 100})),
         ("list, 1 match in 1,000, ms", lambda: http.get("/images", params={"filter": RARE_FILTER, "limit": 100})),
@@ -106,6 +120,7 @@ def reads(http: httpx.AsyncClient, image_id: str) -> list[tuple[str, Timed]]:
         ("get by id, ms", lambda: http.get(f"/images/{image_id}")),
         ("/fields, ms", lambda: http.get("/fields")),
         ("/fields/label, ms", lambda: http.get("/fields/label")),
+        ("bulk PATCH, 1 in 1,000, ms", lambda: http.patch("/images", params=rare, json={"checked": next(marks)})),
     ]
 
 

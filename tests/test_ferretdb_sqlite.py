@@ -18,6 +18,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from app import ferretdb_sqlite
 from app.config import Settings
+from app.domain import images as images_module
+from app.domain import rewrite
 from app.ferretdb_sqlite import shortcuts, tuning
 from app.main import create_app
 from tests.rest.test_images import LifespanClient, upload
@@ -400,3 +402,40 @@ async def test_a_page_whose_image_changes_meanwhile_is_found_again(
     assert files == [item["file"] for item in now["items"]] == ["4.png", "3.png", "2.png"]
     assert str(changed[0]) not in [item["_id"] for item in page["items"]]
     assert page["nextCursor"] is not None  # five images, three shown: there is a next page
+
+
+async def test_bulk_changes_and_deletes_look_images_up_by_id(
+    make_settings: Callable[..., Settings], sqlite_directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FerretDB reads the whole collection for any `_id` `$in` and any sorted find: a bulk change
+    # paged by `_id`, and each batch read again and deleted by `$in`, cost a full read a step.
+    monkeypatch.setattr(shortcuts, "FERRETDB_READ_SECONDS", 1.0)  # SQLite and lookups wherever they can
+    monkeypatch.setattr(rewrite, "BATCH", 4)
+    monkeypatch.setattr(images_module, "DELETE_BATCH", 4)
+
+    async def run(settings: Settings) -> tuple[list[Any], list[Sent]]:
+        async with LifespanClient(create_app(settings)) as (http, _):
+            await http.delete("/images")
+            for index in range(13):
+                fields = {"file": f"{index:02}.png", "label": "cat" if index % 3 else "dog", "n": str(index % 4)}
+                assert (await upload(http, make_image(), fields=fields)).status_code == 200
+            with recorded() as sent:
+                patched = (await http.patch("/images", params={"label": "cat"}, json={"seen": True})).json()
+                deleted = (await http.delete("/images", params={"n": "1"})).json()
+            listing = (await http.get("/images", params={"sort": "file", "limit": 100})).json()
+        return [patched, deleted, [(item["file"], item["data"]) for item in listing["items"]]], sent
+
+    shortcut, sent = await run(make_settings())
+    own, _ = await run(make_settings(ferretdb_sqlite_directory=None))
+    assert shortcut == own
+    assert (own[0]["matchedCount"], own[0]["modifiedCount"]) == (8, 8)
+    assert own[1]["deletedCount"] == 3
+    images = [command for command in sent if command.collection == "images"]
+    finds = [command.filter for command in images if command.name == "find"]
+    # (Start-up's backfills look for documents without `dataKeys`, `size` or `checksum`.)
+    filtered = [f for f in finds if list(f) != ["_id"] and any(v != {"$exists": False} for v in f.values())]
+    assert filtered == [{"data.n": {"$in": ["1", 1]}}]  # the bulk delete's one pass over the matches
+    deletes = [command.statements for command in images if command.name == "delete"]
+    assert deletes and all(list(statement) == ["_id"] for statements in deletes for statement in statements)
+    updates = [command.statements for command in images if command.name == "update"]
+    assert updates and all(list(statement) == ["_id"] for statements in updates for statement in statements)

@@ -715,6 +715,7 @@ class ImageService:
                 Image.get_pymongo_collection(),
                 condition,
                 rewrite.merge(to_set, to_unset),
+                database=self.database,
                 leases=self.leases,
                 written=lambda documents: self.events.publish("updated", documents),
             )
@@ -740,9 +741,8 @@ class ImageService:
                     # Read again under the leases: an image may have stopped matching meanwhile.
                     ids = [doc["_id"] for doc in batch]
                     # Whole: the deleted events carry the images as they were.
-                    gone = await collection.find(all_of([condition, {"_id": {"$in": ids}}])).to_list(None)
-                    result = await collection.delete_many({"_id": {"$in": [doc["_id"] for doc in gone]}})
-                    deleted += result.deleted_count
+                    gone = await self.database.find_by_ids(collection, ids, condition)
+                    deleted += await self.database.delete_by_ids(collection, [doc["_id"] for doc in gone])
                     await self._delete_files_of(gone)
                     self.events.publish("deleted", gone)
         return deleted

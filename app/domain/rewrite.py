@@ -35,7 +35,7 @@ from bson import ObjectId
 from pymongo import ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 
-from app.db import pages_by_id, write_in_parts
+from app.db import Database, pages_by_id, write_in_parts
 from app.domain.data_keys import data_keys
 from app.domain.leases import Leases, path_key
 from app.domain.query import all_of
@@ -122,17 +122,17 @@ async def rewrite_many(
     condition: Mapping[str, Any],
     change: DataChange,
     *,
+    database: Database,
     leases: Leases,
     written: Callable[[list[dict[str, Any]]], None] = lambda documents: None,
 ) -> Rewritten:
     """Apply `change` to the data of every match, in `_id` order, a batch at a time, each batch
     under the leases of its images' paths. `written` gets each batch's changed documents."""
     matched = modified = 0
-    async for found in pages_by_id(collection, condition, {"file": 1}, BATCH):
+    async for found in pages_by_id(collection, condition, {"file": 1}, BATCH, database=database):
         async with leases.hold(path_key(document["file"]) for document in found):
             # Read again under the leases: an image may have changed, or stopped matching, meanwhile.
-            ids = [document["_id"] for document in found]
-            batch = await collection.find(all_of([condition, {"_id": {"$in": ids}}]), sort=[("_id", 1)]).to_list(None)
+            batch = await database.find_by_ids(collection, [document["_id"] for document in found], condition)
             done, documents = await _rewrite_batch(collection, condition, batch, change)
         written(documents)
         matched, modified = matched + done.matched, modified + done.modified

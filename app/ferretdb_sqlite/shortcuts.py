@@ -102,6 +102,12 @@ class SQLiteShortcuts:
         query = _DistinctQuery(match=match, unsure=f"({unsure} OR {at.crosses_array})", at=at, parameters=parameters)
         return await self._read(collection, partial(_distinct_values, query=query), "distinct values")
 
+    async def one_by_one(self, collection: AsyncCollection[dict[str, Any]], count: int) -> bool:
+        """Whether `count` statements by a lone `_id` (one index read each) cost FerretDB less
+        than one by their `$in`, which it answers by decoding every document."""
+        documents = await self._read(collection, _documents, "the number of documents")
+        return documents is not None and count * LOOKUP_SECONDS < documents * FERRETDB_READ_SECONDS
+
     async def _read(
         self, collection: AsyncCollection[dict[str, Any]], read: Callable[..., Answer | None], what: str
     ) -> Answer | None:
@@ -118,6 +124,10 @@ class SQLiteShortcuts:
         except (OSError, sqlite3.Error) as error:
             log.debug("reading %s from FerretDB's SQLite files failed, FerretDB answers: %s", what, error)
             return None
+
+
+def _documents(connection: sqlite3.Connection, table: str | None) -> int:
+    return 0 if table is None else int(connection.execute(f"SELECT count(*) FROM {quoted(table)}").fetchone()[0])
 
 
 def _count_where(connection: sqlite3.Connection, table: str | None, *, where: Where) -> int | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import monitoring
@@ -19,6 +19,7 @@ class Sent:
     name: str  # find, insert, delete, aggregate…
     collection: str
     filter: dict[str, Any]  # of a find; empty for other commands
+    statements: list[dict[str, Any]] = field(default_factory=list)  # the filters of a delete's or update's
 
 
 class _Recorder(monitoring.CommandListener):
@@ -30,7 +31,9 @@ class _Recorder(monitoring.CommandListener):
         if self.active:
             target = event.command.get(event.command_name)
             condition = event.command.get("filter") if event.command_name == "find" else None
-            self.sent.append(Sent(event.command_name, str(target), dict(condition or {})))
+            statements = event.command.get("deletes") or event.command.get("updates") or []
+            filters = [dict(statement["q"]) for statement in statements]
+            self.sent.append(Sent(event.command_name, str(target), dict(condition or {}), filters))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
