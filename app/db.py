@@ -227,6 +227,24 @@ class Database:
         )
         return found
 
+    async def batches(
+        self,
+        collection: AsyncCollection[dict[str, Any]],
+        condition: Mapping[str, Any],
+        projection: Mapping[str, Any],
+        size: int,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every match, `size` at a time, each batch asked for once the previous one is done
+        with. Paged by `_id` where the shortcuts decide `condition` (each page then costs a
+        read of SQLite's); else from one cursor in natural order, since FerretDB pushes no
+        range or sort down and each page would read and sort the whole collection."""
+        if self._shortcuts is not None and await self._shortcuts.count(collection, condition) is not None:
+            async for batch in pages_by_id(collection, condition, projection, size, database=self):
+                yield batch
+            return
+        async for batch in in_batches(collection.find(condition, projection, batch_size=size), size):
+            yield batch
+
     async def delete_by_ids(self, collection: AsyncCollection[dict[str, Any]], ids: Sequence[Any]) -> int:
         """Delete the documents of `ids`; how many there were. Call inside `errors()`."""
         if not ids:

@@ -422,19 +422,23 @@ async def test_bulk_changes_and_deletes_look_images_up_by_id(
             with recorded() as sent:
                 patched = (await http.patch("/images", params={"label": "cat"}, json={"seen": True})).json()
                 deleted = (await http.delete("/images", params={"n": "1"})).json()
+                # A filter SQLite cannot decide: FerretDB reads the matches, in one pass.
+                deleted_by_regex = (await http.delete("/images", params={"regex": "true", "file": "^1"})).json()
             listing = (await http.get("/images", params={"sort": "file", "limit": 100})).json()
-        return [patched, deleted, [(item["file"], item["data"]) for item in listing["items"]]], sent
+        files = [(item["file"], item["data"]) for item in listing["items"]]
+        return [patched, deleted, deleted_by_regex, files], sent
 
     shortcut, sent = await run(make_settings())
     own, _ = await run(make_settings(ferretdb_sqlite_directory=None))
     assert shortcut == own
     assert (own[0]["matchedCount"], own[0]["modifiedCount"]) == (8, 8)
-    assert own[1]["deletedCount"] == 3
+    assert (own[1]["deletedCount"], own[2]["deletedCount"]) == (3, 3)
     images = [command for command in sent if command.collection == "images"]
     finds = [command.filter for command in images if command.name == "find"]
     # (Start-up's backfills look for documents without `dataKeys`, `size` or `checksum`.)
     filtered = [f for f in finds if list(f) != ["_id"] and any(v != {"$exists": False} for v in f.values())]
-    assert filtered == [{"data.n": {"$in": ["1", 1]}}]  # the bulk delete's one pass over the matches
+    # Only for the filter SQLite cannot decide: its pass over the matches, and the batch read again.
+    assert len(filtered) == 2 and all("$regex" in str(condition) for condition in filtered), filtered
     deletes = [command.statements for command in images if command.name == "delete"]
     assert deletes and all(list(statement) == ["_id"] for statements in deletes for statement in statements)
     updates = [command.statements for command in images if command.name == "update"]

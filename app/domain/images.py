@@ -25,7 +25,7 @@ from anyio import to_thread
 from bson import ObjectId
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from app.db import Database, in_batches
+from app.db import Database
 from app.domain import checksums, cursors, data_keys, facets, replacement, rewrite
 from app.domain.checksums import HashingReader
 from app.domain.events import Events
@@ -724,18 +724,15 @@ class ImageService:
     async def delete_many(self, scope: Scope, query_filter: Mapping[str, Any]) -> int:
         """Delete every match and its file; the number of documents deleted.
 
-        Works through the matches a batch at a time, from one cursor in natural order, so
-        memory stays bounded and a batch that fails half-way never hides the ones after it.
-        Not pages by `_id`: FerretDB pushes no range or sort down, so each page would read and
-        sort the whole collection.
+        Works through the matches a batch at a time (`Database.batches`), so memory stays
+        bounded and a batch that fails half-way never hides the ones after it.
         """
         condition = scoped(query_filter, scope)
         collection = Image.get_pymongo_collection()
         self.database.require_ready()
         deleted = 0
         with self.database.errors(user_query=True):
-            matches = collection.find(condition, {"file": 1}, batch_size=DELETE_BATCH)
-            async for batch in in_batches(matches, DELETE_BATCH):
+            async for batch in self.database.batches(collection, condition, {"file": 1}, DELETE_BATCH):
                 # Files go under the leases too: an upload to one of these paths waits until it is gone.
                 async with self.leases.hold(path_key(doc["file"]) for doc in batch):
                     # Read again under the leases: an image may have stopped matching meanwhile.
