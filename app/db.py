@@ -75,6 +75,13 @@ class Shortcuts(Protocol):
         self, collection: AsyncCollection[dict[str, Any]], field: str, condition: Mapping[str, Any]
     ) -> list[Any] | None: ...
 
+    async def value_counts(
+        self, collection: AsyncCollection[dict[str, Any]], field: str, condition: Mapping[str, Any], *, limit: int
+    ) -> list[tuple[Any, int]] | None:
+        """How many matching documents hold each value at `field` (an array's distinct elements
+        once each): every value at least as frequent as the `limit`-th most frequent."""
+        ...
+
     async def one_by_one(self, collection: AsyncCollection[dict[str, Any]], count: int) -> bool:
         """Whether `count` statements, each by a lone `_id`, cost the server less than one
         statement over their `$in` (which the engine answers by reading the whole collection)."""
@@ -179,6 +186,15 @@ class Database:
             if found is not None:
                 return found
         return await collection.distinct(field, condition)
+
+    async def value_counts(
+        self, collection: AsyncCollection[dict[str, Any]], field: str, condition: Mapping[str, Any], *, limit: int
+    ) -> list[tuple[Any, int]] | None:
+        """`Shortcuts.value_counts`, or None where there are none for this engine or they cannot
+        tell (the caller then asks the server). Call inside `errors()`."""
+        if self._shortcuts is None:
+            return None
+        return await self._shortcuts.value_counts(collection, field, condition, limit=limit)
 
     async def find_page(
         self,

@@ -11,6 +11,7 @@ then the service, its own process configured as `make run` configures it, is mea
 - an unfiltered page sorted by time, `?sort=time&order=-1&limit=100`, with its total;
 - get by id, of an image from the middle of the collection;
 - `/fields`, and `/fields/label` (the values of one metadata key);
+- facets: `/fields/label?counts=true` and `/facets/contentType`;
 - a bulk change by filter, `PATCH /images?filter=...` of the one image in a thousand;
 - a bulk delete by filter of 100 images (planted for it just before; timed once).
 
@@ -120,6 +121,8 @@ def reads(http: httpx.AsyncClient, image_id: str) -> list[tuple[str, Timed]]:
         ("get by id, ms", lambda: http.get(f"/images/{image_id}")),
         ("/fields, ms", lambda: http.get("/fields")),
         ("/fields/label, ms", lambda: http.get("/fields/label")),
+        ("facets of label, ms", lambda: http.get("/fields/label", params={"counts": "true"})),
+        ("facets of contentType, ms", lambda: http.get("/facets/contentType")),
         ("bulk PATCH, 1 in 1,000, ms", lambda: http.patch("/images", params=rare, json={"checked": next(marks)})),
     ]
 

@@ -73,8 +73,7 @@ async def count_values(
         for group in await _group(collection, named, path, None):
             known[_key(group["_id"])] = group["count"]
     totals.update(known)
-    ranked = sorted(totals.items(), key=lambda item: (-item[1], _order(values[item[0]])))
-    return [Facet(value=values[key], count=count) for key, count in ranked[:limit]]
+    return ranked([(values[key], count) for key, count in totals.items()], limit)
 
 
 async def _array_elements(
@@ -109,6 +108,12 @@ async def _group(
     if limit is not None:
         pipeline.append({"$limit": limit})
     return await (await collection.aggregate(pipeline, allowDiskUse=True)).to_list(None)
+
+
+def ranked(counts: list[tuple[Any, int]], limit: int) -> list[Facet]:
+    """The `limit` most frequent of `(value, count)` pairs, as `count_values` orders them."""
+    ordered = sorted(counts, key=lambda pair: (-pair[1], _order(pair[0])))
+    return [Facet(value=value, count=count) for value, count in ordered[:limit]]
 
 
 def _key(value: Any) -> _Key:

@@ -794,19 +794,25 @@ class ImageService:
         path = SYSTEM_FACETS.get(field)
         if path is None:
             raise BadInput(f"Counts are kept for the system fields {', '.join(SYSTEM_FACETS)}, not {field!r}.")
-        # Always plain strings; `$exists`: images without one (an owner, say) have none to count.
-        present = all_of([query_filter, {path: {"$exists": True, "$ne": None}}])
-        return await self._facets(scope, path, present, limit=limit, arrays=False)
+        return await self._facets(scope, path, query_filter, limit=limit, system=True)
 
     async def _facets(
-        self, scope: Scope, path: str, query_filter: Mapping[str, Any], *, limit: int, arrays: bool = True
+        self, scope: Scope, path: str, query_filter: Mapping[str, Any], *, limit: int, system: bool = False
     ) -> list[Facet]:
         check_count(limit, name="limit", minimum=1, maximum=MAX_FACETS)
         self.database.require_ready()
+        collection, condition = Image.get_pymongo_collection(), scoped(query_filter, scope)
         with self.database.errors(user_query=True):
-            return await facets.count_values(
-                Image.get_pymongo_collection(), scoped(query_filter, scope), path, limit=limit, arrays=arrays
-            )
+            # A system field holds a plain string, or nothing (null, or missing) on images that
+            # have none to count: one more value is asked for, in case one of them is null.
+            counts = await self.database.value_counts(collection, path, condition, limit=limit + 1 if system else limit)
+            if counts is not None:
+                return facets.ranked(
+                    [(value, count) for value, count in counts if value is not None or not system], limit
+                )
+            if system:
+                condition = all_of([condition, {path: {"$exists": True, "$ne": None}}])
+            return await facets.count_values(collection, condition, path, limit=limit, arrays=not system)
 
     async def _delete_files_of(self, documents: list[dict[str, Any]]) -> None:
         """`_delete_files_quietly` for each, a few side by side: all 2,000 of a batch waiting on

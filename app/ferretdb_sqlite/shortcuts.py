@@ -102,6 +102,27 @@ class SQLiteShortcuts:
         query = _DistinctQuery(match=match, unsure=f"({unsure} OR {at.crosses_array})", at=at, parameters=parameters)
         return await self._read(collection, partial(_distinct_values, query=query), "distinct values")
 
+    async def value_counts(
+        self, collection: AsyncCollection[dict[str, Any]], field: str, condition: Mapping[str, Any], *, limit: int
+    ) -> list[tuple[Any, int]] | None:
+        """How many matching documents hold each value at `field`, an array's distinct elements
+        once each (1 and 1.0 being one value, `True` and 1 two): every value at least as
+        frequent as the `limit`-th most frequent, in no particular order."""
+        parameters = Parameters()
+        translated = translate(condition, parameters)
+        at = locate(field, parameters)
+        if translated is None or at is None:
+            return None
+        match, unsure = translated
+        query = _CountsQuery(
+            match=match,
+            unsure=f"({unsure} OR {at.crosses_array})",
+            at=at,
+            parameters=parameters,
+            limit=limit,
+        )
+        return await self._read(collection, partial(_value_counts, query=query), "value counts")
+
     async def one_by_one(self, collection: AsyncCollection[dict[str, Any]], count: int) -> bool:
         """Whether `count` statements by a lone `_id` (one index read each) cost FerretDB less
         than one by their `$in`, which it answers by decoding every document."""
@@ -246,6 +267,58 @@ def _distinct_values(connection: sqlite3.Connection, table: str | None, *, query
             return None
     ordered = sorted({(DISTINCT_KINDS[kind], value, kind) for value, kind in rows}, key=lambda row: row[:2])
     return [_stored_value(value, kind) for _, value, kind in ordered]
+
+
+@dataclass(frozen=True)
+class _CountsQuery:
+    match: str
+    unsure: str
+    at: At
+    parameters: Parameters
+    limit: int
+
+
+# Values tied with the `limit`-th most frequent that are still counted here; with more (as many
+# values as images, each once) FerretDB is asked, its counting bounded by the database.
+MAX_TIED = 10_000
+
+
+def _value_counts(
+    connection: sqlite3.Connection, table: str | None, *, query: _CountsQuery
+) -> list[tuple[Any, int]] | None:
+    if table is None:
+        return []
+    unsure = f"SELECT count(*) FROM {quoted(table)} WHERE {query.unsure}"
+    if connection.execute(unsure, query.parameters.values).fetchone()[0]:
+        return None
+    at, rows = query.at, quoted(table)
+    element_type = f"json_extract({DOCUMENT}, {at.schema_path} || '.i[' || element.key || '].t')"
+    # A value's class: numbers are one (1 and 1.0 are one value), the others one kind each, and
+    # -1 for the kinds left to FerretDB (objects, arrays in arrays, binary data…).
+    kind_class = " ".join(f"WHEN '{kind}' THEN {rank}" for kind, rank in DISTINCT_KINDS.items())
+    found = connection.execute(
+        f"WITH items(image, value, kind) AS ("
+        f" SELECT {rows}.rowid, element.value, {element_type} FROM {rows},"
+        f" json_each({DOCUMENT}, {at.value_path}) AS element"
+        f" WHERE {query.match} AND {at.objects} AND {at.type} = 'array'"
+        f" UNION ALL SELECT rowid, {at.value}, {at.type} FROM {rows}"
+        f" WHERE {query.match} AND {at.objects} AND {at.type} != 'array'),"
+        # Each image once per value, whatever its array repeats.
+        f" held(image, value, class, low, high) AS ("
+        f" SELECT image, value, CASE kind {kind_class} ELSE -1 END, min(kind), max(kind)"
+        f" FROM items GROUP BY 1, 2, 3),"
+        f" counted(value, class, images, low, high) AS MATERIALIZED ("
+        f" SELECT value, class, count(*), min(low), max(high) FROM held GROUP BY value, class)"
+        f" SELECT value, class, images, low, high FROM counted WHERE class = -1 OR images >= coalesce("
+        f"(SELECT images FROM counted ORDER BY images DESC LIMIT 1 OFFSET {int(query.limit) - 1}), 0)"
+        f" LIMIT {int(query.limit) + MAX_TIED}",
+        query.parameters.values,
+    ).fetchall()
+    if len(found) == query.limit + MAX_TIED:
+        return None  # too many tied
+    if any(kind_class == -1 or low != high for _, kind_class, _, low, high in found):
+        return None  # a kind left to FerretDB, or 1 beside 1.0: which of them MongoDB shows is its own
+    return [(_stored_value(value, low), images) for value, _, images, low, _ in found]
 
 
 def _stored_value(value: Any, kind: str) -> Any:
