@@ -45,7 +45,7 @@ async def tune(collection: AsyncCollection[dict[str, Any]], *, directory: Path) 
     if images > ADVISED_MOST_IMAGES:
         log.warning(
             "The embedded database holds %d images. Above %d, list pages take FerretDB/SQLite more than a "
-            "second each (facets, bulk changes and regex filters already above 10,000): move to MongoDB "
+            "second each (snapshots and regex filters already above 10,000): move to MongoDB "
             '(docker/compose.yaml; README, "How far the embedded database goes").',
             images,
             ADVISED_MOST_IMAGES,
