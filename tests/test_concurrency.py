@@ -24,6 +24,7 @@ from pymongo import AsyncMongoClient
 from app.config import Settings
 from app.domain.leases import COLLECTION as LEASES
 from app.domain.leases import Leases, lease_document, path_key
+from app.ferretdb_sqlite import shortcuts
 from scripts.servers import REPO_ROOT, free_port
 from tests.rest.test_images import stored_keys, upload
 from tests.utils.commands import recorded
@@ -46,6 +47,15 @@ async def leases_left(settings: Settings) -> list[dict[str, Any]]:
         return await leases.find({}).to_list(None)
     finally:
         await client.close()
+
+
+@pytest.fixture(params=["ferretdb", "sqlite"])
+def found_by(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Who finds a bulk write's batches on the embedded default: FerretDB, or SQLite with lookups
+    by id, as it does for large collections (app/ferretdb_sqlite/shortcuts.py)."""
+    if request.param == "sqlite":
+        monkeypatch.setattr(shortcuts, "FERRETDB_READ_SECONDS", 1.0)
+    return str(request.param)
 
 
 # -- metadata, one process -------------------------------------------------------------------
@@ -78,7 +88,9 @@ async def test_concurrent_graphql_updates_of_distinct_keys_all_survive(client: h
 
 
 @pytest.mark.parametrize("run", range(3))
-async def test_concurrent_bulk_patches_of_distinct_keys_all_survive(client: httpx.AsyncClient, run: int) -> None:
+async def test_concurrent_bulk_patches_of_distinct_keys_all_survive(
+    client: httpx.AsyncClient, run: int, found_by: str
+) -> None:
     ids = [
         (await upload(client, make_image(), fields={"file": f"{name}.png", "label": "cat"})).json()["_id"]
         for name in ("a", "b")
@@ -93,7 +105,9 @@ async def test_concurrent_bulk_patches_of_distinct_keys_all_survive(client: http
         assert data == {"label": "cat", **{f"k{index}": index for index in range(WRITERS)}}
 
 
-async def test_single_and_bulk_patches_and_a_reupload_race_without_loss(client: httpx.AsyncClient) -> None:
+async def test_single_and_bulk_patches_and_a_reupload_race_without_loss(
+    client: httpx.AsyncClient, found_by: str
+) -> None:
     image = (await upload(client, make_image(), fields={"file": "x.png", "label": "cat"})).json()
     singles = [client.patch(f"/images/{image['_id']}", json={f"one{index}": index}) for index in range(20)]
     bulks = [client.patch("/images?label=cat", json={f"many{index}": index}) for index in range(20)]
@@ -132,7 +146,7 @@ async def test_concurrent_uploads_to_one_path_leave_matching_bytes_and_metadata(
 
 
 async def test_deletes_racing_reuploads_never_leave_a_document_without_its_file(
-    client: httpx.AsyncClient, app: FastAPI
+    client: httpx.AsyncClient, app: FastAPI, found_by: str
 ) -> None:
     for round_ in range(15):
         created = (await upload(client, make_image(), fields={"file": "r.png"})).json()
