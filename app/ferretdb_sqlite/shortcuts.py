@@ -93,13 +93,9 @@ class SQLiteShortcuts:
     ) -> list[Any] | None:
         """What FerretDB's `distinct(field, condition)` gives (each value once, an array's
         elements singly, in MongoDB's order)."""
-        parameters = Parameters()
-        translated = translate(condition, parameters)
-        at = locate(field, parameters)
-        if translated is None or at is None:
+        query = _field_query(condition, field)
+        if query is None:
             return None
-        match, unsure = translated
-        query = _DistinctQuery(match=match, unsure=f"({unsure} OR {at.crosses_array})", at=at, parameters=parameters)
         return await self._read(collection, partial(_distinct_values, query=query), "distinct values")
 
     async def value_counts(
@@ -108,20 +104,10 @@ class SQLiteShortcuts:
         """How many matching documents hold each value at `field`, an array's distinct elements
         once each (1 and 1.0 being one value, `True` and 1 two): every value at least as
         frequent as the `limit`-th most frequent, in no particular order."""
-        parameters = Parameters()
-        translated = translate(condition, parameters)
-        at = locate(field, parameters)
-        if translated is None or at is None:
+        query = _field_query(condition, field)
+        if query is None:
             return None
-        match, unsure = translated
-        query = _CountsQuery(
-            match=match,
-            unsure=f"({unsure} OR {at.crosses_array})",
-            at=at,
-            parameters=parameters,
-            limit=limit,
-        )
-        return await self._read(collection, partial(_value_counts, query=query), "value counts")
+        return await self._read(collection, partial(_value_counts, query=query, limit=limit), "value counts")
 
     async def one_by_one(self, collection: AsyncCollection[dict[str, Any]], count: int) -> bool:
         """Whether `count` statements by a lone `_id` (one index read each) cost FerretDB less
@@ -229,11 +215,39 @@ def _plan(connection: sqlite3.Connection, table: str | None, *, query: _PageQuer
 
 
 @dataclass(frozen=True)
-class _DistinctQuery:
+class _FieldQuery:
+    """The values of a field over the matches of a filter, in SQL."""
+
     match: str
-    unsure: str
+    unsure: str  # the filter cannot be told here, or the field's path crosses an array
     at: At
     parameters: Parameters
+
+    def values(self, table: str) -> str:
+        """A select of `(row, value, kind)`: a plain value, or each element of an array."""
+        at, rows = self.at, quoted(table)
+        element_type = f"json_extract({DOCUMENT}, {at.schema_path} || '.i[' || element.key || '].t')"
+        return (
+            f"SELECT {rows}.rowid, element.value, {element_type} FROM {rows},"
+            f" json_each({DOCUMENT}, {at.value_path}) AS element"
+            f" WHERE {self.match} AND {at.objects} AND {at.type} = 'array'"
+            f" UNION ALL SELECT rowid, {at.value}, {at.type} FROM {rows}"
+            f" WHERE {self.match} AND {at.objects} AND {at.type} != 'array'"
+        )
+
+    def decided(self, connection: sqlite3.Connection, table: str) -> bool:
+        unsure = f"SELECT count(*) FROM {quoted(table)} WHERE {self.unsure}"
+        return not connection.execute(unsure, self.parameters.values).fetchone()[0]
+
+
+def _field_query(condition: Mapping[str, Any], field: str) -> _FieldQuery | None:
+    parameters = Parameters()
+    translated = translate(condition, parameters)
+    at = locate(field, parameters)
+    if translated is None or at is None:
+        return None
+    match, unsure = translated
+    return _FieldQuery(match=match, unsure=f"({unsure} OR {at.crosses_array})", at=at, parameters=parameters)
 
 
 # The kinds of value a distinct list is made of here, in MongoDB's order of types; any other
@@ -241,20 +255,13 @@ class _DistinctQuery:
 DISTINCT_KINDS = {"null": 0, "int": 1, "long": 1, "double": 1, "string": 2, "objectId": 3, "bool": 4, "date": 5}
 
 
-def _distinct_values(connection: sqlite3.Connection, table: str | None, *, query: _DistinctQuery) -> list[Any] | None:
+def _distinct_values(connection: sqlite3.Connection, table: str | None, *, query: _FieldQuery) -> list[Any] | None:
     if table is None:
         return []
-    unsure = f"SELECT count(*) FROM {quoted(table)} WHERE {query.unsure}"
-    if connection.execute(unsure, query.parameters.values).fetchone()[0]:
+    if not query.decided(connection, table):
         return None
-    at = query.at
-    element_type = f"json_extract({DOCUMENT}, {at.schema_path} || '.i[' || element.key || '].t')"
     rows = connection.execute(
-        f"SELECT DISTINCT element.value, {element_type} FROM {quoted(table)},"
-        f" json_each({DOCUMENT}, {at.value_path}) AS element"
-        f" WHERE {query.match} AND {at.objects} AND {at.type} = 'array'"
-        f" UNION SELECT {at.value}, {at.type} FROM {quoted(table)}"
-        f" WHERE {query.match} AND {at.objects} AND {at.type} != 'array'",
+        f"WITH items(image, value, kind) AS ({query.values(table)}) SELECT DISTINCT value, kind FROM items",
         query.parameters.values,
     ).fetchall()
     if any(kind not in DISTINCT_KINDS for _, kind in rows):
@@ -269,40 +276,23 @@ def _distinct_values(connection: sqlite3.Connection, table: str | None, *, query
     return [_stored_value(value, kind) for _, value, kind in ordered]
 
 
-@dataclass(frozen=True)
-class _CountsQuery:
-    match: str
-    unsure: str
-    at: At
-    parameters: Parameters
-    limit: int
-
-
 # Values tied with the `limit`-th most frequent that are still counted here; with more (as many
 # values as images, each once) FerretDB is asked, its counting bounded by the database.
 MAX_TIED = 10_000
 
 
 def _value_counts(
-    connection: sqlite3.Connection, table: str | None, *, query: _CountsQuery
+    connection: sqlite3.Connection, table: str | None, *, query: _FieldQuery, limit: int
 ) -> list[tuple[Any, int]] | None:
     if table is None:
         return []
-    unsure = f"SELECT count(*) FROM {quoted(table)} WHERE {query.unsure}"
-    if connection.execute(unsure, query.parameters.values).fetchone()[0]:
+    if not query.decided(connection, table):
         return None
-    at, rows = query.at, quoted(table)
-    element_type = f"json_extract({DOCUMENT}, {at.schema_path} || '.i[' || element.key || '].t')"
     # A value's class: numbers are one (1 and 1.0 are one value), the others one kind each, and
     # -1 for the kinds left to FerretDB (objects, arrays in arrays, binary data…).
     kind_class = " ".join(f"WHEN '{kind}' THEN {rank}" for kind, rank in DISTINCT_KINDS.items())
     found = connection.execute(
-        f"WITH items(image, value, kind) AS ("
-        f" SELECT {rows}.rowid, element.value, {element_type} FROM {rows},"
-        f" json_each({DOCUMENT}, {at.value_path}) AS element"
-        f" WHERE {query.match} AND {at.objects} AND {at.type} = 'array'"
-        f" UNION ALL SELECT rowid, {at.value}, {at.type} FROM {rows}"
-        f" WHERE {query.match} AND {at.objects} AND {at.type} != 'array'),"
+        f"WITH items(image, value, kind) AS ({query.values(table)}),"
         # Each image once per value, whatever its array repeats.
         f" held(image, value, class, low, high) AS ("
         f" SELECT image, value, CASE kind {kind_class} ELSE -1 END, min(kind), max(kind)"
@@ -310,11 +300,11 @@ def _value_counts(
         f" counted(value, class, images, low, high) AS MATERIALIZED ("
         f" SELECT value, class, count(*), min(low), max(high) FROM held GROUP BY value, class)"
         f" SELECT value, class, images, low, high FROM counted WHERE class = -1 OR images >= coalesce("
-        f"(SELECT images FROM counted ORDER BY images DESC LIMIT 1 OFFSET {int(query.limit) - 1}), 0)"
-        f" LIMIT {int(query.limit) + MAX_TIED}",
+        f"(SELECT images FROM counted ORDER BY images DESC LIMIT 1 OFFSET {int(limit) - 1}), 0)"
+        f" LIMIT {int(limit) + MAX_TIED}",
         query.parameters.values,
     ).fetchall()
-    if len(found) == query.limit + MAX_TIED:
+    if len(found) == limit + MAX_TIED:
         return None  # too many tied
     if any(kind_class == -1 or low != high for _, kind_class, _, low, high in found):
         return None  # a kind left to FerretDB, or 1 beside 1.0: which of them MongoDB shows is its own
