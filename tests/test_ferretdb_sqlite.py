@@ -334,24 +334,39 @@ async def test_list_pages_found_in_sqlite_answer_as_ferretdbs_own(
     assert listing and all(list(condition) == ["_id"] for condition in listing), listing
 
 
+async def fill_round(
+    collection: AsyncCollection[dict[str, Any]],
+    rng: random.Random,
+    round_number: int,
+    document: Callable[[dict[str, Any], int], dict[str, Any]],
+) -> None:
+    """100 random documents in place of the collection's, each made by `document` from its data:
+    flat data (round 0), flat data whose `n` holds numbers of one type each, 1 and 1.0 never both
+    (round 1), and data with objects and arrays anywhere (round 2)."""
+    await collection.delete_many({})
+    documents = [
+        document(random_value(rng) if round_number == 2 else flat_value(rng), round_number) for _ in range(100)
+    ]
+    if round_number == 1:
+        for each in documents:
+            each["data"]["n"] = rng.choice([0, 1, 7, Int64(2**40), 2.5, -0.5, "7", None, True, WHEN])
+    await collection.insert_many(documents)
+
+
 async def test_distinct_values_from_sqlite_are_ferretdbs(
     collection: AsyncCollection[dict[str, Any]], sqlite_directory: Path
 ) -> None:
     from_sqlite = ferretdb_sqlite.SQLiteShortcuts(sqlite_directory)
     rng = random.Random(1126)
     answered = [0, 0, 0]
+
+    def document(data: dict[str, Any], round_number: int) -> dict[str, Any]:
+        # As `/fields` reads it: `dataKeys` is a list of strings, or whatever a writer put there.
+        keys = rng.choice([None, "solo", [], rng.sample(["label", "n", "part", 7, True], 3)])
+        return {"data": data} | ({} if keys is None else {"dataKeys": keys})
+
     for round_number in range(3):
-        await collection.delete_many({})
-        documents = []
-        for _ in range(100):
-            data = random_value(rng) if round_number == 2 else flat_value(rng)
-            # As `/fields` reads it: `dataKeys` is a list of strings, or whatever a writer put there.
-            keys = rng.choice([None, "solo", [], rng.sample(["label", "n", "part", 7, True], 3)])
-            documents.append({"data": data} | ({} if keys is None else {"dataKeys": keys}))
-        if round_number == 1:  # numbers of one type each: 1 and 1.0 never both
-            for document in documents:
-                document["data"]["n"] = rng.choice([0, 1, 7, Int64(2**40), 2.5, -0.5, "7", None, True, WHEN])
-        await collection.insert_many(documents)
+        await fill_round(collection, rng, round_number, document)
         for _ in range(40):
             condition = random_filter(rng) if rng.random() < 0.6 else {}
             field = rng.choice(["data.label", "data.n", "data.part.label", "data.tags", "data.part", "dataKeys"])
@@ -456,18 +471,14 @@ async def test_value_counts_from_sqlite_are_ferretdbs_facets(
     from_sqlite = ferretdb_sqlite.SQLiteShortcuts(sqlite_directory)
     rng = random.Random(1127)
     answered = [0, 0, 0]
+
+    def document(data: dict[str, Any], round_number: int) -> dict[str, Any]:
+        if round_number < 2:  # labels as a dataset has them: a value, or a list of them, repeats included
+            data["label"] = rng.choice([rng.choice(SCALARS), [rng.choice(SCALARS[:6]) for _ in range(3)]])
+        return {"data": data, "contentType": rng.choice(["image/png", "image/jpeg"])}
+
     for round_number in range(3):
-        await collection.delete_many({})
-        documents = []
-        for _ in range(100):
-            data = random_value(rng) if round_number == 2 else flat_value(rng)
-            if round_number < 2:  # labels as a dataset has them: a value, or a list of them, repeats included
-                data["label"] = rng.choice([rng.choice(SCALARS), [rng.choice(SCALARS[:6]) for _ in range(3)]])
-            documents.append({"data": data, "contentType": rng.choice(["image/png", "image/jpeg"])})
-        if round_number == 1:  # numbers of one type each: 1 and 1.0 never both
-            for document in documents:
-                document["data"]["n"] = rng.choice([0, 1, 7, Int64(2**40), 2.5, -0.5, "7", None, True, WHEN])
-        await collection.insert_many(documents)
+        await fill_round(collection, rng, round_number, document)
         for _ in range(40):
             condition = random_filter(rng) if rng.random() < 0.6 else {}
             field = rng.choice(["data.label", "data.n", "data.part.label", "data.tags", "data.part", "contentType"])
