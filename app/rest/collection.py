@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from app.errors import BadInput
 from app.models import document_to_json
 from app.rest.deps import ImageQueryDep, ImagesDep, ScopeDep
 from app.rest.images import MetadataBody
@@ -53,5 +54,11 @@ async def update_images(
     responses=error_responses(400, 404, 503),
     summary="Delete every matching image and its file (no query: all images)",
 )
-async def delete_images(query: ImageQueryDep, images: ImagesDep, scope: ScopeDep) -> dict[str, object]:
+async def delete_images(
+    request: Request, query: ImageQueryDep, images: ImagesDep, scope: ScopeDep
+) -> dict[str, object]:
+    """The filter goes in the query string, as on the legacy service; a body is refused, since
+    ignoring `{"file": …}` there would delete every image instead of the one meant."""
+    if await request.body():
+        raise BadInput("DELETE /images takes its filter in the query string, not in a body; nothing was deleted.")
     return {"acknowledged": True, "deletedCount": await images.delete_many(scope, query.filter)}

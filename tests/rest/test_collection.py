@@ -240,6 +240,28 @@ async def test_delete_without_query_deletes_everything(
     assert (await client.get("/images")).json()["total"] == 0
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b'{"file": "e.png"}', "application/json"),
+        (b"{}", "application/json"),
+        (b"file=e.png", "application/x-www-form-urlencoded"),
+        (b" ", "text/plain"),
+    ],
+)
+async def test_a_delete_with_a_body_is_refused_and_deletes_nothing(
+    client: httpx.AsyncClient, app: FastAPI, seeded: dict[str, Any], body: bytes, content_type: str
+) -> None:
+    for url in ("/images", "/images?key3=value3"):
+        response = await client.request("DELETE", url, content=body, headers={"content-type": content_type})
+        assert response.status_code == 400, response.text
+        assert response.json()["detail"] == (
+            "DELETE /images takes its filter in the query string, not in a body; nothing was deleted."
+        )
+    assert (await client.get("/images")).json()["total"] == 5
+    assert len(await stored_keys(app)) == 5
+
+
 async def test_delete_many_in_batches(client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     for index in range(12):
         await upload(client, make_image(), fields={"file": f"batch/{index}.png"})
