@@ -21,6 +21,10 @@ from __future__ import annotations
 
 class ServiceError(Exception):
     def __init__(self, detail: str) -> None:
+        if not detail.isascii():
+            # A sentence quoting the client's text must still be sendable: a lone surrogate
+            # (JSON's \ud800) cannot be encoded as UTF-8, so it is shown escaped.
+            detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")
         super().__init__(detail)
         self.detail = detail
 

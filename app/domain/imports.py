@@ -14,6 +14,7 @@ skipped, and the JSON is parsed as a stream and checked whole before the first w
 from __future__ import annotations
 
 import posixpath
+import re
 import stat
 import zipfile
 import zlib
@@ -108,10 +109,11 @@ async def _import_archive(
         stack.callback(zip_file.close)
         entries = await to_thread.run_sync(_inventory, zip_file, limits)
         has_json = JSON_NAME in entries
+        parser = FAST_PARSER
         if has_json:
-            await to_thread.run_sync(_check_documents, zip_file)
+            parser = await to_thread.run_sync(_check_documents, zip_file)
         used: set[str] = set()
-        documents = _documents(zip_file) if has_json else _no_documents()
+        documents = _documents(zip_file, parser) if has_json else _no_documents()
         stack.callback(documents.close)
         while batch := await to_thread.run_sync(_take, documents, LOOKUP_BATCH):
             fresh = await _fresh_paths(images, scope, [document.file for document in batch])
@@ -252,21 +254,66 @@ def _is_symlink(info: zipfile.ZipInfo) -> bool:
     return stat.S_ISLNK(info.external_attr >> 16)
 
 
-def _check_documents(zip_file: zipfile.ZipFile) -> None:
-    """Read mongodb_data.json through once, so a corrupt one is refused before any write."""
-    count = sum(1 for _ in _documents(zip_file))
+# yajl's C parser, the fast one, reads a lone UTF-16 surrogate escape (`"\ud800"`) as "?", which
+# would store changed text; Python's keeps it, so the image holding it is refused by the checks
+# every upload passes. JSON that escapes no surrogate at all (ours and the legacy service's
+# archives write UTF-8) is read by the fast one.
+FAST_PARSER: Any = ijson
+EXACT_PARSER: Any = ijson.get_backend("python")
+
+
+def _check_documents(zip_file: zipfile.ZipFile) -> Any:
+    """Read mongodb_data.json through once, so a corrupt one is refused before any write; the
+    parser to read it with."""
+    try:
+        with zip_file.open(JSON_NAME) as handle:
+            watched = _SurrogateEscapes(handle)
+            count = sum(1 for _ in _documents_in(watched, FAST_PARSER))
+    except _CORRUPT as error:
+        raise _corrupt(error) from None
     if count == 0:
         _require_array(zip_file)
+    return EXACT_PARSER if watched.seen else FAST_PARSER
 
 
-def _documents(zip_file: zipfile.ZipFile) -> Generator[_Restored, None, None]:
+class _SurrogateEscapes:
+    """A binary file that notes whether the JSON read through it escapes a UTF-16 surrogate."""
+
+    # Also an escaped backslash before `ud800`, which only costs the slower parser.
+    _ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self._tail = b""
+        self.seen = False
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._handle.read(size)
+        if not self.seen:
+            self.seen = self._ESCAPE.search(self._tail + chunk) is not None
+            self._tail = chunk[-3:]
+        return chunk
+
+
+def _documents(zip_file: zipfile.ZipFile, parser: Any) -> Generator[_Restored, None, None]:
     """The documents of mongodb_data.json one at a time, never the whole parsed file."""
     try:
         with zip_file.open(JSON_NAME) as handle:
-            for index, item in enumerate(ijson.items(handle, "item", use_float=True)):
-                yield _restored(item, index)
-    except (ijson.JSONError, zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError) as error:
-        raise BadInput(f"{JSON_NAME} in the archive is corrupt: {error}.") from None
+            yield from _documents_in(handle, parser)
+    except _CORRUPT as error:
+        raise _corrupt(error) from None
+
+
+def _documents_in(handle: Any, parser: Any) -> Generator[_Restored, None, None]:
+    for index, item in enumerate(parser.items(handle, "item", use_float=True)):
+        yield _restored(item, index)
+
+
+_CORRUPT = (ijson.JSONError, zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError)
+
+
+def _corrupt(error: Exception) -> BadInput:
+    return BadInput(f"{JSON_NAME} in the archive is corrupt: {error}.")
 
 
 def _require_array(zip_file: zipfile.ZipFile) -> None:
@@ -274,8 +321,8 @@ def _require_array(zip_file: zipfile.ZipFile) -> None:
     try:
         with zip_file.open(JSON_NAME) as handle:
             first = next(ijson.parse(handle), None)
-    except ijson.JSONError as error:
-        raise BadInput(f"{JSON_NAME} in the archive is corrupt: {error}.") from None
+    except _CORRUPT as error:
+        raise _corrupt(error) from None
     if first is None or first[1] != "start_array":
         raise BadInput(f"{JSON_NAME} in the archive must hold an array of documents.")
 

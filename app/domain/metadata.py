@@ -26,6 +26,20 @@ MAX_JSON_DEPTH = 64
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
+def check_text(text: str, *, what: str) -> str:
+    """`text`, if it is Unicode that can be stored: JSON's `\\ud800` escape yields a lone UTF-16
+    surrogate, which UTF-8 (and so BSON, and every response) cannot carry. `what` names the
+    text in the sentence; the text itself is never echoed, since it cannot be."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadInput(
+                f"{what} holds a lone UTF-16 surrogate (such as \\ud800), which is not valid text."
+            ) from None
+    return text
+
+
 def parse_object_id(text: str) -> ObjectId:
     try:
         return ObjectId(text)
@@ -101,6 +115,7 @@ def check_data(data: dict[str, Any], *, prefix: str = "data") -> dict[str, Any]:
 def check_key(key: object, *, path: str) -> str:
     if not isinstance(key, str) or not key:
         raise BadInput(f"{path} has an empty key.")
+    check_text(key, what=f"A key of {path}")
     if key.startswith("$"):
         raise BadInput(f"{path}.{key}: metadata keys must not start with '$'.")
     if "." in key:
@@ -124,6 +139,8 @@ def _check_value(value: Any, path: str, *, depth: int) -> None:
         raise BadInput(f"{path} is {value}, which cannot be stored; use a finite number or null.")
     elif isinstance(value, int) and not isinstance(value, bool):
         check_int64(value, path=path)
+    elif isinstance(value, str):
+        check_text(value, what=path)
     elif value is not None and not isinstance(value, (str, int, float, bool)):
         raise BadInput(f"{path} holds an unsupported value of type {type(value).__name__}.")
 
@@ -173,10 +190,28 @@ def _unset_keys(value: Any) -> list[str]:
 
 MAX_NAME_LENGTH = 100  # of saved views and snapshots
 _NAME_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# What `check_new_name` allows, as a JSON Schema pattern for the OpenAPI document: a name is one
+# URL path segment (`/views/{name}`, `/snapshots/{name}`), so no '/', which routing splits on
+# even when sent as %2F, and not '.' or '..', which clients resolve away before sending.
+NAME_PATTERN = r"^(?!\.\.?$)(?=.*\S)[^/\x00-\x1f\x7f]{1,100}$"
+
+
+def check_new_name(name: str, *, what: str) -> str:
+    """The name of a view or snapshot being created (`what`: "A view"), or BadInput: it must be
+    reachable afterwards as one path segment of its routes."""
+    check_text(name, what=f"{what}'s name")
+    if not name or not name.strip() or len(name) > MAX_NAME_LENGTH:
+        raise BadInput(f"{what}'s name is 1 to {MAX_NAME_LENGTH} characters, not only spaces.")
+    if _NAME_CONTROL.search(name):
+        raise BadInput(f"{what}'s name cannot contain control characters (such as a tab or a line break).")
+    if "/" in name:
+        raise BadInput(f"{what}'s name cannot contain '/': it is one segment of a URL path.")
+    if name in (".", ".."):
+        raise BadInput(f"{what}'s name cannot be '.' or '..': URL paths resolve those away.")
+    return name
 
 
 def check_name(name: str, *, what: str) -> str:
-    """The name of a saved view or snapshot (`what`: "A view"), or BadInput."""
-    if not name or not name.strip() or len(name) > MAX_NAME_LENGTH or _NAME_CONTROL.search(name):
-        raise BadInput(f"{what}'s name is 1 to {MAX_NAME_LENGTH} characters, without control characters.")
-    return name
+    """The name of a view or snapshot to look up: any stored name, even one saved before
+    `check_new_name` refused its kind, so that it can still be read and deleted."""
+    return check_text(name, what=f"{what}'s name")

@@ -9,6 +9,7 @@ step, so no user input can widen it.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -16,9 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bson import ObjectId
+from bson import ObjectId, json_util
+from bson.json_util import JSONMode, JSONOptions
 
-from app.domain.metadata import INT64_MAX, check_int64, parse_json, parse_object_id, parse_time
+from app.domain.metadata import INT64_MAX, check_int64, check_text, parse_json, parse_object_id, parse_time
 from app.domain.scope import Scope
 from app.errors import BadInput
 
@@ -374,6 +376,7 @@ def _check_literal(path: str, value: Any, *, depth: int) -> Any:
         for key in value:
             if not isinstance(key, str) or key.startswith("$") or "\x00" in key:
                 raise BadInput(f"{path}: {key!r} cannot be used inside a value to compare with.")
+            check_text(key, what=f"A key of the value compared with {path}")
         return {key: _check_literal(path, item, depth=depth + 1) for key, item in value.items()}
     if isinstance(value, list):
         _check_length(value, path)
@@ -381,7 +384,7 @@ def _check_literal(path: str, value: Any, *, depth: int) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise BadInput(f"{path}: {value} cannot be compared; use a finite number.")
     if isinstance(value, str):
-        return _typed_string(path, value)
+        return _typed_string(path, check_text(value, what=f"The value compared with {path}"))
     if isinstance(value, int) and not isinstance(value, bool):
         return check_int64(value, path=path)
     if value is None or isinstance(value, (bool, float, datetime, ObjectId)):
@@ -409,6 +412,7 @@ def _check_length(items: list[Any], where: str) -> None:
 
 
 def check_regex(pattern: str, *, name: str) -> str:
+    check_text(pattern, what=f"The regular expression for {name}")
     if len(pattern) > MAX_REGEX_LENGTH:
         raise BadInput(f"The regular expression for {name} is longer than {MAX_REGEX_LENGTH} characters.")
     try:
@@ -422,12 +426,56 @@ def check_path(path: str, *, what: str) -> str:
     """A field path such as `data.camera.iso`: dotted names, none empty or starting with '$'."""
     if not path or "\x00" in path:
         raise BadInput(f"The {what} name is empty or contains NUL.")
+    check_text(path, what=f"The {what} name")
     for segment in path.split("."):
         if not segment:
             raise BadInput(f"The {what} {path!r} has an empty part.")
         if segment.startswith("$"):
             raise BadInput(f"The {what} {path!r} must not start a part with '$'.")
     return path
+
+
+# -- filters kept as text (saved views, snapshots) -------------------------------------------
+
+# Relaxed Extended JSON: dates and ids stay what they are ({"$date": …}, {"$oid": …}); kept as
+# text because a filter's keys are operators and dotted paths, which a database may refuse as
+# field names.
+_EXTENDED_JSON = JSONOptions(json_mode=JSONMode.RELAXED, tz_aware=True)
+
+
+def filter_to_text(query_filter: Mapping[str, Any]) -> str:
+    return json_util.dumps(query_filter, json_options=_EXTENDED_JSON)
+
+
+def filter_from_text(text: str) -> dict[str, Any]:
+    """A filter as `filter_to_text` kept it, unchecked: checks change over time, so a caller
+    decides what a stored filter that no longer passes them means."""
+    loaded: dict[str, Any] = json_util.loads(text, json_options=_EXTENDED_JSON)
+    return loaded
+
+
+def filter_as_json(query_filter: Mapping[str, Any]) -> Any:
+    """A filter as clients see it, in relaxed Extended JSON. Text that cannot be sent (a lone
+    surrogate, kept before such filters were refused) shows as U+FFFD."""
+    return json.loads(filter_to_text(query_filter), object_hook=_sendable)
+
+
+def _sendable(value: dict[str, Any]) -> dict[str, Any]:
+    return {_sendable_text(key): _sendable_item(item) for key, item in value.items()}
+
+
+def _sendable_item(value: Any) -> Any:
+    if isinstance(value, str):
+        return _sendable_text(value)
+    if isinstance(value, list):
+        return [_sendable_item(item) for item in value]
+    return value
+
+
+def _sendable_text(text: str) -> str:
+    if text.isascii():
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 # -- typed conditions (GraphQL's filter inputs) ----------------------------------------------

@@ -25,15 +25,13 @@ with `fileChanged: true` and without bytes, never with a newer file.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bson import ObjectId, json_util
-from bson.json_util import JSONMode, JSONOptions
+from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
@@ -41,8 +39,16 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from app.db import Database, in_batches
 from app.domain import replacement
 from app.domain.export import Selection
-from app.domain.metadata import check_name
-from app.domain.query import check_count, check_filter, check_skip, scoped
+from app.domain.metadata import check_name, check_new_name
+from app.domain.query import (
+    check_count,
+    check_filter,
+    check_skip,
+    filter_as_json,
+    filter_from_text,
+    filter_to_text,
+    scoped,
+)
 from app.domain.rewrite import REVISION, revision_of
 from app.domain.scope import Scope
 from app.errors import Conflict, NotFound
@@ -56,7 +62,6 @@ MAX_DIFF_IDS = 10_000
 FROZEN_FIELDS = (*RENDERED_FIELDS, REVISION)
 COMPARED_FIELDS = ("file", "checksum", "time", "data")  # a change of any is a changed image
 INDEXES = [IndexModel([("owner", ASCENDING), ("name", ASCENDING)], name="owner_1_name_1", unique=True)]
-_JSON = JSONOptions(json_mode=JSONMode.RELAXED, tz_aware=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,7 +80,7 @@ class Snapshot:
     @property
     def filter_json(self) -> Any:
         """The filter as clients see it: relaxed Extended JSON (`{"$date": …}` for dates)."""
-        return json.loads(json_util.dumps(self.filter, json_options=_JSON))
+        return filter_as_json(self.filter)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,7 +117,7 @@ class SnapshotService:
         return Snapshot(
             id=document["_id"],
             name=document["name"],
-            filter=json_util.loads(document["filter"], json_options=_JSON),
+            filter=filter_from_text(document["filter"]),
             created=document["created"],
             count=document.get("count"),
             collection=self._database()[f"snapshot_{document['_id']}"],
@@ -120,12 +125,13 @@ class SnapshotService:
 
     async def create(self, scope: Scope, name: str, query_filter: Mapping[str, Any]) -> Snapshot:
         """Freeze the matches; Conflict if the caller has a snapshot of that name."""
+        check_new_name(name, what="A snapshot")
         checked = check_filter(query_filter)
         entry = {
             "_id": ObjectId(),
             "owner": scope.owner,
-            "name": check_name(name, what="A snapshot"),
-            "filter": json_util.dumps(checked, json_options=_JSON),
+            "name": name,
+            "filter": filter_to_text(checked),
             "created": utc_now(),
         }
         with self.database.errors(user_query=True):

@@ -4,7 +4,9 @@ A view is stored in the `views` collection as `{owner, name, filter, sort, creat
 unique per (owner, name). The filter is kept as relaxed Extended JSON text, not as a document:
 its keys are MongoDB operators and dotted paths, which a database may refuse as field names,
 and the text keeps dates and ids as what they are. It passes the query compiler's checks when
-saved and again each time it is used, so a view can never run more than a filter could.
+saved and again each time it is used, so a view can never run more than a filter could. A view
+saved before a check that its filter now fails is still listed, read and deleted as usual, with
+the reason in `problem`; using it is a 400 saying so, until it is saved again or deleted.
 
 Using a view narrows a request: its filter is ANDed with whatever else the request filters on,
 and its sort applies unless the request gives one. A view belongs to its owner; another user
@@ -13,29 +15,33 @@ naming it gets a 404, as for anything they cannot see.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from bson import json_util
-from bson.json_util import JSONMode, JSONOptions
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from app.db import Database
-from app.domain.metadata import check_name
-from app.domain.query import ImageQuery, all_of, build_sort, check_filter
+from app.domain.metadata import check_name, check_new_name
+from app.domain.query import (
+    ImageQuery,
+    all_of,
+    build_sort,
+    check_filter,
+    filter_as_json,
+    filter_from_text,
+    filter_to_text,
+)
 from app.domain.scope import Scope
-from app.errors import Conflict, NotFound
+from app.errors import BadInput, Conflict, NotFound
 from app.models import utc_now
 
 COLLECTION = "views"
 MAX_VIEWS = 1000  # per owner
 INDEXES = [IndexModel([("owner", ASCENDING), ("name", ASCENDING)], name="owner_1_name_1", unique=True)]
-_JSON = JSONOptions(json_mode=JSONMode.RELAXED, tz_aware=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,11 +51,13 @@ class View:
     sort: list[tuple[str, int]]
     created: datetime
     updated: datetime
+    # Why the stored filter fails today's checks (then `filter` is as stored, unchecked).
+    problem: str | None = None
 
     @property
     def filter_json(self) -> Any:
         """The filter as clients see it: relaxed Extended JSON (`{"$date": …}` for dates)."""
-        return json.loads(json_util.dumps(self.filter, json_options=_JSON))
+        return filter_as_json(self.filter)
 
 
 class ViewService:
@@ -76,9 +84,10 @@ class ViewService:
         self, scope: Scope, name: str, query_filter: Mapping[str, Any], sort: Sequence[tuple[str, int]]
     ) -> View:
         """Create the view, or replace the one of that name."""
+        check_new_name(name, what="A view")
         checked = check_filter(query_filter)
         keys = build_sort(sort)
-        text = json_util.dumps(checked, json_options=_JSON)
+        text = filter_to_text(checked)
         now = utc_now()
         with self.database.errors():
             collection = await self._collection()
@@ -108,16 +117,24 @@ class ViewService:
     async def narrow(self, scope: Scope, query: ImageQuery, name: str) -> ImageQuery:
         """The query with the view's filter ANDed in, and its sort unless the query has one."""
         view = await self.get(scope, name)
+        if view.problem is not None:
+            raise BadInput(f"The view {name!r} can no longer be used; save it again or delete it. {view.problem}")
         return replace(query, filter=check_filter(all_of([view.filter, query.filter])), sort=query.sort or view.sort)
 
 
 def _loaded(document: Mapping[str, Any]) -> View:
+    stored = filter_from_text(document["filter"])
+    try:
+        checked, problem = check_filter(stored), None
+    except BadInput as error:
+        checked, problem = stored, error.detail
     return View(
         name=document["name"],
-        filter=check_filter(json_util.loads(document["filter"], json_options=_JSON)),
+        filter=checked,
         sort=[(key["path"], key["direction"]) for key in document.get("sort", [])],
         created=document["created"],
         updated=document["updated"],
+        problem=problem,
     )
 
 

@@ -168,6 +168,9 @@ class View:
     sort: list[SortKey]
     created: datetime
     updated: datetime
+    problem: str | None = strawberry.field(
+        description="why the view can no longer be used (its filter fails a check added since it was saved)"
+    )
 
     @classmethod
     def from_view(cls, view: SavedView) -> View:
@@ -177,6 +180,7 @@ class View:
             sort=[SortKey(field=path, direction=direction) for path, direction in view.sort],
             created=view.created,
             updated=view.updated,
+            problem=view.problem,
         )
 
 

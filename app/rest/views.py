@@ -35,6 +35,10 @@ class ViewOut(BaseModel):
     sort: str
     created: str
     updated: str
+    problem: str | None = Field(
+        default=None,
+        description="why the view can no longer be used (its filter fails a check added since it was saved)",
+    )
 
 
 def _out(view: View) -> dict[str, Any]:
@@ -44,6 +48,7 @@ def _out(view: View) -> dict[str, Any]:
         "sort": ",".join(path if direction == 1 else f"-{path}" for path, direction in view.sort),
         "created": format_time(view.created),
         "updated": format_time(view.updated),
+        "problem": view.problem,
     }
 
 

@@ -44,6 +44,13 @@ def storage_key(raw: str) -> str:
         raise BadInput("The file path is empty.")
     if _CONTROL.search(raw):
         raise BadInput("The file path contains a control character (such as NUL).")
+    if not raw.isascii():
+        try:
+            raw.encode("utf-8")  # a lone surrogate (JSON's \ud800) names no file on any backend
+        except UnicodeEncodeError:
+            raise BadInput(
+                "The file path holds a lone UTF-16 surrogate (such as \\ud800), which is not valid text."
+            ) from None
     if "\\" in raw:
         raise BadInput("The file path contains a backslash; use '/' between folders.")
     if raw.startswith("/") or _DRIVE.match(raw):

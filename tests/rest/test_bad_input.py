@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
+from bson import ObjectId
 from fastapi import FastAPI
 
 from tests.rest.test_images import count_documents, stored_keys, upload
+from tests.utils.graphql import gql, gql_data
 from tests.utils.images import make_image
 from tests.utils.metrics import sample
 
@@ -190,3 +196,333 @@ async def test_graphql_integers_beyond_64_bits_are_bad_user_input(
     errors = response.json()["errors"]
     assert [error["extensions"]["code"] for error in errors] == ["BAD_USER_INPUT"]
     assert "64-bit" in errors[0]["message"]
+
+
+# -- text that is not valid Unicode ----------------------------------------------------------
+
+# A lone UTF-16 surrogate: valid JSON (`"\ud800"`), but no UTF-8, BSON or response can carry it.
+LONE = "\ud800"
+
+
+def as_json(value: Any) -> str:
+    """JSON text with every non-ASCII character escaped, as a client holding a lone surrogate
+    sends it (httpx's own encoder would fail on it)."""
+    return json.dumps(value, ensure_ascii=True)
+
+
+async def unchanged_state(client: httpx.AsyncClient) -> dict[str, Any]:
+    """What a refused request must leave as it was: the images, the views and the snapshots."""
+    return {
+        "images": [(item["file"], item["data"]) for item in (await client.get("/images")).json()["items"]],
+        "views": (await client.get("/views")).json(),
+        "snapshots": (await client.get("/snapshots")).json(),
+    }
+
+
+async def test_a_lone_surrogate_is_a_400_on_every_route_that_takes_text(
+    client: httpx.AsyncClient, image: dict[str, Any]
+) -> None:
+    one = f"/images/{image['_id']}"
+    bodies = [
+        ("PATCH", one, {"a": LONE}),
+        ("PATCH", one, {LONE: 1}),
+        ("PATCH", one, {"a": {"b": [1, {"c": LONE}]}}),
+        ("PATCH", one, {"$unset": {LONE: ""}}),
+        ("PUT", one, {"a": LONE}),
+        ("PUT", one, {"a": {LONE: 1}}),
+        ("PATCH", "/images", {"a": LONE}),
+        ("PATCH", "/images", {LONE: True}),
+        ("PUT", "/views/v", {"filter": {"data.a": LONE}}),
+        ("PUT", "/views/v", {"filter": {f"data.{LONE}": 1}}),
+        ("PUT", "/views/v", {"sort": f"data.{LONE}"}),
+        ("POST", "/snapshots", {"name": LONE}),
+        ("POST", "/snapshots", {"name": f"s{LONE}"}),
+        ("POST", "/snapshots", {"name": "s", "filter": {"data.a": {"$in": ["x", LONE]}}}),
+        ("POST", "/snapshots", {"name": "s", "view": LONE}),
+    ]
+    filters = [
+        {"data.a": LONE},
+        {LONE: 1},
+        {"data.a": {"$regex": LONE}},
+        {"data.a": {"$not": {"$regex": f"^{LONE}"}}},
+        {"data.a": {"$elemMatch": {"b": LONE}}},
+        {"data.a": {"b": {LONE: 1}}},
+        {"$or": [{"file": LONE}, {"data.a": 1}]},
+    ]
+    queries = [
+        (method, route, {"filter": as_json(query_filter)})
+        for query_filter in filters
+        for method, route in [
+            ("GET", "/images"),
+            ("GET", "/fields"),
+            ("GET", "/fields/label"),
+            ("GET", "/fields/label?counts=true"),
+            ("GET", "/facets/contentType"),
+            ("GET", "/export"),
+            ("DELETE", "/images"),
+        ]
+    ]
+    before = await unchanged_state(client)
+    for method, url, body in bodies:
+        response = await client.request(
+            method, url, content=as_json(body), headers={"content-type": "application/json"}
+        )
+        assert "surrogate" in assert_one_sentence(response, 400), (method, url, body)
+    for method, url, params in queries:
+        response = await client.request(method, url, params=params)
+        assert "surrogate" in assert_one_sentence(response, 400), (method, url, params)
+    patched = await client.patch("/images", params={"filter": as_json({"data.a": LONE})}, json={"b": 1})
+    assert "surrogate" in assert_one_sentence(patched, 400)
+    assert await unchanged_state(client) == before
+
+
+async def test_a_lone_surrogate_in_uploaded_metadata_is_a_400_storing_nothing(
+    client: httpx.AsyncClient, app: FastAPI, cat_jpeg: bytes
+) -> None:
+    for fields in ({"data": as_json({"a": LONE})}, {"json": as_json({LONE: 1})}, {"data": as_json({"a": [LONE]})}):
+        response = await upload(client, make_image(), fields={"file": "u.png", **fields})
+        assert "surrogate" in assert_one_sentence(response, 400), fields
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("cat.jpg", cat_jpeg)
+    imported = await client.post(
+        "/import",
+        files={"archive": ("a.zip", archive.getvalue(), "application/zip")},
+        data={"data": as_json({"a": LONE})},
+    )
+    assert "surrogate" in assert_one_sentence(imported, 400)
+    assert await count_documents(app) == 0
+    assert await stored_keys(app) == set()
+
+
+async def test_a_lone_surrogate_in_a_restored_document_skips_that_image_only(
+    client: httpx.AsyncClient, app: FastAPI, cat_jpeg: bytes
+) -> None:
+    documents = [
+        {"_id": "6385c4b3a1e2f0c9d8b7a615", "file": "good.jpg", "time": "2022-11-02T23:41:55.711Z", "data": {"a": 1}},
+        {"_id": "6385c4b3a1e2f0c9d8b7a616", "file": "bad.jpg", "time": "2022-11-02T23:41:55.711Z", "data": {"a": LONE}},
+    ]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("good.jpg", cat_jpeg)
+        zipped.writestr("bad.jpg", cat_jpeg)
+        zipped.writestr("mongodb_data.json", as_json(documents))
+    imported = await client.post("/import", files={"archive": ("a.zip", archive.getvalue(), "application/zip")})
+    assert imported.status_code == 200, imported.text
+    summary = imported.json()
+    assert summary["imported"] == 1
+    assert [(skipped["name"], "surrogate" in skipped["reason"]) for skipped in summary["skipped"]] == [
+        ("bad.jpg", True)
+    ]
+    assert [item["file"] for item in (await client.get("/images")).json()["items"]] == ["good.jpg"]
+    assert await stored_keys(app) == {"good.jpg"}
+
+
+GRAPHQL_WITH_TEXT = [
+    ("query($f: ImageFilter) { images(filter: $f) { total } }", {"f": {"where": {"data.a": LONE}}}),
+    ("query($f: ImageFilter) { images(filter: $f) { total } }", {"f": {"where": {LONE: 1}}}),
+    ("query($f: ImageFilter) { images(filter: $f) { total } }", {"f": {"file": {"eq": LONE}}}),
+    ("query($f: ImageFilter) { images(filter: $f) { total } }", {"f": {"file": {"contains": LONE}}}),
+    ("query($f: ImageFilter) { images(filter: $f) { total } }", {"f": {"file": {"regex": LONE}}}),
+    ("query($f: ImageFilter) { images(filter: $f) { total } }", {"f": {"data": [{"path": "a", "eq": LONE}]}}),
+    ("query($f: ImageFilter) { images(filter: $f) { total } }", {"f": {"data": [{"path": LONE, "eq": 1}]}}),
+    ("query($f: ImageFilter) { images(filter: $f) { total } }", {"f": {"data": [{"path": "a", "in": [LONE]}]}}),
+    ("query($f: ImageFilter) { images(filter: $f) { total } }", {"f": {"data": [{"path": "a", "regex": LONE}]}}),
+    ("query($f: ImageFilter) { images(filter: $f) { total } }", {"f": {"checksum": LONE}}),
+    ("query($f: ImageFilter) { images(filter: $f) { total } }", {"f": {"ids": [LONE]}}),
+    ("query($f: ImageFilter) { images(filter: $f) { total } }", {"f": {"not": {"file": {"eq": LONE}}}}),
+    ("query($s: [SortInput!]) { images(sort: $s) { total } }", {"s": [{"field": f"data.{LONE}"}]}),
+    ("query($v: String) { images(view: $v) { total } }", {"v": LONE}),
+    ("query($a: String) { imagesConnection(after: $a) { edges { cursor } } }", {"a": LONE}),
+    ("query($a: String) { imagesConnection(after: $a) { edges { cursor } } }", {"a": f"x{LONE}y" * 10}),
+    ("query($i: ID!) { image(id: $i) { id } }", {"i": LONE}),
+    ("query($f: ImageFilter) { fields(filter: $f) }", {"f": {"where": {"data.a": LONE}}}),
+    ("query($n: String!) { fieldValues(field: $n) }", {"n": LONE}),
+    ("query($n: String!) { facets(field: $n) { value count } }", {"n": LONE}),
+    (
+        "query($f: ImageFilter) { systemFacets(field: CONTENT_TYPE, filter: $f) { count } }",
+        {"f": {"where": {"a": LONE}}},
+    ),
+    ("query($n: String!) { view(name: $n) { name } }", {"n": LONE}),
+    ("query($n: String!) { snapshot(name: $n) { name } }", {"n": LONE}),
+    ("query($n: String!) { snapshotDiff(name: $n, other: $n) { added { count } } }", {"n": LONE}),
+    ("mutation($i: ID!, $s: JSON) { updateImage(id: $i, set: $s) { id } }", {"s": {"a": LONE}}),
+    ("mutation($i: ID!, $s: JSON) { updateImage(id: $i, set: $s) { id } }", {"s": {LONE: 1}}),
+    ("mutation($i: ID!, $u: [String!]) { updateImage(id: $i, unset: $u) { id } }", {"u": [LONE]}),
+    ("mutation($i: ID!, $d: JSON!) { replaceImageData(id: $i, data: $d) { id } }", {"d": {"a": [LONE]}}),
+    ("mutation($s: JSON) { updateImages(filter: {}, set: $s) { matchedCount } }", {"s": {"a": LONE}}),
+    (
+        "mutation($f: ImageFilter!) { updateImages(filter: $f, set: {b: 1}) { matchedCount } }",
+        {"f": {"where": {"a": LONE}}},
+    ),
+    ("mutation($u: [String!]) { updateImages(filter: {}, unset: $u) { matchedCount } }", {"u": [LONE]}),
+    ("mutation($i: ID!) { deleteImage(id: $i) }", {"i": f"{LONE}" * 24}),
+    ("mutation($f: ImageFilter) { deleteImages(filter: $f) { deletedCount } }", {"f": {"where": {"data.a": LONE}}}),
+    ("mutation($n: String!) { saveView(name: $n) { name } }", {"n": LONE}),
+    ('mutation($f: ImageFilter) { saveView(name: "v", filter: $f) { name } }', {"f": {"where": {"a": LONE}}}),
+    ('mutation($s: [SortInput!]) { saveView(name: "v", sort: $s) { name } }', {"s": [{"field": LONE}]}),
+    ("mutation($n: String!) { createSnapshot(name: $n) { name } }", {"n": LONE}),
+    ('mutation($f: ImageFilter) { createSnapshot(name: "s", filter: $f) { name } }', {"f": {"where": {"a": LONE}}}),
+    ('mutation($v: String) { createSnapshot(name: "s", view: $v) { name } }', {"v": LONE}),
+    ("mutation($n: String!) { deleteSnapshot(name: $n) }", {"n": LONE}),
+    ("mutation($n: String!) { deleteView(name: $n) }", {"n": LONE}),
+]
+
+
+async def test_a_lone_surrogate_is_bad_user_input_in_every_graphql_operation_that_takes_text(
+    client: httpx.AsyncClient, image: dict[str, Any]
+) -> None:
+    before = await unchanged_state(client)
+    for query, variables in GRAPHQL_WITH_TEXT:
+        body = as_json({"query": query, "variables": {"i": image["_id"], **variables}})
+        response = await client.post("/graphql", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 200, (query, variables, response.text)
+        errors = response.json()["errors"]
+        assert [error["extensions"]["code"] for error in errors] == ["BAD_USER_INPUT"], (query, variables, errors)
+    assert await unchanged_state(client) == before
+
+
+async def test_a_lone_surrogate_in_a_graphql_upload_is_bad_user_input_storing_nothing(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    cases = [
+        ("mutation($f: Upload!, $p: String) { uploadImage(file: $f, path: $p) { id } }", {"p": f"a/{LONE}.png"}),
+        ("mutation($f: Upload!, $d: JSON) { uploadImage(file: $f, data: $d) { id } }", {"d": {"a": LONE}}),
+    ]
+    for query, variables in cases:
+        form = {
+            "operations": as_json({"query": query, "variables": {"f": None, **variables}}),
+            "map": json.dumps({"0": ["variables.f"]}),
+        }
+        response = await client.post(
+            "/graphql",
+            data=form,
+            files={"0": ("x.png", make_image(), "image/png")},
+            headers={"Apollo-Require-Preflight": "true"},
+        )
+        errors = response.json()["errors"]
+        assert [error["extensions"]["code"] for error in errors] == ["BAD_USER_INPUT"], (query, errors)
+        assert "surrogate" in errors[0]["message"]
+    several = (
+        "mutation($f: [Upload!]!, $d: JSON) { uploadImages(files: $f, data: $d) { images { id } skipped { reason } } }"
+    )
+    form = {
+        "operations": as_json({"query": several, "variables": {"f": [None], "d": {LONE: 1}}}),
+        "map": json.dumps({"0": ["variables.f.0"]}),
+    }
+    response = await client.post(
+        "/graphql",
+        data=form,
+        files={"0": ("x.png", make_image(), "image/png")},
+        headers={"Apollo-Require-Preflight": "true"},
+    )
+    result = response.json()["data"]["uploadImages"]
+    assert result["images"] == []
+    assert ["surrogate" in skipped["reason"] for skipped in result["skipped"]] == [True]
+    assert await count_documents(app) == 0
+    assert await stored_keys(app) == set()
+
+
+# -- names of views and snapshots ------------------------------------------------------------
+
+
+def registry(app: FastAPI, name: str) -> Any:
+    """A collection of the service's database (`views`, `snapshots`), behind the service's back."""
+    return app.state.services.database.client[app.state.services.database.name][name]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("a/b", "'/'"),
+        ("/", "'/'"),
+        ("a/", "'/'"),
+        (".", "'.' or '..'"),
+        ("..", "'.' or '..'"),
+        ("a\tb", "control characters"),
+        ("a\nb", "control characters"),
+        ("   ", "not only spaces"),
+        ("x" * 101, "1 to 100 characters"),
+    ],
+)
+async def test_a_name_no_route_could_reach_is_refused_when_created(
+    client: httpx.AsyncClient, name: str, reason: str
+) -> None:
+    snapshot = await client.post("/snapshots", json={"name": name})
+    assert reason in assert_one_sentence(snapshot, 400)
+    saved = await gql(client, "mutation($n: String!) { saveView(name: $n) { name } }", {"n": name})
+    assert [error["extensions"]["code"] for error in saved["errors"]] == ["BAD_USER_INPUT"]
+    assert reason in saved["errors"][0]["message"]
+    made = await gql(client, "mutation($n: String!) { createSnapshot(name: $n) { name } }", {"n": name})
+    assert reason in made["errors"][0]["message"]
+    assert (await client.get("/snapshots")).json() == []
+    assert (await client.get("/views")).json() == []
+
+
+@pytest.mark.parametrize("name", ["a.b", "...", " a ", "été", "a%2Fb", "a?b#c", "a\\b"])
+async def test_a_name_that_is_one_path_segment_is_reachable_by_every_route(
+    client: httpx.AsyncClient, name: str
+) -> None:
+    segment = quote(name, safe="")
+    assert (await client.post("/snapshots", json={"name": name})).status_code == 201
+    assert (await client.put(f"/views/{segment}", json={})).status_code == 200
+    for url in (f"/snapshots/{segment}", f"/snapshots/{segment}/images", f"/snapshots/{segment}/diff/{segment}"):
+        assert (await client.get(url)).status_code == 200, url
+    assert (await client.get(f"/snapshots/{segment}/export")).status_code == 200
+    assert (await client.get(f"/views/{segment}")).json()["name"] == name
+    assert (await client.get("/images", params={"view": name})).status_code == 200
+    assert (await client.delete(f"/snapshots/{segment}")).json() == {"name": name}
+    assert (await client.delete(f"/views/{segment}")).json() == {"name": name}
+
+
+async def test_names_stored_before_they_were_refused_can_be_read_and_deleted_through_graphql(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    now = datetime.now(UTC)
+    await registry(app, "snapshots").insert_one(
+        {"_id": ObjectId(), "owner": None, "name": "a/b", "filter": "{}", "created": now, "count": 0}
+    )
+    await registry(app, "views").insert_one(
+        {"owner": None, "name": "c/d", "filter": "{}", "sort": [], "created": now, "updated": now}
+    )
+    assert [item["name"] for item in (await client.get("/snapshots")).json()] == ["a/b"]
+    assert [item["name"] for item in (await client.get("/views")).json()] == ["c/d"]
+    assert (await client.get("/snapshots/a%2Fb")).status_code == 404  # routing splits at %2F
+
+    read = await gql_data(client, '{ snapshot(name: "a/b") { name count } view(name: "c/d") { name } }')
+    assert read == {"snapshot": {"name": "a/b", "count": 0}, "view": {"name": "c/d"}}
+    deleted = await gql_data(client, 'mutation { deleteSnapshot(name: "a/b") deleteView(name: "c/d") }')
+    assert deleted == {"deleteSnapshot": "a/b", "deleteView": "c/d"}
+    assert (await client.get("/snapshots")).json() == []
+    assert (await client.get("/views")).json() == []
+
+
+# -- stored data that today's checks refuse --------------------------------------------------
+
+
+async def test_a_view_stored_with_a_lone_surrogate_is_listed_and_refused_only_when_used(
+    client: httpx.AsyncClient, app: FastAPI, image: dict[str, Any]
+) -> None:
+    # As an earlier version stored `PUT /views/sv {"filter": {"data.a": "\ud800"}}`.
+    now = datetime.now(UTC)
+    await registry(app, "views").insert_one(
+        {"owner": None, "name": "sv", "filter": as_json({"data.a": LONE}), "sort": [], "created": now, "updated": now}
+    )
+    listed = await client.get("/views")
+    assert listed.status_code == 200, listed.text
+    [view] = listed.json()
+    assert view["filter"] == {"data.a": "\ufffd"}
+    assert "surrogate" in view["problem"]
+    assert (await client.get("/views/sv")).json() == view
+    graphql = await gql_data(client, '{ views { name filter problem } view(name: "sv") { problem } }')
+    assert graphql["views"] == [{"name": "sv", "filter": {"data.a": "\ufffd"}, "problem": view["problem"]}]
+    for route in ("/images", "/fields", "/export"):
+        used = await client.get(route, params={"view": "sv"})
+        assert "can no longer be used" in assert_one_sentence(used, 400), route
+    refused = await client.post("/snapshots", json={"name": "s", "view": "sv"})
+    assert "can no longer be used" in assert_one_sentence(refused, 400)
+
+    # Saved again, it works; and it can be deleted as it is.
+    assert (await client.put("/views/sv", json={"filter": {"data.label": "cat"}})).json()["problem"] is None
+    assert (await client.get("/images", params={"view": "sv"})).json()["total"] == 1
+    assert (await client.delete("/views/sv")).status_code == 200
