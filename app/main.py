@@ -19,6 +19,7 @@ from app.rest import archive, collection, downloads, fields, images, info, opera
 from app.rest.access import ObservedFastAPI, RouteTemplates
 from app.rest.errors import install_error_handlers
 from app.rest.limits import BodyLimits, RequestBodyLimits
+from app.rest.methods import AllowedMethods
 from app.services import Services
 
 log = logging.getLogger("app")
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         json_bytes=settings.max_json_bytes,
         timeout=settings.request_body_timeout_seconds,
     )
+    app.add_middleware(AllowedMethods, routes=routes)
     app.add_middleware(RequestBodyLimits, limits=limits)
     app.add_middleware(
         CORSMiddleware,

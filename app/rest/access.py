@@ -38,10 +38,11 @@ QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class RouteTemplates:
-    """Raw path → route template, from the same route objects the app routes with."""
+    """Raw path → route template, and the methods its routes take, from the same route objects
+    the app routes with."""
 
     def __init__(self) -> None:
-        self._patterns: list[tuple[re.Pattern[str], str]] = []
+        self._patterns: list[tuple[re.Pattern[str], str, frozenset[str]]] = []
 
     def add(self, routes: Iterable[BaseRoute], *, prefix: str = "") -> None:
         for route in routes:
@@ -50,10 +51,15 @@ class RouteTemplates:
                 continue  # an included router: added with its own routes and prefix
             template = f"{prefix}{path}/{{path:path}}" if isinstance(route, Mount) else f"{prefix}{path}"
             regex, path_format, _ = compile_path(template)
-            self._patterns.append((regex, path_format))
+            methods = frozenset(getattr(route, "methods", None) or ())
+            self._patterns.append((regex, path_format, methods))
 
     def template(self, path: str) -> str:
-        return next((template for regex, template in self._patterns if regex.match(path)), UNMATCHED)
+        return next((template for regex, template, _ in self._patterns if regex.match(path)), UNMATCHED)
+
+    def methods(self, path: str) -> frozenset[str]:
+        """Every method some route of `path` takes (several routes may share a path)."""
+        return frozenset().union(*(methods for regex, _, methods in self._patterns if regex.match(path)))
 
 
 class AccessLog:

@@ -455,6 +455,23 @@ async def test_cors_preflight_with_odd_request_header_succeeds(client: httpx.Asy
     assert "PATCH" in response.headers["access-control-allow-methods"]
 
 
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [
+        ("/images", "DELETE, GET, OPTIONS, PATCH, POST"),
+        ("/images/6385c4b3a1e2f0c9d8b7a615", "DELETE, GET, OPTIONS, PATCH, PUT"),
+        ("/snapshots", "GET, OPTIONS, POST"),
+        ("/views/cats", "DELETE, GET, OPTIONS, PUT"),
+    ],
+)
+async def test_allow_lists_every_method_of_a_path(client: httpx.AsyncClient, path: str, methods: str) -> None:
+    options = await client.options(path)
+    assert (options.status_code, options.headers["allow"]) == (204, methods)
+    refused = await client.request("TRACE", path)
+    assert (refused.status_code, refused.headers["allow"]) == (405, methods)
+    assert (await client.options("/nowhere")).status_code == 404
+
+
 async def test_cors_exposes_content_disposition(client: httpx.AsyncClient) -> None:
     created = (await upload(client, make_image())).json()
     response = await client.get(f"/images/{created['_id']}/image", headers={"Origin": "http://gui.example"})
