@@ -20,6 +20,7 @@ from app.rest.access import ObservedFastAPI, RouteTemplates
 from app.rest.errors import install_error_handlers
 from app.rest.limits import BodyLimits, RequestBodyLimits
 from app.rest.methods import AllowedMethods
+from app.rest.schemas import add_components
 from app.services import Services
 
 log = logging.getLogger("app")
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     graphql = graphql_router()
     app.include_router(graphql, prefix="/graphql", include_in_schema=False)
     routes.add(graphql.routes, prefix="/graphql")
+    add_components(app)
     app.state.metrics = metrics
     app.state.route_templates = routes
     limits = BodyLimits(

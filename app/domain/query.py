@@ -62,6 +62,28 @@ _INTEGER = re.compile(r"^-?\d{1,18}$")
 _DECIMAL = re.compile(r"^-?\d+\.\d+(e-?\d+)?$", re.IGNORECASE)
 
 
+# What the REST parameters accept, as JSON Schema patterns for the OpenAPI document (a generated
+# client then cannot send what will be refused); each mirrors the parser named beside it.
+_SEGMENT = r"[^\s,.$\x00][^\s,.\x00]*"  # check_path, inside a list split at spaces and commas
+_FIRST_SEGMENT = r"[^\s,.$\x00+-][^\s,.\x00]*"  # the first, after the signs lstrip takes off
+_SIGNED_PATH = rf"[-+]*{_FIRST_SEGMENT}(?:\.{_SEGMENT})*"
+# parse_sort
+SORT_PATTERN = rf"^[\s,]*(?:{_SIGNED_PATH}(?:[\s,]+{_SIGNED_PATH}){{0,15}}[\s,]*)?$"
+ORDER_PATTERN = (
+    r"^\s*(?:1|-1|[aA][sS][cC](?:[eE][nN][dD][iI][nN][gG])?|[dD][eE][sS][cC](?:[eE][nN][dD][iI][nN][gG])?)\s*$"
+)
+# _parse_flag
+FLAG_PATTERN = r"^(?:|1|0|[tT][rR][uU][eE]|[yY][eE][sS]|[oO][nN]|[fF][aA][lL][sS][eE]|[nN][oO]|[oO][fF][fF])$"
+# the `ids` parameter: comma-separated ids, empty parts skipped
+IDS_PATTERN = r"^(?:\s*[0-9a-fA-F]{24}\s*)?(?:,(?:\s*[0-9a-fA-F]{24}\s*)?)*$"
+# parse_select: fields to include, or fields to exclude (`-`), `_id` either way in both
+_INCLUDED = rf"(?:\+*{_FIRST_SEGMENT}(?:\.{_SEGMENT})*|[-+]*_id)"
+_EXCLUDED = rf"(?:-[-+]*{_FIRST_SEGMENT}(?:\.{_SEGMENT})*|[-+]*_id)"
+SELECT_PATTERN = rf"^[\s,]*(?:(?:{_INCLUDED}(?:[\s,]+{_INCLUDED})*|{_EXCLUDED}(?:[\s,]+{_EXCLUDED})*)[\s,]*)?$"
+# check_path, for one path given whole (a path parameter: no '/' either)
+PATH_PATTERN = r"^[^./$\x00][^./\x00]*(?:\.[^./$\x00][^./\x00]*)*$"
+
+
 @dataclass(frozen=True, kw_only=True)
 class ImageQuery:
     """A compiled query, before the caller's scope is added."""
@@ -250,15 +272,17 @@ def parse_select(text: str | None) -> tuple[list[str], dict[str, int] | None]:
     projection = {
         check_path(item.lstrip("-+"), what="select field"): 0 if item.startswith("-") else 1 for item in fields
     }
-    paths = sorted(projection)
-    for shorter, longer in zip(paths, paths[1:], strict=False):
-        # MongoDB refuses `data` with `data.label` (FerretDB does not): refuse it on both.
-        if longer.startswith(f"{shorter}."):
-            raise BadInput(f"select names both {shorter} and {longer}; keep one of them.")
     kinds = {value for path, value in projection.items() if path != "_id"}
     if len(kinds) > 1:
         raise BadInput("select cannot mix fields to include with fields to exclude ('-field'), except _id.")
-    return fields, projection
+    # `data` with `data.label` asks for `data`: MongoDB refuses a projection naming both (FerretDB
+    # does not), so the longer one goes, on both.
+    return fields, {path: value for path, value in projection.items() if not _has_parent_in(path, projection)}
+
+
+def _has_parent_in(path: str, paths: Mapping[str, Any]) -> bool:
+    parts = path.split(".")
+    return any(".".join(parts[:end]) in paths for end in range(1, len(parts)))
 
 
 # -- filter JSON -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from app.errors import BadInput
 from app.models import document_to_json
 from app.rest.deps import ImageQueryDep, ImagesDep, ScopeDep
-from app.rest.images import MetadataBody
+from app.rest.images import MetadataChangesBody
 from app.rest.schemas import DeleteManyOut, PageOut, UpdateManyOut, error_responses
 
 router = APIRouter(tags=["images"])
@@ -36,7 +36,7 @@ async def list_images(query: ImageQueryDep, images: ImagesDep, scope: ScopeDep) 
     summary="Merge metadata into every matching image (`$unset` removes keys)",
 )
 async def update_images(
-    query: ImageQueryDep, changes: MetadataBody, images: ImagesDep, scope: ScopeDep
+    query: ImageQueryDep, changes: MetadataChangesBody, images: ImagesDep, scope: ScopeDep
 ) -> dict[str, object]:
     summary = await images.update_many(scope, query.filter, changes)
     return {

@@ -8,10 +8,24 @@ from fastapi import Depends, Header, Path, Query, Request
 from starlette.requests import HTTPConnection
 
 from app.domain.images import ImageService
-from app.domain.query import ImageQuery, parse_query_params
+from app.domain.metadata import INT64_MAX
+from app.domain.query import (
+    DEFAULT_LIMIT,
+    FLAG_PATTERN,
+    IDS_PATTERN,
+    ORDER_PATTERN,
+    SELECT_PATTERN,
+    SORT_PATTERN,
+    ImageQuery,
+    parse_query_params,
+)
 from app.domain.scope import Scope
-from app.rest.etags import if_match_revisions
+from app.rest.etags import IF_MATCH_PATTERN, if_match_revisions
+from app.rest.schemas import documented
 from app.services import Services
+
+# `from` and `to`: ISO-8601, a date or a date-time (without a zone: UTC).
+ISO_TIME = documented(anyOf=[{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}])
 
 
 def services_of(connection: HTTPConnection) -> Services:
@@ -39,32 +53,87 @@ async def get_image_query(
     scope: Annotated[Scope, Depends(get_scope)],
     # Declared for the OpenAPI document only: the query compiler reads the raw parameters,
     # because any other `key=value` is a metadata match and arrays come in three spellings.
-    skip: Annotated[str | None, Query(description="matches to skip")] = None,
-    limit: Annotated[str | None, Query(description="page size (default 100)")] = None,
-    sort: Annotated[str | None, Query(description="field(s) to sort by: time, file, data.x; '-x' descends")] = None,
-    order: Annotated[str | None, Query(description="1, -1, asc or desc")] = None,
-    from_: Annotated[str | None, Query(alias="from", description="time >= this ISO date")] = None,
-    to: Annotated[str | None, Query(description="time <= this ISO date")] = None,
-    file: Annotated[str | None, Query(description="exact file path (substring with regex)")] = None,
-    regex: Annotated[str | None, Query(description="true: file and key=value match as case-insensitive regex")] = None,
-    ids: Annotated[list[str] | None, Query(description="image ids, repeated or comma-separated (also ids[])")] = None,
-    filter: Annotated[
-        str | None, Query(description='MongoDB-style query JSON, e.g. {"data.label":{"$in":["cat"]}}')
+    skip: Annotated[
+        str | None,
+        Query(
+            description="matches to skip", json_schema_extra=documented(type="integer", minimum=0, maximum=INT64_MAX)
+        ),
     ] = None,
-    select: Annotated[str | None, Query(description="fields to return, '-field' to exclude")] = None,
+    limit: Annotated[
+        str | None,
+        Query(
+            description=f"page size (default {DEFAULT_LIMIT}, at most QUERY_MAX_LIMIT: 10,000 unless configured; "
+            "facets at most 10,000)",
+            json_schema_extra=documented(type="integer", minimum=1, maximum=10_000),
+        ),
+    ] = None,
+    sort: Annotated[
+        str | None,
+        Query(
+            description="field(s) to sort by, separated by commas or spaces (at most 16): time, file, data.x; "
+            "'-x' descends",
+            json_schema_extra=documented(type="string", pattern=SORT_PATTERN),
+        ),
+    ] = None,
+    order: Annotated[
+        str | None,
+        Query(description="1, -1, asc or desc", json_schema_extra=documented(type="string", pattern=ORDER_PATTERN)),
+    ] = None,
+    from_: Annotated[
+        str | None, Query(alias="from", description="time >= this ISO date", json_schema_extra=ISO_TIME)
+    ] = None,
+    to: Annotated[str | None, Query(description="time <= this ISO date", json_schema_extra=ISO_TIME)] = None,
+    file: Annotated[
+        str | None,
+        Query(
+            description="exact file path; with regex, a case-insensitive regular expression (at most 512 characters)",
+            json_schema_extra=documented(type="string"),
+        ),
+    ] = None,
+    regex: Annotated[
+        str | None,
+        Query(
+            description="true: file and key=value match as case-insensitive regex",
+            json_schema_extra=documented(type="string", pattern=FLAG_PATTERN),
+        ),
+    ] = None,
+    ids: Annotated[
+        list[str] | None,
+        Query(
+            description="image ids, repeated or comma-separated (also ids[]); at most 10,000",
+            json_schema_extra=documented(type="array", items={"type": "string", "pattern": IDS_PATTERN}),
+        ),
+    ] = None,
+    filter: Annotated[
+        str | None,
+        Query(
+            description='MongoDB-style query JSON under the operator whitelist, e.g. {"data.label":{"$in":["cat"]}}',
+            json_schema_extra=documented(type="string", contentMediaType="application/json"),
+        ),
+    ] = None,
+    select: Annotated[
+        str | None,
+        Query(
+            description="fields to return, separated by commas or spaces; or '-field' to exclude (not both, but "
+            "_id either way)",
+            json_schema_extra=documented(type="string", pattern=SELECT_PATTERN),
+        ),
+    ] = None,
     after: Annotated[
         str | None,
         Query(
             description="the `nextCursor` of the page before: the page starts after its last image, however many "
             "were added or deleted since (same filter and sort; not with skip). Empty: the first page, in _id order "
-            "unless sorted"
+            "unless sorted",
+            json_schema_extra=documented(type="string"),
         ),
     ] = None,
     view: Annotated[
         str | None,
         Query(
             description="the name of one of your saved views (/views): its filter is added, and its sort used "
-            "unless sort is given"
+            "unless sort is given",
+            json_schema_extra=documented(type="string"),
         ),
     ] = None,
 ) -> ImageQuery:
@@ -77,7 +146,10 @@ async def get_image_query(
 async def get_if_match(
     if_match: Annotated[
         str | None,
-        Header(description='change only if the image is still at this revision: its ETag, e.g. "3" (or *)'),
+        Header(
+            description='change only if the image is still at this revision: its ETag, e.g. "3" (or *)',
+            json_schema_extra=documented(type="string", pattern=IF_MATCH_PATTERN),
+        ),
     ] = None,
 ) -> frozenset[int] | None:
     return if_match_revisions(if_match)

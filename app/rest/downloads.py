@@ -14,7 +14,7 @@ apply as to every other route, before any of it.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -22,9 +22,9 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from werkzeug.http import http_date, parse_date, parse_etags, parse_range_header, quote_etag, unquote_etag
 
 from app.domain.images import ImageFile
-from app.domain.resize import DEFAULT_QUALITY, MAX_SIDE, parse_resize
+from app.domain.resize import DEFAULT_QUALITY, MAX_SIDE, Fit, Format, parse_resize
 from app.rest.deps import ImageId, ScopeDep, ServicesDep
-from app.rest.schemas import error_responses
+from app.rest.schemas import documented, error_responses
 
 router = APIRouter(tags=["images"])
 
@@ -45,14 +45,34 @@ RangeHeader = Annotated[str | None, Header(alias="Range", description="one byte 
 IfRange = Annotated[str | None, Header(description="only send the range if the file is still this one")]
 Side = Annotated[
     int | None,
-    Query(description=f"a resized copy at most this many pixels wide (or high), 1 to {MAX_SIDE}; never enlarged"),
+    Query(
+        description=f"a resized copy at most this many pixels wide (or high), 1 to {MAX_SIDE}; never enlarged",
+        json_schema_extra=documented(type="integer", minimum=1, maximum=MAX_SIDE),
+    ),
 ]
-Fit = Annotated[
+FitParameter = Annotated[
     str | None,
-    Query(description="with width and height: `inside` (default) fits the image in the box, `cover` fills it, cropped"),
+    Query(
+        alias="fit",
+        description="with width and height: `inside` (default) fits the image in the box, `cover` fills it, cropped",
+        json_schema_extra=documented(type="string", enum=list(get_args(Fit))),
+    ),
 ]
-Format = Annotated[str | None, Query(alias="format", description="of a resized copy: `jpeg` (default), `webp`, `png`")]
-Quality = Annotated[int | None, Query(description=f"of a resized JPEG or WebP, 1 to 100 (default {DEFAULT_QUALITY})")]
+FormatParameter = Annotated[
+    str | None,
+    Query(
+        alias="format",
+        description="of a resized copy: `jpeg` (default), `webp`, `png`",
+        json_schema_extra=documented(type="string", enum=list(get_args(Format))),
+    ),
+]
+Quality = Annotated[
+    int | None,
+    Query(
+        description=f"of a resized JPEG or WebP, 1 to 100 (default {DEFAULT_QUALITY})",
+        json_schema_extra=documented(type="integer", minimum=1, maximum=100),
+    ),
+]
 
 
 async def download(
@@ -73,8 +93,8 @@ async def download(
     ] = False,
     width: Side = None,
     height: Side = None,
-    fit: Fit = None,
-    format_: Format = None,
+    fit: FitParameter = None,
+    format_: FormatParameter = None,
     quality: Quality = None,
 ) -> Response:
     images = services.images

@@ -11,6 +11,9 @@ import re
 
 from app.errors import BadInput
 
+# What `if_match_revisions` accepts, for the OpenAPI document: * or entity tags separated by
+# commas (a trailing one passes), with the spaces and tabs a header may hold around them.
+IF_MATCH_PATTERN = r'^[ \t]*(?:\*|(?:W/)?"[!#-~]*"[ \t]*(?:,[ \t]*(?:W/)?"[!#-~]*"[ \t]*)*,?)[ \t]*$'
 _TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e]*)"\s*(?:,|$)')
 _REVISION = re.compile(r"[0-9]{1,18}")
 

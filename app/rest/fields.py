@@ -7,8 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
+from app.domain.images import MAX_GROUPS, SYSTEM_FACETS
+from app.domain.metadata import INT64_MAX
+from app.domain.query import PATH_PATTERN
 from app.rest.deps import ImageQueryDep, ImagesDep, ScopeDep
-from app.rest.schemas import DuplicateGroupOut, FacetOut, error_responses
+from app.rest.schemas import DuplicateGroupOut, FacetOut, documented, error_responses
 
 router = APIRouter(tags=["fields"])
 
@@ -25,7 +28,13 @@ async def list_fields(query: ImageQueryDep, images: ImagesDep, scope: ScopeDep) 
     summary="Distinct values of one metadata key; with counts=true, how many images take each",
 )
 async def list_field_values(
-    name: str,
+    name: Annotated[
+        str,
+        Path(
+            description="a metadata key, dotted for nested ones (camera.iso)",
+            json_schema_extra=documented(type="string", pattern=PATH_PATTERN),
+        ),
+    ],
     query: ImageQueryDep,
     images: ImagesDep,
     scope: ScopeDep,
@@ -52,7 +61,13 @@ async def list_field_values(
     summary="How many matching images take each value of a system field: contentType or owner",
 )
 async def list_system_facets(
-    field: Annotated[str, Path(description="`contentType`, or `owner` (with per-user scope: only yours)")],
+    field: Annotated[
+        str,
+        Path(
+            description="`contentType`, or `owner` (with per-user scope: only yours)",
+            json_schema_extra=documented(type="string", enum=list(SYSTEM_FACETS)),
+        ),
+    ],
     query: ImageQueryDep,
     images: ImagesDep,
     scope: ScopeDep,
@@ -70,8 +85,17 @@ async def list_system_facets(
 async def list_duplicates(
     images: ImagesDep,
     scope: ScopeDep,
-    skip: Annotated[int, Query(description="groups to skip")] = 0,
-    limit: Annotated[int, Query(description="groups per page (at most 1000)")] = 20,
+    skip: Annotated[
+        int,
+        Query(description="groups to skip", json_schema_extra=documented(type="integer", minimum=0, maximum=INT64_MAX)),
+    ] = 0,
+    limit: Annotated[
+        int,
+        Query(
+            description=f"groups per page (at most {MAX_GROUPS})",
+            json_schema_extra=documented(type="integer", minimum=1, maximum=MAX_GROUPS),
+        ),
+    ] = 20,
 ) -> list[DuplicateGroupOut]:
     """Ordered by checksum; each group with its count and up to 100 image ids. Only images whose
     checksum is known (every image once the start-up backfill is done)."""

@@ -13,7 +13,7 @@ from app.models import Image, image_to_json
 from app.rest.deps import IfMatchDep, ImageId, ImagesDep, ScopeDep
 from app.rest.etags import etag
 from app.rest.forms import form_metadata, held_in_memory
-from app.rest.schemas import DeletedOut, ImageOut, error_responses
+from app.rest.schemas import DeletedOut, ImageOut, component, error_responses
 
 router = APIRouter(tags=["images"])
 
@@ -25,6 +25,15 @@ MetadataBody = Annotated[
     Body(
         description="JSON object of metadata",
         examples=[{"label": "cat", "camera": {"iso": 200}}],
+        json_schema_extra=component("Metadata"),
+    ),
+]
+MetadataChangesBody = Annotated[
+    Any,
+    Body(
+        description='JSON object of metadata to merge; `{"$unset": {"k": ""}}` removes keys',
+        examples=[{"label": "cat", "camera": {"iso": 200}, "$unset": ["draft"]}],
+        json_schema_extra=component("MetadataChanges"),
     ),
 ]
 
@@ -96,7 +105,7 @@ async def get_image(image_id: ImageId, images: ImagesDep, scope: ScopeDep) -> JS
     summary="Merge metadata into an image (`$unset` removes keys)",
 )
 async def patch_image(
-    image_id: ImageId, changes: MetadataBody, images: ImagesDep, scope: ScopeDep, if_match: IfMatchDep
+    image_id: ImageId, changes: MetadataChangesBody, images: ImagesDep, scope: ScopeDep, if_match: IfMatchDep
 ) -> JSONResponse:
     return _document(await images.update_data(scope, image_id, changes, revisions=if_match))
 

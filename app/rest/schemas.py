@@ -2,9 +2,93 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.domain.metadata import INT64_MAX, INT64_MIN
+
+
+def documented(**schema: Any) -> Callable[[dict[str, Any]], None]:
+    """`json_schema_extra` for a parameter the domain reads and checks itself: the OpenAPI
+    document states exactly what it accepts (so a generated client cannot send what will be
+    refused), while the route still takes the raw text and the sentence for anything else
+    comes from the domain, the same in REST and GraphQL."""
+
+    def replace(generated: dict[str, Any]) -> None:
+        kept = {key: generated[key] for key in ("title", "description", "examples") if key in generated}
+        generated.clear()
+        generated.update(kept, **schema)
+
+    return replace
+
+
+# Metadata as the domain's checks take it (app/domain/metadata.py), for request bodies: keys not
+# empty, not starting with '$', without '.' or NUL; integers of 64 bits; and, as the embedded
+# FerretDB stores it, no NUL in a string and no array directly inside an array (MongoDB takes
+# both). Nesting is bounded too (32 levels), which a schema cannot say and no client reaches.
+METADATA_KEY_PATTERN = r"^[^$.\x00][^.\x00]*$"
+_METADATA_SCALARS: list[dict[str, Any]] = [
+    {"type": "string", "pattern": r"^[^\x00]*$"},
+    {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
+    {"type": "number", "not": {"type": "integer"}},
+    {"type": "boolean"},
+    {"type": "null"},
+]
+_REF = "#/components/schemas/"
+_KEY = {"type": "string", "pattern": METADATA_KEY_PATTERN}
+COMPONENTS: dict[str, dict[str, Any]] = {
+    "Metadata": {
+        "type": "object",
+        "description": "free-form metadata: nested objects, numbers, strings, booleans, arrays and null",
+        "propertyNames": {"pattern": METADATA_KEY_PATTERN},
+        "additionalProperties": {"$ref": f"{_REF}MetadataValue"},
+    },
+    "MetadataValue": {
+        "anyOf": [
+            *_METADATA_SCALARS,
+            {"type": "array", "items": {"$ref": f"{_REF}MetadataItem"}},
+            {"$ref": f"{_REF}Metadata"},
+        ]
+    },
+    "MetadataItem": {"anyOf": [*_METADATA_SCALARS, {"$ref": f"{_REF}Metadata"}]},
+    "MetadataChanges": {
+        "type": "object",
+        "description": 'keys to set (`{"k": v}` sets `data.k`) and `$unset`, the keys to remove',
+        "properties": {
+            "$unset": {
+                "anyOf": [
+                    {"type": "object", "propertyNames": {"pattern": METADATA_KEY_PATTERN}},
+                    {"type": "array", "items": _KEY},
+                    _KEY,
+                ]
+            }
+        },
+        "propertyNames": {"pattern": r"^(?:\$unset|[^$.\x00][^.\x00]*)$"},
+        "additionalProperties": {"$ref": f"{_REF}MetadataValue"},
+    },
+}
+
+
+def component(name: str) -> Callable[[dict[str, Any]], None]:
+    """`json_schema_extra` for a body whose schema is one of `COMPONENTS`."""
+    return documented(**{"$ref": f"{_REF}{name}"})
+
+
+def add_components(app: FastAPI) -> None:
+    """Put `COMPONENTS` in the app's OpenAPI document, where the bodies refer to them."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(COMPONENTS)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class ImageOut(BaseModel):

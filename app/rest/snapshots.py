@@ -9,23 +9,32 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.domain.export import archive_of
-from app.domain.metadata import MAX_NAME_LENGTH
+from app.domain.metadata import INT64_MAX, NAME_PATTERN
 from app.domain.query import ImageQuery
 from app.domain.snapshots import MAX_DIFF_IDS, IdList, Snapshot
 from app.models import document_to_json, format_time
 from app.rest.archive import ZIP_RESPONSE, zip_response
 from app.rest.deps import ScopeDep, ServicesDep
-from app.rest.schemas import ImageOut, error_responses
+from app.rest.schemas import ImageOut, documented, error_responses
 
 router = APIRouter(tags=["snapshots"])
 
-SnapshotName = Annotated[str, Path(description=f"the snapshot's name, 1 to {MAX_NAME_LENGTH} characters")]
+NAME_RULE = "1 to 100 characters, one URL path segment (no '/', not '.' or '..', no control characters)"
+SnapshotName = Annotated[
+    str,
+    Path(
+        description=f"the snapshot's name: {NAME_RULE}",
+        json_schema_extra=documented(type="string", pattern=NAME_PATTERN),
+    ),
+]
 
 
 class SnapshotIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description=f"1 to {MAX_NAME_LENGTH} characters, unique among your snapshots")
+    name: str = Field(
+        description=f"{NAME_RULE}, unique among your snapshots", json_schema_extra={"pattern": NAME_PATTERN}
+    )
     filter: dict[str, Any] = Field(default_factory=dict, description="as the `filter` parameter takes it")
     view: str | None = Field(default=None, description="one of your saved views, its filter ANDed with `filter`")
 
@@ -104,8 +113,17 @@ async def list_snapshot_images(
     name: SnapshotName,
     services: ServicesDep,
     scope: ScopeDep,
-    skip: Annotated[int, Query(description="images to skip")] = 0,
-    limit: Annotated[int, Query(description="page size (at most QUERY_MAX_LIMIT)")] = 100,
+    skip: Annotated[
+        int,
+        Query(description="images to skip", json_schema_extra=documented(type="integer", minimum=0, maximum=INT64_MAX)),
+    ] = 0,
+    limit: Annotated[
+        int,
+        Query(
+            description="page size (at most QUERY_MAX_LIMIT: 10,000 unless configured)",
+            json_schema_extra=documented(type="integer", minimum=1, maximum=10_000),
+        ),
+    ] = 100,
 ) -> JSONResponse:
     page = await services.snapshots.page(
         scope, name, skip=skip, limit=limit, max_limit=services.settings.query_max_limit
@@ -122,10 +140,18 @@ async def list_snapshot_images(
 )
 async def diff_snapshots(
     name: SnapshotName,
-    other: Annotated[str, Path(description="the later snapshot")],
+    other: Annotated[
+        str, Path(description="the later snapshot", json_schema_extra=documented(type="string", pattern=NAME_PATTERN))
+    ],
     services: ServicesDep,
     scope: ScopeDep,
-    limit: Annotated[int, Query(description=f"ids listed per kind (at most {MAX_DIFF_IDS}); counts are whole")] = 1000,
+    limit: Annotated[
+        int,
+        Query(
+            description=f"ids listed per kind (at most {MAX_DIFF_IDS}); counts are whole",
+            json_schema_extra=documented(type="integer", minimum=0, maximum=MAX_DIFF_IDS),
+        ),
+    ] = 1000,
 ) -> dict[str, Any]:
     diff = await services.snapshots.diff(scope, name, other, limit=limit)
     return {"added": _ids(diff.added), "removed": _ids(diff.removed), "changed": _ids(diff.changed)}

@@ -7,16 +7,23 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.domain.metadata import MAX_NAME_LENGTH
-from app.domain.query import parse_sort
+from app.domain.metadata import NAME_PATTERN
+from app.domain.query import SORT_PATTERN, parse_sort
 from app.domain.views import View
 from app.models import format_time
 from app.rest.deps import ScopeDep, ServicesDep
-from app.rest.schemas import error_responses
+from app.rest.schemas import documented, error_responses
 
 router = APIRouter(tags=["views"])
 
-ViewName = Annotated[str, Path(description=f"the view's name, 1 to {MAX_NAME_LENGTH} characters")]
+ViewName = Annotated[
+    str,
+    Path(
+        description="the view's name: 1 to 100 characters, one URL path segment (no '/', not '.' or '..', no control "
+        "characters)",
+        json_schema_extra=documented(type="string", pattern=NAME_PATTERN),
+    ),
+]
 
 
 class ViewIn(BaseModel):
@@ -26,7 +33,11 @@ class ViewIn(BaseModel):
         default_factory=dict,
         description='a MongoDB-style query, as the `filter` parameter takes it: {"data.label": "cat"}',
     )
-    sort: str = Field(default="", description="as the `sort` parameter: time, -file, data.count,…")
+    sort: str = Field(
+        default="",
+        description="as the `sort` parameter: time, -file, data.count,…",
+        json_schema_extra={"pattern": SORT_PATTERN},
+    )
 
 
 class ViewOut(BaseModel):

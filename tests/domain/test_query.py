@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -11,6 +13,8 @@ from bson import ObjectId
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.domain import query
+from app.domain.metadata import NAME_PATTERN, check_new_name
 from app.domain.query import (
     ALLOWED_OPERATORS,
     MAX_REGEX_LENGTH,
@@ -314,3 +318,43 @@ def test_scoped_query_always_requires_the_owner(candidate: dict[str, Any], owner
         return
     query = scoped(checked, Scope(owner=owner))
     assert query == {"userId": owner} or query["$and"][-1] == {"userId": owner}
+
+
+# -- the patterns the OpenAPI document states: exactly what the parsers take -----------------
+
+
+def _takes(parse: Callable[[str], Any]) -> Callable[[str], bool]:
+    def takes(text: str) -> bool:
+        try:
+            parse(text)
+        except BadInput:
+            return False
+        return True
+
+    return takes
+
+
+PATTERNS: list[tuple[str, str, Callable[[str], bool]]] = [
+    ("sort", query.SORT_PATTERN, _takes(lambda text: query.parse_sort(text, None))),
+    ("order", query.ORDER_PATTERN, _takes(lambda text: query.parse_sort("time", text))),
+    ("regex", query.FLAG_PATTERN, _takes(lambda text: query.parse_query_params([("regex", text)], max_limit=10))),
+    ("ids", query.IDS_PATTERN, _takes(lambda text: query.parse_query_params([("ids", text)], max_limit=10))),
+    ("select", query.SELECT_PATTERN, _takes(query.parse_select)),
+    # A path parameter cannot hold '/', which the parser would take.
+    ("path", query.PATH_PATTERN, _takes(lambda text: query.check_path(text.replace("/", "\x00"), what="field"))),
+    ("name", NAME_PATTERN, _takes(lambda text: check_new_name(text, what="A view"))),
+]
+# What the patterns turn on: separators, signs, dots, '$', NUL, '/', control characters, letters.
+TRICKY = st.text(alphabet=" ,.-+$_/\t\x00\x1f\x7faAsScCdDeEnNiIgG019fF", max_size=30)
+
+
+@pytest.mark.parametrize(("name", "pattern", "takes"), PATTERNS, ids=[name for name, _, _ in PATTERNS])
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_a_documented_pattern_matches_exactly_what_its_parser_takes(
+    name: str, pattern: str, takes: Callable[[str], bool], data: st.DataObject
+) -> None:
+    drawn = data.draw(st.from_regex(pattern, fullmatch=True), label="matching")
+    assert takes(drawn), drawn
+    text = data.draw(TRICKY | st.text(max_size=12), label="any")
+    assert bool(re.fullmatch(pattern, text)) == takes(text), text

@@ -163,6 +163,15 @@ async def test_a_subscription_needs_a_valid_token(service: str) -> None:
         assert (await forged.next())["payload"]["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
+async def test_a_filter_with_a_lone_surrogate_is_bad_user_input(service: str) -> None:
+    async with subscriber(service, token("alice")) as alice:
+        # json.dumps escapes it as \ud800, as a client holding one sends it.
+        await alice.subscribe("1", {"f": {"where": {"data.a": "\ud800"}}})
+        message = await alice.next()
+        assert message["payload"]["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert "surrogate" in message["payload"]["errors"][0]["message"]
+
+
 async def test_a_subscription_over_plain_http_is_a_400(client: httpx.AsyncClient) -> None:
     response = await client.post("/graphql", json={"query": "subscription { imageEvents { kind } }"})
     assert response.status_code == 400
