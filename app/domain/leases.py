@@ -29,8 +29,26 @@ same for releases, so eight concurrent uploads cost about two lease writes, not 
 
 A process that dies holding a lease leaves it behind: once `expires` has passed, any writer
 deletes it and takes its place. Leases held longer than `ttl` (a large upload) are renewed
-while they run. Several keys are taken all at once or not at all, so two writers of
+every ttl/3 while they run. Several keys are taken all at once or not at all, so two writers of
 overlapping sets can never hold one each and wait for the other's.
+
+How long a writer waits: `wait`, and past it until it sees the holder alive or its lease
+expire. With `wait` and `ttl` both 30 s, a writer that began waiting before its holder's last
+renewal would otherwise give up just before a dead holder's lease expired: the same crash made
+some waiters 409 and others 200. So past `wait`, a writer gives up only on seeing a lease
+renewed, its `expires` changed since the first look past `wait`: its holder was alive after
+the writer's time ran out. A holder that died before then renews no more; its lease expires at
+most `ttl` after its last renewal, and the writer takes it over. A live holder renews within
+ttl/3, so its waiters give up between `wait` and `wait + ttl/3` (30 to 40 s).
+
+Clocks: a holder writes `expires` by its clock and a waiter judges expiry by its own. Whether
+a lease was renewed compares two values one holder wrote, so no clock enters it. Expiry does:
+a waiter whose clock is behind the holder's takes a dead lease over that much later, one ahead
+that much sooner; a live lease, never less than 2/3 ttl from expiry, is safe unless the clocks
+are that far apart. The design assumes clocks within ttl/3 (10 s) of each other: a writer
+gives up in any case at `wait + ttl + ttl/3`, by when a lease that was dead at its `wait` has
+expired even by a clock that far behind, so a lease written by a wildly wrong clock cannot
+hold writers without end.
 """
 
 from __future__ import annotations
@@ -86,7 +104,7 @@ class Leases:
 
     @asynccontextmanager
     async def hold(self, keys: Iterable[str], *, what: str = "The image") -> AsyncIterator[None]:
-        """Hold every key's lease for the block; Conflict if another writer keeps one past `wait`."""
+        """Hold every key's lease for the block; Conflict if a live writer keeps one past `wait`."""
         wanted = sorted(set(keys))
         if not wanted:
             yield
@@ -127,7 +145,10 @@ class Leases:
         """Insert the leases of `keys` for `owner`, waiting for their holders; their `_id`s."""
         await self.prepare()
         collection = self._collection()
-        deadline = asyncio.get_running_loop().time() + self._wait
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait
+        last_chance = deadline + self._ttl + self._ttl / 3  # see the docstring's "Clocks"
+        seen: dict[str, datetime] = {}  # the blocking leases' `expires`, as first read past the deadline
         attempt = 0
         ids = [lease_id(key, owner) for key in keys]
         while True:
@@ -142,9 +163,12 @@ class Leases:
             # Some are held by someone else: give back the others, so nobody waits on us meanwhile.
             given_back = [lease_id(key, owner) for key in keys if key not in taken]
             await collection.delete_many({"_id": {"$in": given_back}})
-            await self._clear_expired(collection, taken)
-            if asyncio.get_running_loop().time() > deadline:
-                raise Conflict(f"{what} is being changed by another request; try again.")
+            read_at = loop.time()  # before the read: a change seen in a later read was written after it
+            blocking = await self._blocking(collection, taken)
+            if read_at > deadline:
+                renewed = any(seen.setdefault(held, until) != until for held, until in blocking.items())
+                if renewed or read_at > last_chance:
+                    raise Conflict(f"{what} is being changed by another request; try again.")
             await asyncio.sleep(random.uniform(0.002, 0.01 * 2 ** min(attempt, 5)))
             attempt += 1
 
@@ -158,12 +182,18 @@ class Leases:
             log.warning("could not release the leases of %d paths (%s)", len(ids), type(error).__name__)
         return [None] * len(releases)
 
-    async def _clear_expired(self, collection: AsyncCollection[dict[str, Any]], keys: set[str]) -> None:
-        """Delete the leases among `keys` whose holder stopped renewing them (it died)."""
+    async def _blocking(self, collection: AsyncCollection[dict[str, Any]], keys: set[str]) -> dict[str, datetime]:
+        """The live leases of `keys`, by `_id`: when each expires. Expired ones are deleted on the
+        way: their holder stopped renewing them (it died)."""
         now = datetime.now(UTC)
-        async for lease in collection.find({"key": {"$in": list(keys)}, "expires": {"$lt": now}}):
-            log.warning("taking over the expired lease of %r", lease["key"])
-            await collection.delete_one({"_id": lease["_id"]})
+        live = {}
+        async for lease in collection.find({"key": {"$in": list(keys)}}, {"key": 1, "expires": 1}):
+            if lease["expires"] < now:
+                log.warning("taking over the expired lease of %r", lease["key"])
+                await collection.delete_one({"_id": lease["_id"]})
+            else:
+                live[lease["_id"]] = lease["expires"]
+        return live
 
     async def _renew(self, ids: list[str], done: asyncio.Event) -> None:
         while True:
