@@ -25,6 +25,8 @@ from pymongo import AsyncMongoClient
 
 from app.config import Settings
 from app.domain import replacement
+from app.domain.leases import COLLECTION as LEASES
+from app.domain.leases import Leases, path_key
 from app.errors import Unavailable
 from app.main import create_app
 from app.metrics import Metrics
@@ -110,6 +112,25 @@ async def test_start_up_finishes_an_interrupted_replacement(
         assert await stored_keys(restarted_app) == {"p.png"}
         assert await read(restarted_app.state.services.storage, "p.png") == NEW
         assert (await restarted.get(f"/images/{image['_id']}/image")).content == NEW
+
+
+async def test_start_up_finishes_a_replacement_a_live_writer_keeps_past_its_wait(
+    client: httpx.AsyncClient, app: FastAPI, images: Any
+) -> None:
+    """Tried again, not left to the writer: a metadata change (a bulk one holds a batch of paths
+    a while) keeps `pendingFile` as it is and does not settle it."""
+    image = await crash_after_new_document(client, app, images)
+    leases = images.database[LEASES]
+    writer = Leases(collection=lambda: leases, ttl=0.6)  # another replica's, renewed every 0.2 s
+    start_up = Leases(collection=lambda: leases, ttl=0.6, wait=0.6)
+    storage = app.state.services.storage
+    async with writer.hold([path_key("p.png")]):
+        settling = asyncio.create_task(replacement.settle_all(images, storage=storage, leases=start_up))
+        await asyncio.sleep(2.0)  # the start-up's wait runs out, more than once
+    assert await asyncio.wait_for(settling, 10) == 1
+    assert await all_settled(images)
+    assert await read(storage, "p.png") == NEW
+    assert (await client.get(f"/images/{image['_id']}/image")).content == NEW
 
 
 async def test_the_next_upload_finishes_an_interrupted_replacement_first(

@@ -547,7 +547,7 @@ class ImageService:
                 document = await replacement.settle(collection, self.storage, document)
         except ServiceError as error:
             # Acknowledged all the same: the document names where its bytes are, readers get
-            # them, and the next writer or the start-up maintenance finishes the move.
+            # them, and the next upload or the start-up maintenance finishes the move.
             log.warning("image %s: its new file stays staged for now: %s", existing["_id"], error.detail)
         await self.thumbnails.forget(str(existing["_id"]))  # copies of the old bytes
         self.events.publish("updated", [document])

@@ -222,7 +222,7 @@ async def _settle(
     try:
         await replacement.settle_one(images, storage, leases, document)
     except Conflict:
-        return False  # a writer holds the image, and settles it before writing
+        return False  # a live writer kept the image past the wait: reported, finished by a later run
     return True
 
 

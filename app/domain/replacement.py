@@ -13,7 +13,7 @@ would then meet. So, holding the path's lease (app/domain/leases.py):
 
 A crash after 1 leaves an unreferenced staged file (fsck removes it past its grace period).
 A crash after 2 or 3 leaves a document whose `pendingFile` still says where its bytes are;
-the next writer of that path, the start-up maintenance and `fsck --repair` finish the job
+the next upload to that path, the start-up maintenance and `fsck --repair` finish the job
 (`settle`), and until then readers are served the right bytes. The storage layout stays the
 legacy one: once settled, an image's bytes are at its `file`.
 """
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -87,18 +87,38 @@ async def settle(
 async def settle_all(collection: AsyncCollection[dict[str, Any]], *, storage: Storage, leases: Leases) -> int:
     """Finish every replacement a crash interrupted; how many. Start-up maintenance.
 
-    An image whose lease another writer holds is left to that writer, which settles it first.
+    The crashed process's lease on such an image is taken over once it expires, up to `ttl`
+    (30 s) after the crash: no engine tells a dead holder from a live one sooner (README,
+    "Concurrency"). An image that a live writer keeps past the wait is tried again after the
+    others, until it is settled: only an upload settles it first, and a metadata change, say,
+    keeps `pendingFile` as it is.
     """
     settled = 0
+    held: list[Mapping[str, Any]] = []
     async for batch in pages_by_id(collection, {PENDING: {"$exists": True}}, {"file": 1}, BATCH):
-        for found in batch:
-            try:
-                settled += await settle_one(collection, storage, leases, found)
-            except Conflict:
-                continue
+        done, kept = await _settle_each(collection, storage, leases, batch)
+        settled, held = settled + done, held + kept
+    while held:
+        log.info("%d unfinished image replacements are on paths other writers hold; trying again", len(held))
+        done, held = await _settle_each(collection, storage, leases, held)
+        settled += done
     if settled:
         log.info("finished %d image replacements that a crash had interrupted", settled)
     return settled
+
+
+async def _settle_each(
+    collection: AsyncCollection[dict[str, Any]], storage: Storage, leases: Leases, found: Sequence[Mapping[str, Any]]
+) -> tuple[int, list[Mapping[str, Any]]]:
+    """Settle each of `found`: how many were unsettled, and those a live writer kept past the wait."""
+    settled = 0
+    held = []
+    for document in found:
+        try:
+            settled += await settle_one(collection, storage, leases, document)
+        except Conflict:
+            held.append(document)
+    return settled, held
 
 
 async def settle_one(
