@@ -91,8 +91,8 @@ class Settings(BaseSettings):
     # Operations: `text` for people at a terminal, `json` (one object per line) for collectors.
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    # How long in-flight requests (downloads, exports, imports) may run on after SIGTERM; read by
-    # scripts/run_service.py, passed as --timeout-graceful-shutdown by the container image.
+    # How long in-flight requests (downloads, exports, imports) may run on after SIGTERM; passed
+    # to uvicorn by app/server.py (`make run` and the container image).
     shutdown_grace_seconds: int = Field(default=30, ge=0, le=3600)
 
     @model_validator(mode="before")

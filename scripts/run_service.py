@@ -38,9 +38,8 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def main() -> int:
-    import uvicorn
-
     from app.config import ConfigError, load_settings
+    from app.server import serve
 
     global _serving
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -60,17 +59,7 @@ def main() -> int:
             print(f"Configuration error: {error}", file=sys.stderr)
             return 1
         _serving = True
-        uvicorn.run(
-            "app.main:create_app",
-            factory=True,
-            host=os.environ.get("APP_HOST", "0.0.0.0"),
-            port=settings.app_port,
-            # The service logs one line per request itself (app/rest/access.py).
-            access_log=False,
-            # In-flight downloads, exports and imports get this long after SIGTERM; then the
-            # lifespan closes the database and storage.
-            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
-        )
+        serve(settings)
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
     finally:
