@@ -336,9 +336,10 @@ SERVICE_VARIABLES = {name.upper() for name in Settings.model_fields}
 
 
 class Service:
-    """`uvicorn app.main:create_app --factory` as a child process, on a free loopback port."""
+    """`uvicorn app.main:create_app --factory` as a child process, on a free loopback port;
+    `http` is uvicorn's `--http` (its default when None)."""
 
-    def __init__(self, *, target: Target, uploads: Path, log_path: Path) -> None:
+    def __init__(self, *, target: Target, uploads: Path, log_path: Path, http: str | None = None) -> None:
         self.port = free_port()
         self.log_path = log_path
         env = {
@@ -366,6 +367,8 @@ class Service:
             "--log-level",
             "warning",
         ]
+        if http is not None:
+            command += ["--http", http]
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 command, env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
