@@ -24,8 +24,7 @@ from app.server import MAX_FIELD_SECTION_BYTES, MAX_TARGET_BYTES
 from scripts.servers import REPO_ROOT, free_port
 from tests.utils.images import make_image
 from tests.utils.live import service_environment, start_service, wait_until_serving
-
-pytestmark = pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+from tests.utils.s3 import S3Server
 
 # Far more than the bounds: what a client still sending gets through before the refusal
 # reaches it is its own socket buffers, a few MB on loopback.
@@ -49,9 +48,10 @@ class Answer:
 
 
 @pytest.fixture
-def service(settings: Settings, tmp_path: Path) -> Iterator[Service]:
+def service(settings: Settings, storage_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]:
     port = free_port()
-    env = service_environment(settings, None) | {"APP_HOST": "127.0.0.1", "APP_PORT": str(port), "LOG_LEVEL": "WARNING"}
+    s3: S3Server | None = request.getfixturevalue("s3_server") if storage_kind == "s3" else None
+    env = service_environment(settings, s3) | {"APP_HOST": "127.0.0.1", "APP_PORT": str(port), "LOG_LEVEL": "WARNING"}
     log_path = tmp_path / "service.log"
     process = start_service(env, cwd=REPO_ROOT, log_path=log_path)
     url = f"http://127.0.0.1:{port}"
