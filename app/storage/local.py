@@ -19,6 +19,7 @@ from app.errors import BadInput, Conflict, NotFound, Unavailable
 from app.metrics import Metrics
 from app.storage.base import CHUNK_SIZE, FileStat, ListedFile, StoredFile
 from app.storage.keys import storage_key
+from app.storage.threads import open_in_thread
 
 LIST_BATCH = 1000
 PARTIAL_SUFFIX = ".part"
@@ -75,27 +76,23 @@ class LocalStorage:
 
     async def open(self, key: str, *, start: int = 0, end: int | None = None) -> StoredFile:
         path = self._path(key)
-        opened: list[BinaryIO] = []
 
         def open_file() -> tuple[BinaryIO, int]:
             handle = path.open("rb")
-            opened.append(handle)
-            if start:
-                handle.seek(start)
-            return handle, os.fstat(handle.fileno()).st_size
+            try:
+                if start:
+                    handle.seek(start)
+                return handle, os.fstat(handle.fileno()).st_size
+            except BaseException:
+                handle.close()
+                raise
 
         try:
-            handle, size = await to_thread.run_sync(open_file)
+            handle, size = await open_in_thread(open_file, lambda opened: opened[0].close())
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFound(f"The file {key!r} is missing from storage.") from None
         except OSError as error:
             raise self._unavailable("The file could not be read from local storage", error) from None
-        except BaseException:
-            # Cancelled while the thread opened it (a shutdown mid-request or mid-backfill):
-            # anyio waits for the thread, then drops its result, so the handle is closed here.
-            for leaked in opened:
-                leaked.close()
-            raise
         length = None if end is None else end - start
         return StoredFile(size=size, chunks=_read_chunks(handle, length))
 

@@ -24,6 +24,7 @@ from app.errors import NotFound, Unavailable
 from app.metrics import Metrics
 from app.storage.base import CHUNK_SIZE, FileStat, ListedFile, StoredFile
 from app.storage.keys import storage_key
+from app.storage.threads import open_in_thread
 
 T = TypeVar("T")
 
@@ -80,8 +81,18 @@ class S3Storage:
         scheme = "https" if self.secure else "http"
         return f"{scheme}://{self.endpoint}/{self.bucket}"
 
-    async def _call(self, function: Callable[..., T], *args: object, **kwargs: object) -> T:
+    async def _call(
+        self,
+        function: Callable[..., T],
+        *args: object,
+        closing: Callable[[T], None] | None = None,
+        **kwargs: object,
+    ) -> T:
+        """`function(*args, **kwargs)` in a worker thread, its errors in the domain's terms;
+        `closing` closes what it returns should the caller stop waiting for it."""
         try:
+            if closing is not None:
+                return await open_in_thread(lambda: function(*args, **kwargs), closing)
             return await to_thread.run_sync(lambda: function(*args, **kwargs))
         except S3Error as error:
             if error.code in MISSING_CODES:
@@ -126,12 +137,14 @@ class S3Storage:
 
     async def open(self, key: str, *, start: int = 0, end: int | None = None) -> StoredFile:
         if start == 0 and end is None:
-            response = await self._call(self._client.get_object, self.bucket, storage_key(key))
+            response = await self._call(self._client.get_object, self.bucket, storage_key(key), closing=_release)
             return StoredFile(size=int(response.headers["Content-Length"]), chunks=self._stream(response))
         # A ranged GET (minio-py asks for all the rest when the length is 0); the whole size is
         # what follows the slash of the answer's `Content-Range: bytes 0-99/2048`.
         length = 0 if end is None else end - start
-        response = await self._call(self._client.get_object, self.bucket, storage_key(key), offset=start, length=length)
+        response = await self._call(
+            self._client.get_object, self.bucket, storage_key(key), offset=start, length=length, closing=_release
+        )
         size = int(response.headers["Content-Range"].rpartition("/")[2])
         return StoredFile(size=size, chunks=self._stream(response))
 
@@ -159,8 +172,7 @@ class S3Storage:
             while chunk := await to_thread.run_sync(next, chunks, b""):
                 yield chunk
         finally:
-            response.close()
-            response.release_conn()
+            _release(response)
 
     async def move(self, source: str, target: str) -> None:
         # S3 has no rename: a server-side copy (in parts above 5 GiB, which compose_object
@@ -197,3 +209,8 @@ class S3Storage:
 
     async def close(self) -> None:
         self._http.clear()
+
+
+def _release(response: urllib3.BaseHTTPResponse) -> None:
+    response.close()
+    response.release_conn()
