@@ -18,7 +18,7 @@ def documented(**schema: Any) -> Callable[[dict[str, Any]], None]:
     comes from the domain, the same in REST and GraphQL."""
 
     def replace(generated: dict[str, Any]) -> None:
-        kept = {key: generated[key] for key in ("title", "description", "examples") if key in generated}
+        kept: dict[str, Any] = {key: generated[key] for key in ("title", "description", "examples") if key in generated}
         generated.clear()
         generated.update(kept, **schema)
 
