@@ -9,7 +9,6 @@ service runs as `make run` runs it, on this test's database and storage.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from app.config import Settings
-from scripts.servers import REPO_ROOT, free_port
-from tests.utils.live import service_environment, start_service, wait_until_serving
+from scripts.servers import REPO_ROOT
+from tests.utils.live import serving
 from tests.utils.s3 import S3Server
 
 # The exceptions, per operation. No --checks on the command line: it would override them, and
@@ -29,18 +28,9 @@ CONFIG = REPO_ROOT / "schemathesis.toml"
 
 @pytest.fixture
 def service_url(settings: Settings, storage_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
     s3: S3Server | None = request.getfixturevalue("s3_server") if storage_kind == "s3" else None
-    env = service_environment(settings, s3) | {"APP_HOST": "127.0.0.1", "APP_PORT": str(port), "LOG_LEVEL": "WARNING"}
-    log_path = tmp_path / "service.log"
-    process = start_service(env, cwd=REPO_ROOT, log_path=log_path)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(url, process, log_path)
+    with serving(settings, s3, tmp_path) as (url, _):
         yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
 
 
 def test_every_operation_keeps_to_its_schema(service_url: str, tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import http.client
 import json
 import secrets
 import select
-import signal
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,9 +20,8 @@ import pytest
 
 from app.config import Settings
 from app.server import MAX_FIELD_SECTION_BYTES, MAX_TARGET_BYTES
-from scripts.servers import REPO_ROOT, free_port
 from tests.utils.images import make_image
-from tests.utils.live import service_environment, start_service, wait_until_serving
+from tests.utils.live import serving
 from tests.utils.s3 import S3Server
 
 # Far more than the bounds: what a client still sending gets through before the refusal
@@ -49,18 +47,9 @@ class Answer:
 
 @pytest.fixture
 def service(settings: Settings, storage_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]:
-    port = free_port()
     s3: S3Server | None = request.getfixturevalue("s3_server") if storage_kind == "s3" else None
-    env = service_environment(settings, s3) | {"APP_HOST": "127.0.0.1", "APP_PORT": str(port), "LOG_LEVEL": "WARNING"}
-    log_path = tmp_path / "service.log"
-    process = start_service(env, cwd=REPO_ROOT, log_path=log_path)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(url, process, log_path)
+    with serving(settings, s3, tmp_path) as (url, port):
         yield Service(url=url, port=port)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
 
 
 def send_until_answered(

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 from app.config import Settings
+from scripts.servers import REPO_ROOT, free_port
 from tests.utils.s3 import S3Server
 
 
@@ -60,3 +64,20 @@ def start_service(env: dict[str, str], *, cwd: Path, log_path: Path) -> subproce
         return subprocess.Popen(
             [sys.executable, "-m", "scripts.run_service"], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
         )
+
+
+@contextmanager
+def serving(settings: Settings, s3: S3Server | None, log_dir: Path) -> Iterator[tuple[str, int]]:
+    """A service process on `settings`' database and storage, on a free loopback port: its URL
+    and port while the block runs; stopped with SIGTERM after it."""
+    port = free_port()
+    env = service_environment(settings, s3) | {"APP_HOST": "127.0.0.1", "APP_PORT": str(port), "LOG_LEVEL": "WARNING"}
+    log_path = log_dir / "service.log"
+    process = start_service(env, cwd=REPO_ROOT, log_path=log_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(url, process, log_path)
+        yield url, port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
