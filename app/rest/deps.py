@@ -8,7 +8,6 @@ from fastapi import Depends, Header, Path, Query, Request
 from starlette.requests import HTTPConnection
 
 from app.domain.images import ImageService
-from app.domain.metadata import INT64_MAX
 from app.domain.query import (
     DEFAULT_LIMIT,
     FLAG_PATTERN,
@@ -21,7 +20,7 @@ from app.domain.query import (
 )
 from app.domain.scope import Scope
 from app.rest.etags import IF_MATCH_PATTERN, if_match_revisions
-from app.rest.schemas import documented
+from app.rest.schemas import SKIP, documented
 from app.services import Services
 
 # `from` and `to`: ISO-8601, a date or a date-time (without a zone: UTC).
@@ -55,9 +54,7 @@ async def get_image_query(
     # because any other `key=value` is a metadata match and arrays come in three spellings.
     skip: Annotated[
         str | None,
-        Query(
-            description="matches to skip", json_schema_extra=documented(type="integer", minimum=0, maximum=INT64_MAX)
-        ),
+        Query(description="matches to skip", json_schema_extra=SKIP),
     ] = None,
     limit: Annotated[
         str | None,

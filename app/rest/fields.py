@@ -8,10 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from app.domain.images import MAX_GROUPS, SYSTEM_FACETS
-from app.domain.metadata import INT64_MAX
 from app.domain.query import PATH_PATTERN
 from app.rest.deps import ImageQueryDep, ImagesDep, ScopeDep
-from app.rest.schemas import DuplicateGroupOut, FacetOut, documented, error_responses
+from app.rest.schemas import SKIP, DuplicateGroupOut, FacetOut, documented, error_responses
 
 router = APIRouter(tags=["fields"])
 
@@ -87,7 +86,7 @@ async def list_duplicates(
     scope: ScopeDep,
     skip: Annotated[
         int,
-        Query(description="groups to skip", json_schema_extra=documented(type="integer", minimum=0, maximum=INT64_MAX)),
+        Query(description="groups to skip", json_schema_extra=SKIP),
     ] = 0,
     limit: Annotated[
         int,

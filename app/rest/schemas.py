@@ -25,6 +25,10 @@ def documented(**schema: Any) -> Callable[[dict[str, Any]], None]:
     return replace
 
 
+# A `skip`: the database takes up to a 64-bit integer (app/domain/query.check_skip).
+SKIP = documented(type="integer", minimum=0, maximum=INT64_MAX)
+
+
 # Metadata as the domain's checks take it (app/domain/metadata.py), for request bodies: keys not
 # empty, not starting with '$', without '.' or NUL; integers of 64 bits; and, as the embedded
 # FerretDB stores it, no NUL in a string and no array directly inside an array (MongoDB takes

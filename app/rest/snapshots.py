@@ -9,13 +9,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.domain.export import archive_of
-from app.domain.metadata import INT64_MAX, NAME_PATTERN
+from app.domain.metadata import NAME_PATTERN
 from app.domain.query import ImageQuery
 from app.domain.snapshots import MAX_DIFF_IDS, IdList, Snapshot
 from app.models import document_to_json, format_time
 from app.rest.archive import ZIP_RESPONSE, zip_response
 from app.rest.deps import ScopeDep, ServicesDep
-from app.rest.schemas import ImageOut, documented, error_responses
+from app.rest.schemas import SKIP, ImageOut, documented, error_responses
 
 router = APIRouter(tags=["snapshots"])
 
@@ -115,7 +115,7 @@ async def list_snapshot_images(
     scope: ScopeDep,
     skip: Annotated[
         int,
-        Query(description="images to skip", json_schema_extra=documented(type="integer", minimum=0, maximum=INT64_MAX)),
+        Query(description="images to skip", json_schema_extra=SKIP),
     ] = 0,
     limit: Annotated[
         int,
