@@ -14,8 +14,8 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from pymongo.errors import ConfigurationError, InvalidURI
-from pymongo.uri_parser import parse_uri
+
+from app.store.uri import uri_problem
 
 DEFAULT_DATABASE = "image_storage"
 # S3's bucket naming rules: 3-63 lowercase letters, digits, dots and hyphens.
@@ -44,8 +44,8 @@ class Settings(BaseSettings):
     mongodb_timeout_ms: int = Field(default=5000, ge=100)
     # Where a FerretDB with the SQLite backend on this machine keeps its files (`make run` sets
     # it for the FerretDB it starts): the service adds an index FerretDB 1.24 lacks, reads
-    # totals, pages and /fields from the files (app/ferretdb_sqlite/) and logs when the
-    # collection has outgrown it.
+    # totals, pages and /fields from the files (app/store/engines/ferretdb_sqlite/) and logs
+    # when the collection has outgrown it.
     ferretdb_sqlite_directory: Path | None = None
 
     uploads_directory: Path = Path("uploads")
@@ -202,13 +202,9 @@ class Settings(BaseSettings):
 def _check_mongodb_uri(uri: str, variable: str) -> None:
     if not uri.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigError(f"{variable} must be a mongodb:// or mongodb+srv:// URI.")
-    if uri.startswith("mongodb+srv://"):
-        return  # parsing an SRV URI resolves DNS; leave that to the driver at connect time
-    try:
-        parse_uri(uri)
-    except (InvalidURI, ConfigurationError, ValueError) as error:
-        reason = str(error).split(". ")[0].rstrip(".")  # the driver appends hints after a first sentence
-        raise ConfigError(f"{variable} is not a valid MongoDB URI: {reason}.") from None
+    reason = uri_problem(uri)
+    if reason is not None:
+        raise ConfigError(f"{variable} is not a valid MongoDB URI: {reason}.")
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -18,47 +18,51 @@ import asyncio
 import sys
 from collections import Counter
 from datetime import timedelta
-from typing import Any
-
-from pymongo import AsyncMongoClient
-from pymongo.errors import PyMongoError
 
 from app.config import ConfigError, Settings, load_settings
 from app.domain import repair
-from app.domain.leases import COLLECTION as LEASES
 from app.domain.leases import Leases
-from app.errors import ServiceError
+from app.errors import ServiceError, Unavailable
 from app.metrics import Metrics
-from app.models import Image
 from app.storage import build_storage
+from app.store import Store
 
 
 async def run(settings: Settings, *, repair_all: bool, grace: timedelta) -> int:
-    storage = build_storage(settings, Metrics())
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=settings.mongodb_timeout_ms
+    metrics = Metrics()
+    storage = build_storage(settings, metrics)
+    store = Store.connect(
+        uri=settings.mongodb_uri,
+        name=settings.mongodb_database,
+        timeout_ms=settings.mongodb_timeout_ms,
+        metrics=metrics,
+        sqlite_directory=settings.ferretdb_sqlite_directory,
     )
-    database = client[settings.mongodb_database]
     counts: Counter[str] = Counter()
     unresolved = 0
     try:
-        await client.admin.command("ping")  # an unreachable database is said first, and plainly
+        # An unreachable database is said first, and plainly.
+        if not await store.ping(timeout=settings.mongodb_timeout_ms / 1000):
+            raise Unavailable("the database is unreachable.")
+        await store.open()
+        if not store.initialised:
+            raise Unavailable("the database is unreachable.")
         findings = repair.check(
-            images=database[Image.Settings.name],
-            leases_collection=database[LEASES],
+            store=store,
             storage=storage,
-            leases=Leases(collection=lambda: database[LEASES]),
+            leases=Leases(store=store.leases),
             grace=grace,
             repair=repair_all,
         )
-        async for finding in findings:
-            state = "repaired" if finding.repaired else "found"
-            print(f"{finding.kind}\t{finding.name}\t{finding.detail}\t{state}", flush=True)
-            counts[f"{finding.kind}s {state}"] += 1
-            unresolved += not finding.repaired
+        with store.errors():
+            async for finding in findings:
+                state = "repaired" if finding.repaired else "found"
+                print(f"{finding.kind}\t{finding.name}\t{finding.detail}\t{state}", flush=True)
+                counts[f"{finding.kind}s {state}"] += 1
+                unresolved += not finding.repaired
     finally:
         await storage.close()
-        await client.close()
+        await store.close()
     summary = ", ".join(f"{count} {name}" for name, count in sorted(counts.items())) or "nothing to fix"
     print(f"fsck of {storage.kind} storage at {storage.location}: {summary}", file=sys.stderr)
     return 1 if unresolved else 0
@@ -87,8 +91,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fsck: {error}", file=sys.stderr)
     except ServiceError as error:
         print(f"fsck: {error.detail}", file=sys.stderr)
-    except PyMongoError as error:
-        print(f"fsck: the database is unreachable ({type(error).__name__}).", file=sys.stderr)
     return 2
 
 

@@ -6,10 +6,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import pymongo
 from beanie import Document
 from pydantic import Field, field_validator
-from pymongo import IndexModel
 
 
 def utc_now() -> datetime:
@@ -30,26 +28,6 @@ def format_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-# Each index serves a query the GUI or the scripts make all the time: a time range or a page
-# sorted by time (with `_id` breaking ties, as the query compiler sorts), the same per owner,
-# the upsert by `file`, and `GET /fields` over the derived `dataKeys`.
-#
-# `file` is unique on its own, not per owner: it is the storage key, so two documents with one
-# `file` would share one stored file. Owners never share a path anyway, since per-user scope
-# puts each owner's files under their own folder. It is also, name and all, the index the
-# legacy service's mongoose schema created, so a legacy database already has it.
-IMAGE_INDEXES = [
-    IndexModel([("time", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)], name="time_1__id_1"),
-    IndexModel(
-        [("userId", pymongo.ASCENDING), ("time", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)],
-        name="userId_1_time_1__id_1",
-    ),
-    IndexModel([("file", pymongo.ASCENDING)], name="file_1", unique=True),
-    IndexModel([("dataKeys", pymongo.ASCENDING)], name="dataKeys_1"),
-    # Finding identical files: filters on `checksum` and the duplicate groups.
-    IndexModel([("checksum", pymongo.ASCENDING)], name="checksum_1"),
-]
-
 # Fields the legacy service's documents carry that this service does not use: mongoose's
 # version key. New documents get it too, so that the legacy service reads them as its own
 # (a team can roll back).
@@ -63,8 +41,8 @@ class Image(Document):
     file: str
     time: datetime = Field(default_factory=utc_now)
     data: dict[str, Any] = Field(default_factory=dict)
-    # Stored as null (not left out) when there is no owner: FerretDB's unique index only
-    # treats explicit nulls as equal, MongoDB treats both alike.
+    # Stored as null (not left out) when there is no owner: the store's unique indexes treat
+    # explicit nulls as equal on every engine, missing fields not on all.
     userId: str | None = None
     # Facts derived from the file at upload; the legacy service had none, so they may be absent.
     size: int | None = None
@@ -77,7 +55,7 @@ class Image(Document):
     # What the photo's EXIF says (app/domain/exif.py): takenAt, make, model, orientation, gps.
     exif: dict[str, Any] | None = None
     # The top-level keys of `data`, kept beside it so `GET /fields` is a `distinct` on an index
-    # rather than a scan of every document's metadata (FerretDB has no $objectToArray).
+    # rather than a scan of every document's metadata (not every engine has $objectToArray).
     dataKeys: list[str] | None = None
     # Raised by every write, so a conditional write sees any change in between (app/domain/
     # rewrite.py) and clients can name the state they read (ETag). Legacy documents have none: 0.
@@ -87,8 +65,7 @@ class Image(Document):
     pendingFile: str | None = None
 
     class Settings:
-        name = "images"
-        indexes = IMAGE_INDEXES
+        name = "images"  # its indexes: app/store/images.py
 
     @field_validator("data", mode="before")
     @classmethod

@@ -10,14 +10,11 @@ from functools import partial
 
 import httpx
 
-from app import ferretdb_sqlite
 from app.auth import Authenticator, JwksCache, TokenRules
 from app.config import Settings
-from app.db import Database, MaintenanceTask
 from app.domain import checksums, data_keys, file_facts, repair, replacement
 from app.domain.events import Events
 from app.domain.images import ImageService
-from app.domain.leases import COLLECTION as LEASES
 from app.domain.leases import Leases
 from app.domain.scope import EVERYONE, Scope
 from app.domain.snapshots import SnapshotService
@@ -25,8 +22,8 @@ from app.domain.thumbnails import Thumbnails
 from app.domain.views import ViewService
 from app.errors import Unavailable
 from app.metrics import Metrics
-from app.models import Image
 from app.storage import Storage, build_storage
+from app.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +36,7 @@ STALE_TEMPORARIES = timedelta(minutes=10)
 @dataclass(frozen=True, kw_only=True)
 class Services:
     settings: Settings
-    database: Database
+    store: Store
     storage: Storage
     images: ImageService
     views: ViewService
@@ -65,32 +62,29 @@ class Services:
         except Unavailable as error:
             # Not fatal: requests that need the storage answer 503 until it is back.
             log.warning("storage not ready at start-up: %s", error.detail)
-        leases = Leases(collection=lambda: Image.get_pymongo_collection().database[LEASES])
-        setup: list[MaintenanceTask] = [lambda _: leases.prepare()]
-        shortcuts = None
-        if settings.ferretdb_sqlite_directory is not None:
-            setup.append(partial(ferretdb_sqlite.tune, directory=settings.ferretdb_sqlite_directory))
-            shortcuts = ferretdb_sqlite.SQLiteShortcuts(settings.ferretdb_sqlite_directory)
-        database = Database(
+        store = Store.connect(
             uri=settings.mongodb_uri,
             name=settings.mongodb_database,
             timeout_ms=settings.mongodb_timeout_ms,
             metrics=metrics,
-            setup=setup,
+            # Where the embedded database keeps its files, for the store to read (app/store/engines/).
+            sqlite_directory=settings.ferretdb_sqlite_directory,
+        )
+        leases = Leases(store=store.leases)
+        await store.open(
+            setup=[leases.prepare],
             # For documents written by someone else (the legacy service, a restore).
             maintenance=[
-                partial(replacement.settle_all, storage=storage, leases=leases),
-                partial(data_keys.backfill, leases=leases),
-                partial(file_facts.backfill, storage=storage, leases=leases),
-                partial(checksums.backfill, storage=storage, leases=leases),
-                lambda _: repair.remove_stale_temporaries(storage, older_than=STALE_TEMPORARIES),
+                partial(replacement.settle_all, store.images, storage=storage, leases=leases),
+                partial(data_keys.backfill, store.images, leases=leases),
+                partial(file_facts.backfill, store.images, storage=storage, leases=leases),
+                partial(checksums.backfill, store.images, storage=storage, leases=leases),
+                partial(repair.remove_stale_temporaries, storage, older_than=STALE_TEMPORARIES),
             ],
-            shortcuts=shortcuts,
         )
-        await database.open()
         events = Events()
         images = ImageService(
-            database=database,
+            store=store,
             storage=storage,
             leases=leases,
             events=events,
@@ -116,11 +110,11 @@ class Services:
             authenticator = Authenticator(jwks=jwks, rules=rules)
         return cls(
             settings=settings,
-            database=database,
+            store=store,
             storage=storage,
             images=images,
-            views=ViewService(database=database),
-            snapshots=SnapshotService(database=database),
+            views=ViewService(store=store),
+            snapshots=SnapshotService(store=store),
             events=events,
             authenticator=authenticator,
             http=http,
@@ -139,10 +133,10 @@ class Services:
         return {"database": database, "storage": storage}
 
     async def _database_state(self, timeout: float) -> str:
-        if not await self.database.ping(timeout=timeout):
+        if not await self.store.ping(timeout=timeout):
             return "unreachable"
         # Reachable, but the background start-up has not set it up yet (it retries every 2 s).
-        return "ok" if self.database.initialised else "initialising"
+        return "ok" if self.store.initialised else "initialising"
 
     async def _storage_state(self, timeout: float) -> str:
         try:
@@ -156,4 +150,4 @@ class Services:
         log.info("closing the database and storage connections")
         await self.http.aclose()
         await self.storage.close()
-        await self.database.close()
+        await self.store.close()

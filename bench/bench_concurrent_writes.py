@@ -42,6 +42,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from app.config import load_settings
 from app.domain.leases import Leases
 from app.main import create_app
+from app.store.leases import LeaseStore
 from scripts.servers import start_ferretdb
 
 CONNECTIONS = 4
@@ -131,7 +132,7 @@ async def main(uri: str, writers: int, rounds: int) -> None:
 
     def leases_of(collection: AsyncCollection[dict[str, Any]]) -> Leases:
         # One Leases per connection, as one per service process.
-        return leases.setdefault(id(collection), Leases(collection=lambda: collection.database["leases"]))
+        return leases.setdefault(id(collection), Leases(store=LeaseStore(lambda: collection.database["leases"])))
 
     strategies: dict[str, Callable[[], Awaitable[tuple[int, float, int]]]] = {
         "per-key $set": lambda: run_strategy(uri, database, per_key_set, writers),

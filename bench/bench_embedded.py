@@ -22,7 +22,7 @@ ratio to the same figure on the empty collection, measured in the same run.
                                              [--clients 8] [--repeat 3] [--untuned]
 
 `--untuned` runs the service without `FERRETDB_SQLITE_DIRECTORY`, so without what it does with
-FerretDB's files (app/ferretdb_sqlite/: the `_id` index, and totals, pages and `/fields` read
+FerretDB's files (app/store/engines/ferretdb_sqlite/: the `_id` index, and totals, pages and `/fields` read
 in SQL): FerretDB alone. It always starts its own
 FerretDB, since the embedded default is what it measures, and prints figures, never asserting.
 """

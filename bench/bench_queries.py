@@ -176,7 +176,7 @@ async def wait_until_ready(http: httpx.AsyncClient, app: FastAPI) -> None:
     # The app starts its maintenance (the dataKeys backfill) in the background once connected.
     # It finds nothing here, but its query is a full scan on FerretDB that would overlap the
     # first measurements; so wait for it. A private attribute: if it disappears, don't wait.
-    background: set[asyncio.Task[None]] = getattr(app.state.services.database, "_background", set())
+    background: set[asyncio.Task[None]] = getattr(app.state.services.store.database, "_background", set())
     await asyncio.wait_for(asyncio.gather(*background, return_exceptions=True), STARTUP_TIMEOUT_S)
 
 

@@ -22,9 +22,10 @@ from PIL import Image as PillowImage
 from pymongo import AsyncMongoClient
 
 from app.config import Settings
-from app.domain.leases import COLLECTION as LEASES
 from app.domain.leases import Leases, lease_document, path_key
-from app.ferretdb_sqlite import shortcuts
+from app.store.engines.ferretdb_sqlite import shortcuts
+from app.store.leases import COLLECTION as LEASES
+from app.store.leases import LeaseStore
 from scripts.servers import REPO_ROOT, free_port
 from tests.rest.test_images import stored_keys, upload
 from tests.utils.commands import recorded
@@ -52,7 +53,7 @@ async def leases_left(settings: Settings) -> list[dict[str, Any]]:
 @pytest.fixture(params=["ferretdb", "sqlite"])
 def found_by(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Who finds a bulk write's batches on the embedded default: FerretDB, or SQLite with lookups
-    by id, as it does for large collections (app/ferretdb_sqlite/shortcuts.py)."""
+    by id, as it does for large collections (app/store/engines/ferretdb_sqlite/shortcuts.py)."""
     if request.param == "sqlite":
         monkeypatch.setattr(shortcuts, "FERRETDB_READ_SECONDS", 1.0)
     return str(request.param)
@@ -211,7 +212,7 @@ CONTENDERS = 8
 async def test_contenders_taking_over_one_dead_lease_never_hold_it_together(settings: Settings) -> None:
     """Each contender is a process of its own as far as leases go: its own client and turns."""
     clients = [AsyncMongoClient(settings.mongodb_uri, tz_aware=True) for _ in range(CONTENDERS)]
-    contenders = [Leases(collection=lambda c=c: c[settings.mongodb_database][LEASES]) for c in clients]
+    contenders = [Leases(store=LeaseStore(lambda c=c: c[settings.mongodb_database][LEASES])) for c in clients]
     leases = clients[0][settings.mongodb_database][LEASES]
     holding = 0
     most = 0
@@ -239,7 +240,7 @@ async def test_contenders_taking_over_one_dead_lease_never_hold_it_together(sett
 @pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
 async def test_writers_finishing_together_release_their_leases_in_one_delete(settings: Settings) -> None:
     client, leases = await raw_collection(settings, LEASES)
-    holder = Leases(collection=lambda: leases)
+    holder = Leases(store=LeaseStore(lambda: leases))
     finish = asyncio.Event()
 
     async def write(path: str) -> None:
@@ -266,7 +267,7 @@ async def test_writers_finishing_together_release_their_leases_in_one_delete(set
 @pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
 async def test_writers_starting_together_take_their_leases_in_one_insert(settings: Settings) -> None:
     client, leases = await raw_collection(settings, LEASES)
-    ours, theirs = Leases(collection=lambda: leases), Leases(collection=lambda: leases, wait=5)
+    ours, theirs = Leases(store=LeaseStore(lambda: leases)), Leases(store=LeaseStore(lambda: leases), wait=5)
     holding: list[str] = []
     finish = asyncio.Event()
 
@@ -298,7 +299,7 @@ async def test_writers_starting_together_take_their_leases_in_one_insert(setting
 @pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
 async def test_a_writer_cancelled_while_taking_its_lease_leaves_none_behind(settings: Settings) -> None:
     client, leases = await raw_collection(settings, LEASES)
-    holder = Leases(collection=lambda: leases, wait=2)
+    holder = Leases(store=LeaseStore(lambda: leases), wait=2)
 
     async def write() -> None:
         async with holder.hold([path_key("a.png")]):
@@ -349,7 +350,7 @@ async def test_a_release_lets_a_renewal_under_way_finish(settings: Settings) -> 
     # on it: a bulk delete whose batch outlasted a renewal failed half-way, "cursor not found".
     client, leases = await raw_collection(settings, LEASES)
     slow = SlowRenewals(leases)
-    holder = Leases(collection=lambda: slow, ttl=0.3)  # renewed every 0.1 s
+    holder = Leases(store=LeaseStore(lambda: slow), ttl=0.3)  # renewed every 0.1 s
     try:
         async with holder.hold([path_key("a.png")]):
             await slow.started.wait()
@@ -361,7 +362,7 @@ async def test_a_release_lets_a_renewal_under_way_finish(settings: Settings) -> 
 
 async def test_releasing_leases_never_removes_another_writers_lease(settings: Settings) -> None:
     client, leases = await raw_collection(settings, LEASES)
-    ours, theirs = Leases(collection=lambda: leases), Leases(collection=lambda: leases)
+    ours, theirs = Leases(store=LeaseStore(lambda: leases)), Leases(store=LeaseStore(lambda: leases))
     try:
         async with theirs.hold([path_key("b.png")]):
             async with ours.hold([path_key("a.png")]):
@@ -377,7 +378,7 @@ async def test_leases_of_the_earlier_form_do_not_block_the_upgraded_service(sett
     """Before, a lease's `_id` was its key; such a lease cannot be told apart from a live one of
     the new form, so the first writer of the upgraded service drops them all (they are seconds old)."""
     client, leases = await raw_collection(settings, LEASES)
-    holder = Leases(collection=lambda: leases, wait=2)
+    holder = Leases(store=LeaseStore(lambda: leases), wait=2)
     try:
         held = datetime.now(UTC) + timedelta(seconds=30)
         await leases.insert_one({"_id": path_key("old.png"), "owner": "before", "expires": held})

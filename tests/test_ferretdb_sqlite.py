@@ -17,12 +17,14 @@ from bson import Int64, ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
-from app import ferretdb_sqlite
 from app.config import Settings
-from app.domain import facets, rewrite
 from app.domain import images as images_module
-from app.ferretdb_sqlite import shortcuts, tuning
+from app.domain import rewrite
+from app.domain.facets import as_facets
 from app.main import create_app
+from app.store import value_counts
+from app.store.engines.ferretdb_sqlite import shortcuts, tuning
+from app.store.engines.ferretdb_sqlite.engine import FerretDBSQLite
 from tests.rest.test_images import LifespanClient, upload
 from tests.utils.commands import Sent, recorded
 from tests.utils.images import make_image
@@ -80,7 +82,7 @@ async def test_start_up_advises_mongodb_once_the_collection_outgrows_the_embedde
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(tuning, "ADVISED_MOST_IMAGES", 2)
-    caplog.set_level(logging.INFO, logger="app.ferretdb_sqlite")
+    caplog.set_level(logging.INFO, logger="app.store.engines.ferretdb_sqlite")
     settings = make_settings()
 
     def advice() -> list[str]:
@@ -195,7 +197,7 @@ async def test_totals_counted_in_sqlite_are_the_counts_mongodbs_rules_give(
         for _ in range(150):
             condition = random_filter(rng)
             expected = await collection.count_documents(condition)
-            counted = await ferretdb_sqlite.SQLiteShortcuts(sqlite_directory).count(collection, condition)
+            counted = await shortcuts.SQLiteShortcuts(sqlite_directory).count(collection, condition)
             assert counted in (None, expected), condition
             counted_in_sqlite[round_number] += counted is not None
     # Not only declined: without arrays, SQLite counts all but the filters it cannot read (about
@@ -260,7 +262,7 @@ async def test_pages_found_in_sqlite_are_the_pages_ferretdb_finds(
 ) -> None:
     # SQLite finds every page it can, whatever it would cost against FerretDB.
     monkeypatch.setattr(shortcuts, "FERRETDB_READ_SECONDS", 1.0)
-    from_sqlite = ferretdb_sqlite.SQLiteShortcuts(sqlite_directory)
+    from_sqlite = shortcuts.SQLiteShortcuts(sqlite_directory)
     rng = random.Random(2611)
     found_in_sqlite = [0, 0, 0]
     for round_number in range(3):
@@ -356,7 +358,7 @@ async def fill_round(
 async def test_distinct_values_from_sqlite_are_ferretdbs(
     collection: AsyncCollection[dict[str, Any]], sqlite_directory: Path
 ) -> None:
-    from_sqlite = ferretdb_sqlite.SQLiteShortcuts(sqlite_directory)
+    from_sqlite = shortcuts.SQLiteShortcuts(sqlite_directory)
     rng = random.Random(1126)
     answered = [0, 0, 0]
 
@@ -468,7 +470,7 @@ def facet_list(found: list[Any]) -> list[tuple[type, Any, int]]:
 async def test_value_counts_from_sqlite_are_ferretdbs_facets(
     collection: AsyncCollection[dict[str, Any]], sqlite_directory: Path
 ) -> None:
-    from_sqlite = ferretdb_sqlite.SQLiteShortcuts(sqlite_directory)
+    from_sqlite = shortcuts.SQLiteShortcuts(sqlite_directory)
     rng = random.Random(1127)
     answered = [0, 0, 0]
 
@@ -486,8 +488,8 @@ async def test_value_counts_from_sqlite_are_ferretdbs_facets(
                 counts = await from_sqlite.value_counts(collection, field, condition, limit=limit)
                 if counts is None:
                     continue
-                expected = await facets.count_values(collection, condition, field, limit=limit)
-                found = facets.ranked(counts, limit)
+                expected = as_facets(await value_counts.count_values(collection, condition, field, limit=limit))
+                found = as_facets(value_counts.ranked(counts, limit))
                 # Among equal counts FerretDB's own order may differ (by type, then value): the
                 # counts in order must agree, and each value its count.
                 assert [facet.count for facet in found] == [facet.count for facet in expected], (field, condition)
@@ -526,3 +528,42 @@ async def test_facets_are_counted_in_sqlite(make_settings: Callable[..., Setting
     assert shortcut == own
     assert shortcut[0] == [{"value": "bird", "count": 6}, {"value": "cat", "count": 6}, {"value": "dog", "count": 3}]
     assert not [command for command in sent if command.name == "aggregate"]
+
+
+async def test_batches_walked_in_sqlite_are_ferretdbs_own_matches_in_its_order(
+    collection: AsyncCollection[dict[str, Any]], sqlite_directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exports, snapshots and bulk deletes read their matches through the store's `batches`:
+    walked in SQLite, they are exactly FerretDB's own, in its natural order, rows with an array on
+    the filter's path (unsure in SQL) included."""
+    engine = FerretDBSQLite("v1.24.2", sqlite_directory)
+    pages_from_sqlite = later_pages = 0
+    next_page = shortcuts.SQLiteShortcuts.next_page
+
+    async def counted(self: shortcuts.SQLiteShortcuts, *args: Any, **kwargs: Any) -> Any:
+        nonlocal pages_from_sqlite, later_pages
+        steps = await next_page(self, *args, **kwargs)
+        pages_from_sqlite += steps is not None
+        later_pages += steps is not None and kwargs["after"] > 0
+        return steps
+
+    monkeypatch.setattr(shortcuts.SQLiteShortcuts, "next_page", counted)
+    rng = random.Random(20261204)
+    walked = 0
+    for round_number in range(2):
+        await collection.delete_many({})
+        documents = [
+            {"data": random_value(rng) if round_number else flat_value(rng), "userId": rng.choice(["alice", None])}
+            for _ in range(120)
+        ]
+        await collection.insert_many(documents)
+        # Gaps in SQLite's row numbers, as deletes leave them.
+        await collection.delete_many({"_id": {"$in": [document["_id"] for document in documents[::7]]}})
+        for _ in range(60):
+            condition = random_filter(rng)
+            expected = await collection.find(condition).to_list(None)
+            found = [document async for batch in engine.batches(collection, condition, None, 7) for document in batch]
+            assert found == expected, condition
+            walked += engine.decides(condition)
+    # Walked by SQLite, over several pages too (a walk goes on from the row it stopped at).
+    assert walked > 40 and pages_from_sqlite > walked and later_pages > 10, (walked, pages_from_sqlite, later_pages)

@@ -21,10 +21,10 @@ from pymongo import AsyncMongoClient
 
 from app.config import Settings
 from app.domain import replacement
-from app.domain.leases import COLLECTION as LEASES
 from app.domain.leases import lease_document
 from app.domain.thumbnails import variants_folder
 from app.main import create_app
+from app.store.leases import COLLECTION as LEASES
 from scripts.servers import REPO_ROOT, free_port
 from tests.rest.test_availability import eventually
 from tests.rest.test_images import LifespanClient, stored_keys, upload

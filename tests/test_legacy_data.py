@@ -26,9 +26,10 @@ from fastapi import FastAPI
 from pymongo import AsyncMongoClient, monitoring
 
 from app.config import Settings
-from app.db import ensure_indexes
 from app.main import create_app
-from app.models import IMAGE_INDEXES, LEGACY_FIELDS
+from app.models import LEGACY_FIELDS
+from app.store.engines.mongodb import MongoDB
+from app.store.images import IMAGE_INDEXES
 from tests.rest.test_availability import eventually
 from tests.rest.test_images import LifespanClient, stored_keys
 from tests.utils.images import make_image
@@ -235,7 +236,7 @@ def assert_legacy_shape(document: dict[str, Any]) -> None:
 
 async def test_start_up_keeps_the_legacy_index_and_is_ready(legacy: Legacy) -> None:
     assert (await legacy.client.get("/readyz")).status_code == 200
-    indexes = await legacy.app.state.services.database.client[legacy.settings.mongodb_database][
+    indexes = await legacy.app.state.services.store.database.client[legacy.settings.mongodb_database][
         "images"
     ].index_information()
     on_file = [info for info in indexes.values() if [name for name, _ in info["key"]] == ["file"]]
@@ -553,7 +554,7 @@ async def test_an_index_on_file_under_another_name_is_the_one_kept(settings: Set
         collection = client[settings.mongodb_database]["images"]
         await collection.create_index("file", unique=True, name="unique_file")
         created.keys.clear()
-        await ensure_indexes(collection, IMAGE_INDEXES)
+        await MongoDB().ensure_indexes(collection, IMAGE_INDEXES)
         assert [("file", 1)] not in created.keys
         assert len(created.keys) == len(IMAGE_INDEXES) - 1  # every other index was created
         on_file = [

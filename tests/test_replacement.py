@@ -25,12 +25,13 @@ from pymongo import AsyncMongoClient
 
 from app.config import Settings
 from app.domain import replacement
-from app.domain.leases import COLLECTION as LEASES
 from app.domain.leases import Leases, path_key
 from app.errors import Unavailable
 from app.main import create_app
 from app.metrics import Metrics
 from app.storage import Storage, build_storage
+from app.store.leases import COLLECTION as LEASES
+from app.store.leases import LeaseStore
 from scripts.servers import REPO_ROOT, free_port
 from tests.rest.test_availability import eventually
 from tests.rest.test_images import LifespanClient, stored_keys, upload
@@ -121,11 +122,13 @@ async def test_start_up_finishes_a_replacement_a_live_writer_keeps_past_its_wait
     a while) keeps `pendingFile` as it is and does not settle it."""
     image = await crash_after_new_document(client, app, images)
     leases = images.database[LEASES]
-    writer = Leases(collection=lambda: leases, ttl=0.6)  # another replica's, renewed every 0.2 s
-    start_up = Leases(collection=lambda: leases, ttl=0.6, wait=0.6)
+    writer = Leases(store=LeaseStore(lambda: leases), ttl=0.6)  # another replica's, renewed every 0.2 s
+    start_up = Leases(store=LeaseStore(lambda: leases), ttl=0.6, wait=0.6)
     storage = app.state.services.storage
     async with writer.hold([path_key("p.png")]):
-        settling = asyncio.create_task(replacement.settle_all(images, storage=storage, leases=start_up))
+        settling = asyncio.create_task(
+            replacement.settle_all(app.state.services.store.images, storage=storage, leases=start_up)
+        )
         await asyncio.sleep(2.0)  # the start-up's wait runs out, more than once
     assert await asyncio.wait_for(settling, 10) == 1
     assert await all_settled(images)

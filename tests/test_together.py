@@ -1,4 +1,4 @@
-"""Inserts of concurrent callers sent as one command (app/together.py), against the real database."""
+"""Inserts of concurrent callers sent as one command (app/store/together.py), against the real database."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from app.config import Settings
-from app.together import InsertsTogether
+from app.store.together import InsertsTogether
 from tests.utils.commands import recorded
 
 pytestmark = pytest.mark.parametrize("storage_kind", ["local"], indirect=True)

@@ -9,13 +9,11 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
-from pymongo import UpdateOne
-from pymongo.asynchronous.collection import AsyncCollection
-
-from app.db import in_batches, write_in_parts
 from app.domain.file_facts import open_named
 from app.domain.leases import Leases, path_key
 from app.storage import Storage
+from app.store import FieldUpdate
+from app.store.images import ImageStore
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +46,14 @@ class HashingReader:
         return cast(BinaryIO, self)
 
 
-async def backfill(collection: AsyncCollection[dict[str, Any]], *, storage: Storage, leases: Leases) -> int:
+async def backfill(images: ImageStore, *, storage: Storage, leases: Leases) -> int:
     """Record the checksum of every document without one; the number of documents updated.
 
     For documents written before checksums were recorded, or by the legacy service. Each file
     is read whole, `CONCURRENCY` at a time, outside any lease; the checksum is then written
     under the image's lease, and only if the document still has none and names the same file,
-    so an upload or replacement in between (which records its own) wins. One cursor over the
-    documents and writes by `_id` alone: FerretDB reads the whole collection for any other
-    query, so paging or conditional writes would cost a full read per batch. A document whose
+    so an upload or replacement in between (which records its own) wins. The documents come
+    in the store's batches, read as the engine reads fastest. A document whose
     file is missing is left as it is; the next start tries again. Storage outages stop it
     (Unavailable): it runs again at the next start.
     """
@@ -67,12 +64,11 @@ async def backfill(collection: AsyncCollection[dict[str, Any]], *, storage: Stor
         async with slots:
             return await read_checksum(storage, document.get("file"))
 
-    missing = collection.find({"checksum": {"$exists": False}}, {"file": 1}, batch_size=BATCH)
-    async for batch in in_batches(missing, BATCH):
+    async for batch in images.batches({"checksum": {"$exists": False}}, {"file": 1}, BATCH):
         found = await asyncio.gather(*(checksum_of(document) for document in batch))
         pairs = zip(batch, found, strict=True)
         read = [Read(document["_id"], document["file"], checksum) for document, checksum in pairs if checksum]
-        updated += await record(collection, leases, read)
+        updated += await record(images, leases, read)
     if updated:
         log.info("recorded the checksums of %d documents written without them", updated)
     return updated
@@ -87,7 +83,7 @@ class Read:
     checksum: str
 
 
-async def record(collection: AsyncCollection[dict[str, Any]], leases: Leases, reads: list[Read]) -> int:
+async def record(images: ImageStore, leases: Leases, reads: list[Read]) -> int:
     """Write checksums read outside the images' leases; the number written.
 
     Under the leases, each image is read again by `_id`: an image that has a checksum by now
@@ -96,14 +92,16 @@ async def record(collection: AsyncCollection[dict[str, Any]], leases: Leases, re
     if not reads:
         return 0
     async with leases.hold(path_key(read.path) for read in reads):
-        requests = []
+        updates = []
         for read in reads:
-            now = await collection.find_one({"_id": read.image_id}, {"file": 1, "checksum": 1})
+            now = await images.by_id(read.image_id, {"file": 1, "checksum": 1})
             if now is not None and now.get("file") == read.path and "checksum" not in now:
-                requests.append(UpdateOne({"_id": read.image_id}, {"$set": {"checksum": read.checksum}}))
-        if not requests:
+                updates.append(
+                    FieldUpdate(image_id=read.image_id, fields={"checksum": read.checksum}, missing="checksum")
+                )
+        if not updates:
             return 0
-        return (await write_in_parts(collection, requests, ordered=False)).modified
+        return await images.set_missing(updates)
 
 
 async def read_checksum(storage: Storage, file: Any) -> str | None:

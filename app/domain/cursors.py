@@ -24,21 +24,17 @@ import hmac
 import os
 import re
 from collections.abc import Mapping, Sequence
-from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
 import bson
 from bson import Binary, Decimal128, Int64, ObjectId, Regex, Timestamp
 from bson.errors import BSONError
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
 
 from app.domain.query import all_of, any_of
 from app.domain.scope import Scope
 from app.errors import BadInput
 
-SECRETS = "secrets"  # collection
 KEY_ID = "cursor-signing-key"
 MAC_BYTES = 16
 VERSION = 1
@@ -165,12 +161,6 @@ class Cursors:
         return values
 
 
-async def signing_key(secrets: AsyncCollection[dict[str, Any]]) -> bytes:
-    """The key every replica signs cursors with: made by the first one to need it, then kept."""
-    found = await secrets.find_one({"_id": KEY_ID})
-    if found is None:
-        with suppress(DuplicateKeyError):  # another replica made it first: theirs is the key
-            await secrets.insert_one({"_id": KEY_ID, "key": Binary(os.urandom(32))})
-        found = await secrets.find_one({"_id": KEY_ID})
-    assert found is not None
-    return bytes(found["key"])
+def new_key() -> bytes:
+    """A fresh signing key (the store keeps the first replica's: `SecretStore.shared`)."""
+    return os.urandom(32)

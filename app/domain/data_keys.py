@@ -11,11 +11,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from pymongo import UpdateOne
-from pymongo.asynchronous.collection import AsyncCollection
-
-from app.db import write_in_parts
 from app.domain.leases import Leases, path_key
+from app.store import FieldUpdate
+from app.store.images import ImageStore
 
 log = logging.getLogger(__name__)
 
@@ -26,27 +24,22 @@ def data_keys(data: Mapping[str, Any] | None) -> list[str]:
     return sorted(data or {})
 
 
-async def backfill(collection: AsyncCollection[dict[str, Any]], *, leases: Leases) -> int:
+async def backfill(images: ImageStore, *, leases: Leases) -> int:
     """Give every document without `dataKeys` its list; the number of documents updated."""
     updated = 0
-    while True:
-        batch = (
-            await collection.find({"dataKeys": {"$exists": False}}, {"data": 1, "file": 1})
-            .limit(BACKFILL_BATCH)
-            .to_list(None)
-        )
-        if not batch:
-            break
-        requests = [
+    missing = {"dataKeys": {"$exists": False}}
+    async for batch in images.pages_by_id(missing, {"data": 1, "file": 1}, BACKFILL_BATCH):
+        updates = [
             # Only while still missing: a write in between stored the keys of newer data.
-            UpdateOne(
-                {"_id": document["_id"], "dataKeys": {"$exists": False}},
-                {"$set": {"dataKeys": data_keys(_as_mapping(document.get("data")))}},
+            FieldUpdate(
+                image_id=document["_id"],
+                fields={"dataKeys": data_keys(_as_mapping(document.get("data")))},
+                missing="dataKeys",
             )
             for document in batch
         ]
         async with leases.hold(path_key(document["file"]) for document in batch):
-            await write_in_parts(collection, requests, ordered=False)
+            await images.set_missing(updates)
         updated += len(batch)
     if updated:
         log.info("recorded the metadata keys of %d documents written without them", updated)

@@ -9,7 +9,7 @@ implementation of it), so no database query runs per event.
 Delivery is in process: exact within one service process, in the order the writes completed.
 A subscriber that does not keep up (more than `queue_size` events waiting) is ended with an
 error rather than allowed to hold memory without bound; it subscribes again. Events of other
-replicas are not seen: see the README (FerretDB has no change streams).
+replicas are not seen: see the README (not every engine has change streams).
 """
 
 from __future__ import annotations

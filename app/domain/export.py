@@ -4,11 +4,12 @@ Layout (the legacy service's, which its GUI and scripts read): every image at it
 then `mongodb_data.json` (an array of the documents) and `mongodb_data.xlsx` (a row per image,
 one column per metadata key, nested keys flattened to dotted names).
 
-Memory stays bounded whatever the dataset: documents come from a database cursor, file bytes
-from the storage stream, and the zip from stream-zip, chunk by chunk. The JSON is written to a
-spooled temporary file while the images go out (it follows them in the archive); the workbook
-is built in openpyxl's write-only mode from a second pass over the matches, once its columns
-are known. Neither is ever the whole archive.
+The selection is read once, a batch at a time, found through the store as a list page is (so
+as fast as the engine finds the matches). Memory stays bounded whatever the dataset: file
+bytes come from the storage stream and the zip from stream-zip, chunk by chunk. While the
+images go out, the JSON is written to a spooled temporary file (it follows them in the
+archive), and each image's spreadsheet row to another; the workbook is built from those rows in
+openpyxl's write-only mode once its columns are known. None of them is ever the whole archive.
 """
 
 from __future__ import annotations
@@ -18,25 +19,25 @@ import logging
 import re
 import tempfile
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
+import bson
 from anyio import to_thread
 from openpyxl import Workbook
-from pymongo.asynchronous.collection import AsyncCollection
 from stream_zip import ZIP_64, async_stream_zip
 
-from app.db import Database
 from app.domain import replacement
 from app.domain.query import ImageQuery, scoped
 from app.domain.scope import Scope
 from app.errors import NotFound
 from app.metrics import Metrics
-from app.models import Image, document_to_json
+from app.models import document_to_json
 from app.storage import Storage
 from app.storage.base import CHUNK_SIZE
+from app.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ FILE_MODE = 0o100644
 # takes it) without spending CPU on bytes that will not shrink.
 COMPRESSION_LEVEL = 1
 SPOOL_BYTES = 8 * 1024 * 1024
+BATCH = 200  # documents read at a time
 ROW_BATCH = 500
 XLSX_MAX_ROWS = 1_048_575  # Excel's limit, less the header
 XLSX_MAX_COLUMNS = 16_384 - 3
@@ -59,48 +61,60 @@ def archive_name(now: datetime | None = None) -> str:
     return f"images-export-{(now or datetime.now(UTC)):%Y-%m-%d}.zip"
 
 
+Batches = Callable[[], AsyncIterator[list[dict[str, Any]]]]
+
+
 @dataclass(frozen=True, kw_only=True)
 class Selection:
     """The documents an archive holds: images, or the frozen images of a snapshot."""
 
-    collection: AsyncCollection[dict[str, Any]]
-    condition: dict[str, Any]
-    sort: list[tuple[str, int]]
+    batches: Batches  # every document, a batch at a time, in the archive's order
     # For frozen images: whether the file stored at the path is still the one that was frozen.
     # One that is not goes without its bytes, flagged `fileChanged`: never silently swapped.
     still_same: Callable[[Mapping[str, Any]], Awaitable[bool]] | None = None
 
 
 async def export_archive(
-    *, database: Database, storage: Storage, scope: Scope, query: ImageQuery, metrics: Metrics
+    *, store: Store, storage: Storage, scope: Scope, query: ImageQuery, metrics: Metrics
 ) -> AsyncIterator[bytes]:
     """The zip's bytes. Raises before the first byte if the database is unreachable."""
-    selection = Selection(
-        collection=Image.get_pymongo_collection(), condition=scoped(query.filter, scope), sort=query.sort
-    )
-    return await archive_of(selection, database=database, storage=storage, metrics=metrics)
+    condition, sort = scoped(query.filter, scope), query.sort
+    selection = Selection(batches=lambda: store.images.in_order(condition, None, sort, BATCH))
+    return await archive_of(selection, store=store, storage=storage, metrics=metrics)
 
 
-async def archive_of(
-    selection: Selection, *, database: Database, storage: Storage, metrics: Metrics
-) -> AsyncIterator[bytes]:
+async def archive_of(selection: Selection, *, store: Store, storage: Storage, metrics: Metrics) -> AsyncIterator[bytes]:
     """The zip of any selection of image documents; raises before the first byte as above."""
-    database.require_ready()
-    with database.errors(user_query=True):
-        # Fails here (not mid-stream) for a bad query or an unreachable database.
-        await selection.collection.find_one(selection.condition, {"_id": 1})
-    return _zip_chunks(database, storage, selection, metrics)
+    store.require_ready()
+    batches = selection.batches()
+    with store.errors(user_query=True):
+        # Read here (not mid-stream): a bad query or an unreachable database fails the request.
+        first: list[dict[str, Any]] = await anext(batches, [])
+    return _zip_chunks(store, storage, selection, _after(first, batches), metrics)
+
+
+async def _after(
+    first: list[dict[str, Any]], rest: AsyncIterator[list[dict[str, Any]]]
+) -> AsyncIterator[list[dict[str, Any]]]:
+    if first:
+        yield first
+    async for batch in rest:
+        yield batch
 
 
 async def _zip_chunks(
-    database: Database, storage: Storage, selection: Selection, metrics: Metrics
+    store: Store,
+    storage: Storage,
+    selection: Selection,
+    batches: AsyncIterator[list[dict[str, Any]]],
+    metrics: Metrics,
 ) -> AsyncIterator[bytes]:
     state = _ExportState()
     # Timed from the first byte to the last: an export refused up front is no archive.
     with metrics.archive("export"):
         try:
             chunks = async_stream_zip(
-                _members(database, storage, selection, state),
+                _members(store, storage, selection, batches, state),
                 chunk_size=CHUNK_SIZE,
                 get_compressobj=lambda: zlib.compressobj(level=COMPRESSION_LEVEL, wbits=-zlib.MAX_WBITS),
             )
@@ -117,6 +131,8 @@ class _ExportState:
         # Closed (and so deleted) by close(), when the response ends however it ends.
         self.json: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
         self.json.write(b"[")
+        # Each image's spreadsheet row, as BSON documents one after the other.
+        self.rows: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
         self.count = 0
         self.columns: set[str] = set()
         self.missing: list[str] = []
@@ -130,37 +146,46 @@ class _ExportState:
         self.json.write((b",\n" if self.count else b"\n") + json.dumps(rendered, ensure_ascii=False).encode())
         self.count += 1
         data = document.get("data")
-        if isinstance(data, Mapping):
-            self.columns.update(flatten(data))
+        flat = flatten(data) if isinstance(data, Mapping) else {}
+        self.columns.update(flat)
+        if self.count <= XLSX_MAX_ROWS:
+            time = document.get("time")
+            row = {"i": str(document["_id"]), "f": document.get("file"), "t": time, "d": flat}
+            self.rows.write(bson.encode(row))
 
     def close(self) -> None:
         self.json.close()
+        self.rows.close()
 
 
 async def _members(
-    database: Database, storage: Storage, selection: Selection, state: _ExportState
+    store: Store,
+    storage: Storage,
+    selection: Selection,
+    batches: AsyncIterator[list[dict[str, Any]]],
+    state: _ExportState,
 ) -> AsyncIterator[tuple[str, datetime, int, Any, AsyncIterator[bytes]]]:
-    with database.errors():
-        cursor = selection.collection.find(selection.condition, sort=selection.sort, batch_size=200)
-        async for document in cursor:
-            key = document["file"]  # the storage key, in both scope modes
-            if selection.still_same is not None and not await selection.still_same(document):
-                state.add(document, file_changed=True)
-                continue
-            try:
-                opened = await replacement.open_stored(storage, key, document.get(replacement.PENDING))
-            except NotFound:
-                log.warning("export: the file of image %s (%r) is missing; listed without it", document["_id"], key)
-                state.add(document, file_missing=True)
-                continue
-            state.add(document)
-            yield document["file"], _modified(document), FILE_MODE, ZIP_64, opened.chunks
+    with store.errors():
+        async for batch in batches:
+            for document in batch:
+                key = document["file"]  # the storage key, in both scope modes
+                if selection.still_same is not None and not await selection.still_same(document):
+                    state.add(document, file_changed=True)
+                    continue
+                try:
+                    opened = await replacement.open_stored(storage, key, document.get(replacement.PENDING))
+                except NotFound:
+                    log.warning("export: the file of image %s (%r) is missing; listed without it", document["_id"], key)
+                    state.add(document, file_missing=True)
+                    continue
+                state.add(document)
+                yield document["file"], _modified(document), FILE_MODE, ZIP_64, opened.chunks
 
     state.json.write(b"\n]\n")
     yield JSON_NAME, datetime.now(UTC), FILE_MODE, ZIP_64, _read_file(state.json)
 
     with tempfile.TemporaryFile() as workbook_file:
-        await _write_workbook(database, workbook_file, selection, sorted(state.columns))
+        await _write_workbook(workbook_file, state, sorted(state.columns))
         yield XLSX_NAME, datetime.now(UTC), FILE_MODE, ZIP_64, _read_file(workbook_file)
 
 
@@ -178,26 +203,31 @@ async def _read_file(handle: IO[bytes]) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _write_workbook(database: Database, target: IO[bytes], selection: Selection, columns: list[str]) -> None:
+async def _write_workbook(target: IO[bytes], state: _ExportState, columns: list[str]) -> None:
     columns = columns[:XLSX_MAX_COLUMNS]
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("images")
     sheet.append(["_id", "file", "time", *columns])
-    rows: list[list[Any]] = []
-    written = 0
-    projection = {"file": 1, "time": 1, "data": 1}
-    found = selection.collection.find(selection.condition, projection, sort=selection.sort, batch_size=ROW_BATCH)
-    with database.errors():
-        async for document in found:
-            if written + len(rows) >= XLSX_MAX_ROWS:
-                log.warning("export: the spreadsheet stops at Excel's row limit; the JSON has every image")
-                break
-            rows.append(_row(document, columns))
-            if len(rows) == ROW_BATCH:  # build rows in a worker thread, not on the event loop
-                await to_thread.run_sync(_append_rows, sheet, rows)
-                written, rows = written + len(rows), []
-    await to_thread.run_sync(_append_rows, sheet, rows)
+    if state.count > XLSX_MAX_ROWS:
+        log.warning("export: the spreadsheet stops at Excel's row limit; the JSON has every image")
+    await to_thread.run_sync(state.rows.seek, 0)
+    rows = _stored_rows(state.rows)
+    while batch := await to_thread.run_sync(_next_rows, rows, columns):  # not on the event loop
+        await to_thread.run_sync(_append_rows, sheet, batch)
     await to_thread.run_sync(workbook.save, target)
+
+
+def _stored_rows(handle: IO[bytes]) -> Iterator[dict[str, Any]]:
+    return bson.decode_file_iter(handle, codec_options=bson.CodecOptions(tz_aware=True))
+
+
+def _next_rows(rows: Iterator[dict[str, Any]], columns: list[str]) -> list[list[Any]]:
+    batch = []
+    for stored in rows:
+        batch.append(_row(stored, columns))
+        if len(batch) == ROW_BATCH:
+            break
+    return batch
 
 
 def _append_rows(sheet: Any, rows: list[list[Any]]) -> None:
@@ -205,13 +235,12 @@ def _append_rows(sheet: Any, rows: list[list[Any]]) -> None:
         sheet.append(row)
 
 
-def _row(document: Mapping[str, Any], columns: list[str]) -> list[Any]:
-    data = document.get("data")
-    flat = flatten(data) if isinstance(data, Mapping) else {}
-    time = document.get("time")
+def _row(stored: Mapping[str, Any], columns: list[str]) -> list[Any]:
+    flat = stored["d"]
+    time = stored.get("t")
     return [
-        str(document["_id"]),
-        _cell(document.get("file")),
+        stored["i"],
+        _cell(stored.get("f")),
         time.astimezone(UTC).replace(tzinfo=None) if isinstance(time, datetime) else None,
         *(_cell(flat.get(column)) for column in columns),
     ]

@@ -18,16 +18,14 @@ from contextlib import aclosing
 from typing import Any
 
 from anyio import to_thread
-from pymongo import UpdateOne
-from pymongo.asynchronous.collection import AsyncCollection
 
-from app.db import pages_by_id, write_in_parts
 from app.domain.leases import Leases, path_key
 from app.domain.media import MediaFacts, sniff
-from app.domain.rewrite import REVISION
 from app.errors import BadInput, NotAnImage, NotFound
 from app.storage import Storage
 from app.storage.base import StoredFile
+from app.store import FieldUpdate
+from app.store.images import ImageStore
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +35,7 @@ CONCURRENCY = 4
 HEADER_BYTES = 1024 * 1024
 
 
-async def backfill(collection: AsyncCollection[dict[str, Any]], *, storage: Storage, leases: Leases) -> int:
+async def backfill(images: ImageStore, *, storage: Storage, leases: Leases) -> int:
     """Record the facts of every document without `size`; the number of documents updated.
 
     Storage outages stop it (Unavailable): it runs again at the next start.
@@ -49,18 +47,17 @@ async def backfill(collection: AsyncCollection[dict[str, Any]], *, storage: Stor
         async with slots:
             return await read_facts(storage, document.get("file"))
 
-    async for batch in pages_by_id(collection, {"size": {"$exists": False}}, {"file": 1}, BATCH):
+    async for batch in images.pages_by_id({"size": {"$exists": False}}, {"file": 1}, BATCH):
         found = await asyncio.gather(*(facts_of(document) for document in batch))
-        requests = [
+        updates = [
             # Raising the revision: what clients see of the image has changed.
-            UpdateOne({"_id": document["_id"], "size": {"$exists": False}}, {"$set": facts, "$inc": {REVISION: 1}})
+            FieldUpdate(image_id=document["_id"], fields=facts, missing="size", raise_revision=True)
             for document, facts in zip(batch, found, strict=True)
             if facts is not None
         ]
-        if requests:
+        if updates:
             async with leases.hold(path_key(document["file"]) for document in batch):
-                result = await write_in_parts(collection, requests, ordered=False)
-            updated += result.modified
+                updated += await images.set_missing(updates)
     if updated:
         log.info("recorded the image facts of %d documents written without them", updated)
     return updated

@@ -23,13 +23,11 @@ from typing import Any, BinaryIO, Literal
 
 from anyio import to_thread
 from bson import ObjectId
-from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from app.db import Database
-from app.domain import checksums, cursors, data_keys, facets, replacement, rewrite
+from app.domain import checksums, cursors, data_keys, replacement, rewrite
 from app.domain.checksums import HashingReader
 from app.domain.events import Events
-from app.domain.facets import Facet
+from app.domain.facets import Facet, as_facets
 from app.domain.leases import Leases, path_key
 from app.domain.media import sniff
 from app.domain.metadata import check_data, parse_data_patch, parse_object_id
@@ -41,11 +39,11 @@ from app.errors import BadInput, Conflict, NotFound, ServiceError, TooLarge, Una
 from app.metrics import Metrics
 from app.models import LEGACY_FIELDS, Image, to_stored_time, utc_now
 from app.storage import Storage
-from app.together import DUPLICATE_KEY, InsertsTogether
+from app.store import Store
 
 log = logging.getLogger(__name__)
 
-DELETE_BATCH = 2000  # images deleted per round of leases (and per scan, on FerretDB)
+DELETE_BATCH = 2000  # images deleted per round of leases
 GROUP_IDS = 100  # image ids listed per group of identical files
 MAX_GROUPS = 1000  # groups of identical files per page
 MAX_FACETS = 10_000  # values per facet list
@@ -72,7 +70,7 @@ class NewImage:
     # False (restoring an archive): an id already used elsewhere is dropped, not a conflict.
     id_required: bool = True
     # True when the caller has just found, in a batch lookup, that no image has this path:
-    # skips the lookup per image (FerretDB answers it by scanning the collection).
+    # skips the lookup per image (a search by path may read the whole collection).
     known_new: bool = False
     # Refuse (Conflict) a file identical to one of another image the caller can see.
     refuse_duplicates: bool = False
@@ -136,7 +134,7 @@ class ImageService:
     def __init__(
         self,
         *,
-        database: Database,
+        store: Store,
         storage: Storage,
         leases: Leases,
         thumbnails: Thumbnails,
@@ -144,7 +142,7 @@ class ImageService:
         max_upload_bytes: int,
         metrics: Metrics,
     ) -> None:
-        self.database = database
+        self.store = store
         self.storage = storage
         self.thumbnails = thumbnails
         # Every write below publishes what it wrote (app/domain/events.py).
@@ -153,19 +151,17 @@ class ImageService:
         self.leases = leases
         self.max_upload_bytes = max_upload_bytes
         self.metrics = metrics
-        # Concurrent uploads' documents go to the database together.
-        self._inserts = InsertsTogether(Image.get_pymongo_collection)
         self._signer: cursors.Cursors | None = None  # read from the database when first needed
 
     # -- reading ------------------------------------------------------------------------------
 
     async def get(self, scope: Scope, image_id: str) -> Image:
-        self.database.require_ready()
-        with self.database.errors():
-            # By `_id` alone, the scope checked here: FerretDB pushes a filter down to its
-            # storage only when it is a lone `_id` equality, and reads the whole collection for
-            # any other (`{_id, userId}` included).
-            image = await Image.find_one({"_id": parse_object_id(image_id)})
+        self.store.require_ready()
+        with self.store.errors():
+            # By `_id` alone, the scope checked here: the one lookup every engine answers
+            # through an index.
+            found = await self.store.images.by_id(parse_object_id(image_id))
+        image = None if found is None else _loaded(found)
         if image is None or not scope.allows({"userId": image.userId}):
             # Also the answer for another owner's image: its existence is not revealed.
             raise NotFound(f"No image with id {image_id}.")
@@ -252,8 +248,8 @@ class ImageService:
     async def _record_checksum(self, read: checksums.Read) -> None:
         """The checksum of an image that had none, learned by reading its file whole."""
         try:
-            with self.database.errors():
-                await checksums.record(Image.get_pymongo_collection(), self.leases, [read])
+            with self.store.errors():
+                await checksums.record(self.store.images, self.leases, [read])
         except ServiceError as error:
             # The start-up backfill records it later; what read it is complete anyway.
             log.warning("image %s: its checksum could not be recorded: %s", read.image_id, error.detail)
@@ -263,8 +259,8 @@ class ImageService:
     async def upload(self, scope: Scope, new: NewImage) -> Image:
         """Store a file and its document; the image already at that `file` is replaced whole."""
         file, fields = await self._prepare(scope, new)
-        self.database.require_ready()
-        with self.database.errors():
+        self.store.require_ready()
+        with self.store.errors():
             async with self.leases.hold([path_key(file)], what=f"The image at {file!r}"):
                 return await self._upload_holding_lease(scope, new, file, fields)
 
@@ -295,7 +291,7 @@ class ImageService:
         """New images at paths the caller has just found free (`known_new`), written together.
 
         One lease take, one insert and one release for the lot, where `upload` spends three
-        database writes per image (and FerretDB with SQLite runs one write at a time). Files
+        database writes per image (and the embedded database runs one write at a time). Files
         first, then the documents, as `upload` does. Each result is the image or the error
         that refused it; one whose path or id turned out taken goes through `upload` after.
         A storage outage is the result of the images it hit (Unavailable); those whose files
@@ -312,11 +308,11 @@ class ImageService:
             if any(document["file"] == file for document in documents.values()):
                 continue  # a second entry for one path: a replacement, left to `upload`
             documents[index] = _new_document(scope, file, fields, image_id=new.image_id)
-        self.database.require_ready()
+        self.store.require_ready()
         if documents:
             paths = [path_key(document["file"]) for document in documents.values()]
             try:
-                with self.database.errors():
+                with self.store.errors():
                     async with self.leases.hold(paths, what="An image of this batch"):
                         await self._create_holding_leases(news, documents, results)
             except Conflict:
@@ -354,28 +350,25 @@ class ImageService:
         if not documents:
             return
         order = list(documents)
-        collection = Image.get_pymongo_collection()
-        failed: dict[int, Any] = {}
         try:
-            with self.database.errors():
-                try:
-                    await collection.insert_many([documents[index] for index in order], ordered=False)
-                except BulkWriteError as error:
-                    failed = {order[failure["index"]]: failure for failure in error.details.get("writeErrors", [])}
+            with self.store.errors():
+                fates = await self.store.images.insert_each([documents[index] for index in order])
         except Unavailable:
             # As in `_create`: documents may have been stored all the same, and need their files.
             log.warning("import: the database did not confirm %d documents; their files are kept", len(order))
             raise
-        for index in order:
+        for index, fate in zip(order, fates, strict=True):
             document = documents[index]
-            if index not in failed:
+            if fate == "stored":
                 results[index] = _loaded(document)
                 self.metrics.uploaded(news[index].length)
                 self.events.publish("created", [document])
-            elif failed[index].get("code") == DUPLICATE_KEY:
+            elif fate == "taken":
                 # Taken meanwhile by a writer that holds no lease, or the id is another image's:
                 # `upload` sorts it out. The file stays only if a document at its path owns it.
-                if await collection.find_one({"file": document["file"]}, {"_id": 1}) is None:
+                with self.store.errors():
+                    owner = await self.store.images.at_path(document["file"], {"_id": 1})
+                if owner is None:
                     await self._delete_file_quietly(document["file"])
             else:
                 results[index] = BadInput(f"The database refused the document of {document['file']!r}.")
@@ -408,9 +401,8 @@ class ImageService:
                 document["checksum"] = checksum
                 return await self._insert_created(scope, new, document, file_was_absent=True)
             look = "database"
-        collection = Image.get_pymongo_collection()
         # Look before writing the file: a database outage or an id clash then costs no write.
-        with self.database.errors():
+        with self.store.errors():
             existing = None if look == "nowhere" else await self._existing(file, ask_storage=look == "storage first")
             if existing is not None and not scope.allows(existing):
                 # Only where images of another scope share the owner's folder (a database that
@@ -420,7 +412,7 @@ class ImageService:
             if image_id is not None and existing is not None and existing["_id"] != image_id:
                 if new.id_required:
                     raise Conflict(f"{file!r} belongs to image {existing['_id']}; upload without _id to replace it.")
-            elif image_id is not None and existing is None and await collection.find_one({"_id": image_id}):
+            elif image_id is not None and existing is None and await self.store.images.by_id(image_id, {"_id": 1}):
                 if new.id_required:
                     raise Conflict(f"The id {image_id} belongs to another image.")
                 image_id = None
@@ -449,8 +441,8 @@ class ImageService:
         if not new.refuse_duplicates:
             return
         condition = scoped({"checksum": checksum, "file": {"$ne": file}}, scope)
-        with self.database.errors():
-            twin = await Image.get_pymongo_collection().find_one(condition, {"file": 1})
+        with self.store.errors():
+            twin = await self.store.images.first(condition, {"file": 1})
         if twin is not None:
             raise Conflict(f"The file is identical to that of image {twin['_id']} ({twin['file']!r}).")
 
@@ -460,14 +452,14 @@ class ImageService:
         By `file` alone: it is the storage key, so one path is one image whoever owns it.
         With `ask_storage`, a path with no stored file is taken to hold no image, without
         asking the database: every document has its file, and the storage answers at once
-        where FerretDB on SQLite reads the whole collection for a `file` (no pushdown but
-        `_id`): 10 ms at 200 images, a second at 20,000. A document whose file went missing
+        where the embedded database reads the whole collection for a `file` (it finds only
+        `_id`s by index): 10 ms at 200 images, a second at 20,000. A document whose file went missing
         is no exception that matters: inserting beside it fails on the unique `file` index,
         and the retry asks the database.
         """
         if ask_storage and not await self.storage.exists(file):
             return None
-        return await Image.get_pymongo_collection().find_one({"file": file})
+        return await self.store.images.at_path(file)
 
     async def _create(
         self, scope: Scope, new: NewImage, document: dict[str, Any], *, file_was_absent: bool
@@ -487,16 +479,13 @@ class ImageService:
             await self._delete_file_quietly(key)  # the path held no image
             raise
         try:
-            with self.database.errors():
-                collection = Image.get_pymongo_collection()
-                try:
-                    await self._inserts.insert_one(document)
-                except DuplicateKeyError:
+            with self.store.errors():
+                if not await self.store.images.insert(document):
                     # The id is another image's, or the path had a document after all (one
                     # whose file is missing: see `_existing`), or a writer that holds no lease
                     # (a legacy process) took the path a moment ago. Only in that last case is
                     # the file at the path theirs now; else ours goes, as nothing was there.
-                    if file_was_absent or await collection.find_one({"file": key}, {"_id": 1}) is None:
+                    if file_was_absent or await self.store.images.at_path(key, {"_id": 1}) is None:
                         await self._delete_file_quietly(key)
                     return None
         except Unavailable:
@@ -515,9 +504,8 @@ class ImageService:
         self, scope: Scope, existing: dict[str, Any], new: NewImage, fields: dict[str, Any]
     ) -> Image | None:
         # In steps a crash can stop between without the document and the bytes parting ways:
-        # see app/domain/replacement.py. A whole, conditional replacement: see rewrite.py.
-        collection = Image.get_pymongo_collection()
-        existing = await replacement.settle(collection, self.storage, existing)
+        # see app/domain/replacement.py. A whole replacement: see rewrite.py.
+        existing = await replacement.settle(self.store.images, self.storage, existing)
         staged = replacement.staging_key(existing["_id"])
         checksum = await self._save(staged, new, content_type=fields["contentType"])
         try:
@@ -529,8 +517,8 @@ class ImageService:
         kept = {name: value for name, value in existing.items() if name != "exif"}
         document = rewrite.next_revision(kept, **fields, checksum=checksum, **{replacement.PENDING: staged})
         try:
-            with self.database.errors():
-                result = await collection.replace_one(rewrite.unchanged(existing), document)
+            with self.store.errors():
+                replaced = await self.store.images.replace(document)
         except Unavailable:
             # The database may have stored the document all the same, and then it needs the
             # staged file; if it did not, the file is an orphan that fsck removes.
@@ -539,12 +527,12 @@ class ImageService:
         except ServiceError:
             await replacement.discard_staged(self.storage, staged)
             raise
-        if result.matched_count == 0:
+        if not replaced:
             await replacement.discard_staged(self.storage, staged)
             return None
         try:
-            with self.database.errors():
-                document = await replacement.settle(collection, self.storage, document)
+            with self.store.errors():
+                document = await replacement.settle(self.store.images, self.storage, document)
         except ServiceError as error:
             # Acknowledged all the same: the document names where its bytes are, readers get
             # them, and the next upload or the start-up maintenance finishes the move.
@@ -575,11 +563,9 @@ class ImageService:
     ) -> Image:
         image = await self.get(scope, image_id)
         condition = {"_id": image.id}  # in scope, as `get` found; an image never changes owner
-        with self.database.errors():
+        with self.store.errors():
             async with self.leases.hold([path_key(image.file)]):
-                document = await rewrite.rewrite_one(
-                    Image.get_pymongo_collection(), condition, change, revisions=revisions
-                )
+                document = await rewrite.rewrite_one(self.store.images, condition, change, revisions=revisions)
         if document is None:
             raise NotFound(f"No image with id {image_id}.")
         self.events.publish("updated", [document])
@@ -588,15 +574,14 @@ class ImageService:
     async def delete(self, scope: Scope, image_id: str, *, revisions: Collection[int] | None = None) -> None:
         """Delete the image and its file. With `revisions`, it must be at one of them."""
         image = await self.get(scope, image_id)
-        collection = Image.get_pymongo_collection()
-        with self.database.errors():
+        with self.store.errors():
             # The file goes under the lease too: an upload to this path waits until it is gone.
             async with self.leases.hold([path_key(image.file)]):
-                document = await collection.find_one({"_id": image.id})
+                document = await self.store.images.by_id(image.id)
                 if document is None or not scope.allows(document):
                     raise NotFound(f"No image with id {image_id}.")
                 rewrite.check_revision(document, revisions)
-                if (await collection.delete_one(rewrite.unchanged(document))).deleted_count:
+                if await self.store.images.delete(document["_id"]):
                     await self._delete_files_quietly(document)
                     self.events.publish("deleted", [document])
                     return
@@ -608,7 +593,7 @@ class ImageService:
         """Which of these canonical paths, as the caller gives them, already hold a stored file.
 
         Asked of the storage, as `_existing` does and for the same reason: a search of the
-        collection by `file` reads every document on FerretDB (with SQLite, for each of a
+        collection by `file` may read every document (on the embedded database, for each of a
         batch's paths), so imports slowed down with every image already stored. A path whose
         document lost its file reads as free; `create_many` then meets its document on insert
         and hands it to `upload`.
@@ -634,9 +619,8 @@ class ImageService:
         walking = bool(query.sort) or query.after is not None
         sort = query.sort or ([("_id", 1)] if walking else [])
         bound_to = cursors.fingerprint(condition, sort) if walking else b""
-        collection = Image.get_pymongo_collection()
-        self.database.require_ready()
-        with self.database.errors(user_query=True):
+        self.store.require_ready()
+        with self.store.errors(user_query=True):
             where = condition
             if query.after:
                 values = (await self._cursors()).read(query.after, scope=scope, query=bound_to)
@@ -645,16 +629,16 @@ class ImageService:
             # One more than the page when walking: whether there is a next page.
             limit = query.limit + 1 if walking else query.limit
             # After a cursor, the page's condition is not the one to count.
-            fetched, total = await self.database.find_page(
-                collection, where, projection, sort=sort, skip=query.skip, limit=limit, count=count and not query.after
+            fetched, total = await self.store.images.page(
+                where, projection, sort=sort, skip=query.skip, limit=limit, count=count and not query.after
             )
             items = fetched[: query.limit]
-            # Totals are exact, so a scan on FerretDB. Not `$collStats`: FerretDB's PostgreSQL
-            # backend answers its count from the planner's estimate (-1 before the first ANALYZE).
+            # Totals are exact: counted, never a collection statistic (which some engines
+            # estimate).
             if count and total is None and not query.after:  # the last page tells the total itself
                 total = page_total(skip=query.skip, limit=query.limit, returned=len(fetched))
             if count and total is None:
-                total = await self.database.count(collection, condition)
+                total = await self.store.images.count(condition)
             page = Page(total=total, items=items)
             if walking:
                 page = await self._with_cursors(
@@ -664,9 +648,9 @@ class ImageService:
 
     async def count(self, scope: Scope, query_filter: Mapping[str, Any]) -> int:
         """How many images match."""
-        self.database.require_ready()
-        with self.database.errors(user_query=True):
-            return await self.database.count(Image.get_pymongo_collection(), scoped(query_filter, scope))
+        self.store.require_ready()
+        with self.store.errors(user_query=True):
+            return await self.store.images.count(scoped(query_filter, scope))
 
     async def _with_cursors(
         self,
@@ -691,9 +675,7 @@ class ImageService:
             each = None
             next_cursor = None
             if more:
-                last = await Image.get_pymongo_collection().find_one(
-                    {"_id": page.items[-1]["_id"]}, {path: 1 for path, _ in sort}
-                )
+                last = await self.store.images.by_id(page.items[-1]["_id"], {path: 1 for path, _ in sort})
                 next_cursor = cursor(last or page.items[-1])
         if projection is not None and projection.get("_id") == 0:
             page = replace(page, items=[_without_id(document) for document in page.items])
@@ -701,21 +683,19 @@ class ImageService:
 
     async def _cursors(self) -> cursors.Cursors:
         if self._signer is None:
-            key = await cursors.signing_key(Image.get_pymongo_collection().database[cursors.SECRETS])
-            self._signer = cursors.Cursors(key)
+            self._signer = cursors.Cursors(await self.store.secrets.shared(cursors.KEY_ID, cursors.new_key))
         return self._signer
 
     async def update_many(self, scope: Scope, query_filter: Mapping[str, Any], changes: Any) -> UpdateSummary:
         """Merge `changes` into the data of every match (`$unset` removes keys)."""
         to_set, to_unset = parse_data_patch(changes)
         condition = scoped(query_filter, scope)
-        self.database.require_ready()
-        with self.database.errors(user_query=True):
+        self.store.require_ready()
+        with self.store.errors(user_query=True):
             result = await rewrite.rewrite_many(
-                Image.get_pymongo_collection(),
+                self.store.images,
                 condition,
                 rewrite.merge(to_set, to_unset),
-                database=self.database,
                 leases=self.leases,
                 written=lambda documents: self.events.publish("updated", documents),
             )
@@ -724,22 +704,21 @@ class ImageService:
     async def delete_many(self, scope: Scope, query_filter: Mapping[str, Any]) -> int:
         """Delete every match and its file; the number of documents deleted.
 
-        Works through the matches a batch at a time (`Database.batches`), so memory stays
-        bounded and a batch that fails half-way never hides the ones after it.
+        Works through the matches a batch at a time, so memory stays bounded and a batch that
+        fails half-way never hides the ones after it.
         """
         condition = scoped(query_filter, scope)
-        collection = Image.get_pymongo_collection()
-        self.database.require_ready()
+        self.store.require_ready()
         deleted = 0
-        with self.database.errors(user_query=True):
-            async for batch in self.database.batches(collection, condition, {"file": 1}, DELETE_BATCH):
+        with self.store.errors(user_query=True):
+            async for batch in self.store.images.batches(condition, {"file": 1}, DELETE_BATCH):
                 # Files go under the leases too: an upload to one of these paths waits until it is gone.
                 async with self.leases.hold(path_key(doc["file"]) for doc in batch):
                     # Read again under the leases: an image may have stopped matching meanwhile.
                     ids = [doc["_id"] for doc in batch]
                     # Whole: the deleted events carry the images as they were.
-                    gone = await self.database.find_by_ids(collection, ids, condition)
-                    deleted += await self.database.delete_by_ids(collection, [doc["_id"] for doc in gone])
+                    gone = await self.store.images.by_ids(ids, condition)
+                    deleted += await self.store.images.delete_by_ids([doc["_id"] for doc in gone])
                     await self._delete_files_of(gone)
                     self.events.publish("deleted", gone)
         return deleted
@@ -749,38 +728,29 @@ class ImageService:
         each with its full count and the ids of at most `GROUP_IDS` of its images."""
         check_skip(skip)
         check_count(limit, name="limit", minimum=1, maximum=MAX_GROUPS)
-        collection = Image.get_pymongo_collection()
-        pipeline: list[dict[str, Any]] = [
-            {"$match": scoped({"checksum": {"$type": "string"}}, scope)},
-            {"$group": {"_id": "$checksum", "count": {"$sum": 1}}},
-            {"$match": {"count": {"$gt": 1}}},
-            {"$sort": {"_id": 1}},
-            {"$skip": skip},
-            {"$limit": limit},
+        self.store.require_ready()
+        with self.store.errors():
+            groups = await self.store.images.duplicate_groups(
+                scoped({}, scope), skip=skip, limit=limit, ids_each=GROUP_IDS
+            )
+        return [
+            DuplicateGroup(checksum=group.checksum, count=group.count, ids=[str(image_id) for image_id in group.ids])
+            for group in groups
         ]
-        self.database.require_ready()
-        with self.database.errors():
-            groups = await (await collection.aggregate(pipeline)).to_list(None)
-            found = []
-            for group in groups:
-                members = collection.find(scoped({"checksum": group["_id"]}, scope), {"_id": 1}, limit=GROUP_IDS)
-                ids = [str(document["_id"]) for document in await members.to_list(None)]
-                found.append(DuplicateGroup(checksum=group["_id"], count=group["count"], ids=ids))
-        return found
 
     async def fields(self, scope: Scope, query_filter: Mapping[str, Any]) -> list[str]:
         """The distinct top-level `data` keys over the matches."""
-        self.database.require_ready()
-        with self.database.errors(user_query=True):
-            keys = await self.database.distinct(Image.get_pymongo_collection(), "dataKeys", scoped(query_filter, scope))
+        self.store.require_ready()
+        with self.store.errors(user_query=True):
+            keys = await self.store.images.distinct("dataKeys", scoped(query_filter, scope))
         return sorted(key for key in keys if isinstance(key, str))
 
     async def field_values(self, scope: Scope, name: str, query_filter: Mapping[str, Any]) -> list[Any]:
         """The distinct values of `data.<name>` over the matches (array elements count singly)."""
         path = f"data.{check_path(name, what='field')}"
-        self.database.require_ready()
-        with self.database.errors(user_query=True):
-            values = await self.database.distinct(Image.get_pymongo_collection(), path, scoped(query_filter, scope))
+        self.store.require_ready()
+        with self.store.errors(user_query=True):
+            values = await self.store.images.distinct(path, scoped(query_filter, scope))
         return values
 
     async def facets(self, scope: Scope, name: str, query_filter: Mapping[str, Any], *, limit: int) -> list[Facet]:
@@ -800,19 +770,12 @@ class ImageService:
         self, scope: Scope, path: str, query_filter: Mapping[str, Any], *, limit: int, system: bool = False
     ) -> list[Facet]:
         check_count(limit, name="limit", minimum=1, maximum=MAX_FACETS)
-        self.database.require_ready()
-        collection, condition = Image.get_pymongo_collection(), scoped(query_filter, scope)
-        with self.database.errors(user_query=True):
-            # A system field holds a plain string, or nothing (null, or missing) on images that
-            # have none to count: one more value is asked for, in case one of them is null.
-            counts = await self.database.value_counts(collection, path, condition, limit=limit + 1 if system else limit)
-            if counts is not None:
-                return facets.ranked(
-                    [(value, count) for value, count in counts if value is not None or not system], limit
-                )
-            if system:
-                condition = all_of([condition, {path: {"$exists": True, "$ne": None}}])
-            return await facets.count_values(collection, condition, path, limit=limit, arrays=not system)
+        self.store.require_ready()
+        with self.store.errors(user_query=True):
+            counts = await self.store.images.value_counts(
+                path, scoped(query_filter, scope), limit=limit, arrays=not system
+            )
+        return as_facets(counts)
 
     async def _delete_files_of(self, documents: list[dict[str, Any]]) -> None:
         """`_delete_files_quietly` for each, a few side by side: all 2,000 of a batch waiting on

@@ -170,7 +170,7 @@ async def _fresh_paths(images: ImageService, scope: Scope, names: list[str]) -> 
     """The names that are already canonical paths and that hold no image of the caller's yet.
 
     Looked up in the storage (`ImageService.taken_paths`), never the collection by path: on
-    FerretDB that reads every document, so imports slowed down with every image stored.
+    the embedded database that reads every document, so imports slowed down with every image stored.
     """
     canonical = [name for name in names if _is_canonical(scope, name)]
     return set(canonical) - await images.taken_paths(scope, canonical)

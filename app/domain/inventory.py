@@ -2,8 +2,8 @@
 
 Matching a million stored files against a million documents needs one side to be looked up
 by key. Held in memory that is a set of a million paths; asked of the database one batch at a
-time it is, on FerretDB 1.24 with SQLite (which pushes no `$in` down), a scan of the whole
-collection per batch. So both sides go, as they stream past, into a throwaway SQLite file
+time it may be, where an engine pushes no `$in` down, a scan of the whole collection per
+batch. So both sides go, as they stream past, into a throwaway SQLite file of fsck's own
 (roughly 150 bytes of disk per object) and are matched there, by its indexes.
 """
 

@@ -5,27 +5,22 @@ lease of its path while it reads, decides and writes, so two writers, in one pro
 several on one database, never interleave on one image: the document then always describes
 the bytes stored for it, and no change is lost.
 
-Why leases and not conditional updates: FerretDB 1.24 answers an update (replace, `$set`,
-`$inc`, findAndModify) by reading the matching documents and writing them back in a second,
-separate step. Two processes' updates of one document therefore both "match" and the later
-write silently undoes the earlier one. Measured against FerretDB 1.24 with SQLite: 30
-concurrent `replace_one({_id, revision: 0}, …)` → up to 8 report a match; 50 concurrent
-`$set` of distinct keys → 1 to 10 keys kept. An insert against a unique index is atomic on
-FerretDB (SQLite enforces it) and on MongoDB alike: exactly one of 30 inserters wins. So a
-writer inserts `{_id: <owner>:<key>, key, owner, expires}` into the `leases` collection, whose
-`key` is unique, and deletes it by `_id` when done.
-
-Why the `_id` names the holder and not only the key: FerretDB deletes, too, by reading the
-matches and then deleting their `_id`s in a second step. Two writers taking over one dead
-holder's lease both read it; had the new lease the same `_id`, the later writer's delete could
-remove the lease the earlier one had just inserted, and both would hold the path. A delete by
-an `_id` that names its holder can only ever remove that holder's lease.
+Why leases and not conditional updates: the store promises that an insert against a unique
+index is atomic (exactly one of 30 inserters wins), not that a conditional update or delete is:
+on some engines an update reads the matching documents and writes them back in a second step,
+so two processes' updates of one document both "match" and the later silently undoes the
+earlier (see the store's engines). So a writer inserts `{_id: <owner>:<key>, key, owner,
+expires}` into the leases (app/store/leases.py), whose `key` is unique, and deletes it by `_id`
+when done. The `_id` names the holder, not only the key: two writers taking over one dead
+holder's lease both read it, and had the new lease the same `_id`, the later writer's delete
+(itself a read, then a delete, on such an engine) could remove the lease the earlier one had
+just inserted, and both would hold the path.
 
 Within one process, writers of one key first take turns on an asyncio lock (app/domain/
 locks.py), so the database only arbitrates between processes. The process's writers also share
 their round trips: leases asked for while an insert of leases runs go in the next one, and the
 same for releases, so eight concurrent uploads cost about two lease writes, not sixteen
-(FerretDB with SQLite runs one write at a time).
+(the embedded database runs one write at a time).
 
 A process that dies holding a lease leaves it behind: once `expires` has passed, any writer
 deletes it and takes its place. Leases held longer than `ttl` (a large upload) are renewed
@@ -57,23 +52,16 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import PyMongoError, WriteError
-
 from app.domain.locks import KeyedLocks
 from app.errors import Conflict
-from app.together import DUPLICATE_KEY, InsertsTogether, Together
+from app.store.leases import LeaseStore
 
 log = logging.getLogger(__name__)
-
-COLLECTION = "leases"
-KEY_INDEX = IndexModel([("key", ASCENDING)], name="key_1", unique=True)
 
 
 def lease_id(key: str, owner: str) -> str:
@@ -89,16 +77,14 @@ class Leases:
     def __init__(
         self,
         *,
-        collection: Callable[[], AsyncCollection[dict[str, Any]]],
+        store: LeaseStore,
         ttl: float = 30.0,
         wait: float = 30.0,
     ) -> None:
-        self._collection = collection  # looked up at use: the database may come up after us
+        self._store = store
         self._ttl = ttl
         self._wait = wait
         self._local = KeyedLocks()
-        self._takes = InsertsTogether(collection)
-        self._releases: Together[list[str], None] = Together(self._delete_released)
         self._indexed = asyncio.Lock()
         self._has_index = False
 
@@ -118,33 +104,25 @@ class Leases:
                 yield
             finally:
                 # Told to stop, not cancelled: a command cancelled under way closes its
-                # connection, and FerretDB drops the cursors opened on it (a bulk delete failed
+                # connection, and the embedded database drops the cursors opened on it (a bulk delete failed
                 # half-way with "cursor not found" when its batch outlasted a renewal).
                 done.set()
                 try:
                     await asyncio.shield(renewing)
                 finally:
-                    await self._releases(ids)
+                    await self._store.release(ids)
 
     async def prepare(self) -> None:
-        """Make the unique index that makes a lease exclusive; else done by the first writer.
-
-        Leases of the earlier form (`_id` = key, no `key` field) would all collide in it as
-        missing keys; they are at most `ttl` old in a running system, and are dropped.
-        """
+        """Make the unique index that makes a lease exclusive; else done by the first writer."""
         async with self._indexed:
             if self._has_index:
                 return
-            collection = self._collection()
-            if KEY_INDEX.document["name"] not in await collection.index_information():
-                await collection.delete_many({"key": {"$exists": False}})
-                await collection.create_indexes([KEY_INDEX])
+            await self._store.prepare()
             self._has_index = True
 
     async def _take(self, keys: list[str], owner: str, what: str) -> list[str]:
         """Insert the leases of `keys` for `owner`, waiting for their holders; their `_id`s."""
         await self.prepare()
-        collection = self._collection()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait
         last_chance = deadline + self._ttl + self._ttl / 3  # see the docstring's "Clocks"
@@ -154,17 +132,15 @@ class Leases:
         while True:
             expires = datetime.now(UTC) + timedelta(seconds=self._ttl)
             documents = [lease_document(key, owner, expires) for key in keys]
-            refusals = await self._takes.insert_many(documents, if_abandoned=lambda _: self._releases(ids))
-            if any(refusal is not None and refusal.get("code") != DUPLICATE_KEY for refusal in refusals):
-                raise WriteError("a lease could not be written", None, {"writeErrors": refusals})
-            taken = {key for key, refusal in zip(keys, refusals, strict=True) if refusal is not None}
+            held = await self._store.take(documents, if_abandoned=lambda _: self._store.release(ids))
+            taken = {key for key, other in zip(keys, held, strict=True) if other}
             if not taken:
                 return ids
             # Some are held by someone else: give back the others, so nobody waits on us meanwhile.
             given_back = [lease_id(key, owner) for key in keys if key not in taken]
-            await collection.delete_many({"_id": {"$in": given_back}})
+            await self._store.give_back(given_back)
             read_at = loop.time()  # before the read: a change seen in a later read was written after it
-            blocking = await self._blocking(collection, taken)
+            blocking = await self._blocking(taken)
             if read_at > deadline:
                 renewed = any(seen.setdefault(held, until) != until for held, until in blocking.items())
                 if renewed or read_at > last_chance:
@@ -172,25 +148,15 @@ class Leases:
             await asyncio.sleep(random.uniform(0.002, 0.01 * 2 ** min(attempt, 5)))
             attempt += 1
 
-    async def _delete_released(self, releases: list[list[str]]) -> list[None]:
-        """The leases of several holders, in one delete."""
-        ids = [lease_id for ids in releases for lease_id in ids]
-        try:
-            await self._collection().delete_many({"_id": {"$in": ids}})
-        except PyMongoError as error:
-            # They expire by themselves; until then, writers of these paths wait for them.
-            log.warning("could not release the leases of %d paths (%s)", len(ids), type(error).__name__)
-        return [None] * len(releases)
-
-    async def _blocking(self, collection: AsyncCollection[dict[str, Any]], keys: set[str]) -> dict[str, datetime]:
+    async def _blocking(self, keys: set[str]) -> dict[str, datetime]:
         """The live leases of `keys`, by `_id`: when each expires. Expired ones are deleted on the
         way: their holder stopped renewing them (it died)."""
         now = datetime.now(UTC)
         live = {}
-        async for lease in collection.find({"key": {"$in": list(keys)}}, {"key": 1, "expires": 1}):
+        for lease in await self._store.holders(sorted(keys)):
             if lease["expires"] < now:
                 log.warning("taking over the expired lease of %r", lease["key"])
-                await collection.delete_one({"_id": lease["_id"]})
+                await self._store.drop(lease["_id"])
             else:
                 live[lease["_id"]] = lease["expires"]
         return live
@@ -203,10 +169,9 @@ class Leases:
             except TimeoutError:
                 pass
             expires = datetime.now(UTC) + timedelta(seconds=self._ttl)
-            try:
-                await self._collection().update_many({"_id": {"$in": ids}}, {"$set": {"expires": expires}})
-            except PyMongoError as error:
-                log.warning("could not renew the leases of %d paths (%s)", len(ids), type(error).__name__)
+            failure = await self._store.renew(ids, expires)
+            if failure is not None:
+                log.warning("could not renew the leases of %d paths (%s)", len(ids), failure)
 
 
 def path_key(file: str) -> str:

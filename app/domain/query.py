@@ -39,8 +39,8 @@ SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 DEFAULT_LIMIT = 100
 MAX_REGEX_LENGTH = 512
 MAX_FILTER_DEPTH = 16
-# Databases cap a sort at 32 keys (FerretDB answers more with an internal error); with `_id`
-# added to break ties, this leaves room.
+# Databases cap a sort at 32 keys (some answer more with an internal error); with `_id` added
+# to break ties, this leaves room.
 MAX_SORT_KEYS = 16
 MAX_LIST_LENGTH = 10_000
 REGEX_OPTIONS = set("imsx")
@@ -140,7 +140,7 @@ def parse_query_params(params: Iterable[tuple[str, str]], *, max_limit: int) -> 
         else:
             forms = [form for value in given for form in _plain_value_forms(value)]
             # One value as plain equality: the form every engine can push down or use an index
-            # for (FerretDB pushes no `$in` down).
+            # for (not every engine does so for `$in`).
             conditions.append({path: forms[0] if len(forms) == 1 else {"$in": forms}})
 
     sort = parse_sort(single("sort"), single("order"))
@@ -243,9 +243,9 @@ def build_sort(keys: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
     """Checked sort keys, with `_id` appended to break ties so that pages are stable.
 
     No keys, no sort: documents come in the database's natural order, which is insertion
-    order on MongoDB and on FerretDB with SQLite, and stable under updates, as the legacy
-    service served them. Any sort costs FerretDB a read and sort of every match before the
-    first document (it pushes no sort down), where the natural order stops after `limit`.
+    order on every engine the store runs on, and stable under updates, as the legacy service
+    served them. Any sort may cost the database a read and sort of every match before the first
+    document, where the natural order stops after `limit`.
     """
     checked = [(check_path(path, what="sort field"), direction) for path, direction in keys]
     if len(checked) > MAX_SORT_KEYS:
@@ -275,8 +275,8 @@ def parse_select(text: str | None) -> tuple[list[str], dict[str, int] | None]:
     kinds = {value for path, value in projection.items() if path != "_id"}
     if len(kinds) > 1:
         raise BadInput("select cannot mix fields to include with fields to exclude ('-field'), except _id.")
-    # `data` with `data.label` asks for `data`: MongoDB refuses a projection naming both (FerretDB
-    # does not), so the longer one goes, on both.
+    # `data` with `data.label` asks for `data`: some engines refuse a projection naming both, so
+    # the longer one goes, on all.
     return fields, {path: value for path, value in projection.items() if not _has_parent_in(path, projection)}
 
 

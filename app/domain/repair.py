@@ -31,14 +31,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pymongo.asynchronous.collection import AsyncCollection
-
 from app.domain import replacement, thumbnails
 from app.domain.inventory import Inventory
 from app.domain.leases import Leases, path_key
 from app.errors import BadInput, Conflict
 from app.storage import Storage
 from app.storage.base import ListedFile
+from app.store import Store
+from app.store.images import ImageStore
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,7 @@ class Finding:
 
 async def check(
     *,
-    images: AsyncCollection[dict[str, Any]],
-    leases_collection: AsyncCollection[dict[str, Any]],
+    store: Store,
     storage: Storage,
     leases: Leases,
     grace: timedelta,
@@ -70,6 +69,7 @@ async def check(
 ) -> AsyncIterator[Finding]:
     """Every finding as it is made (and, with `repair`, fixed)."""
     cutoff = datetime.now(UTC) - grace
+    images = store.images
     with tempfile.TemporaryDirectory(prefix="fsck-") as folder:
         inventory = Inventory(Path(folder) / "inventory.sqlite3")
         try:
@@ -83,7 +83,7 @@ async def check(
                 yield finding
         finally:
             inventory.close()
-    async for finding in _expired_leases(leases_collection, repair):
+    async for finding in _expired_leases(store, repair):
         yield finding
 
 
@@ -106,25 +106,17 @@ async def _storage_side(
 
 
 async def _database_side(
-    images: AsyncCollection[dict[str, Any]], storage: Storage, leases: Leases, inventory: Inventory, repair: bool
+    images: ImageStore, storage: Storage, leases: Leases, inventory: Inventory, repair: bool
 ) -> AsyncIterator[Finding]:
     """Documents whose file is missing, and unfinished replacements; every named key noted."""
-    # One cursor in natural order: paging by `_id` would make FerretDB (no range or sort
-    # pushdown on SQLite) read the whole collection once per page.
-    documents = images.find({}, {"file": 1, "checksum": 1, replacement.PENDING: 1}, batch_size=BATCH)
-    batch: list[dict[str, Any]] = []
-    async for document in documents:
-        batch.append(document)
-        if len(batch) == BATCH:
-            async for finding in _check_documents(images, storage, leases, inventory, batch, repair):
-                yield finding
-            batch = []
-    async for finding in _check_documents(images, storage, leases, inventory, batch, repair):
-        yield finding
+    projection = {"file": 1, "checksum": 1, replacement.PENDING: 1}
+    async for batch in images.batches({}, projection, BATCH):
+        async for finding in _check_documents(images, storage, leases, inventory, batch, repair):
+            yield finding
 
 
 async def _check_documents(
-    images: AsyncCollection[dict[str, Any]],
+    images: ImageStore,
     storage: Storage,
     leases: Leases,
     inventory: Inventory,
@@ -170,7 +162,7 @@ def _keys(document: dict[str, Any]) -> list[str]:
 
 
 async def _orphans(
-    images: AsyncCollection[dict[str, Any]],
+    images: ImageStore,
     storage: Storage,
     leases: Leases,
     inventory: Inventory,
@@ -205,20 +197,17 @@ async def _stale_copies(
             yield Finding(kind="stale resized copy", name=item.key, detail=_described(item), repaired=repair)
 
 
-async def _referenced(images: AsyncCollection[dict[str, Any]], keys: list[str]) -> set[str]:
+async def _referenced(images: ImageStore, keys: list[str]) -> set[str]:
     """Which of these storage keys a document names, as its file or as its staged file."""
-    found = images.find(
-        {"$or": [{"file": {"$in": keys}}, {replacement.PENDING: {"$in": keys}}]}, {"file": 1, replacement.PENDING: 1}
-    )
+    condition = {"$or": [{"file": {"$in": keys}}, {replacement.PENDING: {"$in": keys}}]}
     names: set[Any] = set()
-    async for document in found:
-        names.update(_keys(document))
+    async for batch in images.batches(condition, {"file": 1, replacement.PENDING: 1}, BATCH):
+        for document in batch:
+            names.update(_keys(document))
     return names & set(keys)
 
 
-async def _settle(
-    images: AsyncCollection[dict[str, Any]], storage: Storage, leases: Leases, document: dict[str, Any]
-) -> bool:
+async def _settle(images: ImageStore, storage: Storage, leases: Leases, document: dict[str, Any]) -> bool:
     try:
         await replacement.settle_one(images, storage, leases, document)
     except Conflict:
@@ -226,11 +215,11 @@ async def _settle(
     return True
 
 
-async def _expired_leases(leases: AsyncCollection[dict[str, Any]], repair: bool) -> AsyncIterator[Finding]:
+async def _expired_leases(store: Store, repair: bool) -> AsyncIterator[Finding]:
     now = datetime.now(UTC)
-    async for lease in leases.find({"expires": {"$lt": now}}):
+    async for lease in store.leases.expired(now):
         if repair:
-            await leases.delete_one({"_id": lease["_id"]})  # its `_id` names its holder
+            await store.leases.drop(lease["_id"])  # its `_id` names its holder
         yield Finding(
             kind="expired lease",
             name=str(lease.get("key", lease["_id"])),

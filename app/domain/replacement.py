@@ -26,14 +26,12 @@ from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from typing import Any
 
-from pymongo.asynchronous.collection import AsyncCollection
-
-from app.db import pages_by_id
 from app.domain.leases import Leases, path_key
 from app.errors import Conflict, NotFound, ServiceError
 from app.storage import Storage
 from app.storage.base import FileStat, StoredFile
 from app.storage.keys import system_key
+from app.store.images import ImageStore
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +64,7 @@ async def stat_stored(storage: Storage, file: str, pending: Any) -> tuple[str, F
     return file, await storage.stat(file)
 
 
-async def settle(
-    collection: AsyncCollection[dict[str, Any]], storage: Storage, document: dict[str, Any]
-) -> dict[str, Any]:
+async def settle(images: ImageStore, storage: Storage, document: dict[str, Any]) -> dict[str, Any]:
     """Finish an interrupted replacement (steps 3 and 4); the document as it then is.
 
     The caller holds the image's lease. Storage or database errors propagate: the document
@@ -80,11 +76,11 @@ async def settle(
     if isinstance(pending, str):
         with suppress(NotFound):  # gone: step 3 was done, the bytes are at `file` already
             await storage.move(pending, document["file"])
-    await collection.update_one({"_id": document["_id"], PENDING: pending}, {"$unset": {PENDING: ""}})
+    await images.remove_field(document["_id"], PENDING, pending)
     return {name: value for name, value in document.items() if name != PENDING}
 
 
-async def settle_all(collection: AsyncCollection[dict[str, Any]], *, storage: Storage, leases: Leases) -> int:
+async def settle_all(images: ImageStore, *, storage: Storage, leases: Leases) -> int:
     """Finish every replacement a crash interrupted; how many. Start-up maintenance.
 
     The crashed process's lease on such an image is taken over once it expires, up to `ttl`
@@ -95,12 +91,12 @@ async def settle_all(collection: AsyncCollection[dict[str, Any]], *, storage: St
     """
     settled = 0
     held: list[Mapping[str, Any]] = []
-    async for batch in pages_by_id(collection, {PENDING: {"$exists": True}}, {"file": 1}, BATCH):
-        done, kept = await _settle_each(collection, storage, leases, batch)
+    async for batch in images.pages_by_id({PENDING: {"$exists": True}}, {"file": 1}, BATCH):
+        done, kept = await _settle_each(images, storage, leases, batch)
         settled, held = settled + done, held + kept
     while held:
         log.info("%d unfinished image replacements are on paths other writers hold; trying again", len(held))
-        done, held = await _settle_each(collection, storage, leases, held)
+        done, held = await _settle_each(images, storage, leases, held)
         settled += done
     if settled:
         log.info("finished %d image replacements that a crash had interrupted", settled)
@@ -108,28 +104,26 @@ async def settle_all(collection: AsyncCollection[dict[str, Any]], *, storage: St
 
 
 async def _settle_each(
-    collection: AsyncCollection[dict[str, Any]], storage: Storage, leases: Leases, found: Sequence[Mapping[str, Any]]
+    images: ImageStore, storage: Storage, leases: Leases, found: Sequence[Mapping[str, Any]]
 ) -> tuple[int, list[Mapping[str, Any]]]:
     """Settle each of `found`: how many were unsettled, and those a live writer kept past the wait."""
     settled = 0
     held = []
     for document in found:
         try:
-            settled += await settle_one(collection, storage, leases, document)
+            settled += await settle_one(images, storage, leases, document)
         except Conflict:
             held.append(document)
     return settled, held
 
 
-async def settle_one(
-    collection: AsyncCollection[dict[str, Any]], storage: Storage, leases: Leases, found: Mapping[str, Any]
-) -> bool:
+async def settle_one(images: ImageStore, storage: Storage, leases: Leases, found: Mapping[str, Any]) -> bool:
     """Settle the document `found` under its lease, reading it again there; whether it was unsettled."""
     async with leases.hold([path_key(found["file"])], what=f"The image at {found['file']!r}"):
-        document = await collection.find_one({"_id": found["_id"], PENDING: {"$exists": True}})
-        if document is None:
-            return False  # settled meanwhile
-        await settle(collection, storage, document)
+        document = await images.by_id(found["_id"])
+        if document is None or PENDING not in document:
+            return False  # settled (or deleted) meanwhile
+        await settle(images, storage, document)
         return True
 
 

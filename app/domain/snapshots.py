@@ -7,12 +7,10 @@ registry (`snapshots`, one per owner and name) says which collection is whose an
 complete. Nothing ever writes to a snapshot's images afterwards: they can be listed and paged,
 compared with another snapshot, and exported.
 
-Why a collection per snapshot: FerretDB 1.24 filters in its own process after reading a whole
-collection, so one shared collection would make every page of every snapshot read all of
-them; keyed by image id, a diff or an export can look one image up by `_id`, the one lookup
-FerretDB pushes down. Deleting a snapshot drops its collection.
+The store keeps each snapshot's images apart, keyed by image id (app/store/snapshots.py), so a
+page, a diff or an export reads its own snapshot in id order. Deleting a snapshot drops them.
 
-Creation streams: matches are read from one cursor and written a batch at a time, so memory
+Creation streams: matches are read once, as a list page finds them, and written a batch at a time, so memory
 stays flat at any size, and other requests run between the batches. A creation that fails or is
 cancelled is undone. One cut short by a crash, or by a database that is gone (so nothing can
 be undone), stays marked unfinished: it cannot be read or exported, and can be deleted.
@@ -32,11 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, IndexModel
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from app.db import Database, in_batches
 from app.domain import replacement
 from app.domain.export import Selection
 from app.domain.metadata import check_name, check_new_name
@@ -51,17 +45,16 @@ from app.domain.query import (
 )
 from app.domain.rewrite import REVISION, revision_of
 from app.domain.scope import Scope
-from app.errors import Conflict, NotFound
-from app.models import RENDERED_FIELDS, Image, utc_now
+from app.errors import Conflict, NotFound, ServiceError
+from app.models import RENDERED_FIELDS, utc_now
+from app.store import Store
 
 log = logging.getLogger(__name__)
 
-REGISTRY = "snapshots"
 BATCH = 1000
 MAX_DIFF_IDS = 10_000
 FROZEN_FIELDS = (*RENDERED_FIELDS, REVISION)
 COMPARED_FIELDS = ("file", "checksum", "time", "data")  # a change of any is a changed image
-INDEXES = [IndexModel([("owner", ASCENDING), ("name", ASCENDING)], name="owner_1_name_1", unique=True)]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,7 +64,6 @@ class Snapshot:
     filter: dict[str, Any]
     created: datetime
     count: int | None  # None while unfinished
-    collection: AsyncCollection[dict[str, Any]]
 
     @property
     def finished(self) -> bool:
@@ -103,81 +95,79 @@ class Diff:
 
 
 class SnapshotService:
-    def __init__(self, *, database: Database) -> None:
-        self.database = database
-
-    def _database(self) -> Any:
-        self.database.require_ready()
-        return self.database.client[self.database.name]
-
-    async def _registry(self) -> AsyncCollection[dict[str, Any]]:
-        return await self.database.indexed(REGISTRY, INDEXES)
-
-    def _loaded(self, document: Mapping[str, Any]) -> Snapshot:
-        return Snapshot(
-            id=document["_id"],
-            name=document["name"],
-            filter=filter_from_text(document["filter"]),
-            created=document["created"],
-            count=document.get("count"),
-            collection=self._database()[f"snapshot_{document['_id']}"],
-        )
+    def __init__(self, *, store: Store) -> None:
+        self.store = store
 
     async def create(self, scope: Scope, name: str, query_filter: Mapping[str, Any]) -> Snapshot:
         """Freeze the matches; Conflict if the caller has a snapshot of that name."""
         check_new_name(name, what="A snapshot")
         checked = check_filter(query_filter)
-        entry = {
-            "_id": ObjectId(),
+        snapshot_id = ObjectId()
+        entry: dict[str, Any] = {
+            "_id": snapshot_id,
             "owner": scope.owner,
             "name": name,
             "filter": filter_to_text(checked),
             "created": utc_now(),
         }
-        with self.database.errors(user_query=True):
-            registry = await self._registry()
+        self.store.require_ready()
+        with self.store.errors(user_query=True):
+            if not await self.store.snapshots.register(entry):
+                raise Conflict(f"You have a snapshot named {name!r} already; snapshots never change.")
             try:
-                await registry.insert_one(entry)
-            except DuplicateKeyError:
-                raise Conflict(f"You have a snapshot named {name!r} already; snapshots never change.") from None
-            snapshot = self._loaded(entry)
-            try:
-                count = await _freeze(snapshot, scoped(checked, scope))
-                await registry.update_one({"_id": entry["_id"]}, {"$set": {"count": count}})
+                count = await self._freeze(snapshot_id, scoped(checked, scope))
+                await self.store.snapshots.finish(snapshot_id, count)
             except BaseException:
-                await _discard(registry, snapshot)
+                await self._discard(snapshot_id, name)
                 raise
-        return self._loaded({**entry, "count": count})
+        return _loaded({**entry, "count": count})
+
+    async def _freeze(self, snapshot_id: ObjectId, condition: Mapping[str, Any]) -> int:
+        """Copy the matches into the snapshot, a batch at a time; how many."""
+        projection = dict.fromkeys(FROZEN_FIELDS, 1)
+        count = 0
+        async for batch in self.store.images.batches(condition, projection, BATCH):
+            await self.store.snapshots.freeze(snapshot_id, batch)
+            count += len(batch)
+        return count
+
+    async def _discard(self, snapshot_id: ObjectId, name: str) -> None:
+        """Remove a snapshot whose creation failed or was cancelled. If the database is the
+        reason, this fails too: the snapshot then stays, marked unfinished, for its owner to delete."""
+        try:
+            with self.store.errors():
+                await self.store.snapshots.delete(snapshot_id)
+        except ServiceError as error:
+            log.warning("snapshot %r: its creation failed and it could not be removed (%s)", name, error.detail)
 
     async def list(self, scope: Scope) -> list[Snapshot]:
-        with self.database.errors():
-            found = (await self._registry()).find({"owner": scope.owner}, sort=[("created", ASCENDING)])
-            return [self._loaded(document) for document in await found.to_list(None)]
+        self.store.require_ready()
+        with self.store.errors():
+            return [_loaded(document) for document in await self.store.snapshots.of_owner(scope.owner)]
 
     async def get(self, scope: Scope, name: str, *, finished: bool = True) -> Snapshot:
-        with self.database.errors():
-            document = await (await self._registry()).find_one(_key(scope, name))
+        self.store.require_ready()
+        with self.store.errors():
+            document = await self.store.snapshots.get(scope.owner, check_name(name, what="A snapshot"))
         if document is None:
             raise NotFound(f"No snapshot named {name!r}.")
-        snapshot = self._loaded(document)
+        snapshot = _loaded(document)
         if finished and not snapshot.finished:
             raise Conflict(f"The snapshot {name!r} is unfinished (its creation was cut short); delete it.")
         return snapshot
 
     async def delete(self, scope: Scope, name: str) -> None:
         snapshot = await self.get(scope, name, finished=False)
-        with self.database.errors():
-            await snapshot.collection.drop()
-            await (await self._registry()).delete_one({"_id": snapshot.id})
+        with self.store.errors():
+            await self.store.snapshots.delete(snapshot.id)
 
     async def page(self, scope: Scope, name: str, *, skip: int, limit: int, max_limit: int) -> SnapshotPage:
         """Frozen images in image-id order."""
         check_skip(skip)
         check_count(limit, name="limit", minimum=1, maximum=max_limit)
         snapshot = await self.get(scope, name)
-        with self.database.errors():
-            found = snapshot.collection.find({}, sort=[("_id", ASCENDING)], skip=skip, limit=limit)
-            items = await found.to_list(None)
+        with self.store.errors():
+            items = await self.store.snapshots.frozen_page(snapshot.id, skip=skip, limit=limit)
         assert snapshot.count is not None
         return SnapshotPage(total=snapshot.count, items=items)
 
@@ -196,9 +186,9 @@ class SnapshotService:
                 lists[kind].append(str(image_id))
 
         projection = dict.fromkeys(COMPARED_FIELDS, 1)
-        with self.database.errors():
-            old = _ordered(before.collection, projection)
-            new = _ordered(after.collection, projection)
+        with self.store.errors():
+            old = self._ordered(before.id, projection)
+            new = self._ordered(after.id, projection)
             left, right = await anext(old, None), await anext(new, None)
             while left is not None or right is not None:
                 if right is None or (left is not None and left["_id"] < right["_id"]):
@@ -214,53 +204,33 @@ class SnapshotService:
                     left, right = await anext(old, None), await anext(new, None)
         return Diff(**{kind: IdList(count=counts[kind], ids=lists[kind]) for kind in lists})
 
+    async def _ordered(self, snapshot_id: ObjectId, projection: dict[str, int]) -> AsyncIterator[dict[str, Any]]:
+        async for batch in self.store.snapshots.frozen(snapshot_id, projection, BATCH):
+            for document in batch:
+                yield document
+
     async def selection(self, scope: Scope, name: str) -> Selection:
         """What an export of the snapshot holds (app/domain/export.py)."""
         snapshot = await self.get(scope, name)
-        images = Image.get_pymongo_collection()
+        images = self.store.images
 
         async def still_same(frozen: Mapping[str, Any]) -> bool:
-            # By `_id` alone: the lookup FerretDB pushes down. The scope was applied when frozen.
-            current = await images.find_one(
-                {"_id": frozen["_id"]}, {"file": 1, "checksum": 1, REVISION: 1, replacement.PENDING: 1}
-            )
+            # By `_id` alone, the lookup every engine answers by index. The scope was applied when frozen.
+            current = await images.by_id(frozen["_id"], {"file": 1, "checksum": 1, REVISION: 1, replacement.PENDING: 1})
             if current is None or current.get("file") != frozen.get("file") or replacement.PENDING in current:
                 return False
             if frozen.get("checksum") is not None:
                 return bool(current.get("checksum") == frozen["checksum"])
             return revision_of(current) == revision_of(frozen)
 
-        return Selection(collection=snapshot.collection, condition={}, sort=[("_id", ASCENDING)], still_same=still_same)
+        return Selection(batches=lambda: self.store.snapshots.frozen(snapshot.id, None, BATCH), still_same=still_same)
 
 
-async def _freeze(snapshot: Snapshot, condition: Mapping[str, Any]) -> int:
-    """Copy the matches into the snapshot's collection, a batch at a time; how many."""
-    projection = dict.fromkeys(FROZEN_FIELDS, 1)
-    matches = Image.get_pymongo_collection().find(condition, projection, batch_size=BATCH)
-    count = 0
-    async for batch in in_batches(matches, BATCH):
-        await snapshot.collection.insert_many(batch, ordered=False)
-        count += len(batch)
-    return count
-
-
-async def _discard(registry: AsyncCollection[dict[str, Any]], snapshot: Snapshot) -> None:
-    """Remove a snapshot whose creation failed or was cancelled. If the database is the reason,
-    this fails too: the snapshot then stays, marked unfinished, for its owner to delete."""
-    try:
-        await snapshot.collection.drop()
-        await registry.delete_one({"_id": snapshot.id})
-    except PyMongoError as error:
-        log.warning("snapshot %r: its creation failed and it could not be removed (%s)", snapshot.name, error)
-
-
-async def _ordered(
-    collection: AsyncCollection[dict[str, Any]], projection: dict[str, int]
-) -> AsyncIterator[dict[str, Any]]:
-    async for document in collection.find({}, projection, sort=[("_id", ASCENDING)], batch_size=BATCH):
-        yield document
-
-
-def _key(scope: Scope, name: str) -> dict[str, Any]:
-    """Which one: names are unique per owner."""
-    return {"owner": scope.owner, "name": check_name(name, what="A snapshot")}
+def _loaded(document: Mapping[str, Any]) -> Snapshot:
+    return Snapshot(
+        id=document["_id"],
+        name=document["name"],
+        filter=filter_from_text(document["filter"]),
+        created=document["created"],
+        count=document.get("count"),
+    )

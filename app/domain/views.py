@@ -1,7 +1,7 @@
 """Saved views: a named filter and sort, kept per owner, usable wherever a filter is.
 
-A view is stored in the `views` collection as `{owner, name, filter, sort, created, updated}`,
-unique per (owner, name). The filter is kept as relaxed Extended JSON text, not as a document:
+A view is stored as `{owner, name, filter, sort, created, updated}`, unique per (owner, name)
+(app/store/views.py). The filter is kept as relaxed Extended JSON text, not as a document:
 its keys are MongoDB operators and dotted paths, which a database may refuse as field names,
 and the text keeps dates and ids as what they are. It passes the query compiler's checks when
 saved and again each time it is used, so a view can never run more than a filter could. A view
@@ -20,11 +20,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
-
-from app.db import Database
 from app.domain.metadata import check_name, check_new_name
 from app.domain.query import (
     ImageQuery,
@@ -38,10 +33,9 @@ from app.domain.query import (
 from app.domain.scope import Scope
 from app.errors import BadInput, Conflict, NotFound
 from app.models import utc_now
+from app.store import Store
 
-COLLECTION = "views"
 MAX_VIEWS = 1000  # per owner
-INDEXES = [IndexModel([("owner", ASCENDING), ("name", ASCENDING)], name="owner_1_name_1", unique=True)]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,21 +55,18 @@ class View:
 
 
 class ViewService:
-    def __init__(self, *, database: Database) -> None:
-        self.database = database
-
-    async def _collection(self) -> AsyncCollection[dict[str, Any]]:
-        return await self.database.indexed(COLLECTION, INDEXES)
+    def __init__(self, *, store: Store) -> None:
+        self.store = store
 
     async def list(self, scope: Scope) -> list[View]:
-        with self.database.errors():
-            collection = await self._collection()
-            found = collection.find({"owner": scope.owner}, sort=[("name", ASCENDING)], limit=MAX_VIEWS)
-            return [_loaded(document) for document in await found.to_list(None)]
+        self.store.require_ready()
+        with self.store.errors():
+            return [_loaded(document) for document in await self.store.views.of_owner(scope.owner, limit=MAX_VIEWS)]
 
     async def get(self, scope: Scope, name: str) -> View:
-        with self.database.errors():
-            document = await (await self._collection()).find_one(_key(scope, name))
+        self.store.require_ready()
+        with self.store.errors():
+            document = await self.store.views.get(scope.owner, check_name(name, what="A view"))
         if document is None:
             raise NotFound(f"No view named {name!r}.")
         return _loaded(document)
@@ -89,29 +80,25 @@ class ViewService:
         keys = build_sort(sort)
         text = filter_to_text(checked)
         now = utc_now()
-        with self.database.errors():
-            collection = await self._collection()
-            key = _key(scope, name)
-            # Pairs as objects: FerretDB 1.24 stores no array inside an array.
-            sort_keys = [{"path": path, "direction": direction} for path, direction in keys]
-            changed = {"filter": text, "sort": sort_keys, "updated": now}
-            result = await collection.update_one(key, {"$set": changed})
-            if result.matched_count == 0:
-                if await collection.count_documents({"owner": scope.owner}) >= MAX_VIEWS:
+        views = self.store.views
+        self.store.require_ready()
+        with self.store.errors():
+            if not await views.update(scope.owner, name, filter_text=text, sort=keys, updated=now):
+                if await views.count(scope.owner) >= MAX_VIEWS:
                     raise Conflict(f"You have {MAX_VIEWS} views already; delete one first.")
-                try:
-                    await collection.insert_one({**key, **changed, "created": now})
-                except DuplicateKeyError:  # saved by another request meanwhile: ours comes after
-                    await collection.update_one(key, {"$set": changed})
-            document = await collection.find_one(key)
+                if not await views.create(scope.owner, name, filter_text=text, sort=keys, now=now):
+                    # Saved by another request meanwhile: ours comes after.
+                    await views.update(scope.owner, name, filter_text=text, sort=keys, updated=now)
+            document = await views.get(scope.owner, name)
         if document is None:  # deleted by another request meanwhile
             raise NotFound(f"No view named {name!r}.")
         return _loaded(document)
 
     async def delete(self, scope: Scope, name: str) -> None:
-        with self.database.errors():
-            result = await (await self._collection()).delete_one(_key(scope, name))
-        if result.deleted_count == 0:
+        self.store.require_ready()
+        with self.store.errors():
+            deleted = await self.store.views.delete(scope.owner, check_name(name, what="A view"))
+        if not deleted:
             raise NotFound(f"No view named {name!r}.")
 
     async def narrow(self, scope: Scope, query: ImageQuery, name: str) -> ImageQuery:
@@ -131,13 +118,8 @@ def _loaded(document: Mapping[str, Any]) -> View:
     return View(
         name=document["name"],
         filter=checked,
-        sort=[(key["path"], key["direction"]) for key in document.get("sort", [])],
+        sort=list(document["sort"]),
         created=document["created"],
         updated=document["updated"],
         problem=problem,
     )
-
-
-def _key(scope: Scope, name: str) -> dict[str, Any]:
-    """Which one: names are unique per owner."""
-    return {"owner": scope.owner, "name": check_name(name, what="A view")}

@@ -37,7 +37,7 @@ def zip_response(chunks: AsyncIterator[bytes]) -> StreamingResponse:
 async def export_images(query: ImageQueryDep, services: ServicesDep, scope: ScopeDep) -> StreamingResponse:
     """Every match (paging parameters are ignored): files at their paths, mongodb_data.json, mongodb_data.xlsx."""
     chunks = await export_archive(
-        database=services.database, storage=services.storage, scope=scope, query=query, metrics=services.metrics
+        store=services.store, storage=services.storage, scope=scope, query=query, metrics=services.metrics
     )
     return zip_response(chunks)
 

@@ -7,10 +7,10 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pymongo.errors import ConnectionFailure
 
 from app import errors
 from app.domain.imports import ImportInterrupted
+from app.store.errors import UNREACHABLE
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _database_unreachable(request: Request, error: Exception) -> JSONResponse:
-    # A driver error that escaped the domain's mapping (app/db.py counts the ones it maps).
+    # A driver error that escaped the domain's mapping (the store's `errors()` counts the ones it maps).
     request.app.state.metrics.dependency_error("database", type(error).__name__)
     return error_response(503, "The database is unreachable; try again shortly.")
 
@@ -72,5 +72,5 @@ async def _unexpected(request: Request, error: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(ConnectionFailure, _database_unreachable)
+    app.add_exception_handler(UNREACHABLE, _database_unreachable)
     app.add_exception_handler(Exception, _unexpected)

@@ -21,7 +21,7 @@ async def info(services: ServicesDep) -> dict[str, Any]:
         "mongodb": {
             "uri": settings.mongodb_uri_redacted,
             "database": settings.mongodb_database,
-            "connected": await services.database.ping(),
+            "connected": await services.store.ping(),
         },
         "storage": {
             "kind": services.storage.kind,

@@ -30,9 +30,9 @@ SKIP = documented(type="integer", minimum=0, maximum=INT64_MAX)
 
 
 # Metadata as the domain's checks take it (app/domain/metadata.py), for request bodies: keys not
-# empty, not starting with '$', without '.' or NUL; integers of 64 bits; and, as the embedded
-# FerretDB stores it, no NUL in a string and no array directly inside an array (MongoDB takes
-# both). Nesting is bounded too (32 levels), which a schema cannot say and no client reaches.
+# empty, not starting with '$', without '.' or NUL; integers of 64 bits; and, as every engine the
+# store runs on can store it, no NUL in a string and no array directly inside an array. Nesting
+# is bounded too (32 levels), which a schema cannot say and no client reaches.
 METADATA_KEY_PATTERN = r"^[^$.\x00][^.\x00]*$"
 _METADATA_SCALARS: list[dict[str, Any]] = [
     {"type": "string", "pattern": r"^[^\x00]*$"},

@@ -167,7 +167,7 @@ async def export_snapshot(name: SnapshotName, services: ServicesDep, scope: Scop
     """The frozen metadata, and every file still holding the frozen bytes; the others are in
     mongodb_data.json with `fileChanged: true` and without their file."""
     selection = await services.snapshots.selection(scope, name)
-    chunks = await archive_of(selection, database=services.database, storage=services.storage, metrics=services.metrics)
+    chunks = await archive_of(selection, store=services.store, storage=services.storage, metrics=services.metrics)
     return zip_response(chunks)
 
 

@@ -15,8 +15,9 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from app.config import Settings
-from app.domain.leases import COLLECTION, Leases, path_key
+from app.domain.leases import Leases, path_key
 from app.errors import Conflict
+from app.store.leases import COLLECTION, LeaseStore
 from tests.utils.lease_holder import holder
 
 TTL = 2.0  # renewed every 0.67 s
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.parametrize("storage_kind", ["local"], indirect=True)  
 async def waiters(settings: Settings) -> AsyncIterator[Leases]:
     """The leases of a writer process other than the holder: a client of its own."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
-    yield Leases(collection=lambda: client[settings.mongodb_database][COLLECTION], ttl=TTL, wait=WAIT)
+    yield Leases(store=LeaseStore(lambda: client[settings.mongodb_database][COLLECTION]), ttl=TTL, wait=WAIT)
     await client.close()
 
 

@@ -380,5 +380,5 @@ async def test_a_page_is_one_database_round_trip(make_settings: Callable[..., Se
         assert commands == {"whole": ["find"], "part": ["aggregate", "find"], "past the end": ["aggregate", "find"]}
     else:
         # The embedded FerretDB/SQLite: counted in its files, which also tell that a page past
-        # the last match is empty (app/ferretdb_sqlite/).
+        # the last match is empty (app/store/engines/ferretdb_sqlite/).
         assert commands == {"whole": ["find"], "part": ["find"], "past the end": []}

@@ -422,7 +422,7 @@ async def test_an_import_of_new_images_writes_them_a_batch_at_a_time_without_sea
     # SQLite runs one write at a time.
     archive = make_zip([(f"many/{index}.png", make_image()) for index in range(120)])
     async with LifespanClient(create_app(make_settings())) as (client, app):
-        await asyncio.gather(*app.state.services.database._background)  # start-up maintenance done
+        await asyncio.gather(*app.state.services.store.database._background)  # start-up maintenance done
         with recorded() as sent:
             body = (await import_zip(client, archive)).json()
         assert body["imported"] == 120

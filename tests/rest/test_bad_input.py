@@ -126,7 +126,7 @@ async def test_nested_arrays_are_400_on_every_write_where_the_database_refuses_t
 
 
 async def _database_is_ferretdb(app: FastAPI) -> bool:
-    info = await app.state.services.database.client.admin.command("buildInfo")
+    info = await app.state.services.store.database.client.admin.command("buildInfo")
     return "ferretdb" in json.dumps(info).lower()
 
 
@@ -415,7 +415,7 @@ async def test_a_lone_surrogate_in_a_graphql_upload_is_bad_user_input_storing_no
 
 def registry(app: FastAPI, name: str) -> Any:
     """A collection of the service's database (`views`, `snapshots`), behind the service's back."""
-    return app.state.services.database.client[app.state.services.database.name][name]
+    return app.state.services.store.database.client[app.state.services.store.database.name][name]
 
 
 @pytest.mark.parametrize(

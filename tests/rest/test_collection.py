@@ -403,7 +403,7 @@ async def test_a_bulk_patch_of_hundreds_of_images_changes_every_one(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
     # FerretDB 1.24 never answers an update command of 100 statements or more: a bulk change
-    # of more than a hundred images hung until the write is sent in parts (app/db.py).
+    # of more than a hundred images hung until the write is sent in parts (app/store/engines/ferretdb.py).
     raw: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri)
     try:
         await raw[settings.mongodb_database]["images"].insert_many(
@@ -422,7 +422,7 @@ async def test_a_bulk_patch_of_hundreds_of_images_changes_every_one(
 async def test_hundreds_of_documents_written_elsewhere_get_their_keys_at_start_up(
     make_settings: Callable[..., Settings],
 ) -> None:
-    # More than one part of the backfill's writes (app/db.py write_in_parts), and more documents
+    # More than one part of the backfill's writes (app/store/engines/ferretdb.py, 99 a time), and more documents
     # than FerretDB answers in one update command from a bulk PATCH.
     settings = make_settings()
     raw: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri)

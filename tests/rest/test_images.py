@@ -170,7 +170,7 @@ async def test_a_new_image_never_searches_the_collection_by_path(make_settings: 
     async with LifespanClient(create_app(make_settings())) as (client, app):
         await upload(client, make_image(), fields={"file": "first.png"})
         # The start-up maintenance searches the collection: let it finish first.
-        await asyncio.gather(*app.state.services.database._background)
+        await asyncio.gather(*app.state.services.store.database._background)
         with recorded() as sent:
             response = await upload(client, make_image(), fields={"file": "second.png"})
     assert response.status_code == 200

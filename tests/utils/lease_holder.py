@@ -19,14 +19,15 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from app.domain.leases import COLLECTION, Leases
+from app.domain.leases import Leases
+from app.store.leases import COLLECTION, LeaseStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 async def hold(uri: str, database: str, ttl: float, keys: list[str]) -> None:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, tz_aware=True)
-    leases = Leases(collection=lambda: client[database][COLLECTION], ttl=ttl)
+    leases = Leases(store=LeaseStore(lambda: client[database][COLLECTION]), ttl=ttl)
     await leases.prepare()
     held = asyncio.Semaphore(0)
     forever = asyncio.Event()

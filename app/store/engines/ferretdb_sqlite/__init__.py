@@ -2,12 +2,8 @@
 
 What the wire protocol cannot do on the embedded FerretDB 1.24/SQLite, and this package does
 from its files: index what FerretDB looks ids up by, and tell the operator when to move to
-MongoDB (`tuning`); count matches, find pages and list `/fields` in SQL instead of having
-FerretDB decode every document (`shortcuts`, with `sql` translating filters). All of it is best
-effort: without it the service is correct, only slower or silent.
+MongoDB (`tuning`); count matches, find pages, walk matches and list `/fields` in SQL instead of
+having FerretDB decode every document (`shortcuts` and `walk`, with `sql` translating filters);
+the engine the store uses (`engine`). All of it is best effort: without it the service is
+correct, only slower or silent.
 """
-
-from app.ferretdb_sqlite.shortcuts import SQLiteShortcuts
-from app.ferretdb_sqlite.tuning import tune
-
-__all__ = ["SQLiteShortcuts", "tune"]

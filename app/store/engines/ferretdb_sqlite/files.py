@@ -8,7 +8,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 # The column of each collection's table that holds its documents (FerretDB's storage format:
-# app/ferretdb_sqlite/sql.py).
+# sql.py).
 DOCUMENT = "_ferretdb_sjson"
 
 # FerretDB waits this long for a lock itself (`busy_timeout`, pool/uri.go); indexing a

@@ -1,9 +1,9 @@
-"""Counts, pages and distinct values read from FerretDB's SQLite files (app/db.py `Shortcuts`).
+"""Counts, pages and distinct values read from FerretDB's SQLite files, for engine.py.
 
 FerretDB 1.24 hands SQLite nothing but a lookup by `_id`: every count, sort, `distinct` or
 filter whose page does not fill early decodes the whole collection in Go, about 80 µs a
 document (7.7 s to count `{"data.label": "cat"}` among 100,000 images). SQLite's JSON functions
-test the same filter in about 2.5 µs a row (0.23 s). So where app/ferretdb_sqlite/sql.py can
+test the same filter in about 2.5 µs a row (0.23 s). So where sql.py can
 translate the filter, the answer comes from SQLite: the count, the page's ids (then looked up
 through FerretDB, by its index), or the strings of a field. Each is exactly what MongoDB's rules
 give; where SQLite cannot say, the answer is None and FerretDB is asked.
@@ -26,9 +26,9 @@ from bson import Int64, ObjectId
 from bson.tz_util import utc
 from pymongo.asynchronous.collection import AsyncCollection
 
-from app.db import PagePlan
-from app.ferretdb_sqlite.files import DOCUMENT, opened, quoted, table_name
-from app.ferretdb_sqlite.sql import (
+from app.store.engines.ferretdb_sqlite import walk
+from app.store.engines.ferretdb_sqlite.files import DOCUMENT, opened, quoted, table_name
+from app.store.engines.ferretdb_sqlite.sql import (
     NUMBER_TYPES,
     At,
     Parameters,
@@ -45,9 +45,19 @@ log = logging.getLogger(__name__)
 Answer = TypeVar("Answer")
 
 
+@dataclass(frozen=True)
+class PagePlan:
+    total: int  # every match
+    ids: list[Any] | None  # the page's ids in order; None: the server's own find is no slower
+    # Each image's `revision` when its id was read: one looked up with another (changed or
+    # deleted in between) makes the server find the page itself, so that a page is always one
+    # moment's answer.
+    revisions: list[Any] | None = None
+
+
 class SQLiteShortcuts:
-    """Counts and pages read from FerretDB's SQLite files in `directory` (app/db.py `Shortcuts`).
-    Each answer is None where SQLite cannot say exactly, or the files cannot be read."""
+    """Counts and pages read from FerretDB's SQLite files in `directory`, for engine.py. Each
+    answer is None where SQLite cannot say exactly, or the files cannot be read."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -114,6 +124,15 @@ class SQLiteShortcuts:
         than one by their `$in`, which it answers by decoding every document."""
         documents = await self._read(collection, _documents, "the number of documents")
         return documents is not None and count * LOOKUP_SECONDS < documents * FERRETDB_READ_SECONDS
+
+    async def next_page(
+        self, collection: AsyncCollection[dict[str, Any]], condition: Mapping[str, Any], *, after: int, limit: int
+    ) -> list[walk.Step] | None:
+        """The next rows of a walk through the matches in natural order (app/store/engines/
+        ferretdb_sqlite/walk.py); None where SQLite cannot say."""
+        return await self._read(
+            collection, partial(walk.next_page, condition=condition, after=after, limit=limit), "a walk's page"
+        )
 
     async def _read(
         self, collection: AsyncCollection[dict[str, Any]], read: Callable[..., Answer | None], what: str
@@ -208,7 +227,7 @@ def _plan(connection: sqlite3.Connection, table: str | None, *, query: _PageQuer
         f" LIMIT {limit} OFFSET {offset}",
         query.parameters.values,
     ).fetchall()
-    ids = [_stored_id(value, kind) for value, kind, _ in found]
+    ids = [stored_id(value, kind) for value, kind, _ in found]
     if any(image_id is None for image_id in ids):
         return PagePlan(total=matches, ids=None)
     return PagePlan(total=matches, ids=ids, revisions=[revision for _, _, revision in found])
@@ -329,7 +348,7 @@ def _stored_value(value: Any, kind: str) -> Any:
 EPOCH = datetime(1970, 1, 1, tzinfo=utc)  # PyMongo's own zone object, as its dates carry
 
 
-def _stored_id(value: Any, kind: str) -> Any:
+def stored_id(value: Any, kind: str) -> Any:
     """An `_id` as PyMongo gives it, from its JSON and schema type; None for kinds not handled."""
     if kind == "objectId":
         return ObjectId(value)

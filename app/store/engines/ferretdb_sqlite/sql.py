@@ -24,7 +24,7 @@ import bson
 from bson import ObjectId
 from bson.codec_options import CodecOptions, DatetimeConversion
 
-from app.ferretdb_sqlite.files import DOCUMENT
+from app.store.engines.ferretdb_sqlite.files import DOCUMENT
 
 
 @dataclass(frozen=True)

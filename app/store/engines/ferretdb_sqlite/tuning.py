@@ -22,7 +22,7 @@ from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from app.ferretdb_sqlite.files import opened, quoted, table_name
+from app.store.engines.ferretdb_sqlite.files import opened, quoted, table_name
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 from pymongo.errors import BulkWriteError, CursorNotFound, OperationFailure, WriteError
 
-from app.db import database_errors
 from app.errors import BadInput, Conflict, Unavailable
+from app.store.engines.ferretdb import FerretDB
+from app.store.errors import database_errors
+
+FERRETDB_TEXT = FerretDB("v1.24.2").error_text
 
 # Error documents as FerretDB 1.24 sends them (seen in tests/rest/test_bad_input.py's cases).
 SORT_KEYS = {
@@ -20,7 +23,7 @@ NESTED_ARRAY = {"index": 0, "code": 2, "errmsg": 'invalid value: { "a": [ [ 1 ] 
 
 
 def test_a_refused_query_is_bad_input_without_the_source_location() -> None:
-    with pytest.raises(BadInput) as caught, database_errors(user_query=True):
+    with pytest.raises(BadInput) as caught, database_errors(user_query=True, readable=FERRETDB_TEXT):
         raise OperationFailure(SORT_KEYS["errmsg"], code=1, details=SORT_KEYS)
     assert caught.value.detail == "The database could not run this query: maximum sort keys exceeded: 40."
 

@@ -1,0 +1,72 @@
+"""Snapshots: a registry (`snapshots`, one entry per owner and name) and a collection of frozen
+images per snapshot (`snapshot_<id>`, keyed by image id).
+
+Why a collection per snapshot: FerretDB 1.24 filters in its own process after reading a whole
+collection, so one shared collection would make every page of every snapshot read all of
+them; keyed by image id, a page, a diff or an export reads its own snapshot in `_id` order.
+Deleting a snapshot drops its collection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.errors import DuplicateKeyError
+
+from app.store.database import Database
+from app.store.engines.mongodb import Collection, in_batches
+
+REGISTRY = "snapshots"
+INDEXES = [IndexModel([("owner", ASCENDING), ("name", ASCENDING)], name="owner_1_name_1", unique=True)]
+
+
+class SnapshotStore:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def _registry(self) -> Collection:
+        return await self._database.indexed(REGISTRY, INDEXES)
+
+    def _frozen(self, snapshot_id: Any) -> Collection:
+        return self._database.collection(f"snapshot_{snapshot_id}")
+
+    async def register(self, entry: dict[str, Any]) -> bool:
+        """Add an unfinished snapshot (`{_id, owner, name, …}`); False if the owner has one of that name."""
+        try:
+            await (await self._registry()).insert_one(entry)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def finish(self, snapshot_id: Any, count: int) -> None:
+        await (await self._registry()).update_one({"_id": snapshot_id}, {"$set": {"count": count}})
+
+    async def of_owner(self, owner: str | None) -> list[dict[str, Any]]:
+        found = (await self._registry()).find({"owner": owner}, sort=[("created", ASCENDING)])
+        return await found.to_list(None)
+
+    async def get(self, owner: str | None, name: str) -> dict[str, Any] | None:
+        return await (await self._registry()).find_one({"owner": owner, "name": name})
+
+    async def delete(self, snapshot_id: Any) -> None:
+        """The snapshot's frozen images, then its entry (so an entry never names no images)."""
+        await self._frozen(snapshot_id).drop()
+        await (await self._registry()).delete_one({"_id": snapshot_id})
+
+    async def freeze(self, snapshot_id: Any, documents: list[dict[str, Any]]) -> None:
+        await self._frozen(snapshot_id).insert_many(documents, ordered=False)
+
+    async def frozen_page(self, snapshot_id: Any, *, skip: int, limit: int) -> list[dict[str, Any]]:
+        """Frozen images in image-id order."""
+        found = self._frozen(snapshot_id).find({}, sort=[("_id", ASCENDING)], skip=skip, limit=limit)
+        return await found.to_list(None)
+
+    async def frozen(
+        self, snapshot_id: Any, projection: Mapping[str, Any] | None, size: int
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every frozen image in image-id order, `size` at a time, from one cursor."""
+        found = self._frozen(snapshot_id).find({}, projection, sort=[("_id", ASCENDING)], batch_size=size)
+        async for batch in in_batches(found, size):
+            yield batch
