@@ -1,0 +1,89 @@
+"""The shape of the code that the README's architecture section promises, checked on the source.
+
+- One door to the database: nothing outside `app/store/` imports the driver.
+- Engine names (and what each engine does) live behind the door: outside the store, only
+  configuration and start-up wiring name an engine.
+- The domain knows no web framework: nothing under the domain, the store, the storage or the
+  model imports FastAPI, Starlette or Strawberry.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+APP = Path(__file__).resolve().parents[1] / "app"
+DRIVERS = {"pymongo", "motor"}
+WEB_FRAMEWORKS = {"fastapi", "starlette", "strawberry"}
+# Where an engine may be named outside the store: the settings that point at one, and the
+# start-up wiring that hands those settings to the store (the service and the fsck command).
+WIRING = {"config.py", "services.py", "fsck.py"}
+ENGINE_NAMES = re.compile(r"ferret|sqlite", re.IGNORECASE)
+# fsck keeps its own scratch index of files in a throwaway SQLite file: a library of its own,
+# not the database engine.
+OWN_SQLITE = {"domain/inventory.py", "domain/repair.py"}
+OWN_SQLITE_WORDS = re.compile(r"\bsqlite3?\b|\.sqlite3\b", re.IGNORECASE)
+FRAMEWORK_FREE = ("domain/", "store/", "storage/", "models.py")
+
+
+def modules() -> list[Path]:
+    return sorted(APP.rglob("*.py"))
+
+
+def name_of(path: Path) -> str:
+    return path.relative_to(APP).as_posix()
+
+
+def imported(path: Path) -> set[str]:
+    """The top-level packages a module imports."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_modules_are_found() -> None:
+    names = {name_of(path) for path in modules()}
+    assert {"store/images.py", "store/engines/ferretdb.py", "domain/images.py", "rest/images.py"} <= names
+
+
+@pytest.mark.parametrize("path", [path for path in modules() if not name_of(path).startswith("store/")], ids=name_of)
+def test_only_the_store_imports_the_driver(path: Path) -> None:
+    assert not imported(path) & DRIVERS, f"{name_of(path)} imports the database driver; ask app/store/ instead"
+
+
+@pytest.mark.parametrize("path", [path for path in modules() if name_of(path).startswith(FRAMEWORK_FREE)], ids=name_of)
+def test_the_domain_store_and_storage_know_no_web_framework(path: Path) -> None:
+    assert not imported(path) & WEB_FRAMEWORKS, f"{name_of(path)} imports a web framework"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [path for path in modules() if not name_of(path).startswith("store/") and name_of(path) not in WIRING],
+    ids=name_of,
+)
+def test_engines_are_named_only_behind_the_store(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    if name_of(path) in OWN_SQLITE:
+        text = OWN_SQLITE_WORDS.sub("", text)
+    lines = [
+        f"{number}: {line.strip()}" for number, line in enumerate(text.splitlines(), 1) if ENGINE_NAMES.search(line)
+    ]
+    assert not lines, f"{name_of(path)} names a database engine; say what the store guarantees instead:\n" + "\n".join(
+        lines
+    )
+
+
+def test_the_checks_see_a_violation(tmp_path: Path) -> None:
+    """The checks above can fail: a module that imports the driver and names an engine."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from pymongo import ASCENDING  # FerretDB sorts differently\nimport fastapi\n")
+    assert imported(bad) & DRIVERS and imported(bad) & WEB_FRAMEWORKS
+    assert ENGINE_NAMES.search(bad.read_text())
