@@ -69,8 +69,10 @@ class Services:
         setup: list[MaintenanceTask] = [lambda _: leases.prepare()]
         shortcuts = None
         if settings.ferretdb_sqlite_directory is not None:
-            setup.append(partial(ferretdb_sqlite.tune, directory=settings.ferretdb_sqlite_directory))
             shortcuts = ferretdb_sqlite.SQLiteShortcuts(settings.ferretdb_sqlite_directory)
+            # Checks FerretDB's version and storage layout, then indexes ids; on a mismatch
+            # neither, and the shortcuts stay off.
+            setup.append(shortcuts.start)
         database = Database(
             uri=settings.mongodb_uri,
             name=settings.mongodb_database,

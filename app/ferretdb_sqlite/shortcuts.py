@@ -27,6 +27,7 @@ from bson.tz_util import utc
 from pymongo.asynchronous.collection import AsyncCollection
 
 from app.db import PagePlan
+from app.ferretdb_sqlite import layout
 from app.ferretdb_sqlite.files import DOCUMENT, opened, quoted, table_name
 from app.ferretdb_sqlite.sql import (
     NUMBER_TYPES,
@@ -39,6 +40,7 @@ from app.ferretdb_sqlite.sql import (
     sql_list,
     translate,
 )
+from app.ferretdb_sqlite.tuning import tune
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +49,35 @@ Answer = TypeVar("Answer")
 
 class SQLiteShortcuts:
     """Counts and pages read from FerretDB's SQLite files in `directory` (app/db.py `Shortcuts`).
-    Each answer is None where SQLite cannot say exactly, or the files cannot be read."""
+    Each answer is None where SQLite cannot say exactly, or the files cannot be read, and every
+    one is None until `check` has found the files laid out as this package reads them."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._database: str | None = None  # the database whose files passed `check`
+
+    async def start(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+        """At start-up: check FerretDB's version and files, and only if they are as this package
+        reads them, answer from them and index ids (tuning.py)."""
+        if await self.check(collection):
+            await tune(collection, directory=self.directory)
+
+    async def check(self, collection: AsyncCollection[dict[str, Any]]) -> bool:
+        """Whether the files of `collection`'s database are laid out as this package reads them
+        (layout.py); from now on the shortcuts answer for that database only if so. A mismatch
+        is logged, once, with its reason."""
+        problem = await layout.mismatch(collection, directory=self.directory)
+        if problem is not None:
+            self._database = None
+            log.warning(
+                "FerretDB's SQLite files in %s are not used (FerretDB answers every query itself, and lookups "
+                "by id stay unindexed): %s",
+                self.directory,
+                problem,
+            )
+            return False
+        self._database = collection.database.name
+        return True
 
     async def count(self, collection: AsyncCollection[dict[str, Any]], condition: Mapping[str, Any]) -> int | None:
         """How many documents of `collection` match `condition`."""
@@ -119,8 +146,10 @@ class SQLiteShortcuts:
         self, collection: AsyncCollection[dict[str, Any]], read: Callable[..., Answer | None], what: str
     ) -> Answer | None:
         """`read(connection, table)` on the collection's table (None if FerretDB has not made
-        it yet), in a worker thread."""
+        it yet), in a worker thread; None without reading files that have not passed `check`."""
         database, name = collection.database.name, collection.name
+        if database != self._database:
+            return None
 
         def run() -> Answer | None:
             with opened(self.directory, database) as connection:

@@ -1,15 +1,41 @@
 """The embedded FerretDB/SQLite's shortcuts fail safe (app/ferretdb_sqlite/): they only read
-FerretDB's files, and only files laid out as they were written for."""
+FerretDB's files, only files laid out as they were written for, and a filter they cannot
+decide costs them no read at all.
+
+Files of another layout are made from a copy of the test database's own file, changed behind
+FerretDB's back; the service is then pointed at the copy, while FerretDB keeps serving the real
+one, so every answer can be compared with FerretDB's own."""
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import sqlite3
+from collections.abc import AsyncIterator, Callable
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 
-from app.ferretdb_sqlite import files
+from app.config import Settings
+from app.ferretdb_sqlite import files, layout, shortcuts, sql
+from app.ferretdb_sqlite.shortcuts import SQLiteShortcuts
+from app.main import create_app
+from tests.rest.test_images import LifespanClient
+from tests.utils.commands import recorded
+from tests.utils.images import make_image
+
+# The tests against the suite's FerretDB: the storage plays no part.
+ON_LOCAL_STORAGE = pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+
+# Two of the six images have no `label`: what `{"data.label": null}` must count.
+LABELS = ["cat", "cat", "cat", "dog", None, None]
+UNLABELLED = {"filter": json.dumps({"data.label": None}), "limit": 1}
 
 
 def test_connections_read_only_unless_asked_to_write(tmp_path: Path) -> None:
@@ -21,3 +47,149 @@ def test_connections_read_only_unless_asked_to_write(tmp_path: Path) -> None:
         connection.execute("INSERT INTO t VALUES (1)")
     with files.opened(tmp_path, "db") as connection:
         assert connection.execute("SELECT x FROM t").fetchall() == [(1,)]
+
+
+@pytest.fixture
+def sqlite_directory(ferretdb_sqlite_directory: Path | None) -> Path:
+    if ferretdb_sqlite_directory is None:
+        pytest.skip("the database is external: no FerretDB SQLite files to look at")
+    return ferretdb_sqlite_directory
+
+
+@pytest.fixture
+async def images(make_settings: Callable[..., Settings]) -> AsyncIterator[AsyncCollection[dict[str, Any]]]:
+    """The test database's images collection, through a client of the test's own."""
+    settings = make_settings()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+    try:
+        yield client[settings.mongodb_database]["images"]
+    finally:
+        await client.close()
+
+
+def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name.startswith("app.ferretdb_sqlite") and record.levelno >= logging.WARNING
+    ]
+
+
+async def fill(http: httpx.AsyncClient, labels: list[str | None]) -> None:
+    for index, label in enumerate(labels):
+        data = {"n": index} if label is None else {"label": label}
+        files = {"image": (f"{index}.png", make_image())}
+        assert (await http.post("/images", files=files, data={"data": json.dumps(data)})).status_code == 200
+
+
+async def unlabelled(http: httpx.AsyncClient) -> tuple[int, bool]:
+    """The total of `UNLABELLED`, and whether FerretDB counted it (else SQLite did)."""
+    with recorded() as sent:
+        total = (await http.get("/images", params=UNLABELLED)).json()["total"]
+    return total, any(command.name == "aggregate" for command in sent)
+
+
+def copy_of(directory: Path, database: str, into: Path) -> Path:
+    """A directory holding a copy of `database`'s file as it is now (WAL included)."""
+    into.mkdir()
+    with files.opened(directory, database) as source, closing(sqlite3.connect(into / f"{database}.sqlite")) as copy:
+        source.backup(copy)
+        copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+    return into
+
+
+def has_id_index(directory: Path, database: str) -> bool:
+    with files.opened(directory, database) as connection:
+        found = connection.execute("SELECT 1 FROM sqlite_master WHERE name LIKE '\\_imagestore\\_%' ESCAPE '\\'")
+        return found.fetchone() is not None
+
+
+@ON_LOCAL_STORAGE
+async def test_the_embedded_ferretdb_passes_the_check(
+    make_settings: Callable[..., Settings],
+    sqlite_directory: Path,
+    images: AsyncCollection[dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = make_settings()
+    async with LifespanClient(create_app(settings)) as (http, _):
+        await fill(http, LABELS)
+        assert await unlabelled(http) == (2, False)  # counted in SQLite
+    assert warnings(caplog) == []
+    assert has_id_index(sqlite_directory, settings.mongodb_database)
+    # What the check asks the server: FerretDB names its own version beside the MongoDB one.
+    build = await images.database.command("buildInfo")
+    assert layout.KNOWN_VERSIONS.fullmatch(build["ferretdbVersion"]), build
+    assert await layout.mismatch(images, directory=sqlite_directory) is None
+
+
+@ON_LOCAL_STORAGE
+async def test_rows_without_the_schema_turn_the_shortcuts_off_instead_of_miscounting(
+    make_settings: Callable[..., Settings],
+    sqlite_directory: Path,
+    images: AsyncCollection[dict[str, Any]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    database = make_settings().mongodb_database
+    async with LifespanClient(create_app(make_settings())) as (http, _):
+        await fill(http, LABELS)
+    changed = copy_of(sqlite_directory, database, tmp_path / "changed")
+    with closing(sqlite3.connect(changed / f"{database}.sqlite")) as connection, connection:
+        table = connection.execute("SELECT table_name FROM _ferretdb_collections WHERE name = 'images'").fetchone()[0]
+        connection.execute(
+            f"UPDATE {files.quoted(table)} SET {files.DOCUMENT} = json_remove({files.DOCUMENT}, '$.\"$s\"')"
+        )
+    # The failure the check prevents: read unchecked, every row is "null or missing" at the path.
+    where = sql.conditions({"data.label": None})
+    assert where is not None
+    with files.opened(changed, database) as connection:
+        assert shortcuts._count_where(connection, files.table_name(connection, "images"), where=where) == 6
+
+    caplog.clear()
+    async with LifespanClient(create_app(make_settings(ferretdb_sqlite_directory=changed))) as (http, _):
+        assert await unlabelled(http) == (2, True)  # FerretDB's count, and the right one
+    assert len(warnings(caplog)) == 1, warnings(caplog)
+    assert "does not carry the $s schema" in warnings(caplog)[0]
+
+    unchecked = SQLiteShortcuts(changed)
+    assert not await unchecked.check(images)
+    assert await unchecked.count(images, {"data.label": None}) is None
+
+
+@ON_LOCAL_STORAGE
+async def test_another_ferretdb_version_turns_the_shortcuts_and_the_index_off(
+    make_settings: Callable[..., Settings],
+    sqlite_directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(layout, "KNOWN_VERSIONS", re.compile(r"v1\.23\.\d+"))
+    settings = make_settings()
+    async with LifespanClient(create_app(settings)) as (http, _):
+        await fill(http, LABELS)
+        assert await unlabelled(http) == (2, True)
+    assert len(warnings(caplog)) == 1, warnings(caplog)
+    assert "not FerretDB 1.24.x (ferretdbVersion: 'v1.24." in warnings(caplog)[0]
+    assert not has_id_index(sqlite_directory, settings.mongodb_database)
+
+
+@ON_LOCAL_STORAGE
+async def test_a_stale_copy_of_the_files_turns_the_shortcuts_off(
+    make_settings: Callable[..., Settings],
+    sqlite_directory: Path,
+    images: AsyncCollection[dict[str, Any]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = make_settings()
+    async with LifespanClient(create_app(settings)) as (http, _):
+        await fill(http, LABELS)
+    stale = copy_of(sqlite_directory, settings.mongodb_database, tmp_path / "stale")
+    await images.drop()  # the copy keeps the six images; the collection FerretDB makes again has none
+    caplog.clear()
+    async with LifespanClient(create_app(make_settings(ferretdb_sqlite_directory=stale))) as (http, _):
+        await fill(http, ["cat", None, None, None])
+        assert await unlabelled(http) == (3, True)
+    assert len(warnings(caplog)) == 1, warnings(caplog)
+    assert "another UUID" in warnings(caplog)[0]
