@@ -59,6 +59,11 @@ class Shortcuts(Protocol):
     """Cheaper ways to the same answers than the database server's own, for one engine (the
     embedded FerretDB/SQLite: app/ferretdb_sqlite/). None wherever they cannot tell exactly."""
 
+    def decides(self, condition: Mapping[str, Any]) -> bool:
+        """Whether the shortcuts can answer for `condition` at all, told without reading data
+        (some answers may still be None at run time)."""
+        ...
+
     async def count(self, collection: AsyncCollection[dict[str, Any]], condition: Mapping[str, Any]) -> int | None: ...
 
     async def plan_page(
@@ -254,7 +259,8 @@ class Database:
         with. Paged by `_id` where the shortcuts decide `condition` (each page then costs a
         read of SQLite's); else from one cursor in natural order, since FerretDB pushes no
         range or sort down and each page would read and sort the whole collection."""
-        if self._shortcuts is not None and await self._shortcuts.count(collection, condition) is not None:
+        # `decides` reads nothing: finding out costs no scan of the collection.
+        if self._shortcuts is not None and self._shortcuts.decides(condition):
             async for batch in pages_by_id(collection, condition, projection, size, database=self):
                 yield batch
             return

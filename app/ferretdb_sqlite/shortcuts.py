@@ -79,6 +79,12 @@ class SQLiteShortcuts:
         self._database = collection.database.name
         return True
 
+    def decides(self, condition: Mapping[str, Any]) -> bool:
+        """Whether SQLite can answer for `condition` at all, found without reading: the filter
+        translates to SQL, and is not the lookup by a lone `_id` FerretDB makes through an index.
+        Rows holding an array on a filter path may still leave an answer to FerretDB."""
+        return self._database is not None and not by_id_alone(condition) and conditions(condition) is not None
+
     async def count(self, collection: AsyncCollection[dict[str, Any]], condition: Mapping[str, Any]) -> int | None:
         """How many documents of `collection` match `condition`."""
         where = None if by_id_alone(condition) else conditions(condition)

@@ -23,6 +23,8 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
 from app.config import Settings
+from app.domain import images as images_module
+from app.domain import rewrite
 from app.ferretdb_sqlite import files, layout, shortcuts, sql
 from app.ferretdb_sqlite.shortcuts import SQLiteShortcuts
 from app.main import create_app
@@ -155,6 +157,7 @@ async def test_rows_without_the_schema_turn_the_shortcuts_off_instead_of_miscoun
     unchecked = SQLiteShortcuts(changed)
     assert not await unchecked.check(images)
     assert await unchecked.count(images, {"data.label": None}) is None
+    assert not unchecked.decides({"data.label": None})
 
 
 @ON_LOCAL_STORAGE
@@ -193,3 +196,63 @@ async def test_a_stale_copy_of_the_files_turns_the_shortcuts_off(
         assert await unlabelled(http) == (3, True)
     assert len(warnings(caplog)) == 1, warnings(caplog)
     assert "another UUID" in warnings(caplog)[0]
+
+
+@ON_LOCAL_STORAGE
+async def test_decides_tells_without_reading(
+    images: AsyncCollection[dict[str, Any]], sqlite_directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await images.database.create_collection(images.name)
+    checked = SQLiteShortcuts(sqlite_directory)
+    assert not checked.decides({"data.label": "cat"})  # off until checked
+    assert await checked.check(images)
+
+    def no_reading(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("decides read the files")
+
+    monkeypatch.setattr(files, "opened", no_reading)
+    monkeypatch.setattr(shortcuts, "opened", no_reading)
+    assert checked.decides({"data.label": "cat", "time": {"$gte": 0}})
+    assert checked.decides({"_id": {"$in": [1, 2]}})
+    assert not checked.decides({"_id": 1})  # FerretDB's own indexed lookup
+    assert not checked.decides({"file": {"$regex": "^a"}})
+    assert not checked.decides({"data.label": {"$exists": True}})
+
+
+@ON_LOCAL_STORAGE
+async def test_bulk_changes_find_their_batches_without_counting_first(
+    make_settings: Callable[..., Settings], sqlite_directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shortcuts, "FERRETDB_READ_SECONDS", 1.0)  # SQLite and lookups wherever they can
+    monkeypatch.setattr(rewrite, "BATCH", 2)
+    monkeypatch.setattr(images_module, "DELETE_BATCH", 2)
+    counted: list[Any] = []
+    count = SQLiteShortcuts.count
+
+    async def counting(self: SQLiteShortcuts, *args: Any) -> int | None:
+        counted.append(args[1])
+        return await count(self, *args)
+
+    monkeypatch.setattr(SQLiteShortcuts, "count", counting)
+
+    async def run(settings: Settings) -> list[Any]:
+        async with LifespanClient(create_app(settings)) as (http, _):
+            await http.delete("/images")
+            # Arrays at `data.n`: their rows are unsure for a range, and FerretDB answers those pages.
+            for index, n in enumerate([1, 2, 3, [2, 5], [0], 4, "x", 6]):
+                files = {"image": (f"{index}.png", make_image())}
+                response = await http.post("/images", files=files, data={"data": json.dumps({"n": n})})
+                assert response.status_code == 200
+            counted.clear()
+            greater = {"filter": json.dumps({"data.n": {"$gt": 1}})}
+            patched = (await http.patch("/images", params=greater, json={"seen": True})).json()
+            plain = {"filter": json.dumps({"data.seen": True, "data.n": {"$in": [2, 3]}})}
+            deleted = (await http.delete("/images", params=plain)).json()
+            assert counted == []
+            listing = (await http.get("/images", params={"sort": "file", "limit": 100})).json()
+        return [patched, deleted, [(item["file"], item["data"]) for item in listing["items"]]]
+
+    shortcut = await run(make_settings())
+    own = await run(make_settings(ferretdb_sqlite_directory=None))
+    assert shortcut == own
+    assert (own[0]["matchedCount"], own[1]["deletedCount"]) == (5, 3)
