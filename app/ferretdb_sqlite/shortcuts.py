@@ -259,20 +259,26 @@ class _FieldQuery:
     parameters: Parameters
 
     def values(self, table: str) -> str:
-        """A select of `(row, value, kind)`: a plain value, or each element of an array."""
+        """A select of `(row, value, kind, unsure)` in one read of the table: each matching
+        row's value, or each element of its array, and each unsure row at least once, flagged,
+        so that the same read tells whether SQLite may answer at all. The kind is NULL on the
+        row of an empty array (no value: whether it matches cannot change an answer), and may
+        be on an unsure row; callers skip rows without a kind once sure that none is unsure."""
         at, rows = self.at, quoted(table)
+        # `json_each` of an array gives its elements (keyed by index), of a scalar that one
+        # value (key NULL: its kind is the field's), of an object its members (their kind
+        # then the field's, 'object', which callers leave to FerretDB), and of nothing no row:
+        # hence the outer join.
         element_type = f"json_extract({DOCUMENT}, {at.schema_path} || '.i[' || element.key || '].t')"
-        return (
-            f"SELECT {rows}.rowid, element.value, {element_type} FROM {rows},"
-            f" json_each({DOCUMENT}, {at.value_path}) AS element"
-            f" WHERE {self.match} AND {at.objects} AND {at.type} = 'array'"
-            f" UNION ALL SELECT rowid, {at.value}, {at.type} FROM {rows}"
-            f" WHERE {self.match} AND {at.objects} AND {at.type} != 'array'"
+        kind = (
+            f"CASE WHEN typeof(element.key) = 'integer' THEN {element_type}"
+            f" WHEN element.id IS NULL AND {at.type} = 'array' THEN NULL ELSE {at.type} END"
         )
-
-    def decided(self, connection: sqlite3.Connection, table: str) -> bool:
-        unsure = f"SELECT count(*) FROM {quoted(table)} WHERE {self.unsure}"
-        return not connection.execute(unsure, self.parameters.values).fetchone()[0]
+        return (
+            f"SELECT {rows}.rowid, element.value, {kind}, {self.unsure}"
+            f" FROM {rows} LEFT JOIN json_each({DOCUMENT}, {at.value_path}) AS element"
+            f" WHERE ({self.match} AND {at.objects} AND {at.type} IS NOT NULL) OR {self.unsure}"
+        )
 
 
 def _field_query(condition: Mapping[str, Any], field: str) -> _FieldQuery | None:
@@ -293,12 +299,15 @@ DISTINCT_KINDS = {"null": 0, "int": 1, "long": 1, "double": 1, "string": 2, "obj
 def _distinct_values(connection: sqlite3.Connection, table: str | None, *, query: _FieldQuery) -> list[Any] | None:
     if table is None:
         return []
-    if not query.decided(connection, table):
-        return None
-    rows = connection.execute(
-        f"WITH items(image, value, kind) AS ({query.values(table)}) SELECT DISTINCT value, kind FROM items",
+    found = connection.execute(
+        f"WITH items(image, value, kind, unsure) AS ({query.values(table)})"
+        # DISTINCT, not GROUP BY: it keeps only distinct rows, where GROUP BY sorts every one.
+        " SELECT DISTINCT value, kind, unsure FROM items",
         query.parameters.values,
     ).fetchall()
+    if any(unsure for *_, unsure in found):
+        return None  # SQLite cannot tell some row's answer
+    rows = [(value, kind) for value, kind, _ in found if kind is not None]
     if any(kind not in DISTINCT_KINDS for _, kind in rows):
         return None
     numbers: dict[Any, str] = {}
@@ -321,29 +330,30 @@ def _value_counts(
 ) -> list[tuple[Any, int]] | None:
     if table is None:
         return []
-    if not query.decided(connection, table):
-        return None
     # A value's class: numbers are one (1 and 1.0 are one value), the others one kind each, and
     # -1 for the kinds left to FerretDB (objects, arrays in arrays, binary data…).
     kind_class = " ".join(f"WHEN '{kind}' THEN {rank}" for kind, rank in DISTINCT_KINDS.items())
     found = connection.execute(
-        f"WITH items(image, value, kind) AS ({query.values(table)}),"
+        f"WITH items(image, value, kind, unsure) AS ({query.values(table)}),"
         # Each image once per value, whatever its array repeats.
-        f" held(image, value, class, low, high) AS ("
-        f" SELECT image, value, CASE kind {kind_class} ELSE -1 END, min(kind), max(kind)"
-        f" FROM items GROUP BY 1, 2, 3),"
-        f" counted(value, class, images, low, high) AS MATERIALIZED ("
-        f" SELECT value, class, count(*), min(low), max(high) FROM held GROUP BY value, class)"
-        f" SELECT value, class, images, low, high FROM counted WHERE class = -1 OR images >= coalesce("
+        f" held(image, value, class, low, high, unsure) AS ("
+        f" SELECT image, value, CASE kind {kind_class} ELSE -1 END, min(kind), max(kind), max(unsure)"
+        f" FROM items WHERE kind IS NOT NULL OR unsure GROUP BY 1, 2, 3),"
+        f" counted(value, class, images, low, high, unsure) AS MATERIALIZED ("
+        f" SELECT value, class, count(*), min(low), max(high), max(unsure) FROM held GROUP BY value, class)"
+        f" SELECT value, class, images, low, high, unsure FROM counted"
+        f" WHERE class = -1 OR unsure OR images >= coalesce("
         f"(SELECT images FROM counted ORDER BY images DESC LIMIT 1 OFFSET {int(limit) - 1}), 0)"
         f" LIMIT {int(limit) + MAX_TIED}",
         query.parameters.values,
     ).fetchall()
     if len(found) == limit + MAX_TIED:
         return None  # too many tied
-    if any(kind_class == -1 or low != high for _, kind_class, _, low, high in found):
+    if any(unsure for *_, unsure in found):
+        return None  # SQLite cannot tell some row's answer
+    if any(kind_class == -1 or low != high for _, kind_class, _, low, high, _ in found):
         return None  # a kind left to FerretDB, or 1 beside 1.0: which of them MongoDB shows is its own
-    return [(_stored_value(value, low), images) for value, _, images, low, _ in found]
+    return [(_stored_value(value, low), images) for value, _, images, low, _, _ in found]
 
 
 def _stored_value(value: Any, kind: str) -> Any:
