@@ -226,8 +226,9 @@ class Database:
         found = collection.find(condition, projection, sort=list(sort) or None, skip=skip, limit=limit)
         if count and total is None and sort:
             # A sort reads every match on FerretDB, as long as the count does: side by side
-            # the page costs one such read instead of two.
-            items, total = await asyncio.gather(found.to_list(None), self.count(collection, condition))
+            # the page costs one such read instead of two. The server's own count: shortcuts
+            # asked above for no total have none (`self.count` would read SQLite again).
+            items, total = await asyncio.gather(found.to_list(None), collection.count_documents(condition))
             return items, total
         return await found.to_list(None), total
 
