@@ -1,4 +1,4 @@
-"""Opening FerretDB's SQLite files, and naming what is in them."""
+"""Opening FerretDB's SQLite files (read-only, but for tuning.py's index), and naming what is in them."""
 
 from __future__ import annotations
 

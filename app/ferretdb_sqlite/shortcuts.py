@@ -6,7 +6,12 @@ document (7.7 s to count `{"data.label": "cat"}` among 100,000 images). SQLite's
 test the same filter in about 2.5 µs a row (0.23 s). So where app/ferretdb_sqlite/sql.py can
 translate the filter, the answer comes from SQLite: the count, the page's ids (then looked up
 through FerretDB, by its index), or the strings of a field. Each is exactly what MongoDB's rules
-give; where SQLite cannot say, the answer is None and FerretDB is asked.
+give; where SQLite cannot say, the answer is None and FerretDB is asked. Each answer takes one
+read of the table (a page SQLite finds takes a second, for the page itself), and whether SQLite
+can answer a filter at all (`decides`) takes none.
+
+Every answer is None until start-up's check (layout.py) has found FerretDB 1.24.x and its files
+laid out as sql.py reads them: in another layout SQLite would not fail, it would answer wrongly.
 """
 
 from __future__ import annotations
