@@ -117,13 +117,19 @@ async def test_a_wrong_directory_costs_speed_only(
     elsewhere.mkdir()
     settings = make_settings(ferretdb_sqlite_directory=elsewhere)
 
-    async def warned() -> bool:
-        return any("could not index FerretDB's SQLite files" in record.getMessage() for record in caplog.records)
+    def warnings() -> list[str]:
+        return [
+            record.getMessage()
+            for record in caplog.records
+            if record.name.startswith("app.store.engines.ferretdb_sqlite")
+        ]
 
     async with LifespanClient(create_app(settings)) as (http, _):
         image_id = (await upload(http, make_image(), fields={"file": "a.png"})).json()["_id"]
-        assert await warned()
+        assert (await http.get("/images", params={"file": "a.png"})).json()["total"] == 1
         assert (await http.get(f"/images/{image_id}")).status_code == 200
+    # One line, at start-up, saying why.
+    assert len(warnings()) == 1 and "no FerretDB database file" in warnings()[0], warnings()
     assert list(elsewhere.iterdir()) == []  # no empty database file made up there
 
 
@@ -139,6 +145,15 @@ async def collection(make_settings: Callable[..., Settings]) -> AsyncIterator[As
         yield client[settings.mongodb_database]["raw"]
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def from_sqlite(collection: AsyncCollection[dict[str, Any]], sqlite_directory: Path) -> shortcuts.SQLiteShortcuts:
+    """Shortcuts on the test's database, its files checked as the service's start-up checks them."""
+    await collection.database.create_collection(collection.name)
+    checked = shortcuts.SQLiteShortcuts(sqlite_directory)
+    assert await checked.check(collection)
+    return checked
 
 
 WHEN = datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=UTC)
@@ -182,7 +197,7 @@ def random_filter(rng: random.Random, depth: int = 0) -> dict[str, Any]:
 
 
 async def test_totals_counted_in_sqlite_are_the_counts_mongodbs_rules_give(
-    collection: AsyncCollection[dict[str, Any]], sqlite_directory: Path
+    collection: AsyncCollection[dict[str, Any]], from_sqlite: shortcuts.SQLiteShortcuts
 ) -> None:
     rng = random.Random(20261126)
     counted_in_sqlite = [0, 0, 0]
@@ -197,7 +212,7 @@ async def test_totals_counted_in_sqlite_are_the_counts_mongodbs_rules_give(
         for _ in range(150):
             condition = random_filter(rng)
             expected = await collection.count_documents(condition)
-            counted = await shortcuts.SQLiteShortcuts(sqlite_directory).count(collection, condition)
+            counted = await from_sqlite.count(collection, condition)
             assert counted in (None, expected), condition
             counted_in_sqlite[round_number] += counted is not None
     # Not only declined: without arrays, SQLite counts all but the filters it cannot read (about
@@ -258,11 +273,12 @@ SORTS: list[list[tuple[str, int]]] = [
 
 
 async def test_pages_found_in_sqlite_are_the_pages_ferretdb_finds(
-    collection: AsyncCollection[dict[str, Any]], sqlite_directory: Path, monkeypatch: pytest.MonkeyPatch
+    collection: AsyncCollection[dict[str, Any]],
+    from_sqlite: shortcuts.SQLiteShortcuts,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # SQLite finds every page it can, whatever it would cost against FerretDB.
     monkeypatch.setattr(shortcuts, "FERRETDB_READ_SECONDS", 1.0)
-    from_sqlite = shortcuts.SQLiteShortcuts(sqlite_directory)
     rng = random.Random(2611)
     found_in_sqlite = [0, 0, 0]
     for round_number in range(3):
@@ -356,9 +372,8 @@ async def fill_round(
 
 
 async def test_distinct_values_from_sqlite_are_ferretdbs(
-    collection: AsyncCollection[dict[str, Any]], sqlite_directory: Path
+    collection: AsyncCollection[dict[str, Any]], from_sqlite: shortcuts.SQLiteShortcuts
 ) -> None:
-    from_sqlite = shortcuts.SQLiteShortcuts(sqlite_directory)
     rng = random.Random(1126)
     answered = [0, 0, 0]
 
@@ -468,9 +483,8 @@ def facet_list(found: list[Any]) -> list[tuple[type, Any, int]]:
 
 
 async def test_value_counts_from_sqlite_are_ferretdbs_facets(
-    collection: AsyncCollection[dict[str, Any]], sqlite_directory: Path
+    collection: AsyncCollection[dict[str, Any]], from_sqlite: shortcuts.SQLiteShortcuts
 ) -> None:
-    from_sqlite = shortcuts.SQLiteShortcuts(sqlite_directory)
     rng = random.Random(1127)
     answered = [0, 0, 0]
 
@@ -537,6 +551,8 @@ async def test_batches_walked_in_sqlite_are_ferretdbs_own_matches_in_its_order(
     walked in SQLite, they are exactly FerretDB's own, in its natural order, rows with an array on
     the filter's path (unsure in SQL) included."""
     engine = FerretDBSQLite("v1.24.2", sqlite_directory)
+    await collection.insert_one({"data": {}})  # the table to check exists
+    assert await engine.shortcuts.check(collection)
     pages_from_sqlite = later_pages = 0
     next_page = shortcuts.SQLiteShortcuts.next_page
 

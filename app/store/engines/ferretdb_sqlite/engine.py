@@ -19,7 +19,7 @@ from pymongo import DeleteOne
 
 from app.errors import Unavailable
 from app.store.engines.ferretdb import FerretDB
-from app.store.engines.ferretdb_sqlite import tuning, walk
+from app.store.engines.ferretdb_sqlite import walk
 from app.store.engines.ferretdb_sqlite.shortcuts import (
     FERRETDB_READ_SECONDS,
     LOOKUP_SECONDS,
@@ -44,10 +44,12 @@ class FerretDBSQLite(FerretDB):
         return f"{super().describe()}, its SQLite files read at {self.directory}"
 
     async def start(self, images: Collection) -> None:
-        await tuning.tune(images, directory=self.directory)
+        # FerretDB's version and the files' layout checked first (layout.py): on a mismatch the
+        # shortcuts stay off and every answer is FerretDB's.
+        await self.shortcuts.start(images)
 
     def decides(self, condition: Mapping[str, Any]) -> bool:
-        return walk.decides(condition)
+        return self.shortcuts.decides(condition)
 
     async def count(self, collection: Collection, condition: Mapping[str, Any]) -> int:
         counted = await self.shortcuts.count(collection, condition)
@@ -84,8 +86,9 @@ class FerretDBSQLite(FerretDB):
         found = collection.find(condition, projection, sort=list(sort) or None, skip=skip, limit=limit)
         if count and total is None and sort:
             # A sort reads every match on FerretDB, as long as the count does: side by side
-            # the page costs one such read instead of two.
-            items, total = await asyncio.gather(found.to_list(None), self.count(collection, condition))
+            # the page costs one such read instead of two. FerretDB's own count: the shortcuts
+            # asked above gave no total, and would read SQLite again to say so.
+            items, total = await asyncio.gather(found.to_list(None), super().count(collection, condition))
             return items, total
         return await found.to_list(None), total
 

@@ -1,4 +1,4 @@
-"""Opening FerretDB's SQLite files, and naming what is in them."""
+"""Opening FerretDB's SQLite files (read-only, but for tuning.py's index), and naming what is in them."""
 
 from __future__ import annotations
 
@@ -17,13 +17,18 @@ BUSY_TIMEOUT_SECONDS = 10.0
 
 
 @contextmanager
-def opened(directory: Path, database: str) -> Iterator[sqlite3.Connection]:
-    # FerretDB keeps one file per database, `<name>.sqlite`. Read-write but never create: a
-    # wrong directory must not leave empty database files behind.
+def opened(directory: Path, database: str, *, writable: bool = False) -> Iterator[sqlite3.Connection]:
+    """A connection to FerretDB's file of `database`: read-only unless `writable`.
+
+    The files are FerretDB's: everything but the one index tuning.py adds only reads them, and
+    a read-only connection makes sure a mistake here cannot change FerretDB's data.
+    """
+    # FerretDB keeps one file per database, `<name>.sqlite`. Never create it (neither mode
+    # does): a wrong directory must not leave empty database files behind.
     path = directory / f"{database}.sqlite"
     if not path.is_file():
         raise FileNotFoundError(f"no FerretDB database file at {path}")
-    uri = f"{path.resolve().as_uri()}?mode=rw"
+    uri = f"{path.resolve().as_uri()}?mode={'rw' if writable else 'ro'}"
     # Autocommit: each statement is its own transaction, holding the write lock no longer.
     connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
     with closing(connection):

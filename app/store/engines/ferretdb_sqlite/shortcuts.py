@@ -6,7 +6,12 @@ document (7.7 s to count `{"data.label": "cat"}` among 100,000 images). SQLite's
 test the same filter in about 2.5 µs a row (0.23 s). So where sql.py can
 translate the filter, the answer comes from SQLite: the count, the page's ids (then looked up
 through FerretDB, by its index), or the strings of a field. Each is exactly what MongoDB's rules
-give; where SQLite cannot say, the answer is None and FerretDB is asked.
+give; where SQLite cannot say, the answer is None and FerretDB is asked. Each answer takes one
+read of the table (a page SQLite finds takes a second, for the page itself), and whether SQLite
+can answer a filter at all (`decides`) takes none.
+
+Every answer is None until start-up's check (layout.py) has found FerretDB 1.24.x and its files
+laid out as sql.py reads them: in another layout SQLite would not fail, it would answer wrongly.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from bson import Int64, ObjectId
 from bson.tz_util import utc
 from pymongo.asynchronous.collection import AsyncCollection
 
-from app.store.engines.ferretdb_sqlite import walk
+from app.store.engines.ferretdb_sqlite import layout, walk
 from app.store.engines.ferretdb_sqlite.files import DOCUMENT, opened, quoted, table_name
 from app.store.engines.ferretdb_sqlite.sql import (
     NUMBER_TYPES,
@@ -39,6 +44,7 @@ from app.store.engines.ferretdb_sqlite.sql import (
     sql_list,
     translate,
 )
+from app.store.engines.ferretdb_sqlite.tuning import tune
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +63,41 @@ class PagePlan:
 
 class SQLiteShortcuts:
     """Counts and pages read from FerretDB's SQLite files in `directory`, for engine.py. Each
-    answer is None where SQLite cannot say exactly, or the files cannot be read."""
+    answer is None where SQLite cannot say exactly, or the files cannot be read, and every one
+    is None until `check` has found the files laid out as this package reads them."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._database: str | None = None  # the database whose files passed `check`
+
+    async def start(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+        """At start-up: check FerretDB's version and files, and only if they are as this package
+        reads them, answer from them and index ids (tuning.py)."""
+        if await self.check(collection):
+            await tune(collection, directory=self.directory)
+
+    async def check(self, collection: AsyncCollection[dict[str, Any]]) -> bool:
+        """Whether the files of `collection`'s database are laid out as this package reads them
+        (layout.py); from now on the shortcuts answer for that database only if so. A mismatch
+        is logged, once, with its reason."""
+        problem = await layout.mismatch(collection, directory=self.directory)
+        if problem is not None:
+            self._database = None
+            log.warning(
+                "FerretDB's SQLite files in %s are not used (FerretDB answers every query itself, and lookups "
+                "by id stay unindexed): %s",
+                self.directory,
+                problem,
+            )
+            return False
+        self._database = collection.database.name
+        return True
+
+    def decides(self, condition: Mapping[str, Any]) -> bool:
+        """Whether SQLite can answer for `condition` at all, found without reading: the filter
+        translates to SQL, and is not the lookup by a lone `_id` FerretDB makes through an index.
+        Rows holding an array on a filter path may still leave an answer to FerretDB."""
+        return self._database is not None and not by_id_alone(condition) and conditions(condition) is not None
 
     async def count(self, collection: AsyncCollection[dict[str, Any]], condition: Mapping[str, Any]) -> int | None:
         """How many documents of `collection` match `condition`."""
@@ -85,13 +122,17 @@ class SQLiteShortcuts:
         parameters = Parameters()
         translated = translate(condition, parameters)
         keys = [(locate(path, parameters), direction) for path, direction in sort]
-        if translated is None or any(at is None for at, _ in keys):
+        if translated is None:
             return None
         match, unsure = translated
+        located = [(at, direction) for at, direction in keys if at is not None]
         query = _PageQuery(
             match=match,
             unsure=unsure,
-            keys=[(at, direction) for at, direction in keys if at is not None],
+            keys=located,
+            # A sort path SQL cannot name still leaves the total to count here: whoever counts
+            # beside FerretDB's page then need not ask again (engine.py `find_page`).
+            sortable=len(located) == len(keys),
             parameters=parameters,
             skip=skip,
             limit=limit,
@@ -138,8 +179,10 @@ class SQLiteShortcuts:
         self, collection: AsyncCollection[dict[str, Any]], read: Callable[..., Answer | None], what: str
     ) -> Answer | None:
         """`read(connection, table)` on the collection's table (None if FerretDB has not made
-        it yet), in a worker thread."""
+        it yet), in a worker thread; None without reading files that have not passed `check`."""
         database, name = collection.database.name, collection.name
+        if database != self._database:
+            return None
 
         def run() -> Answer | None:
             with opened(self.directory, database) as connection:
@@ -184,6 +227,7 @@ class _PageQuery:
     match: str
     unsure: str
     keys: list[tuple[At, int]]
+    sortable: bool  # every sort key is among `keys`
     parameters: Parameters
     skip: int
     limit: int
@@ -209,6 +253,8 @@ def _plan(connection: sqlite3.Connection, table: str | None, *, query: _PageQuer
         return None
     if matches <= query.skip:
         return PagePlan(total=matches, ids=[])
+    if not query.sortable:
+        return PagePlan(total=matches, ids=None)
     per_key = [row[3 + index : 3 + index + len(SORTABLE_KINDS)] for index in range(0, len(kinds), len(SORTABLE_KINDS))]
     if not all(matches in counts for counts in per_key):
         return PagePlan(total=matches, ids=None)  # the sort is FerretDB's to do
@@ -243,20 +289,26 @@ class _FieldQuery:
     parameters: Parameters
 
     def values(self, table: str) -> str:
-        """A select of `(row, value, kind)`: a plain value, or each element of an array."""
+        """A select of `(row, value, kind, unsure)` in one read of the table: each matching
+        row's value, or each element of its array, and each unsure row at least once, flagged,
+        so that the same read tells whether SQLite may answer at all. The kind is NULL on the
+        row of an empty array (no value: whether it matches cannot change an answer), and may
+        be on an unsure row; callers skip rows without a kind once sure that none is unsure."""
         at, rows = self.at, quoted(table)
+        # `json_each` of an array gives its elements (keyed by index), of a scalar that one
+        # value (key NULL: its kind is the field's), of an object its members (their kind
+        # then the field's, 'object', which callers leave to FerretDB), and of nothing no row:
+        # hence the outer join.
         element_type = f"json_extract({DOCUMENT}, {at.schema_path} || '.i[' || element.key || '].t')"
-        return (
-            f"SELECT {rows}.rowid, element.value, {element_type} FROM {rows},"
-            f" json_each({DOCUMENT}, {at.value_path}) AS element"
-            f" WHERE {self.match} AND {at.objects} AND {at.type} = 'array'"
-            f" UNION ALL SELECT rowid, {at.value}, {at.type} FROM {rows}"
-            f" WHERE {self.match} AND {at.objects} AND {at.type} != 'array'"
+        kind = (
+            f"CASE WHEN typeof(element.key) = 'integer' THEN {element_type}"
+            f" WHEN element.id IS NULL AND {at.type} = 'array' THEN NULL ELSE {at.type} END"
         )
-
-    def decided(self, connection: sqlite3.Connection, table: str) -> bool:
-        unsure = f"SELECT count(*) FROM {quoted(table)} WHERE {self.unsure}"
-        return not connection.execute(unsure, self.parameters.values).fetchone()[0]
+        return (
+            f"SELECT {rows}.rowid, element.value, {kind}, {self.unsure}"
+            f" FROM {rows} LEFT JOIN json_each({DOCUMENT}, {at.value_path}) AS element"
+            f" WHERE ({self.match} AND {at.objects} AND {at.type} IS NOT NULL) OR {self.unsure}"
+        )
 
 
 def _field_query(condition: Mapping[str, Any], field: str) -> _FieldQuery | None:
@@ -277,12 +329,15 @@ DISTINCT_KINDS = {"null": 0, "int": 1, "long": 1, "double": 1, "string": 2, "obj
 def _distinct_values(connection: sqlite3.Connection, table: str | None, *, query: _FieldQuery) -> list[Any] | None:
     if table is None:
         return []
-    if not query.decided(connection, table):
-        return None
-    rows = connection.execute(
-        f"WITH items(image, value, kind) AS ({query.values(table)}) SELECT DISTINCT value, kind FROM items",
+    found = connection.execute(
+        f"WITH items(image, value, kind, unsure) AS ({query.values(table)})"
+        # DISTINCT, not GROUP BY: it keeps only distinct rows, where GROUP BY sorts every one.
+        " SELECT DISTINCT value, kind, unsure FROM items",
         query.parameters.values,
     ).fetchall()
+    if any(unsure for *_, unsure in found):
+        return None  # SQLite cannot tell some row's answer
+    rows = [(value, kind) for value, kind, _ in found if kind is not None]
     if any(kind not in DISTINCT_KINDS for _, kind in rows):
         return None
     numbers: dict[Any, str] = {}
@@ -305,29 +360,30 @@ def _value_counts(
 ) -> list[tuple[Any, int]] | None:
     if table is None:
         return []
-    if not query.decided(connection, table):
-        return None
     # A value's class: numbers are one (1 and 1.0 are one value), the others one kind each, and
     # -1 for the kinds left to FerretDB (objects, arrays in arrays, binary data…).
     kind_class = " ".join(f"WHEN '{kind}' THEN {rank}" for kind, rank in DISTINCT_KINDS.items())
     found = connection.execute(
-        f"WITH items(image, value, kind) AS ({query.values(table)}),"
+        f"WITH items(image, value, kind, unsure) AS ({query.values(table)}),"
         # Each image once per value, whatever its array repeats.
-        f" held(image, value, class, low, high) AS ("
-        f" SELECT image, value, CASE kind {kind_class} ELSE -1 END, min(kind), max(kind)"
-        f" FROM items GROUP BY 1, 2, 3),"
-        f" counted(value, class, images, low, high) AS MATERIALIZED ("
-        f" SELECT value, class, count(*), min(low), max(high) FROM held GROUP BY value, class)"
-        f" SELECT value, class, images, low, high FROM counted WHERE class = -1 OR images >= coalesce("
+        f" held(image, value, class, low, high, unsure) AS ("
+        f" SELECT image, value, CASE kind {kind_class} ELSE -1 END, min(kind), max(kind), max(unsure)"
+        f" FROM items WHERE kind IS NOT NULL OR unsure GROUP BY 1, 2, 3),"
+        f" counted(value, class, images, low, high, unsure) AS MATERIALIZED ("
+        f" SELECT value, class, count(*), min(low), max(high), max(unsure) FROM held GROUP BY value, class)"
+        f" SELECT value, class, images, low, high, unsure FROM counted"
+        f" WHERE class = -1 OR unsure OR images >= coalesce("
         f"(SELECT images FROM counted ORDER BY images DESC LIMIT 1 OFFSET {int(limit) - 1}), 0)"
         f" LIMIT {int(limit) + MAX_TIED}",
         query.parameters.values,
     ).fetchall()
     if len(found) == limit + MAX_TIED:
         return None  # too many tied
-    if any(kind_class == -1 or low != high for _, kind_class, _, low, high in found):
+    if any(unsure for *_, unsure in found):
+        return None  # SQLite cannot tell some row's answer
+    if any(kind_class == -1 or low != high for _, kind_class, _, low, high, _ in found):
         return None  # a kind left to FerretDB, or 1 beside 1.0: which of them MongoDB shows is its own
-    return [(_stored_value(value, low), images) for value, _, images, low, _ in found]
+    return [(_stored_value(value, low), images) for value, _, images, low, _, _ in found]
 
 
 def _stored_value(value: Any, kind: str) -> Any:

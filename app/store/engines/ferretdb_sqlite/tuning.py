@@ -10,6 +10,10 @@ expression it queries. FerretDB does not know this index (it is not in its metad
 `listIndexes` does not show it, it cannot clash with the names FerretDB gives, which start with
 the table name); it goes with the table when the collection is dropped, and the next start adds
 it again.
+
+Adding it is the one write this package makes to FerretDB's files, so `index_ids` opens its own
+read-write connection, once at start-up; every other connection here (the count below, and
+all of shortcuts.py) is read-only.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ async def tune(collection: AsyncCollection[dict[str, Any]], *, directory: Path) 
 
 def index_ids(directory: Path, database: str, collection: str) -> bool:
     """Index `collection` by the expression FerretDB looks `_id` up by; False if it is not there."""
-    with opened(directory, database) as connection:
+    with opened(directory, database, writable=True) as connection:
         table = table_name(connection, collection)
         if table is None:
             return False

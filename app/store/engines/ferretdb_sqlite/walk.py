@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.store.engines.ferretdb_sqlite.files import DOCUMENT, quoted
-from app.store.engines.ferretdb_sqlite.sql import Parameters, by_id_alone, translate
+from app.store.engines.ferretdb_sqlite.sql import Parameters, translate
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,6 @@ class Step:
     id_value: Any  # as SQLite holds it: see `shortcuts._stored_id`
     id_kind: str
     unsure: bool  # plain SQL cannot tell whether this row matches (an array on the filter's path)
-
-
-def decides(condition: Mapping[str, Any]) -> bool:
-    """Whether SQL can say which rows match `condition` (some rows may still be unsure)."""
-    return not by_id_alone(condition) and translate(condition, Parameters()) is not None
 
 
 def next_page(
