@@ -24,20 +24,14 @@ from app.domain import repair
 from app.domain.leases import Leases
 from app.errors import ServiceError, Unavailable
 from app.metrics import Metrics
+from app.services import connect_store
 from app.storage import build_storage
-from app.store import Store
 
 
 async def run(settings: Settings, *, repair_all: bool, grace: timedelta) -> int:
     metrics = Metrics()
     storage = build_storage(settings, metrics)
-    store = Store.connect(
-        uri=settings.mongodb_uri,
-        name=settings.mongodb_database,
-        timeout_ms=settings.mongodb_timeout_ms,
-        metrics=metrics,
-        sqlite_directory=settings.ferretdb_sqlite_directory,
-    )
+    store = connect_store(settings, metrics)
     counts: Counter[str] = Counter()
     unresolved = 0
     try:

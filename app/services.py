@@ -33,6 +33,18 @@ READINESS_TIMEOUT = 2.0
 STALE_TEMPORARIES = timedelta(minutes=10)
 
 
+def connect_store(settings: Settings, metrics: Metrics) -> Store:
+    """The store of the configured database (nothing is sent before it is opened)."""
+    return Store.connect(
+        uri=settings.mongodb_uri,
+        name=settings.mongodb_database,
+        timeout_ms=settings.mongodb_timeout_ms,
+        metrics=metrics,
+        # Where the embedded database keeps its files, for the store to read (app/store/engines/).
+        sqlite_directory=settings.ferretdb_sqlite_directory,
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class Services:
     settings: Settings
@@ -62,14 +74,7 @@ class Services:
         except Unavailable as error:
             # Not fatal: requests that need the storage answer 503 until it is back.
             log.warning("storage not ready at start-up: %s", error.detail)
-        store = Store.connect(
-            uri=settings.mongodb_uri,
-            name=settings.mongodb_database,
-            timeout_ms=settings.mongodb_timeout_ms,
-            metrics=metrics,
-            # Where the embedded database keeps its files, for the store to read (app/store/engines/).
-            sqlite_directory=settings.ferretdb_sqlite_directory,
-        )
+        store = connect_store(settings, metrics)
         leases = Leases(store=store.leases)
         await store.open(
             setup=[leases.prepare],

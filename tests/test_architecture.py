@@ -19,8 +19,8 @@ APP = Path(__file__).resolve().parents[1] / "app"
 DRIVERS = {"pymongo", "motor"}
 WEB_FRAMEWORKS = {"fastapi", "starlette", "strawberry"}
 # Where an engine may be named outside the store: the settings that point at one, and the
-# start-up wiring that hands those settings to the store (the service and the fsck command).
-WIRING = {"config.py", "services.py", "fsck.py"}
+# start-up wiring that hands those settings to the store.
+WIRING = {"config.py", "services.py"}
 ENGINE_NAMES = re.compile(r"ferret|sqlite", re.IGNORECASE)
 # fsck keeps its own scratch index of files in a throwaway SQLite file: a library of its own,
 # not the database engine.

@@ -19,7 +19,7 @@ from pymongo.errors import WriteError
 from app.models import Image
 from app.store import value_counts
 from app.store.database import Database
-from app.store.engines.mongodb import Collection
+from app.store.engines.mongodb import Collection, MongoDB
 from app.store.errors import DUPLICATE_KEY
 from app.store.together import InsertsTogether
 
@@ -73,8 +73,8 @@ class ImageStore:
         return self._database.collection(Image.Settings.name)
 
     @property
-    def _engine(self) -> Any:
-        return self._database.engine
+    def _engine(self) -> MongoDB:
+        return self._database.engine  # known once the database is reached
 
     # -- one image ------------------------------------------------------------------------------
 
@@ -85,7 +85,9 @@ class ImageStore:
         """The image stored at `file` (one at most: `file` is unique)."""
         return await self._collection().find_one({"file": file}, projection)
 
-    async def first(self, condition: Mapping[str, Any], projection: Mapping[str, Any] | None = None) -> Any:
+    async def first(
+        self, condition: Mapping[str, Any], projection: Mapping[str, Any] | None = None
+    ) -> dict[str, Any] | None:
         """Any one match, or None."""
         return await self._collection().find_one(condition, projection)
 
@@ -114,7 +116,7 @@ class ImageStore:
     async def replace_each(self, documents: Sequence[dict[str, Any]]) -> int:
         """`replace` each, in order; how many were there. A value the database refuses fails the
         first write it is in, and nothing after it is written."""
-        return int(await self._engine.replace_each(self._collection(), documents))
+        return await self._engine.replace_each(self._collection(), documents)
 
     async def remove_field(self, image_id: Any, name: str, value: Any) -> None:
         """Remove the field `name` from the image while it still holds `value`."""
@@ -129,7 +131,7 @@ class ImageStore:
             )
             for update in updates
         ]
-        return int((await self._engine.write(self._collection(), requests, ordered=False)).modified)
+        return (await self._engine.write(self._collection(), requests, ordered=False)).modified
 
     async def delete(self, image_id: Any) -> bool:
         """Delete the image's document; False if it was gone."""
@@ -138,7 +140,7 @@ class ImageStore:
     # -- many images ----------------------------------------------------------------------------
 
     async def count(self, condition: Mapping[str, Any]) -> int:
-        return int(await self._engine.count(self._collection(), condition))
+        return await self._engine.count(self._collection(), condition)
 
     async def page(
         self,
@@ -152,40 +154,32 @@ class ImageStore:
     ) -> tuple[list[dict[str, Any]], int | None]:
         """The page of matches and, if `count`, the number of all of them where that costs no
         extra read (else None: the caller counts, or reads it off the page)."""
-        found: tuple[list[dict[str, Any]], int | None] = await self._engine.find_page(
+        return await self._engine.find_page(
             self._collection(), condition, projection, sort=sort, skip=skip, limit=limit, count=count
         )
-        return found
 
     async def by_ids(
         self, ids: Sequence[Any], condition: Mapping[str, Any], projection: Mapping[str, Any] | None = None
     ) -> list[dict[str, Any]]:
         """The documents of `ids` that match `condition`, in `_id` order."""
-        found: list[dict[str, Any]] = await self._engine.find_by_ids(self._collection(), ids, condition, projection)
-        return found
+        return await self._engine.find_by_ids(self._collection(), ids, condition, projection)
 
     async def delete_by_ids(self, ids: Sequence[Any]) -> int:
-        return int(await self._engine.delete_by_ids(self._collection(), ids))
+        return await self._engine.delete_by_ids(self._collection(), ids)
 
     def batches(
         self, condition: Mapping[str, Any], projection: Mapping[str, Any] | None, size: int
     ) -> AsyncIterator[list[dict[str, Any]]]:
         """Every match once, `size` at a time, each batch read once the previous one is done
         with, in the order the engine reads fastest: for work that does not change what matches."""
-        batches: AsyncIterator[list[dict[str, Any]]] = self._engine.batches(
-            self._collection(), condition, projection, size
-        )
-        return batches
+        return self._engine.batches(self._collection(), condition, projection, size)
 
     def pages_by_id(
         self, condition: Mapping[str, Any], projection: Mapping[str, Any] | None, size: int
     ) -> AsyncIterator[list[dict[str, Any]]]:
         """Every match once in `_id` order, `size` at a time, each page found once the previous
         one is done with: for work that changes the matches as it goes."""
-        pages: AsyncIterator[list[dict[str, Any]]] = self._engine.pages_by_id(
-            self._collection(), condition, projection, size
-        )
-        return pages
+        return self._engine.pages_by_id(self._collection(), condition, projection, size)
 
     def in_order(
         self,
@@ -195,15 +189,11 @@ class ImageStore:
         size: int,
     ) -> AsyncIterator[list[dict[str, Any]]]:
         """Every match once in `sort` order (as `batches` when there is none), `size` at a time."""
-        ordered: AsyncIterator[list[dict[str, Any]]] = self._engine.in_order(
-            self._collection(), condition, projection, sort, size
-        )
-        return ordered
+        return self._engine.in_order(self._collection(), condition, projection, sort, size)
 
     async def distinct(self, field: str, condition: Mapping[str, Any]) -> list[Any]:
         """Each value of `field` among the matches once (an array's elements singly)."""
-        found: list[Any] = await self._engine.distinct(self._collection(), field, condition)
-        return found
+        return await self._engine.distinct(self._collection(), field, condition)
 
     async def value_counts(
         self, path: str, condition: Mapping[str, Any], *, limit: int, arrays: bool
