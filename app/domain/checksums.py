@@ -96,9 +96,8 @@ async def record(images: ImageStore, leases: Leases, reads: list[Read]) -> int:
         for read in reads:
             now = await images.by_id(read.image_id, {"file": 1, "checksum": 1})
             if now is not None and now.get("file") == read.path and "checksum" not in now:
-                updates.append(
-                    FieldUpdate(image_id=read.image_id, fields={"checksum": read.checksum}, missing="checksum")
-                )
+                # By `_id` alone: read again under the lease just now.
+                updates.append(FieldUpdate(image_id=read.image_id, fields={"checksum": read.checksum}))
         if not updates:
             return 0
         return await images.set_missing(updates)

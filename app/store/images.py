@@ -47,12 +47,14 @@ Inserted = Literal["stored", "taken", "refused"]
 
 @dataclass(frozen=True, kw_only=True)
 class FieldUpdate:
-    """Fields set on one image, only while `missing` is still absent from it (a write in
-    between stored something newer), optionally raising its revision."""
+    """Fields set on one image, optionally raising its revision. With `missing`, only while that
+    field is still absent from it (a write in between stored something newer); without, by
+    `_id` alone, the caller having read the image under its lease (the one write every engine
+    answers through an index)."""
 
     image_id: Any
     fields: dict[str, Any]
-    missing: str
+    missing: str | None = None
     raise_revision: bool = False
 
 
@@ -126,7 +128,7 @@ class ImageStore:
         """Apply each update (see FieldUpdate); how many images changed."""
         requests = [
             UpdateOne(
-                {"_id": update.image_id, update.missing: {"$exists": False}},
+                {"_id": update.image_id, **({update.missing: {"$exists": False}} if update.missing else {})},
                 {"$set": update.fields, **({"$inc": {"revision": 1}} if update.raise_revision else {})},
             )
             for update in updates
