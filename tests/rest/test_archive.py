@@ -19,9 +19,9 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import FIXTURES
 from tests.rest.test_images import LifespanClient, count_documents, stored_keys, upload
 from tests.utils.commands import recorded
+from tests.utils.fixtures import FIXTURES
 from tests.utils.images import make_image
 
 
