@@ -26,12 +26,13 @@ from app.domain.leases import COLLECTION as LEASES
 from app.domain.leases import Leases, lease_document, path_key
 from app.ferretdb_sqlite import shortcuts
 from scripts.servers import REPO_ROOT, free_port
-from tests.rest.test_images import stored_keys, upload
 from tests.utils.commands import recorded
 from tests.utils.graphql import gql
 from tests.utils.images import make_image
 from tests.utils.live import service_environment, start_service, wait_until_serving
 from tests.utils.s3 import S3Server
+from tests.utils.service import upload
+from tests.utils.stored import stored_keys
 
 WRITERS = 50
 

@@ -23,9 +23,9 @@ from app.domain import facets, rewrite
 from app.domain import images as images_module
 from app.ferretdb_sqlite import shortcuts, tuning
 from app.main import create_app
-from tests.rest.test_images import LifespanClient, upload
 from tests.utils.commands import Sent, recorded
 from tests.utils.images import make_image
+from tests.utils.service import LifespanClient, upload
 
 pytestmark = pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
 

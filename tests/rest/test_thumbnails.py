@@ -22,9 +22,10 @@ from app.config import Settings
 from app.domain.thumbnails import variants_folder
 from app.main import create_app
 from app.storage.keys import SYSTEM_FOLDER
-from tests.rest.test_images import LifespanClient, stored_keys, upload
 from tests.utils.graphql import gql, gql_data
 from tests.utils.images import make_image
+from tests.utils.service import LifespanClient, upload
+from tests.utils.stored import stored_keys
 
 
 @pytest.fixture
