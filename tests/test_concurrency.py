@@ -51,12 +51,32 @@ async def leases_left(settings: Settings) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(params=["ferretdb", "sqlite"])
-def found_by(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def found_by(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, ferretdb_sqlite_directory: Path | None
+) -> Iterator[str]:
     """Who finds a bulk write's batches on the embedded default: FerretDB, or SQLite with lookups
-    by id, as it does for large collections (app/ferretdb_sqlite/shortcuts.py)."""
-    if request.param == "sqlite":
-        monkeypatch.setattr(shortcuts, "FERRETDB_READ_SECONDS", 1.0)
-    return str(request.param)
+    by id, as it does for large collections (app/ferretdb_sqlite/shortcuts.py). The sqlite variant
+    fails unless SQLite did find a page: else it silently repeats the ferretdb one."""
+    if request.param == "ferretdb":
+        yield "ferretdb"
+        return
+    if ferretdb_sqlite_directory is None:
+        pytest.skip("an external database: no FerretDB SQLite files to find pages in")
+    monkeypatch.setattr(shortcuts, "FERRETDB_READ_SECONDS", 1.0)
+    plan_page = shortcuts.SQLiteShortcuts.plan_page
+    plans: list[Any] = []
+
+    async def spied(self: Any, *args: Any, **kwargs: Any) -> Any:
+        plan = await plan_page(self, *args, **kwargs)
+        plans.append(plan)
+        return plan
+
+    monkeypatch.setattr(shortcuts.SQLiteShortcuts, "plan_page", spied)
+    yield "sqlite"
+    # A plan with ids is a page SQLite found, then read by id. Not that: None (SQLite cannot say),
+    # ids None (FerretDB finds the page), ids [] (no match left, which SQLite tells at any cost).
+    found = [plan for plan in plans if plan is not None and plan.ids]
+    assert found, f"SQLite found no page: {len(plans)} asked, answers {plans[:5]}"
 
 
 # -- metadata, one process -------------------------------------------------------------------
