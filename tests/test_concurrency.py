@@ -33,6 +33,7 @@ from tests.utils.live import service_environment, start_service, wait_until_serv
 from tests.utils.s3 import S3Server
 from tests.utils.service import upload
 from tests.utils.stored import stored_keys
+from tests.utils.waiting import eventually
 
 WRITERS = 50
 
@@ -267,10 +268,12 @@ async def test_writers_finishing_together_release_their_leases_in_one_delete(set
         async with holder.hold([path_key(path), path_key(f"{path}.json")]):
             await finish.wait()
 
+    async def all_taken() -> bool:
+        return await leases.count_documents({}) >= 16
+
     try:
         writers = [asyncio.create_task(write(f"{index}.png")) for index in range(8)]
-        while await leases.count_documents({}) < 16:
-            await asyncio.sleep(0.01)
+        await eventually(all_taken, interval=0.01, what="8 writers holding their 16 leases")
         with recorded() as sent:
             finish.set()
             await asyncio.gather(*writers)
@@ -301,14 +304,12 @@ async def test_writers_starting_together_take_their_leases_in_one_insert(setting
         async with theirs.hold([path_key("3.png")]):  # another process's writer holds one path
             with recorded() as sent:
                 writers = [asyncio.create_task(write(f"{index}.png")) for index in range(8)]
-                while len(holding) < 7:
-                    await asyncio.sleep(0.01)
+                await eventually(lambda: len(holding) >= 7, interval=0.01, what="7 writers holding their leases")
             assert [command.name for command in sent if command.collection == LEASES][0] == "insert"
             assert [command.name for command in sent if command.collection == LEASES].count("insert") <= 2
             await asyncio.sleep(0.2)
             assert "3.png" not in holding  # it waits for the other writer, alone
-        while len(holding) < 8:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: len(holding) >= 8, interval=0.01, what="3.png's writer holding its lease")
         finish.set()
         await asyncio.gather(*writers)
         assert await leases.count_documents({}) == 0

@@ -23,5 +23,5 @@ async def eventually(
         if result:
             return
         if loop.time() > deadline:
-            raise AssertionError(f"{what} did not hold within {seconds:g} s")
+            raise AssertionError(f"still not the case after {seconds:g} s: {what}")
         await asyncio.sleep(interval)
