@@ -25,6 +25,7 @@ from pymongo import AsyncMongoClient
 from app.config import Settings, load_settings
 from app.main import create_app
 from scripts.servers import start_ferretdb, start_minio
+from tests.utils.fixtures import FIXTURES
 from tests.utils.s3 import S3Server
 from tests.utils.seed import upload_seed
 
@@ -33,9 +34,6 @@ from tests.utils.seed import upload_seed
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
-
-# The legacy service's real files live in the workspace's shared/ folder, beside the repository.
-FIXTURES = Path(os.environ.get("SHARED_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 
 # Every variable the service reads; removed for the session so that the settings under test
 # are exactly the ones each test gives, whatever the developer's shell has exported.

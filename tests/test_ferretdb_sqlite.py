@@ -25,9 +25,9 @@ from app.main import create_app
 from app.store import value_counts
 from app.store.engines.ferretdb_sqlite import shortcuts, tuning
 from app.store.engines.ferretdb_sqlite.engine import FerretDBSQLite
-from tests.rest.test_images import LifespanClient, upload
 from tests.utils.commands import Sent, recorded
 from tests.utils.images import make_image
+from tests.utils.service import LifespanClient, upload
 
 pytestmark = pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
 

@@ -26,12 +26,13 @@ from app.domain.thumbnails import variants_folder
 from app.main import create_app
 from app.store.leases import COLLECTION as LEASES
 from scripts.servers import REPO_ROOT, free_port
-from tests.rest.test_availability import eventually
-from tests.rest.test_images import LifespanClient, stored_keys, upload
-from tests.test_replacement import NEW, crash_after_new_document
 from tests.utils.images import make_image
 from tests.utils.live import service_environment
+from tests.utils.replacement import NEW, crash_after_new_document
 from tests.utils.s3 import S3Server
+from tests.utils.service import LifespanClient, upload
+from tests.utils.stored import stored_keys
+from tests.utils.waiting import eventually
 
 OLD = time.time() - 7200
 PART = ".orphan.png.0123456789abcdef0123456789abcdef.part"

@@ -30,11 +30,12 @@ from app.main import create_app
 from app.models import LEGACY_FIELDS
 from app.store.engines.mongodb import MongoDB
 from app.store.images import IMAGE_INDEXES
-from tests.rest.test_availability import eventually
-from tests.rest.test_images import LifespanClient, stored_keys
 from tests.utils.images import make_image
 from tests.utils.oidc import AUDIENCE, ISSUER, JwksServer, bearer, claims_for, jwks_server, rsa_key, sign
 from tests.utils.s3 import S3Server
+from tests.utils.service import LifespanClient
+from tests.utils.stored import stored_keys
+from tests.utils.waiting import eventually
 
 KEY = rsa_key("legacy")
 DOG_PNG = make_image(40, 30, color=(10, 200, 10))

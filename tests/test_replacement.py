@@ -20,7 +20,6 @@ import httpx
 import pytest
 from bson import ObjectId
 from fastapi import FastAPI
-from PIL import Image as PillowImage
 from pymongo import AsyncMongoClient
 
 from app.config import Settings
@@ -33,14 +32,13 @@ from app.storage import Storage, build_storage
 from app.store.leases import COLLECTION as LEASES
 from app.store.leases import LeaseStore
 from scripts.servers import REPO_ROOT, free_port
-from tests.rest.test_availability import eventually
-from tests.rest.test_images import LifespanClient, stored_keys, upload
 from tests.utils.images import make_image
 from tests.utils.live import service_environment, start_service, wait_until_serving
+from tests.utils.replacement import NEW, OLD, crash_after_new_document, facts
 from tests.utils.s3 import S3Server
-
-OLD = make_image(20, 10)
-NEW = make_image(50, 40)
+from tests.utils.service import LifespanClient, upload
+from tests.utils.stored import stored_keys
+from tests.utils.waiting import eventually
 
 
 @pytest.fixture
@@ -56,32 +54,9 @@ async def all_settled(images: Any) -> bool:
     return await images.count_documents({replacement.PENDING: {"$exists": True}}) == 0
 
 
-def facts(content: bytes) -> tuple[int, int, int]:
-    with PillowImage.open(io.BytesIO(content)) as picture:
-        return len(content), *picture.size
-
-
 async def read(storage: Storage, key: str) -> bytes:
     stored = await storage.open(key)
     return b"".join([chunk async for chunk in stored.chunks])
-
-
-async def crash_after_new_document(client: httpx.AsyncClient, app: FastAPI, images: Any) -> dict[str, Any]:
-    """An image at `p.png` whose replacement by NEW stopped right after its document was written:
-    NEW staged, the document describing it, the old bytes still at `p.png`."""
-    image = (await upload(client, OLD, fields={"file": "p.png"})).json()
-    storage: Storage = app.state.services.storage
-    staged = replacement.staging_key(image["_id"])
-    await storage.save(staged, io.BytesIO(NEW), length=len(NEW), content_type="image/png")
-    size, width, height = facts(NEW)
-    await images.update_one(
-        {"_id": ObjectId(image["_id"])},
-        {
-            "$set": {"size": size, "width": width, "height": height, replacement.PENDING: staged},
-            "$inc": {"revision": 1},
-        },
-    )
-    return image | {"staged": staged}
 
 
 async def test_an_interrupted_replacement_serves_its_new_bytes_everywhere(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from tests.rest.test_images import upload
 from tests.utils.graphql import gql, gql_data
 from tests.utils.images import make_image
+from tests.utils.service import upload
 
 
 async def test_etag_and_if_match_on_the_single_image_routes(client: httpx.AsyncClient) -> None:

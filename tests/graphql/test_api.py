@@ -14,10 +14,11 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.graphql.schema import schema
 from app.main import create_app
-from tests.rest.test_images import LifespanClient, count_documents, stored_keys, upload
 from tests.utils.commands import recorded
 from tests.utils.graphql import error_codes, gql, gql_data, gql_upload
 from tests.utils.images import make_image
+from tests.utils.service import LifespanClient, upload
+from tests.utils.stored import count_documents, stored_keys
 
 REPO = Path(__file__).resolve().parents[2]
 

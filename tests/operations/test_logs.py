@@ -19,10 +19,10 @@ from app.domain.images import ImageService
 from app.main import create_app
 from app.storage.base import StoredFile
 from scripts.servers import FerretDB, start_ferretdb
-from tests.rest.test_images import LifespanClient, upload
 from tests.utils.graphql import gql
 from tests.utils.images import make_image
 from tests.utils.oidc import AUDIENCE, ISSUER, bearer, claims_for, jwks_server, rsa_key, sign
+from tests.utils.service import LifespanClient, upload
 
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
 

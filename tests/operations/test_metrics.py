@@ -7,11 +7,11 @@ import re
 import httpx
 
 from app.metrics import MAX_GRAPHQL_NAMES
-from tests.rest.test_archive import import_zip
-from tests.rest.test_images import upload
+from tests.utils.archives import import_zip
 from tests.utils.graphql import gql, gql_upload
 from tests.utils.images import make_image
 from tests.utils.metrics import label_values, sample, scrape
+from tests.utils.service import upload
 
 REQUESTS = "image_storage_http_requests_total"
 DURATIONS = "image_storage_http_request_duration_seconds_count"

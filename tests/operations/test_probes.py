@@ -16,10 +16,10 @@ import pytest
 from app.config import Settings
 from app.main import create_app
 from scripts.servers import FerretDB, free_port, start_ferretdb
-from tests.rest.test_availability import eventually
-from tests.rest.test_images import LifespanClient
 from tests.utils.metrics import sample, scrape
 from tests.utils.oidc import AUDIENCE, ISSUER, bearer, claims_for, jwks_server, rsa_key, sign
+from tests.utils.service import LifespanClient
+from tests.utils.waiting import eventually
 
 DEPENDENCY_ERRORS = "image_storage_dependency_errors_total"
 

@@ -19,28 +19,18 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import FIXTURES
-from tests.rest.test_images import LifespanClient, count_documents, stored_keys, upload
+from tests.utils.archives import import_zip, make_zip
 from tests.utils.commands import recorded
+from tests.utils.fixtures import FIXTURES
 from tests.utils.images import make_image
-
-
-def make_zip(entries: list[tuple[str | zipfile.ZipInfo, bytes]]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, content in entries:
-            archive.writestr(name, content)
-    return buffer.getvalue()
+from tests.utils.service import LifespanClient, upload
+from tests.utils.stored import count_documents, stored_keys
 
 
 def symlink_entry(name: str, target: str) -> tuple[zipfile.ZipInfo, bytes]:
     info = zipfile.ZipInfo(name)
     info.external_attr = (stat.S_IFLNK | 0o777) << 16
     return info, target.encode()
-
-
-async def import_zip(client: httpx.AsyncClient, content: bytes, **fields: str) -> httpx.Response:
-    return await client.post("/import", files={"archive": ("dataset.zip", content, "application/zip")}, data=fields)
 
 
 async def export_zip(client: httpx.AsyncClient, query: str = "") -> zipfile.ZipFile:

@@ -19,23 +19,16 @@ from app.config import Settings
 from app.main import create_app
 from app.models import Image
 from scripts.servers import FerretDB, free_port, start_ferretdb, start_minio
-from tests.rest.test_images import LifespanClient, count_documents, stored_keys, upload
 from tests.utils.images import make_image
+from tests.utils.service import LifespanClient, upload
+from tests.utils.stored import count_documents, stored_keys
+from tests.utils.waiting import eventually
 
 
 @pytest.fixture
 def own_ferretdb(tmp_path: Path) -> Iterator[FerretDB]:
     with start_ferretdb(tmp_path / "own-ferretdb") as server:
         yield server
-
-
-async def eventually(check: Callable[[], object], *, seconds: float = 30) -> None:
-    """Poll `check` (an async callable returning truthy) until it holds or time runs out."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await check():  # type: ignore[misc]
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition did not hold in time")
-        await asyncio.sleep(0.3)
 
 
 async def test_database_outage_is_503_and_service_recovers(

@@ -14,10 +14,11 @@ import pytest
 from bson import ObjectId
 from fastapi import FastAPI
 
-from tests.rest.test_images import count_documents, stored_keys, upload
 from tests.utils.graphql import gql, gql_data, gql_upload
 from tests.utils.images import make_image
 from tests.utils.metrics import sample
+from tests.utils.service import upload
+from tests.utils.stored import count_documents, stored_keys
 
 DEEP = 5000
 INT64_MAX = 2**63 - 1

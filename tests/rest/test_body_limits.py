@@ -12,8 +12,9 @@ import pytest
 
 from app.config import Settings
 from app.main import create_app
-from tests.rest.test_images import LifespanClient, count_documents, stored_keys, upload
 from tests.utils.images import make_image
+from tests.utils.service import LifespanClient, upload
+from tests.utils.stored import count_documents, stored_keys
 
 JSON_LIMIT = 64 * 1024
 

@@ -17,11 +17,12 @@ from pymongo import AsyncMongoClient
 from app.config import Settings
 from app.domain.images import ImageService
 from app.errors import Unavailable
-from tests.conftest import FIXTURES
-from tests.rest.test_archive import make_zip
-from tests.rest.test_images import stored_keys, upload
+from tests.utils.archives import make_zip
+from tests.utils.fixtures import FIXTURES
 from tests.utils.graphql import gql, gql_data, gql_upload
 from tests.utils.images import make_image
+from tests.utils.service import upload
+from tests.utils.stored import stored_keys
 
 
 def sha256(content: bytes) -> str:

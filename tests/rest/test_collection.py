@@ -16,9 +16,10 @@ from app.config import Settings
 from app.domain import images as images_module
 from app.main import create_app
 from app.models import Image
-from tests.rest.test_availability import eventually
-from tests.rest.test_images import LifespanClient, stored_keys, upload
 from tests.utils.images import make_image
+from tests.utils.service import LifespanClient, upload
+from tests.utils.stored import stored_keys
+from tests.utils.waiting import eventually
 
 
 async def files_of(client: httpx.AsyncClient, query: str) -> list[str]:

@@ -48,11 +48,15 @@ async def images(settings: Settings, client: httpx.AsyncClient) -> AsyncIterator
         await mongo.close()
 
 
+# No walk here takes more than a few dozen pages: one that goes on has a cursor that does not advance.
+MAX_PAGES = 500
+
+
 async def walk(client: httpx.AsyncClient, params: dict[str, Any], between: Any = None) -> list[dict[str, Any]]:
     """Every page from the first, following `nextCursor`; `between` runs after each page."""
     seen: list[dict[str, Any]] = []
     cursor = ""
-    while True:
+    for _ in range(MAX_PAGES):
         response = await client.get("/images", params={**params, "after": cursor})
         assert response.status_code == 200, response.text
         body = response.json()
@@ -62,6 +66,7 @@ async def walk(client: httpx.AsyncClient, params: dict[str, Any], between: Any =
         cursor = body["nextCursor"]
         if between is not None:
             await between()
+    raise AssertionError(f"the walk did not end within {MAX_PAGES} pages ({len(seen)} items, cursor {cursor!r})")
 
 
 @pytest.mark.parametrize("sort", [None, "data.n", "-time", "data.label,-data.n"])
@@ -152,7 +157,7 @@ async def test_graphql_connection_walks_by_cursor(client: httpx.AsyncClient, ima
     sort = [{"field": "data.n", "direction": "DESC"}]
     seen: list[str] = []
     after = None
-    while True:
+    for _ in range(30):  # 5 pages of 7 for 30 images; more is a cursor that does not advance
         connection = (await gql_data(client, CONNECTION, {"first": 7, "after": after, "sort": sort}))[
             "imagesConnection"
         ]
@@ -167,6 +172,8 @@ async def test_graphql_connection_walks_by_cursor(client: httpx.AsyncClient, ima
         resumed = await gql_data(client, CONNECTION, {"first": 1, "after": middle["cursor"], "sort": sort})
         assert resumed["imagesConnection"]["edges"][0]["node"]["id"] == connection["edges"][4]["node"]["id"]
         after = info["endCursor"]
+    else:
+        raise AssertionError(f"the connection did not end within 30 pages ({len(seen)} images, after {after!r})")
     assert len(seen) == len(set(seen)) == 30
 
     with recorded() as sent:

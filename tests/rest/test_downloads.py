@@ -10,8 +10,8 @@ from email.utils import format_datetime, parsedate_to_datetime
 import httpx
 import pytest
 
-from tests.rest.test_images import upload
 from tests.utils.images import make_image
+from tests.utils.service import upload
 
 
 @pytest.fixture

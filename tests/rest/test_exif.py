@@ -10,9 +10,9 @@ import pytest
 from PIL import Image as PillowImage
 from PIL.ExifTags import GPS, IFD, Base
 
-from tests.rest.test_images import upload
 from tests.utils.graphql import gql_data
 from tests.utils.images import make_image
+from tests.utils.service import upload
 
 pytestmark = pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
 

@@ -10,39 +10,14 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from app.config import Settings
 from app.main import create_app
-from app.models import Image
-from app.services import Services
 from tests.utils.commands import recorded
 from tests.utils.images import make_image
-
-
-async def upload(
-    client: httpx.AsyncClient,
-    content: bytes,
-    *,
-    filename: str = "picture.png",
-    fields: dict[str, str] | None = None,
-) -> httpx.Response:
-    return await client.post(
-        "/images", files={"image": (filename, content, "application/octet-stream")}, data=fields or {}
-    )
-
-
-async def stored_keys(app: FastAPI) -> set[str]:
-    """What is really in the storage backend, listed behind the service's back."""
-    services: Services = app.state.services
-    storage = services.storage
-    if storage.kind == "local":
-        root = storage.root  # type: ignore[attr-defined]
-        return {str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()}
-    client = storage._client  # type: ignore[attr-defined]
-    return {item.object_name for item in client.list_objects(storage.bucket, recursive=True)}  # type: ignore[attr-defined]
-
+from tests.utils.service import LifespanClient, upload
+from tests.utils.stored import count_documents, stored_keys
 
 # -- upload --------------------------------------------------------------------------------
 
@@ -220,10 +195,6 @@ async def test_bad_upload_input_is_a_400_and_writes_nothing(
     assert (await count_documents(app)) == 0
 
 
-async def count_documents(app: FastAPI) -> int:
-    return await Image.get_pymongo_collection().count_documents({})
-
-
 async def test_upload_without_file_part_is_a_400(client: httpx.AsyncClient) -> None:
     response = await client.post("/images", data={"label": "cat"})
     assert response.status_code == 400
@@ -288,23 +259,6 @@ async def test_upload_over_maximum_without_content_length_is_a_413(make_settings
         response = await client.post("/images", content=chunks(), headers=headers)
         assert response.status_code == 413
         assert await stored_keys(app) == set()
-
-
-class LifespanClient:
-    """An app with its own settings, started and stopped around a block."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self._app = app
-        self._manager = LifespanManager(app)
-
-    async def __aenter__(self) -> tuple[httpx.AsyncClient, FastAPI]:
-        await self._manager.__aenter__()
-        self._client = httpx.AsyncClient(transport=httpx.ASGITransport(self._app), base_url="http://testserver")
-        return self._client, self._app
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._client.aclose()
-        await self._manager.__aexit__(*exc)
 
 
 # -- read ----------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ import asyncio
 
 import httpx
 
-from tests.rest.test_images import upload
 from tests.utils.graphql import gql, gql_data
+from tests.utils.service import upload
 
 DOWNLOAD_URL = "query($id: ID!, $s: Int) { image(id: $id) { url downloadUrl(expiresIn: $s) } }"
 

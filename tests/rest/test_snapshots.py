@@ -16,10 +16,10 @@ from pymongo.errors import AutoReconnect
 
 from app.config import Settings
 from app.domain import snapshots
-from tests.rest.test_images import upload
 from tests.utils.graphql import gql, gql_data
 from tests.utils.images import make_image
 from tests.utils.seed import upload_seed
+from tests.utils.service import upload
 
 
 @pytest.fixture

@@ -22,9 +22,10 @@ from app.config import Settings
 from app.domain.thumbnails import variants_folder
 from app.main import create_app
 from app.storage.keys import SYSTEM_FOLDER
-from tests.rest.test_images import LifespanClient, stored_keys, upload
 from tests.utils.graphql import gql, gql_data
 from tests.utils.images import make_image
+from tests.utils.service import LifespanClient, upload
+from tests.utils.stored import stored_keys
 
 
 @pytest.fixture
@@ -201,16 +202,20 @@ async def test_a_replaced_image_gets_new_thumbnails_and_loses_the_old(
 
 async def test_thumbnails_go_with_their_image(app: FastAPI, client: httpx.AsyncClient, photo: dict[str, Any]) -> None:
     other = (await upload(client, make_image(500, 400), fields={"file": "b/other.png"})).json()
-    for image in (photo, other):
+    kept = (await upload(client, make_image(300, 200), fields={"file": "c/kept.png"})).json()
+    for image in (photo, other, kept):
         for width in (64, 128):
             assert (await client.get(f"/images/{image['_id']}/image", params={"width": width})).status_code == 200
     assert len(await copies_of(app, photo["_id"])) == 2
     assert (await client.delete(f"/images/{photo['_id']}")).status_code == 200
     assert await copies_of(app, photo["_id"]) == set()
-    # A bulk delete too.
+    # A bulk delete too: its filter's match goes with its copies, the image it does not match stays with its own.
+    kept_copies = await copies_of(app, kept["_id"])
+    assert len(kept_copies) == 2
     deleted = await client.request("DELETE", "/images", params={"file": "b/other.png"})
     assert deleted.json()["deletedCount"] == 1
-    assert not [key for key in await stored_keys(app) if key.startswith(SYSTEM_FOLDER)]
+    assert [item["_id"] for item in (await client.get("/images")).json()["items"]] == [kept["_id"]]
+    assert await stored_keys(app) == {"c/kept.png", *kept_copies}
 
 
 async def test_thumbnails_are_never_listed_or_exported_as_images(

@@ -28,9 +28,9 @@ from app.domain import rewrite
 from app.main import create_app
 from app.store.engines.ferretdb_sqlite import files, layout, shortcuts, sql
 from app.store.engines.ferretdb_sqlite.shortcuts import SQLiteShortcuts
-from tests.rest.test_images import LifespanClient
 from tests.utils.commands import recorded
 from tests.utils.images import make_image
+from tests.utils.service import LifespanClient
 
 # The tests against the suite's FerretDB: the storage plays no part.
 ON_LOCAL_STORAGE = pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
