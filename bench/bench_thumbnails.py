@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.bench_thumbnails [--images 25] [--json PATH]
 
 Starts the real service as a process of its own (local storage, FerretDB started here unless
-`MONGODB_CONNECTION_STRING` is set), uploads `../shared/fixtures/cat.jpg` `--images` times
+`MONGODB_CONNECTION_STRING` is set), uploads `tests/fixtures/cat.jpg` `--images` times
 under different paths (each upload is its own image, so each has its own thumbnails), then:
 
 1. **Cold and cached latency, one core.** The service's threads are pinned to one CPU. For each
@@ -40,7 +40,7 @@ import httpx
 from bench.bench_archives import SHORT_REQUEST, PhaseWatch, Service, open_target, read_status_kb
 from scripts.servers import REPO_ROOT
 
-FIXTURE = Path(os.environ.get("SHARED_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures")) / "cat.jpg"
+FIXTURE = REPO_ROOT / "tests" / "fixtures" / "cat.jpg"
 CLIENTS = 8
 BURST = 200
 PAGE = 10
