@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from hypothesis import settings as hypothesis_settings
 from pymongo import AsyncMongoClient
@@ -28,6 +27,7 @@ from scripts.servers import start_ferretdb, start_minio
 from tests.utils.fixtures import FIXTURES
 from tests.utils.s3 import S3Server
 from tests.utils.seed import upload_seed
+from tests.utils.service import lifespan
 
 # CI explores the same examples every run (a red run must mean a change broke something);
 # developers' runs explore new ones and keep failures in .hypothesis/ to replay.
@@ -163,7 +163,7 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
-    async with LifespanManager(application):
+    async with lifespan(application):
         yield application
 
 

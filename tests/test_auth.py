@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from app.auth import REFETCH_BURST, user_id
 from app.config import Settings
@@ -31,6 +30,7 @@ from tests.utils.oidc import (
     sign,
     unsigned,
 )
+from tests.utils.service import lifespan
 
 RSA = rsa_key("rsa-1")
 EC = ec_key("ec-1")
@@ -63,7 +63,7 @@ def auth_settings(make_settings: Callable[..., Settings], jwks: JwksServer) -> C
 async def client(auth_settings: Callable[..., Settings]) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(auth_settings())
     async with (
-        LifespanManager(app),
+        lifespan(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as http,
     ):
         yield http
@@ -201,7 +201,7 @@ async def test_jwks_endpoint_down_is_503_not_401(auth_settings: Callable[..., Se
     jwks.failing = True
     app = create_app(auth_settings())
     async with (
-        LifespanManager(app),
+        lifespan(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as client,
     ):
         response = await status_with(client, sign(claims_for("alice"), RSA))
@@ -217,7 +217,7 @@ async def test_a_rotated_key_is_accepted_on_its_first_use_right_after_a_fetch(
 ) -> None:
     app = create_app(auth_settings(oidc_jwks_refresh_seconds=30))  # the default
     async with (
-        LifespanManager(app),
+        lifespan(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as client,
     ):
         assert (await status_with(client, sign(claims_for("alice"), RSA))).status_code == 200  # fetched now
@@ -236,7 +236,7 @@ async def test_refetches_for_unknown_kids_are_rate_limited(
 ) -> None:
     app = create_app(auth_settings(oidc_jwks_refresh_seconds=30))
     async with (
-        LifespanManager(app),
+        lifespan(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as client,
     ):
         assert (await status_with(client, sign(claims_for("alice"), RSA))).status_code == 200
@@ -257,7 +257,7 @@ async def test_without_user_scope_a_valid_token_sees_everything(
 ) -> None:
     app = create_app(auth_settings(image_scope=None))
     async with (
-        LifespanManager(app),
+        lifespan(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as client,
     ):
         for user in ("alice", "bob"):

@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from app.config import Settings
 from app.main import create_app
@@ -19,6 +18,7 @@ from tests.utils.commands import recorded
 from tests.utils.graphql import error_codes
 from tests.utils.images import make_image
 from tests.utils.oidc import AUDIENCE, ISSUER, JwksServer, bearer, claims_for, jwks_server, rsa_key, sign
+from tests.utils.service import lifespan
 
 KEY = rsa_key("isolation")
 SNEAKY_FILTERS = [
@@ -42,7 +42,7 @@ async def http(make_settings: Callable[..., Settings], jwks: JwksServer) -> Asyn
     settings = make_settings(oidc_jwks_uri=jwks.uri, oidc_issuer=ISSUER, oidc_audience=AUDIENCE, image_scope="user")
     app = create_app(settings)
     async with (
-        LifespanManager(app),
+        lifespan(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as client,
     ):
         yield client

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from asgi_lifespan import LifespanManager
 
 from app.config import Settings
 from app.main import create_app
 from app.store.engines import FerretDB, FerretDBSQLite, MongoDB, recognise
+from tests.utils.service import lifespan
 
 # What MongoDB 7 answers `buildInfo` with, in the parts that matter (no `ferretdbVersion`).
 MONGODB_BUILD_INFO = {"version": "7.0.14", "versionArray": [7, 0, 14, 0], "ok": 1.0}
@@ -49,5 +49,5 @@ async def test_the_service_asks_the_server_what_it_is(
         (make_settings(ferretdb_sqlite_directory=None), FerretDB),
     ):
         application = create_app(settings)
-        async with LifespanManager(application):
+        async with lifespan(application):
             assert type(application.state.services.store.database.engine) is expected
