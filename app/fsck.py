@@ -8,7 +8,7 @@ files, stale resized copies and expired leases (never a document) and finishes i
 replacements. Exit status: 0 when nothing is left to fix, 1 when something is (missing files,
 or findings without --repair), 2 when the database or the storage cannot be reached or the
 settings are unusable.
-See app/domain/repair.py for what each check means and why it is safe next to a running service.
+See app/domain/writes/repair.py for what each check means and why it is safe next to a running service.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from collections import Counter
 from datetime import timedelta
 
 from app.config import ConfigError, Settings, load_settings
-from app.domain import repair
-from app.domain.leases import Leases
+from app.domain.writes import repair
+from app.domain.writes.leases import Leases
 from app.errors import ServiceError, Unavailable
 from app.metrics import Metrics
 from app.services import connect_store

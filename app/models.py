@@ -52,7 +52,7 @@ class Image(Document):
     # SHA-256 of the stored bytes (hex), taken while they were stored; absent on documents
     # written before it was recorded, or by the legacy service.
     checksum: str | None = None
-    # What the photo's EXIF says (app/domain/exif.py): takenAt, make, model, orientation, gps.
+    # What the photo's EXIF says (app/domain/media/exif.py): takenAt, make, model, orientation, gps.
     exif: dict[str, Any] | None = None
     # The top-level keys of `data`, kept beside it so `GET /fields` is a `distinct` on an index
     # rather than a scan of every document's metadata (not every engine has $objectToArray).
@@ -61,7 +61,7 @@ class Image(Document):
     # rewrite.py) and clients can name the state they read (ETag). Legacy documents have none: 0.
     revision: int = 0
     # Where the bytes of an unfinished replacement are, until they are moved onto `file`
-    # (app/domain/replacement.py); absent otherwise.
+    # (app/domain/writes/replacement.py); absent otherwise.
     pendingFile: str | None = None
 
     class Settings:

@@ -12,14 +12,21 @@ import httpx
 
 from app.auth import Authenticator, JwksCache, TokenRules
 from app.config import Settings
-from app.domain import checksums, data_keys, file_facts, repair, replacement
-from app.domain.events import Events
-from app.domain.images import ImageService
-from app.domain.leases import Leases
+from app.domain.datasets.events import Events
+from app.domain.datasets.snapshots import SnapshotService
+from app.domain.datasets.views import ViewService
+from app.domain.images import data_keys
+from app.domain.images.analytics import Analytics
+from app.domain.images.documents import FileRemoval
+from app.domain.images.edits import Edits
+from app.domain.images.listing import Listing
+from app.domain.images.reading import ImageReader
+from app.domain.images.uploads import Uploads
+from app.domain.media import checksums, file_facts
+from app.domain.media.thumbnails import Thumbnails
 from app.domain.scope import EVERYONE, Scope
-from app.domain.snapshots import SnapshotService
-from app.domain.thumbnails import Thumbnails
-from app.domain.views import ViewService
+from app.domain.writes import repair, replacement
+from app.domain.writes.leases import Leases
 from app.errors import Unavailable
 from app.metrics import Metrics
 from app.storage import Storage, build_storage
@@ -50,7 +57,11 @@ class Services:
     settings: Settings
     store: Store
     storage: Storage
-    images: ImageService
+    images: ImageReader  # one image and its files
+    uploads: Uploads
+    edits: Edits  # metadata changes and deletes, of one image or of every match
+    listing: Listing
+    analytics: Analytics  # identical files, keys, values and facets
     views: ViewService
     snapshots: SnapshotService
     events: Events  # live events of this process's writes
@@ -88,20 +99,23 @@ class Services:
             ],
         )
         events = Events()
-        images = ImageService(
+        thumbnails = Thumbnails(
+            storage=storage,
+            metrics=metrics,
+            workers=settings.thumbnail_workers,
+            max_pixels=settings.thumbnail_max_pixels,
+        )
+        images = ImageReader(store=store, storage=storage, leases=leases, thumbnails=thumbnails, metrics=metrics)
+        uploads = Uploads(
             store=store,
             storage=storage,
             leases=leases,
+            thumbnails=thumbnails,
             events=events,
-            thumbnails=Thumbnails(
-                storage=storage,
-                metrics=metrics,
-                workers=settings.thumbnail_workers,
-                max_pixels=settings.thumbnail_max_pixels,
-            ),
             max_upload_bytes=settings.max_upload_bytes,
             metrics=metrics,
         )
+        removal = FileRemoval(storage=storage, thumbnails=thumbnails)
         http = httpx.AsyncClient(follow_redirects=True)
         authenticator = None
         if settings.oidc_jwks_uri:
@@ -118,6 +132,10 @@ class Services:
             store=store,
             storage=storage,
             images=images,
+            uploads=uploads,
+            edits=Edits(store=store, reader=images, leases=leases, events=events, removal=removal),
+            listing=Listing(store=store),
+            analytics=Analytics(store=store),
             views=ViewService(store=store),
             snapshots=SnapshotService(store=store),
             events=events,

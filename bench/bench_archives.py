@@ -43,8 +43,8 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 
 from app.config import Settings
-from app.domain.data_keys import data_keys
-from app.domain.export import JSON_NAME, XLSX_NAME
+from app.domain.archives.export import JSON_NAME, XLSX_NAME
+from app.domain.images.data_keys import data_keys
 from app.models import to_stored_time
 from scripts.servers import REPO_ROOT, free_port, start_ferretdb
 
@@ -129,7 +129,7 @@ def image_file(index: int) -> str:
 
 
 def image_document(index: int, blob: Blob) -> Document:
-    """The document as `ImageService.upload` stores it (no `_id`: the driver adds one)."""
+    """The document as `Uploads.upload` stores it (no `_id`: the driver adds one)."""
     data = {
         "label": LABELS[index % len(LABELS)],
         "part": {"number": f"PN-{index % 1000:04d}", "rev": index % 7},

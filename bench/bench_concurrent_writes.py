@@ -6,7 +6,7 @@ connections (as several service processes would). Strategies, at the driver leve
 - `per-key $set`: `update_one({_id}, {$set: {"data.k<i>": i}})`, one round trip each;
 - `conditional replace`: read, then `replace_one({_id, revision: r}, …)`, retried (bounded) while
   it matches nothing: optimistic concurrency with a revision;
-- `lease`: what the service does (app/domain/leases.py): insert a lease document, read, replace,
+- `lease`: what the service does (app/domain/writes/leases.py): insert a lease document, read, replace,
   delete the lease;
 
 and `service PATCH`: N concurrent `PATCH /images/{id}` through the real app in-process.
@@ -40,7 +40,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
 from app.config import load_settings
-from app.domain.leases import Leases
+from app.domain.writes.leases import Leases
 from app.main import create_app
 from app.store.leases import LeaseStore
 from scripts.servers import start_ferretdb

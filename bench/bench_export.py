@@ -53,8 +53,8 @@ from openpyxl import load_workbook
 from PIL import Image as PillowImage
 from pymongo import MongoClient
 
-from app.domain.data_keys import data_keys
-from app.domain.export import JSON_NAME, XLSX_NAME
+from app.domain.archives.export import JSON_NAME, XLSX_NAME
+from app.domain.images.data_keys import data_keys
 from app.models import to_stored_time
 from bench.bench_archives import (
     FOLDERS,
@@ -149,7 +149,7 @@ def match_indexes(documents: int, matches: int) -> list[int]:
 
 
 def image_document(index: int, sample: Sample, *, match: bool) -> Document:
-    """As `ImageService.upload` stores a new image (app/domain/images.py `_new_document`: no
+    """As `Uploads.upload` stores a new image (app/domain/images/documents.py `new_document`: no
     owner, `__v` for the legacy service, first revision, the file's checksum); no `_id`, the
     driver adds one."""
     number = RARE if match else f"PN-{index % 1000:04d}"

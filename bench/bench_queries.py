@@ -41,7 +41,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.config import load_settings
-from app.domain.data_keys import data_keys
+from app.domain.images.data_keys import data_keys
 from app.main import create_app
 from app.models import format_time, to_stored_time
 from scripts.servers import start_ferretdb
@@ -98,7 +98,7 @@ async def describe_server(client: AsyncMongoClient[Document]) -> tuple[str, bool
 
 
 def seed_documents(count: int, rng: random.Random) -> Iterator[Document]:
-    """Documents as `ImageService.upload` stores them (no `_id`: the driver adds one)."""
+    """Documents as `Uploads.upload` stores them (no `_id`: the driver adds one)."""
     span_ms = int(TIME_SPAN.total_seconds() * 1000)
     for i in range(count):
         data = {
@@ -284,7 +284,7 @@ def same_page(service: Mapping[str, Any], driver: tuple[int, list[Document]]) ->
 
 
 async def run_queries(collection: AsyncCollection[Document], http: httpx.AsyncClient, repeat: int) -> list[Result]:
-    """Each route, and the calls `ImageService.find` / `.fields` make for it (see
+    """Each route, and the calls `Listing.find` / `Analytics.fields` make for it (see
     app/domain/query.py `parse_query_params`: filter, sort with the `_id` tie-break, skip 0,
     no projection)."""
 

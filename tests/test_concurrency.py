@@ -22,7 +22,7 @@ from PIL import Image as PillowImage
 from pymongo import AsyncMongoClient
 
 from app.config import Settings
-from app.domain.leases import Leases, lease_document, path_key
+from app.domain.writes.leases import Leases, lease_document, path_key
 from app.store.engines.ferretdb_sqlite import shortcuts
 from app.store.leases import COLLECTION as LEASES
 from app.store.leases import LeaseStore

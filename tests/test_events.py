@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from app.domain.events import Events
+from app.domain.datasets.events import Events
 from app.domain.scope import Scope
 from app.errors import Conflict
 

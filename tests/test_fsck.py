@@ -20,9 +20,9 @@ from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
 from app.config import Settings
-from app.domain import replacement
-from app.domain.leases import lease_document
-from app.domain.thumbnails import variants_folder
+from app.domain.media.thumbnails import variants_folder
+from app.domain.writes import replacement
+from app.domain.writes.leases import lease_document
 from app.main import create_app
 from app.store.leases import COLLECTION as LEASES
 from scripts.servers import REPO_ROOT, free_port

@@ -23,8 +23,8 @@ from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
 from app.config import Settings
-from app.domain import replacement
-from app.domain.leases import Leases, path_key
+from app.domain.writes import replacement
+from app.domain.writes.leases import Leases, path_key
 from app.errors import Unavailable
 from app.main import create_app
 from app.metrics import Metrics

@@ -215,3 +215,22 @@ def check_name(name: str, *, what: str) -> str:
     """The name of a view or snapshot to look up: any stored name, even one saved before
     `check_new_name` refused its kind, so that it can still be read and deleted."""
     return check_text(name, what=f"{what}'s name")
+
+
+# -- counts given by callers (limits, skips) -----------------------------------------------
+
+
+def check_count(number: int, *, name: str, minimum: int, maximum: int | None) -> int:
+    if maximum is not None and not minimum <= number <= maximum:
+        raise BadInput(f"{name} must be between {minimum} and {maximum}; got {number}.")
+    if number < minimum:
+        raise BadInput(f"{name} must be at least {minimum}; got {number}.")
+    return number
+
+
+def check_skip(skip: int) -> int:
+    """A `skip`: not negative, and no larger than the database can take (int64)."""
+    check_count(skip, name="skip", minimum=0, maximum=None)
+    if skip > INT64_MAX:
+        raise BadInput(f"skip must be at most {INT64_MAX}; got {skip}.")
+    return skip

@@ -9,7 +9,6 @@ step, so no user input can widen it.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -17,10 +16,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bson import ObjectId, json_util
-from bson.json_util import JSONMode, JSONOptions
+from bson import ObjectId
 
-from app.domain.metadata import INT64_MAX, check_int64, check_text, parse_json, parse_object_id, parse_time
+from app.domain.metadata import (
+    check_count,
+    check_int64,
+    check_skip,
+    check_text,
+    parse_json,
+    parse_object_id,
+    parse_time,
+)
 from app.domain.scope import Scope
 from app.errors import BadInput
 
@@ -95,7 +101,7 @@ class ImageQuery:
     limit: int = DEFAULT_LIMIT
     projection: dict[str, int] | None = None
     select: list[str] = field(default_factory=list)
-    # Cursor paging (app/domain/cursors.py): the cursor to start after; "" starts a walk.
+    # Cursor paging (app/domain/datasets/cursors.py): the cursor to start after; "" starts a walk.
     after: str | None = None
 
 
@@ -179,22 +185,6 @@ def _parse_count(text: str | None, *, name: str, default: int, minimum: int, max
     except ValueError:
         raise BadInput(f"{name} must be a whole number, not {text!r}.") from None
     return check_count(number, name=name, minimum=minimum, maximum=maximum)
-
-
-def check_count(number: int, *, name: str, minimum: int, maximum: int | None) -> int:
-    if maximum is not None and not minimum <= number <= maximum:
-        raise BadInput(f"{name} must be between {minimum} and {maximum}; got {number}.")
-    if number < minimum:
-        raise BadInput(f"{name} must be at least {minimum}; got {number}.")
-    return number
-
-
-def check_skip(skip: int) -> int:
-    """A `skip`: not negative, and no larger than the database can take (int64)."""
-    check_count(skip, name="skip", minimum=0, maximum=None)
-    if skip > INT64_MAX:
-        raise BadInput(f"skip must be at most {INT64_MAX}; got {skip}.")
-    return skip
 
 
 def _parse_id(text: str, *, name: str) -> ObjectId:
@@ -457,49 +447,6 @@ def check_path(path: str, *, what: str) -> str:
         if segment.startswith("$"):
             raise BadInput(f"The {what} {path!r} must not start a part with '$'.")
     return path
-
-
-# -- filters kept as text (saved views, snapshots) -------------------------------------------
-
-# Relaxed Extended JSON: dates and ids stay what they are ({"$date": …}, {"$oid": …}); kept as
-# text because a filter's keys are operators and dotted paths, which a database may refuse as
-# field names.
-_EXTENDED_JSON = JSONOptions(json_mode=JSONMode.RELAXED, tz_aware=True)
-
-
-def filter_to_text(query_filter: Mapping[str, Any]) -> str:
-    return json_util.dumps(query_filter, json_options=_EXTENDED_JSON)
-
-
-def filter_from_text(text: str) -> dict[str, Any]:
-    """A filter as `filter_to_text` kept it, unchecked: checks change over time, so a caller
-    decides what a stored filter that no longer passes them means."""
-    loaded: dict[str, Any] = json_util.loads(text, json_options=_EXTENDED_JSON)
-    return loaded
-
-
-def filter_as_json(query_filter: Mapping[str, Any]) -> Any:
-    """A filter as clients see it, in relaxed Extended JSON. Text that cannot be sent (a lone
-    surrogate, kept before such filters were refused) shows as U+FFFD."""
-    return json.loads(filter_to_text(query_filter), object_hook=_sendable)
-
-
-def _sendable(value: dict[str, Any]) -> dict[str, Any]:
-    return {_sendable_text(key): _sendable_item(item) for key, item in value.items()}
-
-
-def _sendable_item(value: Any) -> Any:
-    if isinstance(value, str):
-        return _sendable_text(value)
-    if isinstance(value, list):
-        return [_sendable_item(item) for item in value]
-    return value
-
-
-def _sendable_text(text: str) -> str:
-    if text.isascii():
-        return text
-    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 # -- typed conditions (GraphQL's filter inputs) ----------------------------------------------

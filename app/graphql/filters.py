@@ -10,15 +10,14 @@ from typing import Any
 
 import strawberry
 
+from app.domain.metadata import check_count, check_skip
 from app.domain.query import (
     ImageQuery,
     all_of,
     any_of,
     build_sort,
-    check_count,
     check_filter,
     check_regex,
-    check_skip,
     checksum_condition,
     field_condition,
     file_condition,

@@ -9,7 +9,7 @@ import strawberry
 from strawberry.file_uploads import Upload
 from strawberry.scalars import JSON
 
-from app.domain.images import NewImage
+from app.domain.images.uploads import NewImage
 from app.domain.query import ImageQuery
 from app.errors import BadInput, ServiceError, Unavailable
 from app.graphql.context import Info
@@ -81,7 +81,7 @@ class Mutation:
         refuse_duplicates: Annotated[bool, strawberry.argument(description=REFUSE_DUPLICATES)] = False,
     ) -> Image:
         new = _new_image(file, path=path, data=_metadata(data, "data"), time=time, refuse_duplicates=refuse_duplicates)
-        return _image(await info.context.services.images.upload(info.context.scope, new))
+        return _image(await info.context.services.uploads.upload(info.context.scope, new))
 
     @strawberry.mutation(description="Upload several images, each at its file name, with the same metadata.")
     async def upload_images(
@@ -99,7 +99,7 @@ class Mutation:
         for upload in files:
             new = _new_image(upload, path=None, data=dict(metadata), time=None, refuse_duplicates=refuse_duplicates)
             try:
-                images.append(_image(await info.context.services.images.upload(info.context.scope, new)))
+                images.append(_image(await info.context.services.uploads.upload(info.context.scope, new)))
             except Unavailable:
                 raise  # the next file would fail the same way
             except ServiceError as error:
@@ -115,7 +115,7 @@ class Mutation:
         unset: list[str] | None = None,
         revision: RevisionArgument = None,
     ) -> Image:
-        stored = await info.context.services.images.update_data(
+        stored = await info.context.services.edits.update_data(
             info.context.scope, str(id), _changes(set_, unset), revisions=_revisions(revision)
         )
         return _image(stored)
@@ -124,7 +124,7 @@ class Mutation:
     async def replace_image_data(
         self, info: Info, id: strawberry.ID, data: JSON, revision: RevisionArgument = None
     ) -> Image:
-        stored = await info.context.services.images.replace_data(
+        stored = await info.context.services.edits.replace_data(
             info.context.scope, str(id), data, revisions=_revisions(revision)
         )
         return _image(stored)
@@ -137,14 +137,14 @@ class Mutation:
         set_: Annotated[JSON | None, strawberry.argument(name="set")] = None,
         unset: list[str] | None = None,
     ) -> UpdateResult:
-        summary = await info.context.services.images.update_many(
+        summary = await info.context.services.edits.update_many(
             info.context.scope, compile_filter(filter), _changes(set_, unset)
         )
         return UpdateResult(matched_count=summary.matched, modified_count=summary.modified)
 
     @strawberry.mutation(description="Delete an image and its file; its id.")
     async def delete_image(self, info: Info, id: strawberry.ID, revision: RevisionArgument = None) -> strawberry.ID:
-        await info.context.services.images.delete(info.context.scope, str(id), revisions=_revisions(revision))
+        await info.context.services.edits.delete(info.context.scope, str(id), revisions=_revisions(revision))
         return id
 
     @strawberry.mutation(description="Save a view of yours: create it, or replace the one of that name.")
@@ -183,5 +183,5 @@ class Mutation:
         condition = compile_filter(filter)
         if not condition and not all:
             raise BadInput("This would delete every image: give a filter that matches some, or all: true.")
-        deleted = await info.context.services.images.delete_many(info.context.scope, condition)
+        deleted = await info.context.services.edits.delete_many(info.context.scope, condition)
         return DeleteResult(deleted_count=deleted)

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.scalars import JSON
 
+from app.domain.datasets.snapshots import IdList as FoundIds
 from app.domain.query import ImageQuery
-from app.domain.snapshots import IdList as FoundIds
 from app.graphql.context import Info
 from app.graphql.filters import compile_filter, compile_query
 from app.graphql.inputs import ImageFilter, SortInput, SystemField
@@ -61,7 +61,7 @@ class Query:
         services = info.context.services
         query = compile_query(filter, sort, skip, limit, max_limit=services.settings.query_max_limit)
         query = await _narrowed(info, query, view)
-        page = await services.images.find(info.context.scope, query)
+        page = await services.listing.find(info.context.scope, query)
         items = [Image.from_document(document) for document in page.items]
         return ImagePage(total=page.counted, skip=query.skip, limit=query.limit, items=items)
 
@@ -82,7 +82,7 @@ class Query:
         services = info.context.services
         query = compile_query(filter, sort, 0, first, max_limit=services.settings.query_max_limit)
         query = replace(await _narrowed(info, query, view), after=after or "")
-        page = await services.images.find(info.context.scope, query, count=False)
+        page = await services.listing.find(info.context.scope, query, count=False)
         edges = [
             ImageEdge(node=Image.from_document(document), cursor=cursor)
             for document, cursor in zip(page.items, page.cursors or [], strict=True)
@@ -102,14 +102,14 @@ class Query:
 
     @strawberry.field(description="The distinct top-level metadata keys of the matching images.")
     async def fields(self, info: Info, filter: ImageFilter | None = None, view: ViewArgument = None) -> list[str]:
-        return await info.context.services.images.fields(info.context.scope, await _filter(info, filter, view))
+        return await info.context.services.analytics.fields(info.context.scope, await _filter(info, filter, view))
 
     @strawberry.field(description="The distinct values of one metadata key (dotted for nested) over the matches.")
     async def field_values(
         self, info: Info, field: str, filter: ImageFilter | None = None, view: ViewArgument = None
     ) -> list[JSON | None]:
         condition = await _filter(info, filter, view)
-        return await info.context.services.images.field_values(info.context.scope, field, condition)
+        return await info.context.services.analytics.field_values(info.context.scope, field, condition)
 
     @strawberry.field(
         description="How many matching images take each value of one metadata key (dotted for nested), most "
@@ -118,8 +118,8 @@ class Query:
     async def facets(
         self, info: Info, field: str, filter: ImageFilter | None = None, limit: int = 20, view: ViewArgument = None
     ) -> list[Facet]:
-        images = info.context.services.images
-        found = await images.facets(info.context.scope, field, await _filter(info, filter, view), limit=limit)
+        analytics = info.context.services.analytics
+        found = await analytics.facets(info.context.scope, field, await _filter(info, filter, view), limit=limit)
         return [Facet(value=facet.value, count=facet.count) for facet in found]
 
     @strawberry.field(description="The same for a system field: the content type, or the owner (only yours, per user).")
@@ -131,9 +131,9 @@ class Query:
         limit: int = 20,
         view: ViewArgument = None,
     ) -> list[Facet]:
-        images = info.context.services.images
+        analytics = info.context.services.analytics
         condition = await _filter(info, filter, view)
-        found = await images.system_facets(info.context.scope, field.value, condition, limit=limit)
+        found = await analytics.system_facets(info.context.scope, field.value, condition, limit=limit)
         return [Facet(value=facet.value, count=facet.count) for facet in found]
 
     @strawberry.field(description="Your saved views, by name.")
@@ -165,7 +165,7 @@ class Query:
 
     @strawberry.field(description="Groups of images holding identical files (equal checksums), by checksum.")
     async def duplicates(self, info: Info, skip: int = 0, limit: int = 20) -> list[DuplicateGroup]:
-        groups = await info.context.services.images.duplicates(info.context.scope, skip=skip, limit=limit)
+        groups = await info.context.services.analytics.duplicates(info.context.scope, skip=skip, limit=limit)
         return [
             DuplicateGroup(checksum=group.checksum, count=group.count, ids=[strawberry.ID(i) for i in group.ids])
             for group in groups

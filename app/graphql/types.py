@@ -9,10 +9,10 @@ from typing import Any, cast
 import strawberry
 from strawberry.scalars import JSON
 
-from app.domain.resize import MAX_SIDE, parse_resize
-from app.domain.rewrite import revision_of
-from app.domain.snapshots import Snapshot as SavedSnapshot
-from app.domain.views import View as SavedView
+from app.domain.datasets.snapshots import Snapshot as SavedSnapshot
+from app.domain.datasets.views import View as SavedView
+from app.domain.media.resize import MAX_SIDE, parse_resize
+from app.domain.writes.rewrite import revision_of
 from app.graphql.context import Info
 
 
@@ -152,7 +152,7 @@ class ImageConnection:
 
     @strawberry.field(description="every match, not just this page (counted only when asked for)")
     async def total_count(self, info: Info) -> int:
-        return await info.context.services.images.count(info.context.scope, self.query_filter)
+        return await info.context.services.listing.count(info.context.scope, self.query_filter)
 
 
 @strawberry.type(description="One key of a sort.")

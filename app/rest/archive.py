@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from app.domain.export import archive_name, export_archive
-from app.domain.imports import ImportLimits, import_archive
+from app.domain.archives.export import archive_name, export_archive
+from app.domain.archives.imports import ImportLimits, import_archive
 from app.rest.deps import ImageQueryDep, ScopeDep, ServicesDep
 from app.rest.downloads import content_disposition
 from app.rest.forms import form_metadata
@@ -58,7 +58,7 @@ async def import_images(
 ) -> JSONResponse:
     settings = services.settings
     summary = await import_archive(
-        services.images,
+        services.uploads,
         scope,
         archive=archive.file,
         archive_name=archive.filename or "archive.zip",

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from app.errors import BadInput
 from app.models import document_to_json
-from app.rest.deps import ImageQueryDep, ImagesDep, ScopeDep
+from app.rest.deps import EditsDep, ImageQueryDep, ListingDep, ScopeDep
 from app.rest.images import MetadataChangesBody
 from app.rest.schemas import DeleteManyOut, PageOut, UpdateManyOut, error_responses
 
@@ -15,8 +15,8 @@ router = APIRouter(tags=["images"])
 
 
 @router.get("/images", response_model=PageOut, responses=error_responses(400, 404, 503), summary="List matching images")
-async def list_images(query: ImageQueryDep, images: ImagesDep, scope: ScopeDep) -> JSONResponse:
-    page = await images.find(scope, query)
+async def list_images(query: ImageQueryDep, listing: ListingDep, scope: ScopeDep) -> JSONResponse:
+    page = await listing.find(scope, query)
     return JSONResponse(
         {
             "total": page.counted,
@@ -36,9 +36,9 @@ async def list_images(query: ImageQueryDep, images: ImagesDep, scope: ScopeDep) 
     summary="Merge metadata into every matching image (`$unset` removes keys)",
 )
 async def update_images(
-    query: ImageQueryDep, changes: MetadataChangesBody, images: ImagesDep, scope: ScopeDep
+    query: ImageQueryDep, changes: MetadataChangesBody, edits: EditsDep, scope: ScopeDep
 ) -> dict[str, object]:
-    summary = await images.update_many(scope, query.filter, changes)
+    summary = await edits.update_many(scope, query.filter, changes)
     return {
         "acknowledged": True,
         "matchedCount": summary.matched,
@@ -54,11 +54,9 @@ async def update_images(
     responses=error_responses(400, 404, 503),
     summary="Delete every matching image and its file (no query: all images)",
 )
-async def delete_images(
-    request: Request, query: ImageQueryDep, images: ImagesDep, scope: ScopeDep
-) -> dict[str, object]:
+async def delete_images(request: Request, query: ImageQueryDep, edits: EditsDep, scope: ScopeDep) -> dict[str, object]:
     """The filter goes in the query string, as on the legacy service; a body is refused, since
     ignoring `{"file": …}` there would delete every image instead of the one meant."""
     if await request.body():
         raise BadInput("DELETE /images takes its filter in the query string, not in a body; nothing was deleted.")
-    return {"acknowledged": True, "deletedCount": await images.delete_many(scope, query.filter)}
+    return {"acknowledged": True, "deletedCount": await edits.delete_many(scope, query.filter)}

@@ -7,7 +7,11 @@ from typing import Annotated
 from fastapi import Depends, Header, Path, Query, Request
 from starlette.requests import HTTPConnection
 
-from app.domain.images import ImageService
+from app.domain.images.analytics import Analytics
+from app.domain.images.edits import Edits
+from app.domain.images.listing import Listing
+from app.domain.images.reading import ImageReader
+from app.domain.images.uploads import Uploads
 from app.domain.query import (
     DEFAULT_LIMIT,
     FLAG_PATTERN,
@@ -38,8 +42,24 @@ async def get_services(connection: HTTPConnection) -> Services:
     return services_of(connection)
 
 
-async def get_images(request: Request) -> ImageService:
+async def get_images(request: Request) -> ImageReader:
     return services_of(request).images
+
+
+async def get_uploads(request: Request) -> Uploads:
+    return services_of(request).uploads
+
+
+async def get_edits(request: Request) -> Edits:
+    return services_of(request).edits
+
+
+async def get_listing(request: Request) -> Listing:
+    return services_of(request).listing
+
+
+async def get_analytics(request: Request) -> Analytics:
+    return services_of(request).analytics
 
 
 async def get_scope(request: Request) -> Scope:
@@ -161,7 +181,11 @@ ImageId = Annotated[
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 ImageQueryDep = Annotated[ImageQuery, Depends(get_image_query)]
-ImagesDep = Annotated[ImageService, Depends(get_images)]
+ImagesDep = Annotated[ImageReader, Depends(get_images)]
+UploadsDep = Annotated[Uploads, Depends(get_uploads)]
+EditsDep = Annotated[Edits, Depends(get_edits)]
+ListingDep = Annotated[Listing, Depends(get_listing)]
+AnalyticsDep = Annotated[Analytics, Depends(get_analytics)]
 ScopeDep = Annotated[Scope, Depends(get_scope)]
 # The revisions `If-Match` accepts; None when any will do.
 IfMatchDep = Annotated[frozenset[int] | None, Depends(get_if_match)]

@@ -8,7 +8,7 @@ from the storage; one that lies past the end is a 416; several ranges, or one th
 parsed, get the whole file (as RFC 9110 allows). `HEAD` answers the same headers without
 reading the file. `?redirect=true` answers, on S3, a 307 to a presigned URL of the file instead.
 `?width=` / `?height=` (with `fit`, `format`, `quality`) send a resized copy instead, made once
-and then kept (app/domain/thumbnails.py), with all of the above. Scope and authentication
+and then kept (app/domain/media/thumbnails.py), with all of the above. Scope and authentication
 apply as to every other route, before any of it.
 """
 
@@ -21,8 +21,8 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from werkzeug.http import http_date, parse_date, parse_etags, parse_range_header, quote_etag, unquote_etag
 
-from app.domain.images import ImageFile
-from app.domain.resize import DEFAULT_QUALITY, MAX_SIDE, Fit, Format, parse_resize
+from app.domain.images.reading import ImageFile
+from app.domain.media.resize import DEFAULT_QUALITY, MAX_SIDE, Fit, Format, parse_resize
 from app.rest.deps import ImageId, ScopeDep, ServicesDep
 from app.rest.schemas import documented, error_responses
 

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from app import errors
-from app.domain.imports import ImportInterrupted
+from app.domain.archives.imports import ImportInterrupted
 from app.store.errors import UNREACHABLE
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """ETags of image documents: the document's revision, quoted (`"3"`), and `If-Match` read back.
 
 Strong validators: a revision names one exact state of the document, since every write raises
-it (app/domain/rewrite.py). `If-Match` takes `*` or a list of such tags; weak tags (`W/"3"`)
+it (app/domain/writes/rewrite.py). `If-Match` takes `*` or a list of such tags; weak tags (`W/"3"`)
 never match, as RFC 9110 wants for If-Match.
 """
 

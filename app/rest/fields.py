@@ -7,17 +7,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from app.domain.images import MAX_GROUPS, SYSTEM_FACETS
+from app.domain.images.analytics import MAX_GROUPS, SYSTEM_FACETS
 from app.domain.query import PATH_PATTERN
-from app.rest.deps import ImageQueryDep, ImagesDep, ScopeDep
+from app.rest.deps import AnalyticsDep, ImageQueryDep, ScopeDep
 from app.rest.schemas import SKIP, DuplicateGroupOut, FacetOut, documented, error_responses
 
 router = APIRouter(tags=["fields"])
 
 
 @router.get("/fields", responses=error_responses(400, 404, 503), summary="Distinct top-level metadata keys")
-async def list_fields(query: ImageQueryDep, images: ImagesDep, scope: ScopeDep) -> list[str]:
-    return await images.fields(scope, query.filter)
+async def list_fields(query: ImageQueryDep, analytics: AnalyticsDep, scope: ScopeDep) -> list[str]:
+    return await analytics.fields(scope, query.filter)
 
 
 @router.get(
@@ -35,7 +35,7 @@ async def list_field_values(
         ),
     ],
     query: ImageQueryDep,
-    images: ImagesDep,
+    analytics: AnalyticsDep,
     scope: ScopeDep,
     counts: Annotated[
         bool,
@@ -48,9 +48,9 @@ async def list_field_values(
     if counts:
         return [
             {"value": facet.value, "count": facet.count}
-            for facet in await images.facets(scope, name, query.filter, limit=query.limit)
+            for facet in await analytics.facets(scope, name, query.filter, limit=query.limit)
         ]
-    return await images.field_values(scope, name, query.filter)
+    return await analytics.field_values(scope, name, query.filter)
 
 
 @router.get(
@@ -68,11 +68,11 @@ async def list_system_facets(
         ),
     ],
     query: ImageQueryDep,
-    images: ImagesDep,
+    analytics: AnalyticsDep,
     scope: ScopeDep,
 ) -> list[dict[str, Any]]:
     """The `limit` (default 100) most frequent values, most frequent first."""
-    found = await images.system_facets(scope, field, query.filter, limit=query.limit)
+    found = await analytics.system_facets(scope, field, query.filter, limit=query.limit)
     return [{"value": facet.value, "count": facet.count} for facet in found]
 
 
@@ -82,7 +82,7 @@ async def list_system_facets(
     summary="Groups of images holding identical files (equal checksums), a page at a time",
 )
 async def list_duplicates(
-    images: ImagesDep,
+    analytics: AnalyticsDep,
     scope: ScopeDep,
     skip: Annotated[
         int,
@@ -98,5 +98,5 @@ async def list_duplicates(
 ) -> list[DuplicateGroupOut]:
     """Ordered by checksum; each group with its count and up to 100 image ids. Only images whose
     checksum is known (every image once the start-up backfill is done)."""
-    groups = await images.duplicates(scope, skip=skip, limit=limit)
+    groups = await analytics.duplicates(scope, skip=skip, limit=limit)
     return [DuplicateGroupOut(checksum=group.checksum, count=group.count, ids=group.ids) for group in groups]

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from app.domain.images import NewImage
+from app.domain.images.uploads import NewImage
 from app.domain.metadata import parse_object_id, parse_time
 from app.models import Image, image_to_json
-from app.rest.deps import IfMatchDep, ImageId, ImagesDep, ScopeDep
+from app.rest.deps import EditsDep, IfMatchDep, ImageId, ImagesDep, ScopeDep, UploadsDep
 from app.rest.etags import etag
 from app.rest.forms import form_metadata, held_in_memory
 from app.rest.schemas import DeletedOut, ImageOut, component, error_responses
@@ -46,7 +46,7 @@ MetadataChangesBody = Annotated[
 )
 async def upload_image(
     request: Request,
-    images: ImagesDep,
+    uploads: UploadsDep,
     scope: ScopeDep,
     image: Annotated[UploadFile, File(description="the image file")],
     file: Annotated[
@@ -81,7 +81,7 @@ async def upload_image(
         refuse_duplicates=refuse_duplicates,
         in_memory=held_in_memory(image),
     )
-    stored = await images.upload(scope, new)
+    stored = await uploads.upload(scope, new)
     return _document(stored)
 
 
@@ -105,9 +105,9 @@ async def get_image(image_id: ImageId, images: ImagesDep, scope: ScopeDep) -> JS
     summary="Merge metadata into an image (`$unset` removes keys)",
 )
 async def patch_image(
-    image_id: ImageId, changes: MetadataChangesBody, images: ImagesDep, scope: ScopeDep, if_match: IfMatchDep
+    image_id: ImageId, changes: MetadataChangesBody, edits: EditsDep, scope: ScopeDep, if_match: IfMatchDep
 ) -> JSONResponse:
-    return _document(await images.update_data(scope, image_id, changes, revisions=if_match))
+    return _document(await edits.update_data(scope, image_id, changes, revisions=if_match))
 
 
 @router.put(
@@ -117,14 +117,14 @@ async def patch_image(
     summary="Replace an image's metadata",
 )
 async def put_image(
-    image_id: ImageId, data: MetadataBody, images: ImagesDep, scope: ScopeDep, if_match: IfMatchDep
+    image_id: ImageId, data: MetadataBody, edits: EditsDep, scope: ScopeDep, if_match: IfMatchDep
 ) -> JSONResponse:
-    return _document(await images.replace_data(scope, image_id, data, revisions=if_match))
+    return _document(await edits.replace_data(scope, image_id, data, revisions=if_match))
 
 
 @router.delete("/images/{image_id}", response_model=DeletedOut, responses=error_responses(400, 404, 409, 412, 503))
-async def delete_image(image_id: ImageId, images: ImagesDep, scope: ScopeDep, if_match: IfMatchDep) -> JSONResponse:
-    await images.delete(scope, image_id, revisions=if_match)
+async def delete_image(image_id: ImageId, edits: EditsDep, scope: ScopeDep, if_match: IfMatchDep) -> JSONResponse:
+    await edits.delete(scope, image_id, revisions=if_match)
     return JSONResponse({"_id": str(parse_object_id(image_id))})
 
 

@@ -25,7 +25,7 @@ def documented(**schema: Any) -> Callable[[dict[str, Any]], None]:
     return replace
 
 
-# A `skip`: the database takes up to a 64-bit integer (app/domain/query.check_skip).
+# A `skip`: the database takes up to a 64-bit integer (app/domain/metadata.check_skip).
 SKIP = documented(type="integer", minimum=0, maximum=INT64_MAX)
 
 

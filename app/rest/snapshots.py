@@ -8,10 +8,10 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.domain.export import archive_of
+from app.domain.archives.export import archive_of
+from app.domain.datasets.snapshots import MAX_DIFF_IDS, IdList, Snapshot
 from app.domain.metadata import NAME_PATTERN
 from app.domain.query import ImageQuery
-from app.domain.snapshots import MAX_DIFF_IDS, IdList, Snapshot
 from app.models import document_to_json, format_time
 from app.rest.archive import ZIP_RESPONSE, zip_response
 from app.rest.deps import ScopeDep, ServicesDep

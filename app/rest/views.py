@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.domain.datasets.views import View
 from app.domain.metadata import NAME_PATTERN
 from app.domain.query import SORT_PATTERN, parse_sort
-from app.domain.views import View
 from app.models import format_time
 from app.rest.deps import ScopeDep, ServicesDep
 from app.rest.schemas import documented, error_responses

@@ -7,7 +7,7 @@ characters. Harmless noise (`./`, doubled slashes) is normalised away so that tw
 one path name one file.
 
 The top-level folder `SYSTEM_FOLDER` is the service's own (bytes of a replacement in progress;
-app/domain/replacement.py): no user path may name it, only the backends reach it.
+app/domain/writes/replacement.py): no user path may name it, only the backends reach it.
 """
 
 from __future__ import annotations

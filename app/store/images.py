@@ -2,7 +2,7 @@
 
 Every call names an image by its `_id` where it can (the lookup every engine answers through an
 index), and changes a document by replacing it whole, by `_id` alone: callers hold the image's
-lease (app/domain/leases.py), which is what keeps two writers apart on every engine (see
+lease (app/domain/writes/leases.py), which is what keeps two writers apart on every engine (see
 app/store/engines/ferretdb.py for why a condition on the write would not). Call inside the
 store's `errors()`.
 """

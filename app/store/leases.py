@@ -1,4 +1,4 @@
-"""The leases collection: a lease per path, taken by inserting it (app/domain/leases.py).
+"""The leases collection: a lease per path, taken by inserting it (app/domain/writes/leases.py).
 
 An insert against the unique `key` is atomic on every engine: of several writers inserting one
 key, exactly one wins. A lease's `_id` names its holder, so that a delete by `_id` removes only

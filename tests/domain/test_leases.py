@@ -15,7 +15,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from app.config import Settings
-from app.domain.leases import Leases, path_key
+from app.domain.writes.leases import Leases, path_key
 from app.errors import Conflict
 from app.store.leases import COLLECTION, LeaseStore
 from tests.utils.lease_holder import holder

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.domain.locks import KeyedLocks
+from app.domain.writes.locks import KeyedLocks
 
 
 async def test_holders_of_one_key_take_turns_and_others_do_not_wait() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from PIL import Image as PillowImage
 from PIL.ExifTags import Base
 
-from app.domain.media import sniff
+from app.domain.media.sniffing import sniff
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,7 @@ def blank_png(width: int, height: int) -> bytes:
 SNIFF_AND_REPORT_GROWTH = """
 import resource, sys
 from pathlib import Path
-from app.domain.media import sniff
+from app.domain.media.sniffing import sniff
 with open(sys.argv[1], "rb") as source:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     facts = sniff(source)

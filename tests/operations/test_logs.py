@@ -15,7 +15,7 @@ import pytest
 from starlette.types import Message, Scope
 
 from app.config import Settings
-from app.domain.images import ImageService
+from app.domain.images.reading import ImageReader
 from app.main import create_app
 from app.storage.base import StoredFile
 from scripts.servers import FerretDB, start_ferretdb
@@ -135,11 +135,11 @@ async def test_unexpected_error_is_logged_once_with_its_cause(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def broken(self: ImageService, scope: object, image_id: str) -> None:
+    async def broken(self: ImageReader, scope: object, image_id: str) -> None:
         raise RuntimeError("the cause, in the traceback")
 
     async with LifespanClient(create_app(json_settings)) as (client, _):
-        monkeypatch.setattr(ImageService, "get", broken)
+        monkeypatch.setattr(ImageReader, "get", broken)
         capsys.readouterr()
         response = await client.get("/images/0123456789abcdef01234567")
 

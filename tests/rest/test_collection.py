@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
 from app.config import Settings
-from app.domain import images as images_module
+from app.domain.images import documents, edits
 from app.main import create_app
 from app.models import Image
 from tests.utils.images import make_image
@@ -271,7 +271,7 @@ async def test_delete_many_in_batches(client: httpx.AsyncClient, app: FastAPI, m
     for index in range(12):
         await upload(client, make_image(), fields={"file": f"batch/{index}.png"})
     await upload(client, make_image(), fields={"file": "kept.png"})
-    monkeypatch.setattr(images_module, "DELETE_BATCH", 5)  # several batches, the last one short
+    monkeypatch.setattr(edits, "DELETE_BATCH", 5)  # several batches, the last one short
 
     assert (await client.delete("/images?regex=true&file=^batch/")).json()["deletedCount"] == 12
     assert await stored_keys(app) == {"kept.png"}
@@ -301,7 +301,7 @@ async def test_a_bulk_delete_removes_files_a_few_at_a_time(
     assert await stored_keys(app) == set()
     # Each deletion waits on a worker thread or an S3 call: a batch of thousands all waiting
     # at once held megabytes for nothing.
-    assert 1 < most <= images_module.LOOKUPS_AT_ONCE
+    assert 1 < most <= documents.LOOKUPS_AT_ONCE
 
 
 @pytest.mark.parametrize("storage_kind", ["local"], indirect=True)

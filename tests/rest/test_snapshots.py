@@ -15,7 +15,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import AutoReconnect
 
 from app.config import Settings
-from app.domain import snapshots
+from app.domain.datasets import snapshots
 from tests.utils.graphql import gql, gql_data
 from tests.utils.images import make_image
 from tests.utils.seed import upload_seed

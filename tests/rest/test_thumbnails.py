@@ -19,7 +19,7 @@ from PIL import ImageChops, ImageStat
 from pymongo import AsyncMongoClient
 
 from app.config import Settings
-from app.domain.thumbnails import variants_folder
+from app.domain.media.thumbnails import variants_folder
 from app.main import create_app
 from app.storage.keys import SYSTEM_FOLDER
 from tests.utils.graphql import gql, gql_data

@@ -18,9 +18,9 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
 from app.config import Settings
-from app.domain import images as images_module
-from app.domain import rewrite
-from app.domain.facets import as_facets
+from app.domain.datasets.facets import as_facets
+from app.domain.images import edits
+from app.domain.writes import rewrite
 from app.main import create_app
 from app.store import value_counts
 from app.store.engines.ferretdb_sqlite import shortcuts, tuning
@@ -444,7 +444,7 @@ async def test_bulk_changes_and_deletes_look_images_up_by_id(
     # paged by `_id`, and each batch read again and deleted by `$in`, cost a full read a step.
     monkeypatch.setattr(shortcuts, "FERRETDB_READ_SECONDS", 1.0)  # SQLite and lookups wherever they can
     monkeypatch.setattr(rewrite, "BATCH", 4)
-    monkeypatch.setattr(images_module, "DELETE_BATCH", 4)
+    monkeypatch.setattr(edits, "DELETE_BATCH", 4)
 
     async def run(settings: Settings) -> tuple[list[Any], list[Sent]]:
         async with LifespanClient(create_app(settings)) as (http, _):

@@ -23,8 +23,8 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
 from app.config import Settings
-from app.domain import images as images_module
-from app.domain import rewrite
+from app.domain.images import edits
+from app.domain.writes import rewrite
 from app.main import create_app
 from app.store.engines.ferretdb_sqlite import files, layout, shortcuts, sql
 from app.store.engines.ferretdb_sqlite.shortcuts import SQLiteShortcuts
@@ -225,7 +225,7 @@ async def test_bulk_changes_find_their_batches_without_counting_first(
 ) -> None:
     monkeypatch.setattr(shortcuts, "FERRETDB_READ_SECONDS", 1.0)  # SQLite and lookups wherever they can
     monkeypatch.setattr(rewrite, "BATCH", 2)
-    monkeypatch.setattr(images_module, "DELETE_BATCH", 2)
+    monkeypatch.setattr(edits, "DELETE_BATCH", 2)
     counted: list[Any] = []
     count = SQLiteShortcuts.count
 

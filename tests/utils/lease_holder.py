@@ -19,7 +19,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from app.domain.leases import Leases
+from app.domain.writes.leases import Leases
 from app.store.leases import COLLECTION, LeaseStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

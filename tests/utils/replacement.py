@@ -11,7 +11,7 @@ from bson import ObjectId
 from fastapi import FastAPI
 from PIL import Image as PillowImage
 
-from app.domain import replacement
+from app.domain.writes import replacement
 from app.storage import Storage
 from tests.utils.images import make_image
 from tests.utils.service import upload

@@ -13,7 +13,7 @@ differently from MongoDB, and how the store works around each.
   of one document both "match" and the later silently undoes the earlier (measured: 30
   concurrent `replace_one({_id, revision: 0}, …)` → up to 8 report a match). Deletes, too, read
   then delete. An insert against a unique index is atomic (SQLite enforces it). So writers of an
-  image take turns through leases, which are inserts (app/domain/leases.py), never through a
+  image take turns through leases, which are inserts (app/domain/writes/leases.py), never through a
   condition on the write, and a lease's `_id` names its holder, so that a delete by `_id` can
   only remove the deleter's own lease.
 - **Embedded documents.** It compares an embedded document with the one it would replace by

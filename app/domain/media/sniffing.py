@@ -9,7 +9,7 @@ from typing import Any, BinaryIO
 from PIL import Image as PillowImage
 from PIL import UnidentifiedImageError
 
-from app.domain.exif import exif_facts
+from app.domain.media.exif import exif_facts
 from app.errors import NotAnImage
 
 # Formats with a reliable signature that browsers or common tools display. Formats Pillow
@@ -22,7 +22,7 @@ class MediaFacts:
     content_type: str
     width: int | None
     height: int | None
-    exif: dict[str, Any] | None = None  # app/domain/exif.py
+    exif: dict[str, Any] | None = None  # app/domain/media/exif.py
 
 
 def sniff(source: BinaryIO) -> MediaFacts:

@@ -26,9 +26,9 @@ from typing import IO, BinaryIO, cast
 
 from anyio import to_thread
 
-from app.domain import replacement
-from app.domain.locks import KeyedLocks
-from app.domain.resize import Resize, render
+from app.domain.media.resize import Resize, render
+from app.domain.writes import replacement
+from app.domain.writes.locks import KeyedLocks
 from app.errors import Conflict, NotFound, ServiceError
 from app.metrics import Metrics
 from app.storage import Storage

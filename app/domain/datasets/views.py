@@ -20,16 +20,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from app.domain.datasets.saved_filters import filter_as_json, filter_from_text, filter_to_text
 from app.domain.metadata import check_name, check_new_name
-from app.domain.query import (
-    ImageQuery,
-    all_of,
-    build_sort,
-    check_filter,
-    filter_as_json,
-    filter_from_text,
-    filter_to_text,
-)
+from app.domain.query import ImageQuery, all_of, build_sort, check_filter
 from app.domain.scope import Scope
 from app.errors import BadInput, Conflict, NotFound
 from app.models import utc_now

@@ -2,7 +2,7 @@
 
 With `mongodb_data.json` the documents are restored (their `_id`, `time` and `data`, upserted by
 file and owner); archive files it does not list, or any file when there is no such JSON, become
-new images. Every image goes through `ImageService.upload`, or `create_many` for a batch of new
+new images. Every image goes through `Uploads.upload`, or `create_many` for a batch of new
 paths, so an imported image is checked, stored and made consistent exactly like an uploaded one.
 
 Archives are untrusted: limits on entry count and total size are checked on the central
@@ -29,8 +29,8 @@ import ijson
 from anyio import to_thread
 from bson import ObjectId
 
-from app.domain.export import JSON_NAME, XLSX_NAME
-from app.domain.images import ImageService, NewImage
+from app.domain.archives.export import JSON_NAME, XLSX_NAME
+from app.domain.images.uploads import NewImage, Uploads
 from app.domain.metadata import parse_object_id, parse_time
 from app.domain.scope import Scope
 from app.errors import BadInput, ServiceError, TooLarge, Unavailable
@@ -83,7 +83,7 @@ class _Restored:
 
 
 async def import_archive(
-    images: ImageService,
+    images: Uploads,
     scope: Scope,
     *,
     archive: BinaryIO,
@@ -96,7 +96,7 @@ async def import_archive(
 
 
 async def _import_archive(
-    images: ImageService,
+    images: Uploads,
     scope: Scope,
     archive: BinaryIO,
     archive_name: str,
@@ -166,10 +166,10 @@ def _take(items: Iterator[T], count: int) -> list[T]:
     return list(islice(items, count))
 
 
-async def _fresh_paths(images: ImageService, scope: Scope, names: list[str]) -> set[str]:
+async def _fresh_paths(images: Uploads, scope: Scope, names: list[str]) -> set[str]:
     """The names that are already canonical paths and that hold no image of the caller's yet.
 
-    Looked up in the storage (`ImageService.taken_paths`), never the collection by path: on
+    Looked up in the storage (`Uploads.taken_paths`), never the collection by path: on
     the embedded database that reads every document, so imports slowed down with every image stored.
     """
     canonical = [name for name in names if _is_canonical(scope, name)]
@@ -184,8 +184,8 @@ def _is_canonical(scope: Scope, name: str) -> bool:
         return False
 
 
-async def _import_batch(images: ImageService, scope: Scope, news: list[NewImage], summary: ImportSummary) -> None:
-    """New paths written together (`ImageService.create_many`), a few dozen at a time; the others
+async def _import_batch(images: Uploads, scope: Scope, news: list[NewImage], summary: ImportSummary) -> None:
+    """New paths written together (`Uploads.create_many`), a few dozen at a time; the others
     (replacements, and names that are not yet canonical paths) one by one."""
     fresh = [new for new in news if new.known_new]
     for start in range(0, len(fresh), CREATE_BATCH):
@@ -214,7 +214,7 @@ async def _import_batch(images: ImageService, scope: Scope, news: list[NewImage]
             await _import_one(images, scope, new, summary)
 
 
-async def _import_one(images: ImageService, scope: Scope, new: NewImage, summary: ImportSummary) -> None:
+async def _import_one(images: Uploads, scope: Scope, new: NewImage, summary: ImportSummary) -> None:
     name = new.file or ""
     try:
         await images.upload(scope, new)

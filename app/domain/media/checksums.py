@@ -9,8 +9,8 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
-from app.domain.file_facts import open_named
-from app.domain.leases import Leases, path_key
+from app.domain.media.file_facts import open_named
+from app.domain.writes.leases import Leases, path_key
 from app.storage import Storage
 from app.store import FieldUpdate
 from app.store.images import ImageStore

@@ -8,15 +8,15 @@
   left of the image.
 - Temporary files of writes that never finished (local storage): deleted past the grace period.
   The service also removes these by itself at start-up.
-- Replacements a crash interrupted (app/domain/replacement.py): finished on repair. Their
+- Replacements a crash interrupted (app/domain/writes/replacement.py): finished on repair. Their
   staged files count as the document's, never as orphans.
 - Expired leases (a process died holding them): deleted; writers would take them over anyway.
-- Stale resized copies (app/domain/thumbnails.py): of images deleted, or of bytes since
+- Stale resized copies (app/domain/media/thumbnails.py): of images deleted, or of bytes since
   replaced, when a thumbnail was being made as that happened. Deleted past the grace period;
   the copies of current images are never findings.
 
 Both sides are streamed a batch at a time (the storage listing, then the documents through one
-cursor) into an on-disk inventory (app/domain/inventory.py) where they are matched, so memory
+cursor) into an on-disk inventory (app/domain/writes/inventory.py) where they are matched, so memory
 stays bounded whatever the number of images, and no step asks the database once per file.
 """
 
@@ -31,9 +31,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from app.domain import replacement, thumbnails
-from app.domain.inventory import Inventory
-from app.domain.leases import Leases, path_key
+from app.domain.media import thumbnails
+from app.domain.writes import replacement
+from app.domain.writes.inventory import Inventory
+from app.domain.writes.leases import Leases, path_key
 from app.errors import BadInput, Conflict
 from app.storage import Storage
 from app.storage.base import ListedFile

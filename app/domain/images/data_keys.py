@@ -1,7 +1,7 @@
 """Keeping `dataKeys` (the top-level keys of `data`) true, so `GET /fields` is a cheap distinct.
 
 Every write of `data` stores `data_keys(data)` beside it (uploads, and the whole-document
-rewrites of app/domain/rewrite.py). Documents written by someone else (the legacy service, a
+rewrites of app/domain/writes/rewrite.py). Documents written by someone else (the legacy service, a
 restore made outside this service) get theirs from `backfill`, run at start-up.
 """
 
@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from app.domain.leases import Leases, path_key
+from app.domain.writes.leases import Leases, path_key
 from app.store import FieldUpdate
 from app.store.images import ImageStore
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from anyio import to_thread
 
-from app.domain.leases import Leases, path_key
-from app.domain.media import MediaFacts, sniff
+from app.domain.media.sniffing import MediaFacts, sniff
+from app.domain.writes.leases import Leases, path_key
 from app.errors import BadInput, NotAnImage, NotFound
 from app.storage import Storage
 from app.storage.base import StoredFile

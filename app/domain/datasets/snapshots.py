@@ -31,20 +31,13 @@ from typing import Any
 
 from bson import ObjectId
 
-from app.domain import replacement
-from app.domain.export import Selection
-from app.domain.metadata import check_name, check_new_name
-from app.domain.query import (
-    check_count,
-    check_filter,
-    check_skip,
-    filter_as_json,
-    filter_from_text,
-    filter_to_text,
-    scoped,
-)
-from app.domain.rewrite import REVISION, revision_of
+from app.domain.archives.export import Selection
+from app.domain.datasets.saved_filters import filter_as_json, filter_from_text, filter_to_text
+from app.domain.metadata import check_count, check_name, check_new_name, check_skip
+from app.domain.query import check_filter, scoped
 from app.domain.scope import Scope
+from app.domain.writes import replacement
+from app.domain.writes.rewrite import REVISION, revision_of
 from app.errors import Conflict, NotFound, ServiceError
 from app.models import RENDERED_FIELDS, utc_now
 from app.store import Store
@@ -210,7 +203,7 @@ class SnapshotService:
                 yield document
 
     async def selection(self, scope: Scope, name: str) -> Selection:
-        """What an export of the snapshot holds (app/domain/export.py)."""
+        """What an export of the snapshot holds (app/domain/archives/export.py)."""
         snapshot = await self.get(scope, name)
         images = self.store.images
 

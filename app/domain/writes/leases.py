@@ -57,7 +57,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.domain.locks import KeyedLocks
+from app.domain.writes.locks import KeyedLocks
 from app.errors import Conflict
 from app.store.leases import LeaseStore
 

@@ -1,6 +1,6 @@
 """Changing metadata: read the document, compute the new one here, replace it whole.
 
-Callers hold the image's lease (app/domain/leases.py), so no other writer interleaves. Every
+Callers hold the image's lease (app/domain/writes/leases.py), so no other writer interleaves. Every
 write raises the document's `revision` (documents written elsewhere, such as the legacy
 service's, have none: revision 0), which clients see as the ETag and may name in `If-Match` to
 change only the state they read.
@@ -24,9 +24,9 @@ from typing import Any
 import bson
 from bson import ObjectId
 
-from app.domain.data_keys import data_keys
-from app.domain.leases import Leases, path_key
+from app.domain.images.data_keys import data_keys
 from app.domain.query import all_of
+from app.domain.writes.leases import Leases, path_key
 from app.errors import Conflict, StaleRevision
 from app.store.images import ImageStore
 

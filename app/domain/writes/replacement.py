@@ -3,7 +3,7 @@
 A new image writes its file, then its document: a crash in between leaves only a file with no
 document, which `python -m app.fsck` removes. A replacement cannot do the same at the image's
 own key, since the old document and the new bytes (or the new document and the old bytes)
-would then meet. So, holding the path's lease (app/domain/leases.py):
+would then meet. So, holding the path's lease (app/domain/writes/leases.py):
 
 1. the new bytes go to a key of their own in the service's folder (`staging_key`);
 2. the document is replaced, new facts and all, naming that key in `pendingFile`: from here
@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from typing import Any
 
-from app.domain.leases import Leases, path_key
+from app.domain.writes.leases import Leases, path_key
 from app.errors import Conflict, NotFound, ServiceError
 from app.storage import Storage
 from app.storage.base import FileStat, StoredFile

@@ -1,6 +1,6 @@
 """Writers of one key take turns within a process.
 
-Between processes, a lease in the database arbitrates (app/domain/leases.py); but fifty
+Between processes, a lease in the database arbitrates (app/domain/writes/leases.py); but fifty
 requests racing on one image in one process would mostly find the lease taken and poll for it.
 Taking turns here first leaves the database to arbitrate between processes only.
 """

@@ -29,9 +29,9 @@ from anyio import to_thread
 from openpyxl import Workbook
 from stream_zip import ZIP_64, async_stream_zip
 
-from app.domain import replacement
 from app.domain.query import ImageQuery, scoped
 from app.domain.scope import Scope
+from app.domain.writes import replacement
 from app.errors import NotFound
 from app.metrics import Metrics
 from app.models import document_to_json

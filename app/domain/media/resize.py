@@ -17,7 +17,7 @@ from typing import IO, Literal, get_args
 from PIL import Image as PillowImage
 from PIL import ImageOps, UnidentifiedImageError
 
-from app.domain.media import ACCEPTED_FORMATS
+from app.domain.media.sniffing import ACCEPTED_FORMATS
 from app.errors import BadInput, Unprocessable
 
 Fit = Literal["inside", "cover"]

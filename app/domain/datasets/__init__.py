@@ -1,0 +1,2 @@
+"""Tools over a set of images: facets (value counts), cursors (signed keyset paging), saved
+views, frozen snapshots, and live events of writes."""

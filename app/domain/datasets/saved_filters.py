@@ -1,0 +1,52 @@
+"""Filters kept as text: saved views and snapshots store the filter they were made with.
+
+Relaxed Extended JSON: dates and ids stay what they are ({"$date": …}, {"$oid": …}); kept as
+text because a filter's keys are operators and dotted paths, which a database may refuse as
+field names.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from bson import json_util
+from bson.json_util import JSONMode, JSONOptions
+
+_EXTENDED_JSON = JSONOptions(json_mode=JSONMode.RELAXED, tz_aware=True)
+
+
+def filter_to_text(query_filter: Mapping[str, Any]) -> str:
+    return json_util.dumps(query_filter, json_options=_EXTENDED_JSON)
+
+
+def filter_from_text(text: str) -> dict[str, Any]:
+    """A filter as `filter_to_text` kept it, unchecked: checks change over time, so a caller
+    decides what a stored filter that no longer passes them means."""
+    loaded: dict[str, Any] = json_util.loads(text, json_options=_EXTENDED_JSON)
+    return loaded
+
+
+def filter_as_json(query_filter: Mapping[str, Any]) -> Any:
+    """A filter as clients see it, in relaxed Extended JSON. Text that cannot be sent (a lone
+    surrogate, kept before such filters were refused) shows as U+FFFD."""
+    return json.loads(filter_to_text(query_filter), object_hook=_sendable)
+
+
+def _sendable(value: dict[str, Any]) -> dict[str, Any]:
+    return {_sendable_text(key): _sendable_item(item) for key, item in value.items()}
+
+
+def _sendable_item(value: Any) -> Any:
+    if isinstance(value, str):
+        return _sendable_text(value)
+    if isinstance(value, list):
+        return [_sendable_item(item) for item in value]
+    return value
+
+
+def _sendable_text(text: str) -> str:
+    if text.isascii():
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")

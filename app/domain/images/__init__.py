@@ -1,0 +1,1 @@
+"""Operations on images: reading their files, uploads, edits, listing and bulk changes."""

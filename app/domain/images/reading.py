@@ -1,0 +1,167 @@
+"""Reading images: one image by id, its stored file or a resized copy, and their bytes.
+
+Each call takes the caller's `Scope`, so that authorization is a property of every call rather
+than a check some route might forget: another owner's image is answered as missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mimetypes
+import posixpath
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from app.domain.images.documents import loaded
+from app.domain.media import checksums
+from app.domain.media.resize import Resize
+from app.domain.media.thumbnails import Source, Thumbnails
+from app.domain.metadata import check_count, parse_object_id
+from app.domain.scope import Scope
+from app.domain.writes import replacement
+from app.domain.writes.leases import Leases
+from app.errors import Conflict, NotFound, ServiceError
+from app.metrics import Metrics
+from app.models import Image
+from app.storage import Storage
+from app.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_PRESIGNED_SECONDS = 7 * 24 * 3600  # the longest S3 (signature version 4) signs for
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageFile:
+    """An image's stored file as a download describes it, before any byte is read."""
+
+    image_id: str
+    path: str  # the image's `file`
+    key: str  # where the bytes are (the path, or the staged file of an unfinished replacement)
+    filename: str
+    content_type: str
+    size: int
+    modified: datetime  # the stored file's, UTC
+    checksum: str | None  # SHA-256 of the image's bytes, once recorded
+    resized: str | None = None  # for a resized copy (app/domain/media/thumbnails.py), its `Resize.name`
+
+    @property
+    def etag(self) -> str | None:
+        """What identifies these bytes: the checksum, and for a copy what it was resized to."""
+        if self.checksum is None:
+            return None
+        return self.checksum if self.resized is None else f"{self.checksum}-{self.resized}"
+
+
+class ImageReader:
+    def __init__(
+        self, *, store: Store, storage: Storage, leases: Leases, thumbnails: Thumbnails, metrics: Metrics
+    ) -> None:
+        self.store = store
+        self.storage = storage
+        # Checksums learned while reading are recorded under the image's lease.
+        self.leases = leases
+        self.thumbnails = thumbnails
+        self.metrics = metrics
+
+    async def get(self, scope: Scope, image_id: str) -> Image:
+        self.store.require_ready()
+        with self.store.errors():
+            # By `_id` alone, the scope checked here: the one lookup every engine answers
+            # through an index.
+            found = await self.store.images.by_id(parse_object_id(image_id))
+        image = None if found is None else loaded(found)
+        if image is None or not scope.allows({"userId": image.userId}):
+            # Also the answer for another owner's image: its existence is not revealed.
+            raise NotFound(f"No image with id {image_id}.")
+        return image
+
+    async def file(self, scope: Scope, image_id: str) -> ImageFile:
+        """What a download of the image's file would send; NotFound if the file is missing."""
+        image = await self.get(scope, image_id)
+        try:
+            key, found = await replacement.stat_stored(self.storage, image.file, image.pendingFile)
+        except NotFound:
+            raise NotFound(f"The file of image {image_id} is missing from storage.") from None
+        return ImageFile(
+            image_id=image_id,
+            path=image.file,
+            key=key,
+            filename=posixpath.basename(image.file),
+            content_type=image.contentType or mimetypes.guess_type(image.file)[0] or "application/octet-stream",
+            size=found.size,
+            modified=found.modified,
+            checksum=image.checksum,
+        )
+
+    async def resized(self, scope: Scope, image_id: str, resize: Resize) -> ImageFile:
+        """The image's file resized: a stored copy, made now if there is none yet."""
+        image = await self.get(scope, image_id)
+        source = Source(image_id=image_id, file=image.file, pending=image.pendingFile, checksum=image.checksum)
+        variant, learned = await self.thumbnails.variant(source, resize)
+        if learned is not None:
+            await self._record_checksum(checksums.Read(image.id, image.file, learned))
+        extension = "jpg" if resize.format == "jpeg" else resize.format
+        return ImageFile(
+            image_id=image_id,
+            path=image.file,
+            key=variant.key,
+            filename=f"{posixpath.splitext(posixpath.basename(image.file))[0]}.{extension}",
+            content_type=resize.content_type,
+            size=variant.size,
+            modified=variant.modified,
+            checksum=variant.checksum,
+            resized=resize.name,
+        )
+
+    async def presigned_url(self, file: ImageFile, *, expires_in: int) -> str | None:
+        """A URL that downloads `file` straight from the storage for `expires_in` seconds, for a
+        caller already allowed to; None on local storage (the service's own route serves it)."""
+        check_count(expires_in, name="expiresIn", minimum=1, maximum=MAX_PRESIGNED_SECONDS)
+        return await self.storage.presigned_url(
+            file.key, expires=timedelta(seconds=expires_in), filename=file.filename, content_type=file.content_type
+        )
+
+    async def read(self, file: ImageFile, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """The bytes of `file` from `start` up to (not including) `end`, by default all of them.
+
+        Conflict if the file was replaced since `file` described it: the headers already
+        promised its length.
+        """
+        try:
+            stored = await self.storage.open(file.key, start=start, end=end)
+        except NotFound:
+            stored = None  # a staged file moved onto its path meanwhile
+        if stored is None or stored.size != file.size:
+            if stored is not None:
+                await stored.chunks.aclose()
+            raise Conflict(f"The file of image {file.image_id} was replaced while it was being read; try again.")
+        if file.checksum is None and start == 0 and end is None and file.key == file.path and file.resized is None:
+            return self.metrics.count_download(self._checksummed(file, stored.chunks))
+        return self.metrics.count_download(stored.chunks)
+
+    async def _checksummed(self, file: ImageFile, chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+        """`chunks` passed on and hashed; once all were sent, the image's checksum is recorded
+        (it had none: written before checksums were, or by the legacy service)."""
+        digest = hashlib.sha256()
+        sent = 0
+        async with aclosing(chunks):  # a download cut short releases the file at once
+            async for chunk in chunks:
+                digest.update(chunk)
+                sent += len(chunk)
+                yield chunk
+        if sent != file.size:
+            return
+        await self._record_checksum(checksums.Read(parse_object_id(file.image_id), file.path, digest.hexdigest()))
+
+    async def _record_checksum(self, read: checksums.Read) -> None:
+        """The checksum of an image that had none, learned by reading its file whole."""
+        try:
+            with self.store.errors():
+                await checksums.record(self.store.images, self.leases, [read])
+        except ServiceError as error:
+            # The start-up backfill records it later; what read it is complete anyway.
+            log.warning("image %s: its checksum could not be recorded: %s", read.image_id, error.detail)
