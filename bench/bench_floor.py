@@ -153,7 +153,8 @@ class UploadSide:
     # Stores image `index`, with `origin` in its metadata.
     store: Callable[[int, str], Awaitable[None]] = field(repr=False)
     pid: int | None  # the process doing the work; None: this one (the floor)
-    idle_rss_mb: float | None = None
+    ready_rss_mb: float | None = None  # before the warm-up
+    idle_rss_mb: float | None = None  # after it, before the rounds
     seconds: list[float] = field(default_factory=list)
     images: int = 0
     cpu_s: float = 0.0
@@ -168,15 +169,16 @@ class UploadSide:
     def per_image_ms(self, seconds: float) -> float:
         return seconds * 1000 / self.images
 
-    def figures(self) -> dict[str, Any]:
+    def figures(self, *, database_measured: bool) -> dict[str, Any]:
         return {
             "side": self.name,
             "images": self.images,
             "images_per_s": self.rate,
             "round_seconds": self.seconds,
             "cpu_ms_per_image": self.per_image_ms(self.cpu_s),
-            "database_cpu_ms_per_image": self.per_image_ms(self.database_cpu_s),
+            "database_cpu_ms_per_image": self.per_image_ms(self.database_cpu_s) if database_measured else None,
             "client_cpu_ms_per_image": self.per_image_ms(self.client_cpu_s) if self.pid is not None else None,
+            "ready_rss_mb": self.ready_rss_mb,
             "idle_rss_mb": self.idle_rss_mb,
             "peak_rss_mb": self.peak_rss_mb,
         }
@@ -281,6 +283,8 @@ async def measure(
             UploadSide(name="bare, no insert", store=poster(bare_http, "/files", "files/"), pid=bare.pid),
             UploadSide(name="floor (no HTTP)", store=floor_upload, pid=None),
         ]
+        for side in sides:
+            side.ready_rss_mb = rss_mb(side.pid) if side.pid is not None else None
         for side in sides:
             await warm_up(side, arguments.warm_up, arguments.clients)
         (await http.delete("/images", params={"origin": "warm-up"})).raise_for_status()
@@ -392,23 +396,28 @@ def start_bare_upload(stack: ExitStack, work: Path, target: Target) -> BareUploa
             time.sleep(0.1)
 
 
-def upload_report(sides: list[UploadSide], arguments: argparse.Namespace, images_bytes: int) -> list[str]:
+def upload_report(
+    sides: list[UploadSide], arguments: argparse.Namespace, *, images_bytes: int, database_measured: bool
+) -> list[str]:
     service = sides[0]
     lines = [
         f"uploads: {arguments.rounds} rounds of {arguments.images} {arguments.format.upper()}s of "
         f"{images_bytes / 1024:.0f} KB on average, at {arguments.clients} keep-alive clients, each side in turn",
         "",
         f"{'side':<17} {'images/s':>9} {'service cost':>13} {'CPU ms/image: own':>18} {'database':>9}"
-        f" {'client':>7} {'RSS MB: idle':>13} {'peak':>6}",
+        f" {'client':>7} {'RSS MB: ready':>14} {'idle':>6} {'peak':>6}",
     ]
     for side in sides:
         cost = sum(service.seconds) / sum(side.seconds)
         client = f"{side.per_image_ms(side.client_cpu_s):.2f}" if side.pid is not None else "-"
-        idle = f"{side.idle_rss_mb:.1f}" if side.idle_rss_mb is not None else "-"
-        peak = f"{side.peak_rss_mb:.1f}" if side.peak_rss_mb is not None else "-"
+        database = f"{side.per_image_ms(side.database_cpu_s):.2f}" if database_measured else "-"
+        ready, idle, peak = (
+            f"{value:.1f}" if value is not None else "-"
+            for value in (side.ready_rss_mb, side.idle_rss_mb, side.peak_rss_mb)
+        )
         lines.append(
             f"{side.name:<17} {side.rate:>9.1f} {cost:>12.2f}× {side.per_image_ms(side.cpu_s):>18.2f}"
-            f" {side.per_image_ms(side.database_cpu_s):>9.2f} {client:>7} {idle:>13} {peak:>6}"
+            f" {database:>9} {client:>7} {ready:>14} {idle:>6} {peak:>6}"
         )
     bare = sides[1]
     paired = [service_s / bare_s for service_s, bare_s in zip(service.seconds, bare.seconds, strict=True)]
@@ -420,8 +429,8 @@ def upload_report(sides: list[UploadSide], arguments: argparse.Namespace, images
         f" the bare endpoint's: {bare.peak_rss_mb:.1f} MB",
         "(service cost: the service's upload time over the side's. CPU from /proc/<pid>/stat, 10 ms ticks:"
         " own = the process doing the work (the floor's is this bench), database = FerretDB when started here,"
-        " client = this bench. Peak RSS: VmHWM reset at the start of each round, the largest at its end;"
-        " both bare rows are one process.)",
+        " client = this bench. RSS: ready = before the warm-up, idle = after it; peak = VmHWM reset at the"
+        " start of each round, the largest at its end. Both bare rows are one process.)",
     ]
     return lines
 
@@ -459,7 +468,9 @@ def main() -> None:
     load_after = os.getloadavg()
     average_bytes = statistics.mean(len(blob.content) for blob in images.blobs)
     print(f"\n{server}; load average {load_before[0]:.2f} at the start, {load_after[0]:.2f} at the end\n")
-    print("\n".join(upload_report(sides, arguments, int(average_bytes))))
+    database_measured = target.server_pid is not None
+    report_lines = upload_report(sides, arguments, images_bytes=int(average_bytes), database_measured=database_measured)
+    print("\n".join(report_lines))
     print(f"\n{'work':<34} {'service':>10} {'floor':>10} {'service cost':>13}")
     for name, service_value, floor_value, cost in rows:
         print(f"{name:<34} {service_value:>10.1f} {floor_value:>10.1f} {cost:>12.2f}×")
@@ -470,7 +481,7 @@ def main() -> None:
             "server": server,
             "load_average": [load_before[0], load_after[0]],
             "arguments": {name: str(value) for name, value in vars(arguments).items()},
-            "uploads": [side.figures() for side in sides],
+            "uploads": [side.figures(database_measured=database_measured) for side in sides],
             "rows": [dict(zip(keys, row, strict=True)) for row in rows],
         }
         arguments.json.write_text(json.dumps(report, indent=2))
