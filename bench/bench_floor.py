@@ -274,6 +274,7 @@ async def measure(
             return post
 
         async def floor_upload(index: int, origin: str = "upload") -> None:
+            # No `origin` in the floor's documents: they are told apart by `data.index`.
             await to_thread.run_sync(write_file, floor_root, images.path(index), images.blob(index).content)
             await floor.insert_one(images.document(index))
 
