@@ -65,6 +65,7 @@ LONG_REQUEST = httpx.Timeout(30.0, read=None, write=None)
 SHORT_REQUEST = httpx.Timeout(30.0)
 LOG_TAIL_LINES = 20
 MB = 1024 * 1024
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 Document = dict[str, Any]
 
@@ -78,6 +79,7 @@ class Target:
     database: str
     # A FerretDB started here keeps its SQLite files there; the service is told, as `make run` does.
     sqlite_directory: Path | None = None
+    server_pid: int | None = None  # a FerretDB started here: its process, for its CPU time
 
 
 def open_target(stack: ExitStack, state_dir: Path) -> Target:
@@ -88,7 +90,12 @@ def open_target(stack: ExitStack, state_dir: Path) -> Target:
         # Keep the query string (authSource, tls...) and swap the database for our own.
         return Target(uri=urlsplit(external)._replace(path=f"/{name}").geturl(), database=name)
     server = stack.enter_context(start_ferretdb(state_dir))
-    return Target(uri=f"{server.uri.rstrip('/')}/{name}", database=name, sqlite_directory=server.state_dir)
+    return Target(
+        uri=f"{server.uri.rstrip('/')}/{name}",
+        database=name,
+        sqlite_directory=server.state_dir,
+        server_pid=server.process.pid,
+    )
 
 
 def describe_server(client: MongoClient[Document]) -> str:
@@ -122,6 +129,21 @@ def noise_pngs(count: int, target_bytes: int, rng: random.Random) -> list[Blob]:
         picture.save(buffer, "PNG")
         blobs.append(Blob(content=buffer.getvalue(), width=side, height=side))
     return blobs
+
+
+def noise_jpeg(target_bytes: int, rng: random.Random) -> tuple[bytes, int]:
+    """A square noise JPEG of about `target_bytes`, and its side: noise weighs about the same per
+    pixel at any size, so a small probe gives the side."""
+    probe = 128
+    side = max(8, round(probe * math.sqrt(target_bytes / len(_jpeg(probe, rng)))))
+    return _jpeg(side, rng), side
+
+
+def _jpeg(side: int, rng: random.Random) -> bytes:
+    picture = PillowImage.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
 
 
 def image_file(index: int) -> str:
@@ -203,7 +225,14 @@ class ImportProgress:
             progress(f"{self.label} {files}/{self.total} images after {elapsed:.0f} s ({rate:.1f} images/s lately)")
 
 
-# -- memory of the service process ---------------------------------------------------------
+# -- memory and CPU of the service process -------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command's closing bracket: state is field 3, utime 14 and stime 15 (1-based).
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
 
 
 def read_status_kb(pid: int, *fields: str) -> dict[str, int]:
@@ -337,9 +366,12 @@ SERVICE_VARIABLES = {name.upper() for name in Settings.model_fields}
 
 class Service:
     """`uvicorn app.main:create_app --factory` as a child process, on a free loopback port;
-    `http` is uvicorn's `--http` (its default when None)."""
+    `http` is uvicorn's `--http` (its default when None). With `served`, `python -m app.server`
+    instead, as the container runs it: app/server.py's `serve`, with its uvicorn options."""
 
-    def __init__(self, *, target: Target, uploads: Path, log_path: Path, http: str | None = None) -> None:
+    def __init__(
+        self, *, target: Target, uploads: Path, log_path: Path, http: str | None = None, served: bool = False
+    ) -> None:
         self.port = free_port()
         self.log_path = log_path
         env = {
@@ -369,6 +401,11 @@ class Service:
         ]
         if http is not None:
             command += ["--http", http]
+        if served:
+            if http is not None:
+                raise ValueError("a service run as served takes the HTTP protocol app/server.py gives it")
+            env.update(APP_HOST="127.0.0.1", APP_PORT=str(self.port))
+            command = [sys.executable, "-m", "app.server"]
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 command, env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT

@@ -30,7 +30,6 @@ import argparse
 import hashlib
 import io
 import json
-import math
 import os
 import platform
 import random
@@ -50,7 +49,6 @@ from typing import Any
 
 import httpx
 from openpyxl import load_workbook
-from PIL import Image as PillowImage
 from pymongo import MongoClient
 
 from app.domain.archives.export import JSON_NAME, XLSX_NAME
@@ -64,11 +62,12 @@ from bench.bench_archives import (
     SHORT_REQUEST,
     STOP_TIMEOUT_S,
     TIME_START,
+    cpu_seconds,
+    noise_jpeg,
     noise_pngs,
     progress,
     read_status_kb,
 )
-from bench.bench_profile import cpu_seconds
 from scripts.servers import REPO_ROOT, free_port, start_ferretdb
 
 DATABASE = "image_storage"
@@ -124,21 +123,6 @@ def samples(count: int, target_bytes: int, rng: random.Random) -> list[Sample]:
             )
         )
     return made
-
-
-def noise_jpeg(target_bytes: int, rng: random.Random) -> tuple[bytes, int]:
-    """A square noise JPEG of about `target_bytes`, and its side: noise weighs about the same per
-    pixel at any size, so a small probe gives the side."""
-    probe = 128
-    side = max(8, round(probe * math.sqrt(target_bytes / len(_jpeg(probe, rng)))))
-    return _jpeg(side, rng), side
-
-
-def _jpeg(side: int, rng: random.Random) -> bytes:
-    picture = PillowImage.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
-    buffer = io.BytesIO()
-    picture.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
 
 
 def match_indexes(documents: int, matches: int) -> list[int]:

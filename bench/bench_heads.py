@@ -39,9 +39,8 @@ from pathlib import Path
 import httpx
 from PIL import Image as PillowImage
 
-from bench.bench_archives import Blob, PhaseWatch, Service, Target, noise_pngs, read_status_kb
+from bench.bench_archives import Blob, PhaseWatch, Service, Target, cpu_seconds, noise_pngs, read_status_kb
 from bench.bench_floor import run_clients
-from bench.bench_profile import cpu_seconds
 from scripts.servers import start_ferretdb
 
 SIDES = {"before": "httptools", "after": "app.server:BoundedHttpToolsProtocol"}

@@ -36,20 +36,12 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient
 
-from bench.bench_archives import Blob, Service, Target, image_document, noise_pngs
+from bench.bench_archives import Blob, Service, Target, cpu_seconds, image_document, noise_pngs
 from bench.bench_floor import run_clients
 from scripts.servers import start_ferretdb
 
 DATABASE = "image_storage"
 PLANT_BATCH = 5000
-TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of process `pid` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # After the command's closing bracket: state is field 3, utime 14 and stime 15 (1-based).
-    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
 
 
 @dataclass(frozen=True)
