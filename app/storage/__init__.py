@@ -7,14 +7,17 @@ from app.metrics import Metrics
 from app.storage.base import Storage
 from app.storage.keys import normalise_key
 from app.storage.local import LocalStorage
-from app.storage.s3 import S3Storage
 
-__all__ = ["LocalStorage", "S3Storage", "Storage", "build_storage", "normalise_key"]
+__all__ = ["LocalStorage", "Storage", "build_storage", "normalise_key"]
 
 
 def build_storage(settings: Settings, metrics: Metrics) -> Storage:
     """The backend the settings ask for: S3 when `S3_BUCKET` is set, else the local directory."""
     if settings.s3_bucket:
+        # Imported only for S3: minio and its dependencies hold 7 MB a process on local storage
+        # would carry for nothing.
+        from app.storage.s3 import S3Storage  # noqa: PLC0415
+
         endpoint, secure = settings.s3_location
         secret = settings.s3_secret_access_key
         return S3Storage(

@@ -26,7 +26,6 @@ from typing import IO, Any
 
 import bson
 from anyio import to_thread
-from openpyxl import Workbook
 from stream_zip import ZIP_64, async_stream_zip
 
 from app.domain.query import ImageQuery, scoped
@@ -204,6 +203,10 @@ async def _read_file(handle: IO[bytes]) -> AsyncIterator[bytes]:
 
 
 async def _write_workbook(target: IO[bytes], state: _ExportState, columns: list[str]) -> None:
+    # Imported at the first export: openpyxl holds 5 MB that a service which never exports
+    # would carry for nothing.
+    from openpyxl import Workbook  # noqa: PLC0415
+
     columns = columns[:XLSX_MAX_COLUMNS]
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("images")
