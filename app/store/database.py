@@ -60,6 +60,7 @@ class Database:
         )
         self._ready = asyncio.Event()
         self._indexed: set[str] = set()  # collections whose indexes `indexed` made
+        self._collections: dict[str, Collection] = {}
         # Until the server has said what it is, the plain path (nothing is served before).
         self.engine: MongoDB = MongoDB()
         self._image_indexes: list[IndexModel] = []
@@ -114,8 +115,16 @@ class Database:
         """Whether the database has been reached and set up since start-up."""
         return self._ready.is_set()
 
-    def collection(self, name: str) -> Collection:
-        return self.client[self.name][name]
+    def collection(self, name: str, *, keep: bool = True) -> Collection:
+        """The collection `name`. Kept (`keep`), not made again per call: every write of an
+        upload asks for its collection, and PyMongo builds a database and a collection object
+        (codec and write options) each time. Not kept for collections without end in number."""
+        if not keep:
+            return self.client[self.name][name]
+        found = self._collections.get(name)
+        if found is None:
+            found = self._collections[name] = self.client[self.name][name]
+        return found
 
     async def indexed(self, name: str, indexes: list[IndexModel]) -> Collection:
         """The collection `name`, its `indexes` made on first use. Call inside `errors()`."""

@@ -30,7 +30,7 @@ class SnapshotStore:
         return await self._database.indexed(REGISTRY, INDEXES)
 
     def _frozen(self, snapshot_id: Any) -> Collection:
-        return self._database.collection(f"snapshot_{snapshot_id}")
+        return self._database.collection(f"snapshot_{snapshot_id}", keep=False)
 
     async def register(self, entry: dict[str, Any]) -> bool:
         """Add an unfinished snapshot (`{_id, owner, name, …}`); False if the owner has one of that name."""
