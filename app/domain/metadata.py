@@ -176,6 +176,15 @@ def parse_data_patch(body: Any) -> tuple[dict[str, Any], list[str]]:
     return to_set, to_unset
 
 
+def parse_merge_patch(body: Any) -> dict[str, Any]:
+    """A JSON Merge Patch (RFC 7396) of an image's data: an object whose `null`s remove keys, at
+    any depth, and whose other values are set, objects merged into objects."""
+    if not isinstance(body, dict):
+        raise BadInput("A merge patch of metadata must be a JSON object.")
+    _check_value(body, "data", depth=0)
+    return body
+
+
 def _unset_keys(value: Any) -> list[str]:
     if isinstance(value, dict):
         keys = list(value)

@@ -120,6 +120,16 @@ class Mutation:
         )
         return _image(stored)
 
+    @strawberry.mutation(
+        description="Apply a JSON Merge Patch (RFC 7396) to an image's data: objects merged at any depth, "
+        "null removes a key, anything else (an array too) replaces the value."
+    )
+    async def patch_image(self, info: Info, id: strawberry.ID, patch: JSON, revision: RevisionArgument = None) -> Image:
+        stored = await info.context.services.edits.update_data(
+            info.context.scope, str(id), patch, revisions=_revisions(revision), deep=True
+        )
+        return _image(stored)
+
     @strawberry.mutation(description="Replace an image's data.")
     async def replace_image_data(
         self, info: Info, id: strawberry.ID, data: JSON, revision: RevisionArgument = None
@@ -139,6 +149,13 @@ class Mutation:
     ) -> UpdateResult:
         summary = await info.context.services.edits.update_many(
             info.context.scope, compile_filter(filter), _changes(set_, unset)
+        )
+        return UpdateResult(matched_count=summary.matched, modified_count=summary.modified)
+
+    @strawberry.mutation(description="Apply a JSON Merge Patch (RFC 7396) to the data of every matching image.")
+    async def patch_images(self, info: Info, filter: ImageFilter, patch: JSON) -> UpdateResult:
+        summary = await info.context.services.edits.update_many(
+            info.context.scope, compile_filter(filter), patch, deep=True
         )
         return UpdateResult(matched_count=summary.matched, modified_count=summary.modified)
 

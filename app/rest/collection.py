@@ -7,9 +7,9 @@ from fastapi.responses import JSONResponse
 
 from app.errors import BadInput
 from app.models import document_to_json
-from app.rest.deps import EditsDep, ImageQueryDep, ListingDep, ScopeDep
+from app.rest.deps import EditsDep, ImageQueryDep, ListingDep, MergePatchDep, ScopeDep
 from app.rest.images import MetadataChangesBody
-from app.rest.schemas import DeleteManyOut, PageOut, UpdateManyOut, error_responses
+from app.rest.schemas import MERGE_PATCH_BODY, DeleteManyOut, PageOut, UpdateManyOut, error_responses
 
 router = APIRouter(tags=["images"])
 
@@ -33,12 +33,15 @@ async def list_images(query: ImageQueryDep, listing: ListingDep, scope: ScopeDep
     "/images",
     response_model=UpdateManyOut,
     responses=error_responses(400, 404, 503),
-    summary="Merge metadata into every matching image (`$unset` removes keys)",
+    summary="Merge metadata into every matching image (`$unset` removes keys; merge-patch+json: RFC 7396)",
+    openapi_extra=MERGE_PATCH_BODY,
 )
 async def update_images(
-    query: ImageQueryDep, changes: MetadataChangesBody, edits: EditsDep, scope: ScopeDep
+    query: ImageQueryDep, changes: MetadataChangesBody, edits: EditsDep, scope: ScopeDep, merge_patch: MergePatchDep
 ) -> dict[str, object]:
-    summary = await edits.update_many(scope, query.filter, changes)
+    """As `PATCH /images/{id}`, on every match: one level with `application/json`, RFC 7396
+    with `application/merge-patch+json`."""
+    summary = await edits.update_many(scope, query.filter, changes, deep=merge_patch)
     return {
         "acknowledged": True,
         "matchedCount": summary.matched,

@@ -24,7 +24,7 @@ from app.domain.query import (
 )
 from app.domain.scope import Scope
 from app.rest.etags import IF_MATCH_PATTERN, if_match_revisions
-from app.rest.schemas import SKIP, documented
+from app.rest.schemas import MERGE_PATCH, SKIP, documented
 from app.services import Services
 
 # `from` and `to`: ISO-8601, a date or a date-time (without a zone: UTC).
@@ -181,7 +181,17 @@ ImageId = Annotated[
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 ImageQueryDep = Annotated[ImageQuery, Depends(get_image_query)]
+
+
+def merge_patch_requested(request: Request) -> bool:
+    """Whether a PATCH body is a JSON Merge Patch (RFC 7396), by its media type; else the
+    legacy's one-level merge with `$unset`."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media_type == MERGE_PATCH
+
+
 ImagesDep = Annotated[ImageReader, Depends(get_images)]
+MergePatchDep = Annotated[bool, Depends(merge_patch_requested)]
 UploadsDep = Annotated[Uploads, Depends(get_uploads)]
 EditsDep = Annotated[Edits, Depends(get_edits)]
 ListingDep = Annotated[Listing, Depends(get_listing)]

@@ -10,10 +10,10 @@ from fastapi.responses import JSONResponse
 from app.domain.images.uploads import NewImage
 from app.domain.metadata import parse_object_id, parse_time
 from app.models import Image, image_to_json
-from app.rest.deps import EditsDep, IfMatchDep, ImageId, ImagesDep, ScopeDep, UploadsDep
+from app.rest.deps import EditsDep, IfMatchDep, ImageId, ImagesDep, MergePatchDep, ScopeDep, UploadsDep
 from app.rest.etags import etag
 from app.rest.forms import form_metadata, held_in_memory
-from app.rest.schemas import DeletedOut, ImageOut, component, error_responses
+from app.rest.schemas import MERGE_PATCH_BODY, DeletedOut, ImageOut, component, error_responses
 
 router = APIRouter(tags=["images"])
 
@@ -102,12 +102,21 @@ async def get_image(image_id: ImageId, images: ImagesDep, scope: ScopeDep) -> JS
     "/images/{image_id}",
     response_model=ImageOut,
     responses=error_responses(400, 404, 409, 412, 503),
-    summary="Merge metadata into an image (`$unset` removes keys)",
+    summary="Merge metadata into an image (`$unset` removes keys; merge-patch+json: RFC 7396)",
+    openapi_extra=MERGE_PATCH_BODY,
 )
 async def patch_image(
-    image_id: ImageId, changes: MetadataChangesBody, edits: EditsDep, scope: ScopeDep, if_match: IfMatchDep
+    image_id: ImageId,
+    changes: MetadataChangesBody,
+    edits: EditsDep,
+    scope: ScopeDep,
+    if_match: IfMatchDep,
+    merge_patch: MergePatchDep,
 ) -> JSONResponse:
-    return _document(await edits.update_data(scope, image_id, changes, revisions=if_match))
+    """`application/json`: top-level keys set (one level, as the legacy service merged), `$unset`
+    removes keys. `application/merge-patch+json`: RFC 7396, objects merged at any depth and
+    `null` removing a key: `{"camera": {"iso": 200}}` keeps `camera.make`."""
+    return _document(await edits.update_data(scope, image_id, changes, revisions=if_match, deep=merge_patch))
 
 
 @router.put(

@@ -76,6 +76,23 @@ COMPONENTS: dict[str, dict[str, Any]] = {
 }
 
 
+# A PATCH body may also be a JSON Merge Patch (RFC 7396), sent as this media type: metadata
+# whose `null`s remove keys, at any depth (app/rest/deps.MergePatchDep).
+MERGE_PATCH = "application/merge-patch+json"
+MERGE_PATCH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "content": {
+            MERGE_PATCH: {
+                "schema": {
+                    "$ref": f"{_REF}Metadata",
+                    "description": "RFC 7396: objects merged at any depth, null removes a key",
+                }
+            }
+        }
+    }
+}
+
+
 def component(name: str) -> Callable[[dict[str, Any]], None]:
     """`json_schema_extra` for a body whose schema is one of `COMPONENTS`."""
     return documented(**{"$ref": f"{_REF}{name}"})

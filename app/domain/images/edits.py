@@ -13,7 +13,7 @@ from typing import Any
 from app.domain.datasets.events import Events
 from app.domain.images.documents import FileRemoval, loaded
 from app.domain.images.reading import ImageReader
-from app.domain.metadata import check_data, parse_data_patch
+from app.domain.metadata import check_data, parse_data_patch, parse_merge_patch
 from app.domain.query import scoped
 from app.domain.scope import Scope
 from app.domain.writes import rewrite
@@ -42,14 +42,21 @@ class Edits:
         self.removal = removal
 
     async def update_data(
-        self, scope: Scope, image_id: str, changes: Any, *, revisions: Collection[int] | None = None
+        self,
+        scope: Scope,
+        image_id: str,
+        changes: Any,
+        *,
+        revisions: Collection[int] | None = None,
+        deep: bool = False,
     ) -> Image:
-        """Merge `changes` into the image's data (`$unset` removes keys); the updated image.
+        """Merge `changes` into the image's data; the updated image. One level, as the legacy
+        service merged (`$unset` removes keys), or with `deep` a JSON Merge Patch (RFC 7396:
+        objects merged at every depth, `null` removes a key).
 
         With `revisions`, the image must be at one of them (else StaleRevision).
         """
-        to_set, to_unset = parse_data_patch(changes)
-        return await self._rewrite_one(scope, image_id, rewrite.merge(to_set, to_unset), revisions)
+        return await self._rewrite_one(scope, image_id, _change(changes, deep=deep), revisions)
 
     async def replace_data(
         self, scope: Scope, image_id: str, data: Any, *, revisions: Collection[int] | None = None
@@ -87,16 +94,18 @@ class Edits:
                     return
         raise rewrite.kept_changing(f"Image {image_id}")
 
-    async def update_many(self, scope: Scope, query_filter: Mapping[str, Any], changes: Any) -> UpdateSummary:
-        """Merge `changes` into the data of every match (`$unset` removes keys)."""
-        to_set, to_unset = parse_data_patch(changes)
+    async def update_many(
+        self, scope: Scope, query_filter: Mapping[str, Any], changes: Any, *, deep: bool = False
+    ) -> UpdateSummary:
+        """Merge `changes` into the data of every match, as `update_data` does."""
+        change = _change(changes, deep=deep)
         condition = scoped(query_filter, scope)
         self.store.require_ready()
         with self.store.errors(user_query=True):
             result = await rewrite.rewrite_many(
                 self.store.images,
                 condition,
-                rewrite.merge(to_set, to_unset),
+                change,
                 leases=self.leases,
                 written=lambda documents: self.events.publish("updated", documents),
             )
@@ -123,3 +132,11 @@ class Edits:
                     await self.removal.of_documents(gone)
                     self.events.publish("deleted", gone)
         return deleted
+
+
+def _change(changes: Any, *, deep: bool) -> rewrite.DataChange:
+    """The change a metadata update asks for (see `Edits.update_data`), checked."""
+    if deep:
+        return rewrite.merge_patch(parse_merge_patch(changes))
+    to_set, to_unset = parse_data_patch(changes)
+    return rewrite.merge(to_set, to_unset)

@@ -52,6 +52,24 @@ def merge(to_set: Mapping[str, Any], to_unset: list[str]) -> DataChange:
     return change
 
 
+def merge_patch(patch: Mapping[str, Any]) -> DataChange:
+    """RFC 7396: `null` removes a key, an object is merged into the object it meets (or
+    replaces what is not one), anything else (an array included) replaces the value whole."""
+
+    def merged(target: Any, changes: Mapping[str, Any]) -> dict[str, Any]:
+        result = dict(target) if isinstance(target, dict) else {}
+        for key, value in changes.items():
+            if value is None:
+                result.pop(key, None)
+            elif isinstance(value, Mapping):
+                result[key] = merged(result.get(key), value)
+            else:
+                result[key] = value
+        return result
+
+    return lambda data: merged(data, patch)
+
+
 def replace(new_data: dict[str, Any]) -> DataChange:
     return lambda _: new_data
 
