@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 import zipfile
+from collections.abc import Callable
 from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -422,23 +423,7 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
     def wait_until_ready(self, http: httpx.Client) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        last = "no answer"
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"The service exited with code {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                response = http.get("/", timeout=SHORT_REQUEST)
-                if response.status_code == 200 and response.json()["mongodb"]["connected"]:
-                    return
-                last = f"HTTP {response.status_code}: {response.text}"
-            except httpx.TransportError as error:
-                last = repr(error)
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"The service was not ready after {READY_TIMEOUT_S:.0f} s ({last}):\n{self.log_tail()}"
-                )
-            time.sleep(0.1)
+        wait_until_serving(http, self.process, name="The service", log_tail=self.log_tail, timeout=READY_TIMEOUT_S)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -855,3 +840,31 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def wait_until_serving(
+    http: httpx.Client,
+    process: subprocess.Popen[bytes],
+    *,
+    name: str,
+    log_tail: Callable[[], str],
+    timeout: float,
+    interval: float = 0.1,
+) -> None:
+    """Until the service answers `GET /` with its database connected; RuntimeError, with the
+    end of its log, if its `process` exits first or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {process.returncode}:\n{log_tail()}")
+        try:
+            response = http.get("/", timeout=SHORT_REQUEST)
+            if response.status_code == 200 and response.json()["mongodb"]["connected"]:
+                return
+            last = f"HTTP {response.status_code}: {response.text}"
+        except httpx.TransportError as error:
+            last = repr(error)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} was not ready after {timeout:.0f} s ({last}):\n{log_tail()}")
+        time.sleep(interval)

@@ -59,7 +59,6 @@ from bench.bench_archives import (
     LABELS,
     LONG_REQUEST,
     SERVICE_VARIABLES,
-    SHORT_REQUEST,
     STOP_TIMEOUT_S,
     TIME_START,
     cpu_seconds,
@@ -67,6 +66,7 @@ from bench.bench_archives import (
     noise_pngs,
     progress,
     read_status_kb,
+    wait_until_serving,
 )
 from scripts.servers import REPO_ROOT, free_port, start_ferretdb
 
@@ -270,20 +270,9 @@ class Build:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        last = "no answer"
-        while self.process.poll() is None:
-            try:
-                response = http.get("/", timeout=SHORT_REQUEST)
-                if response.status_code == 200 and response.json()["mongodb"]["connected"]:
-                    return
-                last = f"HTTP {response.status_code}: {response.text}"
-            except httpx.TransportError as error:
-                last = repr(error)
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"build {self.name} was not ready after {READY_TIMEOUT_S:.0f} s ({last})")
-            time.sleep(0.2)
-        raise RuntimeError(f"build {self.name} exited with code {self.process.returncode}:\n{self.log_tail()}")
+        wait_until_serving(
+            http, self.process, name=f"build {self.name}", log_tail=self.log_tail, timeout=READY_TIMEOUT_S, interval=0.2
+        )
 
     def stop(self) -> None:
         """SIGTERM (uvicorn's graceful stop, then run_service's exit), SIGKILL past the deadline;
