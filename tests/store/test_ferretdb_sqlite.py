@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import pytest
 from bson import Int64, ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 
 from app.config import Settings
 from app.domain.datasets.facets import as_facets
@@ -32,13 +33,6 @@ from tests.utils.service import LifespanClient, upload
 pytestmark = pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
 
 ADVICE = "move to MongoDB"
-
-
-@pytest.fixture
-def sqlite_directory(ferretdb_sqlite_directory: Path | None) -> Path:
-    if ferretdb_sqlite_directory is None:
-        pytest.skip("the database is external: no FerretDB SQLite files to look at")
-    return ferretdb_sqlite_directory
 
 
 async def id_lookup_plan(settings: Settings, image_id: str) -> str:
@@ -137,14 +131,9 @@ async def test_a_wrong_directory_costs_speed_only(
 
 
 @pytest.fixture
-async def collection(make_settings: Callable[..., Settings]) -> AsyncIterator[AsyncCollection[dict[str, Any]]]:
+def collection(raw_database: AsyncDatabase[dict[str, Any]]) -> AsyncCollection[dict[str, Any]]:
     """A collection of the test's database, written and read with the driver alone."""
-    settings = make_settings()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
-    try:
-        yield client[settings.mongodb_database]["raw"]
-    finally:
-        await client.close()
+    return raw_database["raw"]
 
 
 @pytest.fixture

@@ -12,15 +12,15 @@ import json
 import logging
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 
 from app.config import Settings
 from app.domain.images import edits
@@ -52,21 +52,9 @@ def test_connections_read_only_unless_asked_to_write(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def sqlite_directory(ferretdb_sqlite_directory: Path | None) -> Path:
-    if ferretdb_sqlite_directory is None:
-        pytest.skip("the database is external: no FerretDB SQLite files to look at")
-    return ferretdb_sqlite_directory
-
-
-@pytest.fixture
-async def images(make_settings: Callable[..., Settings]) -> AsyncIterator[AsyncCollection[dict[str, Any]]]:
+def images(raw_database: AsyncDatabase[dict[str, Any]]) -> AsyncCollection[dict[str, Any]]:
     """The test database's images collection, through a client of the test's own."""
-    settings = make_settings()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
-    try:
-        yield client[settings.mongodb_database]["images"]
-    finally:
-        await client.close()
+    return raw_database["images"]
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
