@@ -96,7 +96,10 @@ class _Body:
             # (a long download listens for it): no timeout then.
             return await self._receive()
         try:
-            message = await asyncio.wait_for(self._receive(), self._timeout)
+            # A timeout scope, not `wait_for`: that makes a task per message, and an upload
+            # arrives in many.
+            async with asyncio.timeout(self._timeout):
+                message = await self._receive()
         except TimeoutError:
             raise HTTPException(
                 408, f"The request body stopped arriving for {self._timeout:g} seconds; send it again."
