@@ -32,6 +32,7 @@ async def run(settings: Settings, *, repair_all: bool, grace: timedelta) -> int:
     metrics = Metrics()
     storage = build_storage(settings, metrics)
     store = connect_store(settings, metrics)
+    leases = Leases(store=store.leases)
     counts: Counter[str] = Counter()
     unresolved = 0
     try:
@@ -44,7 +45,7 @@ async def run(settings: Settings, *, repair_all: bool, grace: timedelta) -> int:
         findings = repair.check(
             store=store,
             storage=storage,
-            leases=Leases(store=store.leases),
+            leases=leases,
             grace=grace,
             repair=repair_all,
         )
@@ -55,6 +56,7 @@ async def run(settings: Settings, *, repair_all: bool, grace: timedelta) -> int:
                 counts[f"{finding.kind}s {state}"] += 1
                 unresolved += not finding.repaired
     finally:
+        await leases.close()  # its releases, before the connections go
         await storage.close()
         await store.close()
     summary = ", ".join(f"{count} {name}" for name, count in sorted(counts.items())) or "nothing to fix"

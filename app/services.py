@@ -65,6 +65,7 @@ class Services:
     views: ViewService
     snapshots: SnapshotService
     events: Events  # live events of this process's writes
+    leases: Leases  # turns between writers of one image
     authenticator: Authenticator | None  # None: no OIDC_JWKS_URI, every caller sees every image
     http: httpx.AsyncClient
     metrics: Metrics
@@ -139,6 +140,7 @@ class Services:
             views=ViewService(store=store),
             snapshots=SnapshotService(store=store),
             events=events,
+            leases=leases,
             authenticator=authenticator,
             http=http,
             metrics=metrics,
@@ -172,5 +174,6 @@ class Services:
     async def close(self) -> None:
         log.info("closing the database and storage connections")
         await self.http.aclose()
+        await self.leases.close()
         await self.storage.close()
         await self.store.close()

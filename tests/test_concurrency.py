@@ -33,7 +33,7 @@ from tests.utils.images import make_image
 from tests.utils.live import service_environment, start_service, wait_until_serving
 from tests.utils.s3 import S3Server
 from tests.utils.service import upload
-from tests.utils.stored import stored_keys
+from tests.utils.stored import leases_settled, stored_keys
 from tests.utils.waiting import eventually
 
 WRITERS = 50
@@ -172,6 +172,8 @@ async def test_deletes_racing_reuploads_never_leave_a_document_without_its_file(
     client: httpx.AsyncClient, app: FastAPI, found_by: str
 ) -> None:
     for round_ in range(15):
+        # One image beside them, so that the closing bulk delete always has a page to find.
+        await upload(client, make_image(), fields={"file": "beside.png"})
         created = (await upload(client, make_image(), fields={"file": "r.png"})).json()
         await asyncio.gather(
             client.delete(f"/images/{created['_id']}"),
@@ -197,7 +199,9 @@ async def test_uploads_racing_for_one_id_leave_no_file_behind(client: httpx.Asyn
     assert await stored_keys(app) == {winner["file"]}
 
 
-async def test_an_expired_lease_of_a_dead_process_is_taken_over(client: httpx.AsyncClient, settings: Settings) -> None:
+async def test_an_expired_lease_of_a_dead_process_is_taken_over(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings
+) -> None:
     image = (await upload(client, make_image(), fields={"file": "x.png"})).json()
     raw, leases = await raw_collection(settings, LEASES)
     try:
@@ -205,6 +209,7 @@ async def test_an_expired_lease_of_a_dead_process_is_taken_over(client: httpx.As
         await leases.insert_one(lease_document(path_key("x.png"), "dead", expired))
         response = await client.patch(f"/images/{image['_id']}", json={"a": 1})
         assert response.status_code == 200
+        await leases_settled(app)
         assert await leases.count_documents({}) == 0
     finally:
         await raw.close()
@@ -252,6 +257,7 @@ async def test_contenders_taking_over_one_dead_lease_never_hold_it_together(sett
             expired = datetime.now(UTC) - timedelta(seconds=1)
             await leases.insert_one(lease_document("file:dead.png", "dead", expired))
             await asyncio.gather(*(contend(lease) for lease in contenders))
+            await asyncio.gather(*(lease.settled() for lease in contenders))
             assert await leases.count_documents({}) == 0
         assert most == 1
     finally:
@@ -278,11 +284,13 @@ async def test_writers_finishing_together_release_their_leases_in_one_delete(set
         with recorded() as sent:
             finish.set()
             await asyncio.gather(*writers)
+            await holder.settled()
         assert await leases.count_documents({}) == 0  # every lease released, nobody else's touched
         assert [command.name for command in sent if command.collection == LEASES] == ["delete"]
         # A path is free again once its writer is done.
         async with holder.hold([path_key("3.png")]):
             pass
+        await holder.settled()
         assert await leases.count_documents({}) == 0
     finally:
         await client.close()
@@ -313,6 +321,7 @@ async def test_writers_starting_together_take_their_leases_in_one_insert(setting
         await eventually(lambda: len(holding) >= 8, interval=0.01, what="3.png's writer holding its lease")
         finish.set()
         await asyncio.gather(*writers)
+        await asyncio.gather(ours.settled(), theirs.settled())
         assert await leases.count_documents({}) == 0
     finally:
         await client.close()
@@ -337,6 +346,7 @@ async def test_a_writer_cancelled_while_taking_its_lease_leaves_none_behind(sett
             # The next writer of the path gets it at once, not when the lease would expire (30 s).
             async with holder.hold([path_key("a.png")]):
                 pass
+        await holder.settled()
         assert await leases.count_documents({}) == 0
     finally:
         await client.close()
@@ -376,6 +386,7 @@ async def test_a_release_lets_a_renewal_under_way_finish(settings: Settings) -> 
     try:
         async with holder.hold([path_key("a.png")]):
             await slow.started.wait()
+        await holder.close()  # as the service stops: releases done, the renewal let finish
         assert (slow.finished, slow.cancelled) == (1, 0)
         assert await leases.count_documents({}) == 0
     finally:
@@ -389,7 +400,9 @@ async def test_releasing_leases_never_removes_another_writers_lease(settings: Se
         async with theirs.hold([path_key("b.png")]):
             async with ours.hold([path_key("a.png")]):
                 pass
+            await ours.settled()
             assert [lease["key"] for lease in await leases.find().to_list(None)] == [path_key("b.png")]
+        await theirs.settled()
         assert await leases.count_documents({}) == 0
     finally:
         await client.close()
@@ -406,6 +419,7 @@ async def test_leases_of_the_earlier_form_do_not_block_the_upgraded_service(sett
         await leases.insert_one({"_id": path_key("old.png"), "owner": "before", "expires": held})
         async with holder.hold([path_key("old.png")]):
             assert [lease["owner"] for lease in await leases.find().to_list(None)] != ["before"]
+        await holder.settled()
         assert await leases.count_documents({}) == 0
         assert "key_1" in await leases.index_information()
     finally:

@@ -24,7 +24,7 @@ from tests.utils.commands import recorded
 from tests.utils.fixtures import FIXTURES
 from tests.utils.images import make_image
 from tests.utils.service import LifespanClient, upload
-from tests.utils.stored import count_documents, stored_keys
+from tests.utils.stored import count_documents, leases_settled, stored_keys
 
 
 def symlink_entry(name: str, target: str) -> tuple[zipfile.ZipInfo, bytes]:
@@ -415,6 +415,7 @@ async def test_an_import_of_new_images_writes_them_a_batch_at_a_time_without_sea
         await asyncio.gather(*app.state.services.store.database._background)  # start-up maintenance done
         with recorded() as sent:
             body = (await import_zip(client, archive)).json()
+            await leases_settled(app)
         assert body["imported"] == 120
         assert len(await all_documents(client)) == 120
     commands = [(command.name, command.collection) for command in sent]

@@ -17,7 +17,7 @@ from app.main import create_app
 from tests.utils.commands import recorded
 from tests.utils.images import make_image
 from tests.utils.service import LifespanClient, upload
-from tests.utils.stored import count_documents, stored_keys
+from tests.utils.stored import count_documents, leases_settled, stored_keys
 
 # -- upload --------------------------------------------------------------------------------
 
@@ -146,8 +146,10 @@ async def test_a_new_image_never_searches_the_collection_by_path(make_settings: 
         await upload(client, make_image(), fields={"file": "first.png"})
         # The start-up maintenance searches the collection: let it finish first.
         await asyncio.gather(*app.state.services.store.database._background)
+        await leases_settled(app)
         with recorded() as sent:
             response = await upload(client, make_image(), fields={"file": "second.png"})
+            await leases_settled(app)
     assert response.status_code == 200
     assert [(command.name, command.collection) for command in sent] == [
         ("insert", "leases"),

@@ -22,3 +22,10 @@ async def stored_keys(app: FastAPI) -> set[str]:
 
 async def count_documents(app: FastAPI) -> int:
     return await Image.get_pymongo_collection().count_documents({})
+
+
+async def leases_settled(app: FastAPI) -> None:
+    """Wait for the leases the service has released to be gone from the database: a write
+    is answered before its release arrives (app/domain/writes/leases.py)."""
+    services: Services = app.state.services
+    await services.leases.settled()

@@ -20,12 +20,16 @@ Within one process, writers of one key first take turns on an asyncio lock (app/
 locks.py), so the database only arbitrates between processes. The process's writers also share
 their round trips: leases asked for while an insert of leases runs go in the next one, and the
 same for releases, so eight concurrent uploads cost about two lease writes, not sixteen
-(the embedded database runs one write at a time).
+(the embedded database runs one write at a time). A release is not waited for: the write it
+guarded is done and acknowledged without it (the process's next writer of that key still
+waits for it, as its turn ends with the release).
 
 A process that dies holding a lease leaves it behind: once `expires` has passed, any writer
 deletes it and takes its place. Leases held longer than `ttl` (a large upload) are renewed
-every ttl/3 while they run. Several keys are taken all at once or not at all, so two writers of
-overlapping sets can never hold one each and wait for the other's.
+while they run: every ttl/3, one renewer per process moves the expiry of all it holds. A process
+stopped gracefully (`close`) first lets its releases finish. Several keys are taken all at
+once or not at all, so two writers of overlapping sets can never hold one each and wait for
+the other's.
 
 How long a writer waits: `wait`, and past it until it sees the holder alive or its lease
 expire. With `wait` and `ttl` both 30 s, a writer that began waiting before its holder's last
@@ -53,7 +57,7 @@ import logging
 import random
 import uuid
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -87,30 +91,63 @@ class Leases:
         self._local = KeyedLocks()
         self._indexed = asyncio.Lock()
         self._has_index = False
+        # One renewer for every lease this process holds: a task per hold cost each upload
+        # more than its lease's round trips.
+        self._held: set[str] = set()
+        self._nothing_held = asyncio.Event()
+        self._renewer: asyncio.Task[None] | None = None
+        self._releasing: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
     async def hold(self, keys: Iterable[str], *, what: str = "The image") -> AsyncIterator[None]:
-        """Hold every key's lease for the block; Conflict if a live writer keeps one past `wait`."""
+        """Hold every key's lease for the block; Conflict if a live writer keeps one past `wait`.
+
+        The leases are released after the block, not within it: a write is acknowledged once
+        done, without waiting for its release to reach the database. This process's next
+        writer of one of the keys waits for it all the same (the keys' turns end with it)."""
         wanted = sorted(set(keys))
         if not wanted:
             yield
             return
-        async with self._local.hold_all(wanted):
-            owner = uuid.uuid4().hex
-            ids = await self._take(wanted, owner, what)
-            done = asyncio.Event()
-            renewing = asyncio.create_task(self._renew(ids, done))
-            try:
-                yield
-            finally:
-                # Told to stop, not cancelled: a command cancelled under way closes its
-                # connection, and the embedded database drops the cursors opened on it (a bulk delete failed
-                # half-way with "cursor not found" when its batch outlasted a renewal).
-                done.set()
-                try:
-                    await asyncio.shield(renewing)
-                finally:
-                    await self._store.release(ids)
+        turns = AsyncExitStack()
+        await turns.enter_async_context(self._local.hold_all(wanted))
+        try:
+            ids = await self._take(wanted, uuid.uuid4().hex, what)
+        except BaseException:
+            await turns.aclose()
+            raise
+        self._held.update(ids)
+        self._keep_renewing()
+        try:
+            yield
+        finally:
+            self._held.difference_update(ids)
+            if not self._held:
+                self._nothing_held.set()
+            releasing = asyncio.create_task(self._release(ids, turns))
+            self._releasing.add(releasing)  # a reference, or the task may be collected mid-way
+            releasing.add_done_callback(self._releasing.discard)
+
+    async def _release(self, ids: list[str], turns: AsyncExitStack) -> None:
+        try:
+            await self._store.release(ids)
+        finally:
+            await turns.aclose()
+
+    async def settled(self) -> None:
+        """Wait until every lease released so far is gone from the database."""
+        while self._releasing:
+            await asyncio.gather(*self._releasing)
+
+    async def close(self) -> None:
+        """Let the releases under way finish, and stop renewing."""
+        await self.settled()
+        if self._renewer is None:
+            return
+        if self._held:  # a writer still under way as the process stops: it renews no more
+            self._renewer.cancel()
+        with suppress(asyncio.CancelledError):
+            await self._renewer  # else it ends by itself, a renewal under way done first
 
     async def prepare(self) -> None:
         """Make the unique index that makes a lease exclusive; else done by the first writer."""
@@ -161,13 +198,24 @@ class Leases:
                 live[lease["_id"]] = lease["expires"]
         return live
 
-    async def _renew(self, ids: list[str], done: asyncio.Event) -> None:
-        while True:
+    def _keep_renewing(self) -> None:
+        self._nothing_held.clear()
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._renew())
+
+    async def _renew(self) -> None:
+        """Every ttl/3 while anything is held, push the expiry of every held lease a ttl on.
+
+        Never cancelled: a command cancelled under way closes its connection, and the embedded
+        database drops the cursors opened on it (a bulk delete failed half-way with "cursor not
+        found" when its batch outlasted a renewal). Told to stop by `_nothing_held`."""
+        while self._held:
             try:
-                await asyncio.wait_for(done.wait(), self._ttl / 3)
-                return
+                await asyncio.wait_for(self._nothing_held.wait(), self._ttl / 3)
+                continue  # held again meanwhile, or the loop ends
             except TimeoutError:
                 pass
+            ids = sorted(self._held)
             expires = datetime.now(UTC) + timedelta(seconds=self._ttl)
             failure = await self._store.renew(ids, expires)
             if failure is not None:
