@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
+from starlette.datastructures import UploadFile
 
 from app.domain.images.uploads import NewImage
 from app.domain.metadata import parse_object_id, parse_time
 from app.models import Image, image_to_json
 from app.rest.deps import EditsDep, IfMatchDep, ImageId, ImagesDep, MergePatchDep, ScopeDep, UploadsDep
 from app.rest.etags import etag
-from app.rest.forms import form_metadata, held_in_memory
+from app.rest.forms import UPLOAD_BODY, held_in_memory, upload_form
 from app.rest.schemas import MERGE_PATCH_BODY, DeletedOut, ImageOut, component, error_responses
 
 router = APIRouter(tags=["images"])
-
-# Form fields with a meaning of their own; every other field becomes metadata.
-SPECIAL_FIELDS = {"image", "file", "time", "_id"}
 
 MetadataBody = Annotated[
     Any,
@@ -43,24 +41,12 @@ MetadataChangesBody = Annotated[
     response_model=ImageOut,
     responses=error_responses(400, 409, 413, 415, 503),
     summary="Upload an image (replaces the image at the same path)",
+    openapi_extra=UPLOAD_BODY,
 )
 async def upload_image(
     request: Request,
     uploads: UploadsDep,
     scope: ScopeDep,
-    image: Annotated[UploadFile, File(description="the image file")],
-    file: Annotated[
-        str | None,
-        Form(
-            description="storage path; default: the upload's file name. With IMAGE_SCOPE=user it is placed in"
-            " the caller's folder unless it already starts with it"
-        ),
-    ] = None,
-    time: Annotated[str | None, Form(description="ISO-8601 capture time; default: now")] = None,
-    image_id: Annotated[str | None, Form(alias="_id", description="keep this id (24 hex)")] = None,
-    # `data` and `json` are read by form_metadata with the other fields; declared for /docs.
-    data: Annotated[str | None, Form(description="metadata as JSON text; `null` for none")] = None,
-    json_text: Annotated[str | None, Form(alias="json", description="alias of `data`")] = None,
     refuse_duplicates: Annotated[
         bool,
         Query(
@@ -70,18 +56,21 @@ async def upload_image(
     ] = False,
 ) -> JSONResponse:
     """Other form fields (`label=cat`) become metadata, unless `data`/`json` gives it as JSON."""
-    new = NewImage(
-        source=image.file,
-        length=image.size if image.size is not None else _measure(image),
-        filename=image.filename,
-        file=file,
-        time=parse_time(time) if time else None,
-        data=form_metadata(await request.form(), special=SPECIAL_FIELDS),
-        image_id=parse_object_id(image_id) if image_id else None,
-        refuse_duplicates=refuse_duplicates,
-        in_memory=held_in_memory(image),
-    )
-    stored = await uploads.upload(scope, new)
+    async with request.form() as form:
+        fields = upload_form(form)
+        image = fields.image
+        new = NewImage(
+            source=image.file,
+            length=image.size if image.size is not None else _measure(image),
+            filename=image.filename,
+            file=fields.file,
+            time=parse_time(fields.time) if fields.time else None,
+            data=fields.metadata,
+            image_id=parse_object_id(fields.image_id) if fields.image_id else None,
+            refuse_duplicates=refuse_duplicates,
+            in_memory=held_in_memory(image),
+        )
+        stored = await uploads.upload(scope, new)
     return _document(stored)
 
 

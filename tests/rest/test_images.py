@@ -203,13 +203,38 @@ async def test_upload_without_file_part_is_a_400(client: httpx.AsyncClient) -> N
     assert "'image'" in response.json()["detail"]
 
 
-async def test_upload_with_image_as_plain_field_is_a_400(client: httpx.AsyncClient) -> None:
+async def test_upload_with_image_as_plain_field_is_a_400(client: httpx.AsyncClient, app: FastAPI) -> None:
     response = await client.post("/images", data={"image": "not a file"})
     assert response.status_code == 400
+    assert response.json()["detail"] == "The field 'image' must be a file, not text."
+    assert await count_documents(app) == 0
+
+
+async def test_upload_with_its_path_sent_as_a_file_is_a_400(client: httpx.AsyncClient, app: FastAPI) -> None:
+    files = {"image": ("a.png", make_image(), "image/png"), "file": ("path.txt", b"a.png", "text/plain")}
+    response = await client.post("/images", files=files)
+    assert response.status_code == 400
+    assert response.json()["detail"] == "The field 'file' must be text, not a file."
+    assert await stored_keys(app) == set()
+
+
+async def test_upload_with_empty_path_and_time_fields_takes_the_defaults(client: httpx.AsyncClient) -> None:
+    # Browsers send a form's unfilled fields empty.
+    response = await upload(client, make_image(), filename="named.png", fields={"file": "", "time": "", "_id": ""})
+    assert response.status_code == 200
+    assert response.json()["file"] == "named.png"
 
 
 async def test_upload_that_is_not_multipart_is_a_400(client: httpx.AsyncClient) -> None:
     response = await client.post("/images", json={"image": "x"})
+    assert response.status_code == 400
+    assert response.json()["detail"] == "The field 'image' is required."
+
+
+async def test_upload_with_a_broken_multipart_body_is_a_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/images", content=b"--b\r\nno headers end", headers={"content-type": "multipart/form-data; boundary=b"}
+    )
     assert response.status_code == 400
 
 
@@ -450,9 +475,11 @@ async def test_openapi_lists_every_route_with_parameters(client: httpx.AsyncClie
     assert set(paths["/images/{image_id}"]) == {"get", "patch", "put", "delete"}
     assert "post" in paths["/images"]
     assert "/images/{image_id}/image" in paths and "/images/{image_id}/file" in paths
-    upload_body = paths["/images"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
-    form = spec["components"]["schemas"][upload_body.rsplit("/", 1)[1]]["properties"]
+    upload_body = paths["/images"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    form = upload_body["properties"]
     assert {"image", "file", "time", "_id", "data", "json"} <= set(form)
+    assert form["image"] == {"type": "string", "format": "binary", "description": "the image file"}
+    assert upload_body["required"] == ["image"]
     assert (await client.get("/docs")).status_code == 200
 
 
