@@ -371,7 +371,14 @@ class Service:
     instead, as the container runs it: app/server.py's `serve`, with its uvicorn options."""
 
     def __init__(
-        self, *, target: Target, uploads: Path, log_path: Path, http: str | None = None, served: bool = False
+        self,
+        *,
+        target: Target,
+        uploads: Path,
+        log_path: Path,
+        http: str | None = None,
+        served: bool = False,
+        root: Path = REPO_ROOT,  # the source tree to run (another revision's worktree, say)
     ) -> None:
         self.port = free_port()
         self.log_path = log_path
@@ -409,7 +416,7 @@ class Service:
             command = [sys.executable, "-m", "app.server"]
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                command, env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                command, env=env, cwd=root, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
         self.exit_code: int | None = None
         self.peaks = PeakTracker(self.process.pid)

@@ -22,6 +22,11 @@ the ratio service/floor:
 
     .venv/bin/python -m bench.bench_floor [--images 400] [--rounds 3] [--clients 8] [--size-kb 100]
                                           [--format jpeg] [--repeat 20] [--existing 50000]
+                                          [--baseline REV]
+
+With `--baseline REV`, that revision's service (a worktree of this repository, its own database
+on the same server) uploads too, as one more side of each round: the upload before and after a
+change, against one bare endpoint in one run.
 
 With `--existing N`, N documents are planted on every side first (no files), so every phase
 runs against a collection of that size.
@@ -45,7 +50,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +77,7 @@ from bench.bench_archives import (
     read_status_kb,
     reset_peak,
 )
+from bench.bench_export import check_out, git
 from scripts.servers import REPO_ROOT, free_port
 
 LABEL = "cat"
@@ -239,6 +245,7 @@ async def measure(
     floor_root: Path,
     bare: BareUpload,
     images: Images,
+    baseline: tuple[str, Service] | None = None,
 ) -> tuple[list[UploadSide], list[Any]]:
     rows: list[Any] = []
     client: AsyncMongoClient[Document] = AsyncMongoClient(target.uri)
@@ -262,6 +269,9 @@ async def measure(
     async with (
         httpx.AsyncClient(base_url=service.base_url, timeout=120, limits=limits) as http,
         httpx.AsyncClient(base_url=bare.url, timeout=120, limits=limits) as bare_http,
+        httpx.AsyncClient(
+            base_url=baseline[1].base_url if baseline else service.base_url, timeout=120, limits=limits
+        ) as baseline_http,
     ):
 
         def poster(to: httpx.AsyncClient, route: str, prefix: str = "") -> Callable[[int, str], Awaitable[None]]:
@@ -284,11 +294,20 @@ async def measure(
             UploadSide(name="bare, no insert", store=poster(bare_http, "/files", "files/"), pid=bare.pid),
             UploadSide(name="floor (no HTTP)", store=floor_upload, pid=None),
         ]
+        if baseline is not None:
+            revision, baseline_service = baseline
+            sides.append(
+                UploadSide(
+                    name=f"baseline {revision}", store=poster(baseline_http, "/images"), pid=baseline_service.pid
+                )
+            )
         for side in sides:
             side.ready_rss_mb = rss_mb(side.pid) if side.pid is not None else None
         for side in sides:
             await warm_up(side, arguments.warm_up, arguments.clients)
         (await http.delete("/images", params={"origin": "warm-up"})).raise_for_status()
+        if baseline is not None:
+            (await baseline_http.delete("/images", params={"origin": "warm-up"})).raise_for_status()
         await bare_images.delete_many({"data.origin": "warm-up"})
         await floor.delete_many({"data.index": {"$gte": WARM_UP_START}})
         for side in sides:
@@ -298,7 +317,7 @@ async def measure(
             for side in sides if round_number % 2 == 0 else sides[::-1]:
                 await upload_round(side, round_number * count, count, arguments.clients, target.server_pid)
                 progress(f"round {round_number + 1}, {side.name}: {count / side.seconds[-1]:.1f} images/s")
-        service_side, bare_side, _, floor_side = sides
+        service_side, bare_side, _, floor_side = sides[:4]
         uploaded = service_side.images
         service_s, floor_s, bare_s = (sum(side.seconds) for side in (service_side, floor_side, bare_side))
         rows.append(("upload, images/s", service_side.rate, floor_side.rate, service_s / floor_s))
@@ -428,6 +447,12 @@ def upload_report(
         f" rate; goal ≤ {GOAL_COST}×), by round: {', '.join(f'{ratio:.2f}×' for ratio in paired)}",
         f"service peak RSS over the upload rounds: {service.peak_rss_mb:.1f} MB (goal ≤ {GOAL_PEAK_MB:.0f} MB);"
         f" the bare endpoint's: {bare.peak_rss_mb:.1f} MB",
+        *[
+            f"{side.name}/bare endpoint: {sum(side.seconds) / sum(bare.seconds):.2f}× the time, by round: "
+            + ", ".join(f"{side_s / bare_s:.2f}×" for side_s, bare_s in zip(side.seconds, bare.seconds, strict=True))
+            + f"; peak RSS {side.peak_rss_mb:.1f} MB"
+            for side in sides[4:]
+        ],
         "(service cost: the service's upload time over the side's. CPU from /proc/<pid>/stat, 10 ms ticks:"
         " own = the process doing the work (the floor's is this bench), database = FerretDB when started here,"
         " client = this bench. RSS: ready = before the warm-up, idle = after it; peak = VmHWM reset at the"
@@ -447,7 +472,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--existing", type=int, default=0, help="documents already stored before the uploads")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--baseline", metavar="REV", help="also upload through this revision's service")
     arguments = parser.parse_args()
+    if arguments.baseline:
+        try:
+            arguments.baseline = git("rev-parse", "--short", f"{arguments.baseline}^{{commit}}")
+        except RuntimeError as error:
+            parser.error(f"--baseline {arguments.baseline}: {error}")
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="bench-floor-"))
     with ExitStack() as stack:
@@ -463,8 +494,27 @@ def main() -> None:
         with httpx.Client(base_url=service.base_url) as http:
             service.wait_until_ready(http)
         bare = start_bare_upload(stack, work, target)
+        baseline = None
+        if arguments.baseline:
+            check_out(stack, arguments.baseline, work / "baseline")
+            name = f"{target.database}_baseline"
+            baseline_target = replace(target, uri=target.uri.replace(target.database, name), database=name)
+            stack.callback(sync_client.drop_database, name)
+            baseline_service = Service(
+                target=baseline_target,
+                uploads=work / "baseline-uploads",
+                log_path=work / "baseline.log",
+                served=True,
+                root=work / "baseline",
+            )
+            stack.callback(baseline_service.stop)
+            with httpx.Client(base_url=baseline_service.base_url) as http:
+                baseline_service.wait_until_ready(http)
+            baseline = (arguments.baseline, baseline_service)
         images = make_images(arguments.format, arguments.size_kb)
-        sides, rows = asyncio.run(measure(arguments, service, target, floor_target, work / "floor", bare, images))
+        sides, rows = asyncio.run(
+            measure(arguments, service, target, floor_target, work / "floor", bare, images, baseline)
+        )
         sync_client.drop_database(target.database)
     load_after = os.getloadavg()
     average_bytes = statistics.mean(len(blob.content) for blob in images.blobs)
