@@ -3,8 +3,8 @@
 Every write of an image in this process (uploads, metadata changes, replacements, deletes, one
 at a time or in bulk, imports) publishes an event with the image as it now is (as it was, for
 a delete). Each subscriber gets the events its filter matches, within its scope: the filter is
-MongoDB's query language, evaluated on the event's document in the service (mongomock's
-implementation of it), so no database query runs per event.
+MongoDB's query language, evaluated on the event's document in the service (app/domain/
+matching.py, held to the per-element reference table), so no database query runs per event.
 
 Delivery is in process: exact within one service process, in the order the writes completed.
 A subscriber that does not keep up (more than `queue_size` events waiting) is ended with an
@@ -20,8 +20,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mongomock.filtering import filter_applies
-
+from app.domain.matching import matches
 from app.domain.query import scoped
 from app.domain.scope import Scope
 from app.errors import Conflict
@@ -92,7 +91,7 @@ class Events:
 
 def _matches(condition: dict[str, Any], document: Mapping[str, Any]) -> bool:
     try:
-        return bool(filter_applies(condition, document))  # type: ignore[no-untyped-call]
-    except Exception as error:  # a filter mongomock cannot evaluate: no events, not a broken write
+        return matches(condition, document)
+    except Exception as error:  # a filter that cannot be evaluated: no events, not a broken write
         log.warning("a subscription's filter could not be evaluated (%s): %s", type(error).__name__, error)
         return False
