@@ -23,6 +23,9 @@ from app.store.engines.mongodb import Collection, MongoDB
 from app.store.errors import DUPLICATE_KEY
 from app.store.together import InsertsTogether
 
+# Documents per batch read when matches are grouped in the service.
+BATCH_FOR_GROUPS = 1000
+
 # Each index serves a query the GUI or the scripts make all the time: a time range or a page
 # sorted by time (with `_id` breaking ties, as the query compiler sorts), the same per owner,
 # the upsert by `file`, and `GET /fields` over the derived `dataKeys`.
@@ -91,7 +94,10 @@ class ImageStore:
         self, condition: Mapping[str, Any], projection: Mapping[str, Any] | None = None
     ) -> dict[str, Any] | None:
         """Any one match, or None."""
-        return await self._collection().find_one(condition, projection)
+        found, _ = await self._engine.find_page(
+            self._collection(), condition, projection, sort=[], skip=0, limit=1, count=False
+        )
+        return found[0] if found else None
 
     async def insert(self, document: dict[str, Any]) -> bool:
         """Store a new image's document; False if its path or id is taken. Inserts of concurrent
@@ -221,6 +227,8 @@ class ImageStore:
     ) -> list[DuplicateGroup]:
         """Groups of matches that hold one checksum, by checksum; each with its full count and
         the ids of at most `ids_each` of its images."""
+        if not self._engine.exact(condition):
+            return await self._duplicates_checked(condition, skip=skip, limit=limit, ids_each=ids_each)
         collection = self._collection()
         pipeline: list[dict[str, Any]] = [
             {"$match": value_counts.all_of([condition, {"checksum": {"$type": "string"}}])},
@@ -239,3 +247,25 @@ class ImageStore:
             ids = [document["_id"] for document in await members.to_list(None)]
             found.append(DuplicateGroup(checksum=group["_id"], count=group["count"], ids=ids))
         return found
+
+    async def _duplicates_checked(
+        self, condition: Mapping[str, Any], *, skip: int, limit: int, ids_each: int
+    ) -> list[DuplicateGroup]:
+        """`duplicate_groups` where the engine checks its matches itself: grouped here, over the
+        matches' checksums (one entry per distinct checksum held in memory)."""
+        counts: dict[str, int] = {}
+        members: dict[str, list[Any]] = {}
+        async for batch in self.batches(condition, {"checksum": 1}, BATCH_FOR_GROUPS):
+            for document in batch:
+                checksum = document.get("checksum")
+                if not isinstance(checksum, str):
+                    continue
+                counts[checksum] = counts.get(checksum, 0) + 1
+                kept = members.setdefault(checksum, [])
+                if len(kept) < ids_each:
+                    kept.append(document["_id"])
+        duplicated = sorted(checksum for checksum, count in counts.items() if count > 1)
+        return [
+            DuplicateGroup(checksum=checksum, count=counts[checksum], ids=members[checksum])
+            for checksum in duplicated[skip : skip + limit]
+        ]

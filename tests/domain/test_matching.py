@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.domain.datasets.events import Events, ImageEvent
-from app.domain.matching import matches
 from app.domain.scope import EVERYONE
+from app.store.matching import matches
 from tests.utils.per_element import CASES, DOCUMENTS, Case
 
 

@@ -37,7 +37,10 @@ ON_LOCAL_STORAGE = pytest.mark.parametrize("storage_kind", ["local"], indirect=T
 
 # Two of the six images have no `label`: what `{"data.label": null}` must count.
 LABELS = ["cat", "cat", "cat", "dog", None, None]
-UNLABELLED = {"filter": json.dumps({"data.label": None}), "limit": 1}
+# The images `fill` gives no label hold a number instead. (Not `{"data.label": null}`: FerretDB
+# answers null through arrays wrongly, so the store checks its matches itself, and whether
+# FerretDB counted no longer shows as its count command.)
+UNLABELLED = {"filter": json.dumps({"data.n": {"$gte": 0}}), "limit": 1}
 
 
 def test_connections_read_only_unless_asked_to_write(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 Every write of an image in this process (uploads, metadata changes, replacements, deletes, one
 at a time or in bulk, imports) publishes an event with the image as it now is (as it was, for
 a delete). Each subscriber gets the events its filter matches, within its scope: the filter is
-MongoDB's query language, evaluated on the event's document in the service (app/domain/
+MongoDB's query language, evaluated on the event's document in the service (app/store/
 matching.py, held to the per-element reference table), so no database query runs per event.
 
 Delivery is in process: exact within one service process, in the order the writes completed.
@@ -20,10 +20,10 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from app.domain.matching import matches
 from app.domain.query import scoped
 from app.domain.scope import Scope
 from app.errors import Conflict
+from app.store.matching import matches
 
 log = logging.getLogger(__name__)
 

@@ -34,6 +34,11 @@ differently from MongoDB, and how the store works around each.
   view sort keys as objects for this).
 - **No change streams**, and no `$collStats` count that is exact on every backend: totals are
   counted.
+- **Per-element queries.** `$elemMatch`, and `$ne`, `$nin`, `$not` and null through arrays,
+  among others, are answered wrongly (ferretdb_filters.py has the list, measured against the
+  per-element reference table). For such a filter the store asks FerretDB a wider one it answers
+  right and checks each document it returns against the filter itself (app/store/matching.py),
+  so every read (pages, totals, walks, distinct values, value counts) answers as MongoDB would.
 """
 
 from __future__ import annotations
@@ -42,7 +47,11 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+import bson
+
+from app.store.engines.ferretdb_filters import Asked, ask, fields_named
 from app.store.engines.mongodb import Collection, MongoDB, in_batches
+from app.store.matching import distinct_values, matches, projected
 
 # See "Bulk writes" above.
 MAX_UPDATE_STATEMENTS = 99
@@ -63,12 +72,103 @@ class FerretDB(MongoDB):
     def error_text(self, message: str) -> str:
         return _GO_SOURCE_LOCATION.sub("", message).rstrip(".")
 
+    def exact(self, condition: Mapping[str, Any]) -> bool:
+        return ask(condition).exact
+
+    async def count(self, collection: Collection, condition: Mapping[str, Any]) -> int:
+        asked = ask(condition)
+        if asked.exact:
+            return await super().count(collection, condition)
+        counted = 0
+        async for _ in _checked(collection, condition, asked, _reading(condition, None)):
+            counted += 1
+        return counted
+
+    async def distinct(self, collection: Collection, field: str, condition: Mapping[str, Any]) -> list[Any]:
+        asked = ask(condition)
+        if asked.exact:
+            return await super().distinct(collection, field, condition)
+        found = _checked(collection, condition, asked, _reading(condition, {field: 1}))
+        return distinct_values([document async for document in found], field)
+
+    async def value_counts(
+        self, collection: Collection, field: str, condition: Mapping[str, Any], *, limit: int
+    ) -> list[tuple[Any, int]] | None:
+        asked = ask(condition)
+        if asked.exact:
+            return await super().value_counts(collection, field, condition, limit=limit)
+        counts: dict[Any, tuple[Any, int]] = {}
+        async for document in _checked(collection, condition, asked, _reading(condition, {field: 1})):
+            for value in distinct_values([document], field):
+                key = _value_key(value)
+                counts[key] = (value, counts.get(key, (value, 0))[1] + 1)
+        return list(counts.values())
+
+    async def find_page(
+        self,
+        collection: Collection,
+        condition: Mapping[str, Any],
+        projection: Mapping[str, Any] | None,
+        *,
+        sort: Sequence[tuple[str, int]],
+        skip: int,
+        limit: int,
+        count: bool,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        asked = ask(condition)
+        if asked.exact:
+            return await super().find_page(
+                collection, condition, projection, sort=sort, skip=skip, limit=limit, count=count
+            )
+        page: list[dict[str, Any]] = []
+        seen = 0
+        async for document in _checked(collection, condition, asked, _reading(condition, projection), sort):
+            if skip <= seen < skip + limit:
+                page.append(projected(document, projection))
+            seen += 1
+            if seen >= skip + limit and not count:
+                break
+        return page, seen if count else None
+
     async def batches(
         self, collection: Collection, condition: Mapping[str, Any], projection: Mapping[str, Any] | None, size: int
     ) -> AsyncIterator[list[dict[str, Any]]]:
         # One cursor in natural order: see "Reads".
-        found = collection.find(condition, projection, batch_size=size)
-        async for batch in in_batches(found, size):
+        asked = ask(condition)
+        if asked.exact:
+            found = collection.find(condition, projection, batch_size=size)
+            async for batch in in_batches(found, size):
+                yield batch
+            return
+        batch = []
+        async for document in _checked(collection, condition, asked, _reading(condition, projection)):
+            batch.append(projected(document, projection))
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    async def in_order(
+        self,
+        collection: Collection,
+        condition: Mapping[str, Any],
+        projection: Mapping[str, Any] | None,
+        sort: Sequence[tuple[str, int]],
+        size: int,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        asked = ask(condition)
+        if asked.exact or not sort:
+            async for batch in super().in_order(collection, condition, projection, sort, size):
+                yield batch
+            return
+        batch = []
+        async for document in _checked(collection, condition, asked, _reading(condition, projection), sort):
+            batch.append(projected(document, projection))
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
             yield batch
 
     async def replace_each(self, collection: Collection, documents: Sequence[dict[str, Any]]) -> int:
@@ -78,3 +178,34 @@ class FerretDB(MongoDB):
         first, *rest = documents
         written = (await collection.replace_one({"_id": first["_id"]}, first)).matched_count
         return written + await super().replace_each(collection, rest)
+
+
+async def _checked(
+    collection: Collection,
+    condition: Mapping[str, Any],
+    asked: Asked,
+    projection: Mapping[str, Any] | None,
+    sort: Sequence[tuple[str, int]] = (),
+) -> AsyncIterator[dict[str, Any]]:
+    """The documents FerretDB finds for the wider filter that match the filter itself."""
+    async for document in collection.find(asked.pushed, projection, sort=list(sort) or None):
+        if matches(condition, document):
+            yield document
+
+
+def _reading(condition: Mapping[str, Any], projection: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What to read of each document to check it and then show what `projection` shows."""
+    if projection is not None and all(value == 0 for value in projection.values()):
+        return None  # fields left out: read whole, left out after the check
+    shown = dict(projection or {}) if projection is not None else None
+    if shown is None:
+        return None
+    shown.pop("_id", None)
+    return {**{field: 1 for field in fields_named(condition)}, **shown}
+
+
+def _value_key(value: Any) -> Any:
+    """Equal for values counted together: numbers by value (1 and 1.0), the rest by their BSON."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return ("number", value)
+    return bson.encode({"v": value})

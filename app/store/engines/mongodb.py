@@ -80,6 +80,11 @@ class MongoDB:
 
     # -- reads ----------------------------------------------------------------------------------
 
+    def exact(self, condition: Mapping[str, Any]) -> bool:
+        """Whether the server answers `condition` as MongoDB does (else the engine checks what it
+        finds, and aggregations over the matches are made in the service)."""
+        return True
+
     def decides(self, condition: Mapping[str, Any]) -> bool:
         """Whether a cheaper way than the server's own read answers `condition` (none here)."""
         return False

@@ -5,7 +5,9 @@ the matches of a walk) the answer comes from SQLite and the documents are then l
 FerretDB by `_id`, the one lookup it pushes down (with the index `tuning` adds, 0.6 ms instead
 of a scan). Where it cannot (a filter SQL cannot translate, an array on the filter's path, files
 it cannot read), FerretDB answers as it does without them: the shortcuts may make a call
-faster, never different.
+faster, never different. SQL decides a row only where its meaning is MongoDB's (no array on
+the filter's path); where FerretDB itself would answer wrongly (ferretdb_filters.py), its
+answer is checked document by document, and so are a walk's unsure rows (app/store/matching.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pymongo import DeleteOne
 
 from app.errors import Unavailable
 from app.store.engines.ferretdb import FerretDB
+from app.store.engines.ferretdb_filters import fields_named
 from app.store.engines.ferretdb_sqlite import walk
 from app.store.engines.ferretdb_sqlite.shortcuts import (
     FERRETDB_READ_SECONDS,
@@ -27,6 +30,7 @@ from app.store.engines.ferretdb_sqlite.shortcuts import (
     stored_id,
 )
 from app.store.engines.mongodb import Collection, gathered_lookups
+from app.store.matching import matches
 
 # Lookups by id of one page, sent at once.
 LOOKUPS_AT_ONCE = 16
@@ -62,7 +66,10 @@ class FerretDBSQLite(FerretDB):
     async def value_counts(
         self, collection: Collection, field: str, condition: Mapping[str, Any], *, limit: int
     ) -> list[tuple[Any, int]] | None:
-        return await self.shortcuts.value_counts(collection, field, condition, limit=limit)
+        counted = await self.shortcuts.value_counts(collection, field, condition, limit=limit)
+        if counted is None and not self.exact(condition):
+            return await super().value_counts(collection, field, condition, limit=limit)
+        return counted
 
     async def find_page(
         self,
@@ -83,6 +90,11 @@ class FerretDBSQLite(FerretDB):
             documents = await _as_read(collection, plan.ids, plan.revisions, projection)
             if documents is not None:
                 return documents, total
+        if not self.exact(condition):  # FerretDB's answer, checked (with SQLite's total, if any)
+            checked, checked_total = await super().find_page(
+                collection, condition, projection, sort=sort, skip=skip, limit=limit, count=count and total is None
+            )
+            return checked, total if total is not None else checked_total
         found = collection.find(condition, projection, sort=list(sort) or None, skip=skip, limit=limit)
         if count and total is None and sort:
             # A sort reads every match on FerretDB, as long as the count does: side by side
@@ -145,13 +157,14 @@ async def _matching(
     collection: Collection, condition: Mapping[str, Any], steps: list[walk.Step], projection: Mapping[str, Any] | None
 ) -> list[dict[str, Any]]:
     """The documents of a walk's page that match, in its order: the sure ones looked up by id,
-    the unsure ones (an array on the filter's path) asked of FerretDB with the filter."""
+    the unsure ones (an array on the filter's path) read and checked here, as MongoDB would
+    decide them (FerretDB decides some such filters wrongly: engines/ferretdb_filters.py)."""
     ids = [stored_id(step.id_value, step.id_kind) for step in steps]
     unsure = [image_id for image_id, step in zip(ids, steps, strict=True) if step.unsure or image_id is None]
     confirmed: set[Any] = set()
     if unsure:
-        checked = collection.find({"$and": [condition, {"_id": {"$in": unsure}}]}, {"_id": 1})
-        confirmed = {document["_id"] async for document in checked}
+        checked = collection.find({"_id": {"$in": unsure}}, dict.fromkeys(fields_named(condition), 1))
+        confirmed = {document["_id"] async for document in checked if matches(condition, document)}
     wanted = [image_id for image_id, step in zip(ids, steps, strict=True) if not step.unsure or image_id in confirmed]
     found = await gathered_lookups(collection, [i for i in wanted if i is not None], projection, LOOKUPS_AT_ONCE)
     # Deleted since SQLite was read: left out, as a cursor that reached it later would have.

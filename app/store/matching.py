@@ -1,7 +1,8 @@
 """Whether one document matches a filter, as MongoDB answers it: the service's own evaluator.
 
-For the filters `query.py` lets through (its operator whitelist), on documents as the store
-gives them. Used where the service itself decides a match (live events). Held to the per-element
+For the filters app/domain/query.py lets through (its operator whitelist), on documents as the
+store gives them. Used where the service itself decides a match: live events, and the store's
+check of what FerretDB finds for filters it answers wrongly (engines/ferretdb_filters.py). Held to the per-element
 reference table (tests/fixtures/per_element_queries.json), whose answers come from MongoDB's
 manual; mongomock, used before, answered 5 of its 102 cases otherwise (a dotted range met by two
 different elements, `$exists: false` and `$not` through arrays, key order in embedded documents).
@@ -28,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import bson
 from bson import ObjectId
 
 # A value at the end of a path that is not there.
@@ -246,3 +248,76 @@ def _has_type(value: Any, name: Any) -> bool:
         name = _TYPE_NUMBERS.get(name, "")
     test = _TYPE_TESTS.get(name)
     return value is not MISSING and test is not None and test(value)
+
+
+# -- what a read shows of the matches -------------------------------------------------------
+
+
+def projected(document: dict[str, Any], projection: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`document` as a find with `projection` (fields shown, or fields left out) returns it."""
+    if projection is None:
+        return document
+    if all(value == 0 for value in projection.values()):
+        shown = dict(document)
+        for path in projection:
+            _drop(shown, path.split("."))
+        return shown
+    shown = {} if projection.get("_id") == 0 or "_id" not in document else {"_id": document["_id"]}
+    for path, value in projection.items():
+        if value and path != "_id":
+            _copy(document, shown, path.split("."))
+    return shown
+
+
+def _copy(source: Mapping[str, Any], target: dict[str, Any], path: list[str]) -> None:
+    if path[0] not in source:
+        return
+    value = source[path[0]]
+    if len(path) == 1:
+        target[path[0]] = value
+    elif isinstance(value, Mapping):
+        _copy(value, target.setdefault(path[0], {}), path[1:])
+
+
+def _drop(document: dict[str, Any], path: list[str]) -> None:
+    if len(path) == 1:
+        document.pop(path[0], None)
+    elif isinstance(document.get(path[0]), Mapping):
+        document[path[0]] = dict(document[path[0]])
+        _drop(document[path[0]], path[1:])
+
+
+def distinct_values(documents: list[dict[str, Any]], field: str) -> list[Any]:
+    """Each value at `field` in the documents once, an array's elements singly, as `distinct`."""
+    found: dict[Any, Any] = {}
+    for document in documents:
+        for value in _values_at(document, field.split(".")):
+            for item in value if isinstance(value, list) else [value]:
+                found.setdefault(_key(item), item)
+    return sorted(found.values(), key=_order)
+
+
+def _values_at(value: Any, path: list[str]) -> list[Any]:
+    if not path:
+        return [value]
+    if isinstance(value, Mapping):
+        return _values_at(value[path[0]], path[1:]) if path[0] in value else []
+    if isinstance(value, list):
+        return [found for item in value if isinstance(item, Mapping) for found in _values_at(item, path)]
+    return []
+
+
+def _key(value: Any) -> Any:
+    """Equal for values `distinct` gives once: numbers by value (1 and 1.0), the rest by BSON."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return ("number", value)
+    return bson.encode({"v": value})
+
+
+# MongoDB's order of types.
+_TYPE_ORDER = {type(None): 0, int: 1, float: 1, str: 2, dict: 3, list: 4, ObjectId: 5, bool: 6, datetime: 7}
+
+
+def _order(value: Any) -> tuple[int, Any]:
+    rank = _TYPE_ORDER.get(type(value), 8)
+    return (rank, value if rank in (1, 2, 6, 7) else str(value))
