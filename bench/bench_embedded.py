@@ -13,7 +13,11 @@ then the service, its own process configured as `make run` configures it, is mea
 - `/fields`, and `/fields/label` (the values of one metadata key);
 - facets: `/fields/label?counts=true` and `/facets/contentType`;
 - a bulk change by filter, `PATCH /images?filter=...` of the one image in a thousand;
-- a bulk delete by filter of 100 images (planted for it just before; timed once).
+- a bulk delete by filter of 100 images (planted for it just before; timed once);
+- per-element queries on boxes (`data.boxes`, one or two per planted image): the plain dotted
+  `{"data.boxes.label": "cat"}` beside `$elemMatch` of a label and a width, and `$ne` through
+  the array, both of which FerretDB answers wrongly, so the store asks it a wider filter and
+  checks each document (app/store/engines/ferretdb_filters.py).
 
 Latencies are medians of `--repeat` calls after one warm-up. Each figure is also printed as a
 ratio to the same figure on the empty collection, measured in the same run.
@@ -45,7 +49,7 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient
 
-from bench.bench_archives import Blob, Service, Target, image_document, noise_pngs
+from bench.bench_archives import LABELS, Blob, Service, Target, image_document, noise_pngs
 from bench.bench_floor import median_ms, run_clients
 from scripts.servers import start_ferretdb
 
@@ -55,6 +59,19 @@ WARM_UP = 40
 DOOMED = 100  # images planted for the bulk delete at each size
 # data.part.number of one image in a thousand (bench_archives.image_document)
 RARE_FILTER = json.dumps({"data.part.number": "PN-0042"})
+BOXES_PLAIN = json.dumps({"data.boxes.label": "cat"})
+BOXES_ELEMENT = json.dumps({"data.boxes": {"$elemMatch": {"label": "cat", "w": {"$gt": 300}}}})
+BOXES_NONE = json.dumps({"data.boxes.label": {"$ne": "cat"}})
+
+
+def with_boxes(document: dict[str, Any], index: int) -> dict[str, Any]:
+    """The planted image with one or two boxes: labels and widths varied by its index."""
+    boxes = [{"label": LABELS[index % len(LABELS)], "x": 0, "y": 0, "w": index * 37 % 400, "h": 50}]
+    if index % 2:
+        boxes.append({"label": LABELS[(index + 3) % len(LABELS)], "x": 10, "y": 10, "w": index * 53 % 400, "h": 40})
+    data = {**document["data"], "boxes": boxes}
+    return {**document, "data": data, "dataKeys": sorted({*document["dataKeys"], "boxes"})}
+
 
 Timed = Callable[[], Awaitable[httpx.Response]]
 
@@ -82,7 +99,8 @@ async def measure(arguments: argparse.Namespace, service: Service, target: Targe
             # Planted documents get negative indexes, uploads positive ones: no `file` twice.
             while planted + uploaded < size:
                 batch = range(planted, min(planted + PLANT_BATCH, size - uploaded))
-                await images.insert_many([image_document(-1 - index, blobs[0]) for index in batch], ordered=False)
+                planting = [with_boxes(image_document(-1 - index, blobs[0]), index) for index in batch]
+                await images.insert_many(planting, ordered=False)
                 planted += len(batch)
 
             seconds = await run_clients(
@@ -124,6 +142,9 @@ def reads(http: httpx.AsyncClient, image_id: str) -> list[tuple[str, Timed]]:
         ("facets of label, ms", lambda: http.get("/fields/label", params={"counts": "true"})),
         ("facets of contentType, ms", lambda: http.get("/facets/contentType")),
         ("bulk PATCH, 1 in 1,000, ms", lambda: http.patch("/images", params=rare, json={"checked": next(marks)})),
+        ("boxes: dotted label (plain), ms", lambda: http.get("/images", params={"filter": BOXES_PLAIN, "limit": 100})),
+        ("boxes: $elemMatch, ms", lambda: http.get("/images", params={"filter": BOXES_ELEMENT, "limit": 100})),
+        ("boxes: $ne through the array, ms", lambda: http.get("/images", params={"filter": BOXES_NONE, "limit": 100})),
     ]
 
 

@@ -3,12 +3,14 @@
 Held to the reference table (tests/fixtures/per_element_queries.json): its documents stored as
 images' metadata, each case's filter asked through `GET /images?filter=` and GraphQL's
 `images(filter: {where})`, on the embedded default (FerretDB with its SQLite files at hand) and
-on FerretDB alone.
+on FerretDB alone. Then random documents and filters of the same forms, where REST and GraphQL
+are held to the live-event evaluator (itself held to the table).
 """
 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 
 from app.config import Settings
 from app.main import create_app
+from app.store.matching import matches
 from tests.utils.graphql import gql_data
 from tests.utils.images import make_image
 from tests.utils.per_element import CASES, DOCUMENTS
@@ -72,3 +75,87 @@ async def test_every_reference_case_is_answered_as_the_manual_says(
             if got != expected:
                 wrong[case.name] = {"filter": case.filter, "expected": case.expected, "got": got}
     assert not wrong, json.dumps(wrong, indent=1)[:6000]
+
+
+# -- randomised: REST and GraphQL against the live-event evaluator ----------------------------
+
+BOX_LABELS = ["cat", "dog", "car", ["cat", "kitten"]]
+
+
+def random_box(rng: random.Random) -> dict[str, Any]:
+    box: dict[str, Any] = {"label": rng.choice(BOX_LABELS), "w": rng.choice([10, 50, 100, 100.0, 200, "100"])}
+    if rng.random() < 0.7:
+        box["score"] = rng.choice([0.2, 0.5, 0.9, None])
+    if rng.random() < 0.2:
+        del box["label"]
+    return box
+
+
+def random_data(rng: random.Random) -> dict[str, Any]:
+    roll = rng.random()
+    boxes: Any = [random_box(rng) for _ in range(rng.randint(0, 3))]
+    if roll < 0.1:
+        boxes = random_box(rng)  # one object, not a list
+    data: dict[str, Any] = {"boxes": boxes} if roll < 0.9 else {}
+    if rng.random() < 0.7:
+        data["label"] = rng.choice(["cat", "dog", ["cat", "dog"], None])
+    return data
+
+
+def random_condition(rng: random.Random, field: str) -> Any:
+    value = rng.choice(["cat", "dog", 50, 100, 0.5, None])
+    return rng.choice(
+        [
+            value,
+            {"$ne": value},
+            {"$in": [value, "car"]},
+            {"$nin": [value]},
+            {"$gt": rng.choice([40, 0.3])},
+            {"$gte": 100, "$lt": 150},
+            {"$exists": rng.choice([True, False])},
+            {"$regex": "^c"},
+            {"$not": {"$eq": value}},
+        ]
+    )
+
+
+def random_per_element_filter(rng: random.Random) -> dict[str, Any]:
+    roll = rng.random()
+    if roll < 0.4:
+        fields = rng.sample(["label", "w", "score"], rng.randint(1, 3))
+        return {"data.boxes": {"$elemMatch": {field: random_condition(rng, field) for field in fields}}}
+    if roll < 0.8:
+        fields = rng.sample(["label", "w", "score"], rng.randint(1, 2))
+        return {f"data.boxes.{field}": random_condition(rng, field) for field in fields}
+    if roll < 0.9:
+        return {"data.label": random_condition(rng, "label")}
+    return {rng.choice(["$and", "$or"]): [random_per_element_filter(rng) for _ in range(2)]}
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+@pytest.mark.parametrize("shortcuts", [True, False], ids=["embedded default", "FerretDB alone"])
+async def test_random_per_element_filters_agree_with_live_events(
+    make_settings: Callable[..., Settings], shortcuts: bool
+) -> None:
+    rng = random.Random(20261205)
+    settings = make_settings() if shortcuts else make_settings(ferretdb_sqlite_directory=None)
+    stored = {f"r{index:02}": {"data": random_data(rng)} for index in range(40)}
+    async with LifespanClient(create_app(settings)) as (client, _):
+        for name, document in stored.items():
+            fields = {"file": f"{name}.png", "data": json.dumps(document["data"])}
+            assert (await upload(client, make_image(), fields=fields)).status_code == 200
+        disagreements = []
+        for _ in range(120):
+            condition = random_per_element_filter(rng)
+            expected = sorted(name for name, document in stored.items() if matches(condition, document))
+            got = await answers(client, condition)
+            wanted = {
+                "rest": expected,
+                "rest total": len(expected),
+                "rest total of a short page": len(expected),
+                "graphql": expected,
+                "graphql total": len(expected),
+            }
+            if got != wanted:
+                disagreements.append({"filter": condition, "expected": expected, "got": got})
+    assert not disagreements, json.dumps(disagreements[:5], indent=1)
