@@ -159,3 +159,19 @@ async def test_random_per_element_filters_agree_with_live_events(
             if got != wanted:
                 disagreements.append({"filter": condition, "expected": expected, "got": got})
     assert not disagreements, json.dumps(disagreements[:5], indent=1)
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+@pytest.mark.parametrize("shortcuts", [True, False], ids=["embedded default", "FerretDB alone"])
+async def test_values_and_facets_of_a_per_element_filter_count_only_its_matches(
+    make_settings: Callable[..., Settings], shortcuts: bool
+) -> None:
+    settings = make_settings() if shortcuts else make_settings(ferretdb_sqlite_directory=None)
+    # A cat box: b01 (label cat), b02 (dog), b03 (["cat", "dog"]), b09 ("Cat"), b11 (none), b14 (cat).
+    condition = json.dumps({"data.boxes": {"$elemMatch": {"label": "cat"}}})
+    async with LifespanClient(create_app(settings)) as (client, _):
+        await store_documents(client)
+        values = (await client.get("/fields/label", params={"filter": condition})).json()
+        counted = (await client.get("/fields/label", params={"filter": condition, "counts": "true"})).json()
+    assert values == ["Cat", "cat", "dog"]
+    assert counted == [{"value": "cat", "count": 3}, {"value": "dog", "count": 2}, {"value": "Cat", "count": 1}]

@@ -88,8 +88,11 @@ class FerretDB(MongoDB):
         asked = ask(condition)
         if asked.exact:
             return await super().distinct(collection, field, condition)
-        found = _checked(collection, condition, asked, _reading(condition, {field: 1}))
-        return distinct_values([document async for document in found], field)
+        found: dict[Any, Any] = {}  # one entry per distinct value, not per match
+        async for document in _checked(collection, condition, asked, _reading(condition, {field: 1})):
+            for value in distinct_values([document], field):
+                found.setdefault(_value_key(value), value)
+        return distinct_values([{"values": list(found.values())}], "values")
 
     async def value_counts(
         self, collection: Collection, field: str, condition: Mapping[str, Any], *, limit: int
