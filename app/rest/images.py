@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
+from app.domain.annotations import DEFAULT_BOXES_FIELD, DEFAULT_LABEL_FIELD, Box, annotations_of, field_path
 from app.domain.images.uploads import NewImage
 from app.domain.metadata import parse_object_id, parse_time
 from app.models import Image, image_to_json
@@ -85,6 +86,50 @@ def _measure(upload: UploadFile) -> int:
 async def get_image(image_id: ImageId, images: ImagesDep, scope: ScopeDep) -> JSONResponse:
     """The document; its `ETag` is its revision, for `If-Match` on the changes that follow."""
     return _document(await images.get(scope, image_id))
+
+
+@router.get(
+    "/images/{image_id}/annotations",
+    responses=error_responses(400, 404, 503),
+    summary="The image's labels and boxes, read under the box convention and checked",
+)
+async def get_annotations(
+    image_id: ImageId,
+    images: ImagesDep,
+    scope: ScopeDep,
+    label_field: Annotated[
+        str | None, Query(alias="labelField", description="the metadata key of the labels; default `label`")
+    ] = None,
+    boxes_field: Annotated[
+        str | None, Query(alias="boxesField", description="the metadata key of the boxes; default `boxes`")
+    ] = None,
+) -> JSONResponse:
+    """`labels` (a list) and `boxes` (`{label, x, y, w, h}` in pixels, origin top-left, with
+    `score`, `id`, `polygon` and other keys as stored); a box that breaks the convention is a
+    400 naming the image and the box."""
+    image = await images.get(scope, image_id)
+    found = annotations_of(
+        image,
+        label_field=field_path(label_field, DEFAULT_LABEL_FIELD, what="labelField"),
+        boxes_field=field_path(boxes_field, DEFAULT_BOXES_FIELD, what="boxesField"),
+    )
+    return JSONResponse(
+        {
+            "_id": str(image.id),
+            "width": image.width,
+            "height": image.height,
+            "labels": found.labels,
+            "boxes": [_box_json(box) for box in found.boxes],
+        }
+    )
+
+
+def _box_json(box: Box) -> dict[str, Any]:
+    shown: dict[str, Any] = {**box.extra, "label": box.label, "x": box.x, "y": box.y, "w": box.w, "h": box.h}
+    for name in ("score", "id", "polygon"):
+        if getattr(box, name) is not None:
+            shown[name] = getattr(box, name)
+    return shown
 
 
 @router.patch(
