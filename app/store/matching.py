@@ -35,6 +35,11 @@ from bson import ObjectId
 # A value at the end of a path that is not there.
 MISSING: Any = object()
 
+
+class Unanswerable(ValueError):
+    """A filter form this evaluator does not answer as MongoDB would: refused, never guessed."""
+
+
 Test = Callable[[Any], bool]  # a positive condition on one value (MISSING for an absent one)
 
 RANGE_OPERATORS = {"$gt", "$gte", "$lt", "$lte"}
@@ -116,7 +121,7 @@ def _positive_test(name: str, value: Any, operators: Mapping[str, Any]) -> Test:
         return lambda found: _each(found, lambda item: any(_has_type(item, type_name) for type_name in names), True)
     if name == "$elemMatch":
         return _element_test(value)
-    raise ValueError(f"{name} is not an operator this evaluator knows")
+    raise Unanswerable(f"{name} is not an operator this evaluator knows")
 
 
 def _each(found: Any, test: Test, whole: bool = False) -> bool:
@@ -144,6 +149,8 @@ def _exists(found: Any) -> bool:
 
 
 def _range_test(name: str, bound: Any) -> Test:
+    if isinstance(bound, (Mapping, list)):
+        raise Unanswerable(f"{name} with an object or an array to compare with")
     if bound is None:  # null is only ever equal to null: `$gte`/`$lte` null are equality
         return _equals_test(None) if name in ("$gte", "$lte") else lambda found: False
 

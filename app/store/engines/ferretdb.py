@@ -49,9 +49,10 @@ from typing import Any
 
 import bson
 
+from app.errors import BadInput
 from app.store.engines.ferretdb_filters import Asked, ask, fields_named
 from app.store.engines.mongodb import Collection, MongoDB, in_batches
-from app.store.matching import distinct_values, matches, projected
+from app.store.matching import Unanswerable, distinct_values, matches, projected
 
 # See "Bulk writes" above.
 MAX_UPDATE_STATEMENTS = 99
@@ -190,10 +191,20 @@ async def _checked(
     projection: Mapping[str, Any] | None,
     sort: Sequence[tuple[str, int]] = (),
 ) -> AsyncIterator[dict[str, Any]]:
-    """The documents FerretDB finds for the wider filter that match the filter itself."""
+    """The documents FerretDB finds for the wider filter that match the filter itself; a form
+    neither FerretDB nor the check answers as MongoDB would is refused (BadInput)."""
     async for document in collection.find(asked.pushed, projection, sort=list(sort) or None):
-        if matches(condition, document):
+        if checked_match(condition, document):
             yield document
+
+
+def checked_match(condition: Mapping[str, Any], document: Mapping[str, Any]) -> bool:
+    """Whether `document` matches, as the store's check decides; BadInput for a form it does not
+    answer as MongoDB would (never a guess)."""
+    try:
+        return matches(condition, document)
+    except Unanswerable as error:
+        raise BadInput(f"This filter cannot be answered exactly on FerretDB: {error}.") from None
 
 
 def _reading(condition: Mapping[str, Any], projection: Mapping[str, Any] | None) -> dict[str, Any] | None:

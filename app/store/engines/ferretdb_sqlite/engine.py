@@ -20,7 +20,7 @@ from typing import Any
 from pymongo import DeleteOne
 
 from app.errors import Unavailable
-from app.store.engines.ferretdb import FerretDB
+from app.store.engines.ferretdb import FerretDB, checked_match
 from app.store.engines.ferretdb_filters import fields_named
 from app.store.engines.ferretdb_sqlite import walk
 from app.store.engines.ferretdb_sqlite.shortcuts import (
@@ -30,7 +30,6 @@ from app.store.engines.ferretdb_sqlite.shortcuts import (
     stored_id,
 )
 from app.store.engines.mongodb import Collection, gathered_lookups
-from app.store.matching import matches
 
 # Lookups by id of one page, sent at once.
 LOOKUPS_AT_ONCE = 16
@@ -164,7 +163,7 @@ async def _matching(
     confirmed: set[Any] = set()
     if unsure:
         checked = collection.find({"_id": {"$in": unsure}}, dict.fromkeys(fields_named(condition), 1))
-        confirmed = {document["_id"] async for document in checked if matches(condition, document)}
+        confirmed = {document["_id"] async for document in checked if checked_match(condition, document)}
     wanted = [image_id for image_id, step in zip(ids, steps, strict=True) if not step.unsure or image_id in confirmed]
     found = await gathered_lookups(collection, [i for i in wanted if i is not None], projection, LOOKUPS_AT_ONCE)
     # Deleted since SQLite was read: left out, as a cursor that reached it later would have.
