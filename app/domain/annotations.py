@@ -11,9 +11,9 @@ the image and the box:
   origin at the top left; each may also hold `score` (a number), `id` (a string or a whole
   number), `polygon` (at least three points) and any other key, kept as it is. Absent is no
   boxes. A polygon is read as `[[x, y], ...]`, or flat as COCO writes it (`[x1, y1, x2, y2,
-  ...]`), or as `[{"x": .., "y": ..}, ...]`: FerretDB, the embedded default, cannot store an
-  array directly inside an array, so there it is written in one of the other two forms. It is
-  always given back as `[[x, y], ...]`.
+  ...]`), or as `[{"x": .., "y": ..}, ...]`: not every database the store runs on keeps an array
+  directly inside an array (the embedded default refuses one), so it may be written in one of the
+  other two forms. It is always given back as `[[x, y], ...]`.
 - A box lies within the image (when its size is known): `0 <= x`, `0 <= y`, `x + w <= width`,
   `y + h <= height`, and so does every polygon point; `w` and `h` are not negative.
 """

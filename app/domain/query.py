@@ -73,6 +73,9 @@ _DECIMAL = re.compile(r"^-?\d+\.\d+(e-?\d+)?$", re.IGNORECASE)
 _SEGMENT = r"[^\s,.$\x00][^\s,.\x00]*"  # check_path, inside a list split at spaces and commas
 _FIRST_SEGMENT = r"[^\s,.$\x00+-][^\s,.\x00]*"  # the first, after the signs lstrip takes off
 _SIGNED_PATH = rf"[-+]*{_FIRST_SEGMENT}(?:\.{_SEGMENT})*"
+# check_path, of a name given alone (empty: the default)
+_PATH_SEGMENT = r"[^.$\x00][^.\x00]*"
+FIELD_PATH_PATTERN = rf"^(?:{_PATH_SEGMENT}(?:\.{_PATH_SEGMENT})*)?$"
 # parse_sort
 SORT_PATTERN = rf"^[\s,]*(?:{_SIGNED_PATH}(?:[\s,]+{_SIGNED_PATH}){{0,15}}[\s,]*)?$"
 ORDER_PATTERN = (
