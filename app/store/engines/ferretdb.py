@@ -144,13 +144,8 @@ class FerretDB(MongoDB):
             async for batch in in_batches(found, size):
                 yield batch
             return
-        batch = []
-        async for document in _checked(collection, condition, asked, _reading(condition, projection)):
-            batch.append(projected(document, projection))
-            if len(batch) == size:
-                yield batch
-                batch = []
-        if batch:
+        checked = _checked(collection, condition, asked, _reading(condition, projection))
+        async for batch in in_batches(_projected(checked, projection), size):
             yield batch
 
     async def in_order(
@@ -166,13 +161,8 @@ class FerretDB(MongoDB):
             async for batch in super().in_order(collection, condition, projection, sort, size):
                 yield batch
             return
-        batch = []
-        async for document in _checked(collection, condition, asked, _reading(condition, projection), sort):
-            batch.append(projected(document, projection))
-            if len(batch) == size:
-                yield batch
-                batch = []
-        if batch:
+        found = _checked(collection, condition, asked, _reading(condition, projection), sort)
+        async for batch in in_batches(_projected(found, projection), size):
             yield batch
 
     async def replace_each(self, collection: Collection, documents: Sequence[dict[str, Any]]) -> int:
@@ -196,6 +186,13 @@ async def _checked(
     async for document in collection.find(asked.pushed, projection, sort=list(sort) or None):
         if checked_match(condition, document):
             yield document
+
+
+async def _projected(
+    documents: AsyncIterator[dict[str, Any]], projection: Mapping[str, Any] | None
+) -> AsyncIterator[dict[str, Any]]:
+    async for document in documents:
+        yield projected(document, projection)
 
 
 def checked_match(condition: Mapping[str, Any], document: Mapping[str, Any]) -> bool:

@@ -207,7 +207,9 @@ class MongoDB:
         return (await collection.delete_many({"_id": {"$in": list(ids)}})).deleted_count
 
 
-async def in_batches(cursor: AsyncCursor[dict[str, Any]], size: int) -> AsyncIterator[list[dict[str, Any]]]:
+async def in_batches(
+    cursor: AsyncCursor[dict[str, Any]] | AsyncIterator[dict[str, Any]], size: int
+) -> AsyncIterator[list[dict[str, Any]]]:
     """The cursor's documents, `size` at a time (the driver fetches them as they are asked for)."""
     batch: list[dict[str, Any]] = []
     async for document in cursor:
