@@ -149,24 +149,64 @@ def _exists(found: Any) -> bool:
 
 
 def _range_test(name: str, bound: Any) -> Test:
-    if isinstance(bound, (Mapping, list)):
-        raise Unanswerable(f"{name} with an object or an array to compare with")
+    if isinstance(bound, list):
+        raise Unanswerable(f"{name} with an array to compare with")
     if bound is None:  # null is only ever equal to null: `$gte`/`$lte` null are equality
         return _equals_test(None) if name in ("$gte", "$lte") else lambda found: False
 
     def holds(item: Any) -> bool:
         if item is MISSING or _bracket(item) != _bracket(bound) or _bracket(item) is None:
             return False
-        left, right = _comparable(item), _comparable(bound)
+        order = _compare(item, bound)
         if name == "$gt":
-            return bool(left > right)
+            return order > 0
         if name == "$gte":
-            return bool(left >= right)
+            return order >= 0
         if name == "$lt":
-            return bool(left < right)
-        return bool(left <= right)
+            return order < 0
+        return order <= 0
 
     return lambda found: _each(found, holds)
+
+
+# MongoDB's order of types, for comparing the values inside documents (its "BSON comparison
+# order": numbers together; null, numbers, strings, objects, arrays, ObjectIds, booleans, dates).
+_RANKS = {"null": 1, "number": 2, "string": 3, "object": 4, "array": 5, "objectId": 7, "bool": 8, "date": 9}
+
+
+def _compare(left: Any, right: Any) -> int:
+    """-1, 0 or 1: how MongoDB orders two values of one type bracket, documents included
+    (pair by pair in their order: the value's type, then the key, then the value; a document
+    that runs out first is the smaller)."""
+    kind = _bracket(left)
+    if kind == "object":
+        for (left_key, left_value), (right_key, right_value) in zip(left.items(), right.items(), strict=False):
+            ranks = _RANKS.get(_bracket(left_value) or "", 0), _RANKS.get(_bracket(right_value) or "", 0)
+            if ranks[0] != ranks[1]:
+                return -1 if ranks[0] < ranks[1] else 1
+            if left_key != right_key:
+                return -1 if left_key < right_key else 1
+            if ranks[0] == 0:
+                raise Unanswerable("a comparison of documents holding values of unknown types")
+            order = _compare(left_value, right_value)
+            if order:
+                return order
+        return (len(left) > len(right)) - (len(left) < len(right))
+    if kind == "array":
+        for left_item, right_item in zip(left, right, strict=False):
+            ranks = _RANKS.get(_bracket(left_item) or "", 0), _RANKS.get(_bracket(right_item) or "", 0)
+            if ranks[0] != ranks[1]:
+                return -1 if ranks[0] < ranks[1] else 1
+            if ranks[0] == 0:
+                raise Unanswerable("a comparison of arrays holding values of unknown types")
+            order = _compare(left_item, right_item)
+            if order:
+                return order
+        return (len(left) > len(right)) - (len(left) < len(right))
+    if kind == "null":
+        return 0
+    a, b = _comparable(left), _comparable(right)
+    return int(a > b) - int(a < b)
 
 
 def _regex_test(pattern: str, options: str) -> Test:
@@ -196,6 +236,12 @@ def _element_test(condition: Mapping[str, Any]) -> Test:
 
 def _bracket(value: Any) -> str | None:
     """The type bracket MongoDB compares within; None for types no range compares."""
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, list):
+        return "array"
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, (int, float)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -46,3 +47,21 @@ async def test_live_events_are_matched_as_the_manual_says() -> None:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     assert {name: ids for name, ids in received.items()} == {case.name: case.expected for case in CASES}
+
+
+@pytest.mark.parametrize(
+    ("smaller", "larger"),
+    [
+        ({"a": 1}, {"a": 2}),
+        ({"a": 1}, {"a": 1, "b": 0}),  # a document that runs out first is the smaller
+        ({"a": 9}, {"b": 0}),  # then by key name
+        ({"a": 9}, {"a": "x"}),  # first by the value's type: numbers before strings
+        ({"a": {"b": 1}}, {"a": {"b": 1.5}}),
+    ],
+)
+def test_documents_are_ordered_as_mongodb_orders_them(smaller: dict[str, Any], larger: dict[str, Any]) -> None:
+    # https://www.mongodb.com/docs/manual/reference/bson-type-comparison-order/ (Objects)
+    document = {"data": {"v": larger}}
+    assert matches({"data.v": {"$gt": smaller}}, document)
+    assert not matches({"data.v": {"$lt": smaller}}, document)
+    assert matches({"data.v": {"$gte": larger, "$lte": larger}}, document)
