@@ -62,6 +62,9 @@ RESERVED_PARAMETERS = frozenset(
     {"skip", "limit", "sort", "order", "from", "to", "file", "regex", "ids", "ids[]", "filter", "select"}
     | {"counts", "after", "view"}  # facets, cursor paging, saved views: after the legacy service
 )
+# Reserved on `/export` and `/import` only: the training formats' options. Everywhere else they
+# stay metadata matches, as legacy clients use them (`?format=jpeg`).
+ARCHIVE_PARAMETERS = frozenset({"format", "split", "splits", "labelField", "boxesField"})
 _TRUE = {"", "1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _INTEGER = re.compile(r"^-?\d{1,18}$")
@@ -111,8 +114,11 @@ class ImageQuery:
 # -- REST query parameters -------------------------------------------------------------------
 
 
-def parse_query_params(params: Iterable[tuple[str, str]], *, max_limit: int) -> ImageQuery:
-    """Compile the legacy service's query parameters (see the README's table)."""
+def parse_query_params(
+    params: Iterable[tuple[str, str]], *, max_limit: int, reserved: frozenset[str] = RESERVED_PARAMETERS
+) -> ImageQuery:
+    """Compile the legacy service's query parameters (see the README's table); `reserved`
+    names the parameters that are not metadata matches."""
     values: dict[str, list[str]] = {}
     for name, value in params:
         values.setdefault(name, []).append(value)
@@ -140,7 +146,7 @@ def parse_query_params(params: Iterable[tuple[str, str]], *, max_limit: int) -> 
         conditions.append(parse_filter_json(text))
 
     for name, given in values.items():
-        if name in RESERVED_PARAMETERS:
+        if name in reserved:
             continue
         path = f"data.{check_path(name, what='query parameter')}"
         if use_regex:

@@ -5,17 +5,24 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from app.domain.annotations import DEFAULT_BOXES_FIELD, DEFAULT_LABEL_FIELD, field_path
+from app.domain.archives.coco import Fields, export_coco
 from app.domain.archives.export import archive_name, export_archive
 from app.domain.archives.imports import ImportLimits, import_archive
+from app.domain.query import FIELD_PATH_PATTERN
+from app.errors import BadInput
 from app.rest.deps import ImageQueryDep, ScopeDep, ServicesDep
 from app.rest.downloads import content_disposition
 from app.rest.forms import form_metadata
-from app.rest.schemas import ImportOut, error_responses
+from app.rest.schemas import ImportOut, documented, error_responses
 
 router = APIRouter(tags=["archives"])
+
+# The legacy archive (the default) and the training formats built so far.
+EXPORT_FORMATS = ("legacy", "coco")
 
 ZIP_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/zip": {}}, "description": "the archive"}
@@ -34,10 +41,55 @@ def zip_response(chunks: AsyncIterator[bytes]) -> StreamingResponse:
     responses={**ZIP_RESPONSE, **error_responses(400, 404, 503)},
     summary="Download the matching images and their metadata as a .zip",
 )
-async def export_images(query: ImageQueryDep, services: ServicesDep, scope: ScopeDep) -> StreamingResponse:
-    """Every match (paging parameters are ignored): files at their paths, mongodb_data.json, mongodb_data.xlsx."""
-    chunks = await export_archive(
-        store=services.store, storage=services.storage, scope=scope, query=query, metrics=services.metrics
+async def export_images(
+    query: ImageQueryDep,
+    services: ServicesDep,
+    scope: ScopeDep,
+    format: Annotated[
+        str | None,
+        Query(
+            description="`coco`: a COCO object-detection dataset (annotations/instances_all.json, images/all/<file>)"
+            " from the labels and boxes of the box convention; default: the legacy archive",
+            json_schema_extra=documented(type="string", enum=list(EXPORT_FORMATS)),
+        ),
+    ] = None,
+    label_field: Annotated[
+        str | None,
+        Query(
+            alias="labelField",
+            description="with a format: the metadata key of the labels; default `label`",
+            json_schema_extra=documented(type="string", pattern=FIELD_PATH_PATTERN),
+        ),
+    ] = None,
+    boxes_field: Annotated[
+        str | None,
+        Query(
+            alias="boxesField",
+            description="with a format: the metadata key of the boxes; default `boxes`",
+            json_schema_extra=documented(type="string", pattern=FIELD_PATH_PATTERN),
+        ),
+    ] = None,
+) -> StreamingResponse:
+    """Every match (paging parameters are ignored): files at their paths, mongodb_data.json,
+    mongodb_data.xlsx; or, with `format`, a training dataset."""
+    fields = Fields(  # checked whatever the format, so a bad one is never silently ignored
+        label=field_path(label_field, DEFAULT_LABEL_FIELD, what="labelField"),
+        boxes=field_path(boxes_field, DEFAULT_BOXES_FIELD, what="boxesField"),
+    )
+    if format in (None, "legacy"):
+        chunks = await export_archive(
+            store=services.store, storage=services.storage, scope=scope, query=query, metrics=services.metrics
+        )
+        return zip_response(chunks)
+    if format not in EXPORT_FORMATS:
+        raise BadInput(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {format!r}.")
+    chunks = await export_coco(
+        store=services.store,
+        storage=services.storage,
+        scope=scope,
+        query=query,
+        fields=fields,
+        metrics=services.metrics,
     )
     return zip_response(chunks)
 

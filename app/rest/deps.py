@@ -13,10 +13,12 @@ from app.domain.images.listing import Listing
 from app.domain.images.reading import ImageReader
 from app.domain.images.uploads import Uploads
 from app.domain.query import (
+    ARCHIVE_PARAMETERS,
     DEFAULT_LIMIT,
     FLAG_PATTERN,
     IDS_PATTERN,
     ORDER_PATTERN,
+    RESERVED_PARAMETERS,
     SELECT_PATTERN,
     SORT_PATTERN,
     ImageQuery,
@@ -156,7 +158,14 @@ async def get_image_query(
 ) -> ImageQuery:
     """Any other parameter `key=value` matches images whose `data.key` equals `value`."""
     services = services_of(request)
-    query = parse_query_params(request.query_params.multi_items(), max_limit=services.settings.query_max_limit)
+    route = request.scope.get("route")
+    # `/export` reads the training formats' options (format=coco): not metadata matches there.
+    reserved = (
+        RESERVED_PARAMETERS | ARCHIVE_PARAMETERS if getattr(route, "path", None) == "/export" else RESERVED_PARAMETERS
+    )
+    query = parse_query_params(
+        request.query_params.multi_items(), max_limit=services.settings.query_max_limit, reserved=reserved
+    )
     return query if view is None else await services.views.narrow(scope, query, view)
 
 

@@ -178,17 +178,17 @@ async def _members(
                     state.add(document, file_missing=True)
                     continue
                 state.add(document)
-                yield document["file"], _modified(document), FILE_MODE, ZIP_64, opened.chunks
+                yield document["file"], modified_time(document), FILE_MODE, ZIP_64, opened.chunks
 
     state.json.write(b"\n]\n")
-    yield JSON_NAME, datetime.now(UTC), FILE_MODE, ZIP_64, _read_file(state.json)
+    yield JSON_NAME, datetime.now(UTC), FILE_MODE, ZIP_64, read_spooled(state.json)
 
     with tempfile.TemporaryFile() as workbook_file:
         await _write_workbook(workbook_file, state, sorted(state.columns))
-        yield XLSX_NAME, datetime.now(UTC), FILE_MODE, ZIP_64, _read_file(workbook_file)
+        yield XLSX_NAME, datetime.now(UTC), FILE_MODE, ZIP_64, read_spooled(workbook_file)
 
 
-def _modified(document: Mapping[str, Any]) -> datetime:
+def modified_time(document: Mapping[str, Any]) -> datetime:
     moment = document.get("time")
     # Zip timestamps start in 1980.
     if isinstance(moment, datetime) and moment.year >= 1980:
@@ -196,7 +196,7 @@ def _modified(document: Mapping[str, Any]) -> datetime:
     return datetime.now(UTC)
 
 
-async def _read_file(handle: IO[bytes]) -> AsyncIterator[bytes]:
+async def read_spooled(handle: IO[bytes]) -> AsyncIterator[bytes]:
     await to_thread.run_sync(handle.seek, 0)
     while chunk := await to_thread.run_sync(handle.read, CHUNK_SIZE):
         yield chunk
