@@ -62,8 +62,7 @@ RESERVED_PARAMETERS = frozenset(
     {"skip", "limit", "sort", "order", "from", "to", "file", "regex", "ids", "ids[]", "filter", "select"}
     | {"counts", "after", "view"}  # facets, cursor paging, saved views: after the legacy service
 )
-# Reserved on `/export` and `/import` only: the training formats' options. Everywhere else they
-# stay metadata matches, as legacy clients use them (`?format=jpeg`).
+# The training formats' options: reserved on `/export` only, metadata matches elsewhere (legacy).
 ARCHIVE_PARAMETERS = frozenset({"format", "split", "splits", "labelField", "boxesField"})
 _TRUE = {"", "1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -77,8 +76,7 @@ _SEGMENT = r"[^\s,.$\x00][^\s,.\x00]*"  # check_path, inside a list split at spa
 _FIRST_SEGMENT = r"[^\s,.$\x00+-][^\s,.\x00]*"  # the first, after the signs lstrip takes off
 _SIGNED_PATH = rf"[-+]*{_FIRST_SEGMENT}(?:\.{_SEGMENT})*"
 # check_path, of a name given alone (empty: the default)
-_PATH_SEGMENT = r"[^.$\x00][^.\x00]*"
-FIELD_PATH_PATTERN = rf"^(?:{_PATH_SEGMENT}(?:\.{_PATH_SEGMENT})*)?$"
+FIELD_PATH_PATTERN = r"^(?:[^.$\x00][^.\x00]*(?:\.[^.$\x00][^.\x00]*)*)?$"
 # parse_sort
 SORT_PATTERN = rf"^[\s,]*(?:{_SIGNED_PATH}(?:[\s,]+{_SIGNED_PATH}){{0,15}}[\s,]*)?$"
 ORDER_PATTERN = (
@@ -117,8 +115,7 @@ class ImageQuery:
 def parse_query_params(
     params: Iterable[tuple[str, str]], *, max_limit: int, reserved: frozenset[str] = RESERVED_PARAMETERS
 ) -> ImageQuery:
-    """Compile the legacy service's query parameters (see the README's table); `reserved`
-    names the parameters that are not metadata matches."""
+    """Compile the legacy service's query parameters (README's table); `reserved`: not metadata."""
     values: dict[str, list[str]] = {}
     for name, value in params:
         values.setdefault(name, []).append(value)
