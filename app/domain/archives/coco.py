@@ -26,16 +26,15 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from stream_zip import ZIP_64, async_stream_zip
+from stream_zip import ZIP_64
 
 from app.domain.annotations import Annotations, Box, annotations_of
-from app.domain.archives.export import BATCH, COMPRESSION_LEVEL, FILE_MODE, SPOOL_BYTES, modified_time, read_spooled
+from app.domain.archives.export import BATCH, FILE_MODE, SPOOL_BYTES, Member, modified_time, read_spooled, zipped
 from app.domain.images.documents import loaded
 from app.domain.query import ImageQuery, scoped
 from app.domain.scope import Scope
@@ -43,7 +42,6 @@ from app.domain.writes import replacement
 from app.errors import NotFound
 from app.metrics import Metrics
 from app.storage import Storage
-from app.storage.base import CHUNK_SIZE
 from app.store import Store
 
 log = logging.getLogger(__name__)
@@ -117,17 +115,11 @@ async def _zip(
     metrics: Metrics,
 ) -> AsyncIterator[bytes]:
     written = _Written()
-    with metrics.archive("export"):
-        try:
-            chunks = async_stream_zip(
-                _members(batches, categories, fields, store, storage, written),
-                chunk_size=CHUNK_SIZE,
-                get_compressobj=lambda: zlib.compressobj(level=COMPRESSION_LEVEL, wbits=-zlib.MAX_WBITS),
-            )
-            async for chunk in chunks:
-                yield chunk
-        finally:
-            written.close()
+    try:
+        async for chunk in zipped(_members(batches, categories, fields, store, storage, written), metrics):
+            yield chunk
+    finally:
+        written.close()
 
 
 async def _members(
@@ -137,7 +129,7 @@ async def _members(
     store: Store,
     storage: Storage,
     written: _Written,
-) -> AsyncIterator[tuple[str, datetime, int, Any, AsyncIterator[bytes]]]:
+) -> AsyncIterator[Member]:
     with store.errors():
         async for batch in batches(None):
             for document in batch:

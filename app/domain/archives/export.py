@@ -109,18 +109,27 @@ async def _zip_chunks(
     metrics: Metrics,
 ) -> AsyncIterator[bytes]:
     state = _ExportState()
+    try:
+        async for chunk in zipped(_members(store, storage, selection, batches, state), metrics):
+            yield chunk
+    finally:
+        state.close()
+
+
+Member = tuple[str, datetime, int, Any, AsyncIterator[bytes]]
+
+
+async def zipped(members: AsyncIterator[Member], metrics: Metrics) -> AsyncIterator[bytes]:
+    """The zip of `members` (name, time, mode, method, bytes), chunk by chunk, as it is built."""
     # Timed from the first byte to the last: an export refused up front is no archive.
     with metrics.archive("export"):
-        try:
-            chunks = async_stream_zip(
-                _members(store, storage, selection, batches, state),
-                chunk_size=CHUNK_SIZE,
-                get_compressobj=lambda: zlib.compressobj(level=COMPRESSION_LEVEL, wbits=-zlib.MAX_WBITS),
-            )
-            async for chunk in chunks:
-                yield chunk
-        finally:
-            state.close()
+        chunks = async_stream_zip(
+            members,
+            chunk_size=CHUNK_SIZE,
+            get_compressobj=lambda: zlib.compressobj(level=COMPRESSION_LEVEL, wbits=-zlib.MAX_WBITS),
+        )
+        async for chunk in chunks:
+            yield chunk
 
 
 class _ExportState:
@@ -163,7 +172,7 @@ async def _members(
     selection: Selection,
     batches: AsyncIterator[list[dict[str, Any]]],
     state: _ExportState,
-) -> AsyncIterator[tuple[str, datetime, int, Any, AsyncIterator[bytes]]]:
+) -> AsyncIterator[Member]:
     with store.errors():
         async for batch in batches:
             for document in batch:
