@@ -12,9 +12,8 @@ from app.domain.annotations import DEFAULT_BOXES_FIELD, DEFAULT_LABEL_FIELD, fie
 from app.domain.archives.coco import Fields, export_coco
 from app.domain.archives.export import archive_name, export_archive
 from app.domain.archives.imports import ImportLimits, import_archive
-from app.domain.query import FIELD_PATH_PATTERN
 from app.errors import BadInput
-from app.rest.deps import ImageQueryDep, ScopeDep, ServicesDep
+from app.rest.deps import BoxesFieldQuery, ImageQueryDep, LabelFieldQuery, ScopeDep, ServicesDep
 from app.rest.downloads import content_disposition
 from app.rest.forms import form_metadata
 from app.rest.schemas import ImportOut, documented, error_responses
@@ -53,22 +52,8 @@ async def export_images(
             json_schema_extra=documented(type="string", enum=list(EXPORT_FORMATS)),
         ),
     ] = None,
-    label_field: Annotated[
-        str | None,
-        Query(
-            alias="labelField",
-            description="with a format: the metadata key of the labels; default `label`",
-            json_schema_extra=documented(type="string", pattern=FIELD_PATH_PATTERN),
-        ),
-    ] = None,
-    boxes_field: Annotated[
-        str | None,
-        Query(
-            alias="boxesField",
-            description="with a format: the metadata key of the boxes; default `boxes`",
-            json_schema_extra=documented(type="string", pattern=FIELD_PATH_PATTERN),
-        ),
-    ] = None,
+    label_field: LabelFieldQuery = None,
+    boxes_field: BoxesFieldQuery = None,
 ) -> StreamingResponse:
     """Every match (paging parameters are ignored): files at their paths, mongodb_data.json,
     mongodb_data.xlsx; or, with `format`, a training dataset."""

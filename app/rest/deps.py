@@ -15,6 +15,7 @@ from app.domain.images.uploads import Uploads
 from app.domain.query import (
     ARCHIVE_PARAMETERS,
     DEFAULT_LIMIT,
+    FIELD_PATH_PATTERN,
     FLAG_PATTERN,
     IDS_PATTERN,
     ORDER_PATTERN,
@@ -208,3 +209,21 @@ AnalyticsDep = Annotated[Analytics, Depends(get_analytics)]
 ScopeDep = Annotated[Scope, Depends(get_scope)]
 # The revisions `If-Match` accepts; None when any will do.
 IfMatchDep = Annotated[frozenset[int] | None, Depends(get_if_match)]
+
+# The keys the box convention reads labels and boxes from (app/domain/annotations.py).
+LabelFieldQuery = Annotated[
+    str | None,
+    Query(
+        alias="labelField",
+        description="the metadata key of the labels; default `label`",
+        json_schema_extra=documented(type="string", pattern=FIELD_PATH_PATTERN),
+    ),
+]
+BoxesFieldQuery = Annotated[
+    str | None,
+    Query(
+        alias="boxesField",
+        description="the metadata key of the boxes (`ann.objects` reaches into objects); default `boxes`",
+        json_schema_extra=documented(type="string", pattern=FIELD_PATH_PATTERN),
+    ),
+]

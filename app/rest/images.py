@@ -11,12 +11,21 @@ from starlette.datastructures import UploadFile
 from app.domain.annotations import DEFAULT_BOXES_FIELD, DEFAULT_LABEL_FIELD, Box, annotations_of, field_path
 from app.domain.images.uploads import NewImage
 from app.domain.metadata import parse_object_id, parse_time
-from app.domain.query import FIELD_PATH_PATTERN
 from app.models import Image, image_to_json
-from app.rest.deps import EditsDep, IfMatchDep, ImageId, ImagesDep, MergePatchDep, ScopeDep, UploadsDep
+from app.rest.deps import (
+    BoxesFieldQuery,
+    EditsDep,
+    IfMatchDep,
+    ImageId,
+    ImagesDep,
+    LabelFieldQuery,
+    MergePatchDep,
+    ScopeDep,
+    UploadsDep,
+)
 from app.rest.etags import etag
 from app.rest.forms import UPLOAD_BODY, held_in_memory, upload_form
-from app.rest.schemas import MERGE_PATCH_BODY, DeletedOut, ImageOut, component, documented, error_responses
+from app.rest.schemas import MERGE_PATCH_BODY, DeletedOut, ImageOut, component, error_responses
 
 router = APIRouter(tags=["images"])
 
@@ -98,22 +107,8 @@ async def get_annotations(
     image_id: ImageId,
     images: ImagesDep,
     scope: ScopeDep,
-    label_field: Annotated[
-        str | None,
-        Query(
-            alias="labelField",
-            description="the metadata key of the labels; default `label`",
-            json_schema_extra=documented(type="string", pattern=FIELD_PATH_PATTERN),
-        ),
-    ] = None,
-    boxes_field: Annotated[
-        str | None,
-        Query(
-            alias="boxesField",
-            description="the metadata key of the boxes (`ann.objects` reaches into objects); default `boxes`",
-            json_schema_extra=documented(type="string", pattern=FIELD_PATH_PATTERN),
-        ),
-    ] = None,
+    label_field: LabelFieldQuery = None,
+    boxes_field: BoxesFieldQuery = None,
 ) -> JSONResponse:
     """`labels` (a list) and `boxes` (`{label, x, y, w, h}` in pixels, origin top-left, with
     `score`, `id`, `polygon` and other keys as stored); a box that breaks the convention is a
