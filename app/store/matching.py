@@ -179,27 +179,18 @@ def _compare(left: Any, right: Any) -> int:
     (pair by pair in their order: the value's type, then the key, then the value; a document
     that runs out first is the smaller)."""
     kind = _bracket(left)
-    if kind == "object":
-        for (left_key, left_value), (right_key, right_value) in zip(left.items(), right.items(), strict=False):
+    if kind in ("object", "array"):
+        # An array compares as the document of its elements keyed by position (equal keys).
+        sides = [dict(enumerate(side)) if kind == "array" else side for side in (left, right)]
+        for (left_key, left_value), (right_key, right_value) in zip(sides[0].items(), sides[1].items(), strict=False):
             ranks = _RANKS.get(_bracket(left_value) or "", 0), _RANKS.get(_bracket(right_value) or "", 0)
             if ranks[0] != ranks[1]:
                 return -1 if ranks[0] < ranks[1] else 1
             if left_key != right_key:
                 return -1 if left_key < right_key else 1
             if ranks[0] == 0:
-                raise Unanswerable("a comparison of documents holding values of unknown types")
+                raise Unanswerable(f"a comparison of {kind}s holding values of unknown types")
             order = _compare(left_value, right_value)
-            if order:
-                return order
-        return (len(left) > len(right)) - (len(left) < len(right))
-    if kind == "array":
-        for left_item, right_item in zip(left, right, strict=False):
-            ranks = _RANKS.get(_bracket(left_item) or "", 0), _RANKS.get(_bracket(right_item) or "", 0)
-            if ranks[0] != ranks[1]:
-                return -1 if ranks[0] < ranks[1] else 1
-            if ranks[0] == 0:
-                raise Unanswerable("a comparison of arrays holding values of unknown types")
-            order = _compare(left_item, right_item)
             if order:
                 return order
         return (len(left) > len(right)) - (len(left) < len(right))

@@ -57,6 +57,8 @@ async def test_live_events_are_matched_as_the_manual_says() -> None:
         ({"a": 9}, {"b": 0}),  # then by key name
         ({"a": 9}, {"a": "x"}),  # first by the value's type: numbers before strings
         ({"a": {"b": 1}}, {"a": {"b": 1.5}}),
+        ({"a": [1, 2]}, {"a": [1, 3]}),  # arrays inside, element by element
+        ({"a": [1, 2]}, {"a": [1, 2, 0]}),
     ],
 )
 def test_documents_are_ordered_as_mongodb_orders_them(smaller: dict[str, Any], larger: dict[str, Any]) -> None:
