@@ -62,8 +62,8 @@ def field_path(name: str | None, default: str, *, what: str) -> str:
 def annotations_of(image: Image, *, label_field: str, boxes_field: str) -> Annotations:
     """The image's labels and boxes under the convention; BadInput naming the image and the box."""
     where = f"Image {image.id}"
-    labels = _labels(_at(image.data, label_field), where=f"{where}: data.{label_field}")
-    found = _at(image.data, boxes_field)
+    labels = _labels(value_at(image.data, label_field), where=f"{where}: data.{label_field}")
+    found = value_at(image.data, boxes_field)
     if found is None:
         return Annotations(labels=labels, boxes=[])
     if not isinstance(found, list):
@@ -75,7 +75,8 @@ def annotations_of(image: Image, *, label_field: str, boxes_field: str) -> Annot
     return Annotations(labels=labels, boxes=boxes)
 
 
-def _at(data: Mapping[str, Any], path: str) -> Any:
+def value_at(data: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path under `data`; None when absent."""
     value: Any = data
     for segment in path.split("."):
         if not isinstance(value, Mapping) or segment not in value:

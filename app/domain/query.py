@@ -63,7 +63,7 @@ RESERVED_PARAMETERS = frozenset(
     | {"counts", "after", "view"}  # facets, cursor paging, saved views: after the legacy service
 )
 # The training formats' options: reserved on `/export` only, metadata matches elsewhere (legacy).
-ARCHIVE_PARAMETERS = frozenset({"format", "split", "splits", "labelField", "boxesField"})
+ARCHIVE_PARAMETERS = frozenset({"format", "split", "splits", "labelField", "boxesField", "shardSize"})
 _TRUE = {"", "1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _INTEGER = re.compile(r"^-?\d{1,18}$")

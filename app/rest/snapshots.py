@@ -8,12 +8,11 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.domain.archives.export import archive_of
 from app.domain.datasets.snapshots import MAX_DIFF_IDS, IdList, Snapshot
 from app.domain.metadata import NAME_PATTERN
 from app.domain.query import ImageQuery
 from app.models import document_to_json, format_time
-from app.rest.archive import ZIP_RESPONSE, zip_response
+from app.rest.archive import ZIP_RESPONSE, TrainingExportDep, archive_response
 from app.rest.deps import ScopeDep, ServicesDep
 from app.rest.schemas import SKIP, ImageOut, documented, error_responses
 
@@ -163,12 +162,13 @@ async def diff_snapshots(
     responses={**ZIP_RESPONSE, **error_responses(400, 404, 409, 503)},
     summary="The snapshot as a .zip, as /export makes: files whose bytes changed since are listed, not included",
 )
-async def export_snapshot(name: SnapshotName, services: ServicesDep, scope: ScopeDep) -> StreamingResponse:
+async def export_snapshot(
+    name: SnapshotName, services: ServicesDep, scope: ScopeDep, training: TrainingExportDep
+) -> StreamingResponse:
     """The frozen metadata, and every file still holding the frozen bytes; the others are in
-    mongodb_data.json with `fileChanged: true` and without their file."""
-    selection = await services.snapshots.selection(scope, name)
-    chunks = await archive_of(selection, store=services.store, storage=services.storage, metrics=services.metrics)
-    return zip_response(chunks)
+    mongodb_data.json with `fileChanged: true` and without their file (in a training format's
+    report.json under `fileChanged`)."""
+    return await archive_response(services, await services.snapshots.selection(scope, name), training)
 
 
 @router.delete("/snapshots/{name}", responses=error_responses(400, 404, 503), summary="Delete a snapshot")

@@ -101,4 +101,7 @@ async def test_format_is_a_metadata_match_everywhere_but_export(client: httpx.As
     assert [item["file"] for item in listed["items"]] == ["a.png"]
     unknown = await client.get("/export", params={"format": "tiff"})
     assert unknown.status_code == 400
-    assert unknown.json()["detail"] == "format must be one of legacy, coco, not 'tiff'."
+    assert (
+        unknown.json()["detail"]
+        == "format must be legacy or one of coco, yolo, imagefolder, hf, webdataset, not 'tiff'."
+    )

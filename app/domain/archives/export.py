@@ -60,14 +60,15 @@ def archive_name(now: datetime | None = None) -> str:
     return f"images-export-{(now or datetime.now(UTC)):%Y-%m-%d}.zip"
 
 
-Batches = Callable[[], AsyncIterator[list[dict[str, Any]]]]
+# Every document, a batch at a time, in the archive's order; with the projection given (None: whole).
+Batches = Callable[[Mapping[str, Any] | None], AsyncIterator[list[dict[str, Any]]]]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Selection:
     """The documents an archive holds: images, or the frozen images of a snapshot."""
 
-    batches: Batches  # every document, a batch at a time, in the archive's order
+    batches: Batches
     # For frozen images: whether the file stored at the path is still the one that was frozen.
     # One that is not goes without its bytes, flagged `fileChanged`: never silently swapped.
     still_same: Callable[[Mapping[str, Any]], Awaitable[bool]] | None = None
@@ -77,15 +78,19 @@ async def export_archive(
     *, store: Store, storage: Storage, scope: Scope, query: ImageQuery, metrics: Metrics
 ) -> AsyncIterator[bytes]:
     """The zip's bytes. Raises before the first byte if the database is unreachable."""
+    return await archive_of(matching(store, scope, query), store=store, storage=storage, metrics=metrics)
+
+
+def matching(store: Store, scope: Scope, query: ImageQuery) -> Selection:
+    """The images the query matches in the caller's scope, in the query's order."""
     condition, sort = scoped(query.filter, scope), query.sort
-    selection = Selection(batches=lambda: store.images.in_order(condition, None, sort, BATCH))
-    return await archive_of(selection, store=store, storage=storage, metrics=metrics)
+    return Selection(batches=lambda projection: store.images.in_order(condition, projection, sort, BATCH))
 
 
 async def archive_of(selection: Selection, *, store: Store, storage: Storage, metrics: Metrics) -> AsyncIterator[bytes]:
     """The zip of any selection of image documents; raises before the first byte as above."""
     store.require_ready()
-    batches = selection.batches()
+    batches = selection.batches(None)
     with store.errors(user_query=True):
         # Read here (not mid-stream): a bad query or an unreachable database fails the request.
         first: list[dict[str, Any]] = await anext(batches, [])

@@ -216,7 +216,10 @@ class SnapshotService:
                 return bool(current.get("checksum") == frozen["checksum"])
             return revision_of(current) == revision_of(frozen)
 
-        return Selection(batches=lambda: self.store.snapshots.frozen(snapshot.id, None, BATCH), still_same=still_same)
+        return Selection(
+            batches=lambda projection: self.store.snapshots.frozen(snapshot.id, projection, BATCH),
+            still_same=still_same,
+        )
 
 
 def _loaded(document: Mapping[str, Any]) -> Snapshot:

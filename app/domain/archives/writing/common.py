@@ -1,0 +1,80 @@
+"""What the format writers share: the metadata besides labels and boxes, and spooled files."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import IO, Any
+
+from app.domain.annotations import Annotations
+from app.domain.archives.export import SPOOL_BYTES, read_spooled
+from app.domain.archives.training import Fields
+
+
+def other_data(document: Mapping[str, Any], fields: Fields, *, keep_labels: bool = False) -> dict[str, Any]:
+    """The image's metadata without its boxes and (unless kept) its labels; an object left empty
+    by that goes too."""
+    data = document.get("data")
+    if not isinstance(data, Mapping):
+        return {}
+    paths = [fields.boxes.split(".")] if keep_labels else [fields.label.split("."), fields.boxes.split(".")]
+    return _without(data, paths)
+
+
+def _without(data: Mapping[str, Any], paths: list[list[str]]) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    for key, value in data.items():
+        if [key] in paths:
+            continue
+        deeper = [path[1:] for path in paths if len(path) > 1 and path[0] == key]
+        if deeper and isinstance(value, Mapping):
+            value = _without(value, deeper)
+            if not value:
+                continue
+        kept[key] = value
+    return kept
+
+
+def data_fields(document: Mapping[str, Any], fields: Fields, why: str) -> Iterable[tuple[str, str]]:
+    """(`data.<key>`, why) for each key of the metadata besides labels and boxes."""
+    return ((f"data.{key}", why) for key in other_data(document, fields))
+
+
+def box_keys(found: Annotations, fields: Fields, keys: Iterable[str], why: str) -> Iterable[tuple[str, str]]:
+    """(`data.<boxes>[].<key>`, why) for each of `keys` that some box holds; `keys` may name
+    `score`, `id`, `polygon`, or `extra` for every other key of a box."""
+    wanted = set(keys)
+    held: set[str] = set()
+    for box in found.boxes:
+        if "score" in wanted and box.score is not None:
+            held.add("score")
+        if "id" in wanted and box.id is not None:
+            held.add("id")
+        if "polygon" in wanted and box.polygon is not None:
+            held.add("polygon")
+        if "extra" in wanted:
+            held.update(box.extra)
+    return ((f"data.{fields.boxes}[].{key}", why) for key in sorted(held))
+
+
+class Spool:
+    """A file built while the images stream, kept in memory until it grows, then on disk."""
+
+    def __init__(self) -> None:
+        # Closed (and so deleted) by close(), when the response ends however it ends.
+        self.file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+        self.count = 0
+
+    def write(self, content: bytes) -> None:
+        self.file.write(content)
+        self.count += 1
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return read_spooled(self.file)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+async def one_chunk(content: bytes) -> AsyncIterator[bytes]:
+    yield content
