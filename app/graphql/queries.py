@@ -11,6 +11,7 @@ from strawberry.scalars import JSON
 from app.domain.datasets.snapshots import IdList as FoundIds
 from app.domain.query import ImageQuery
 from app.graphql.context import Info
+from app.graphql.exports import ExportFormat, ExportFormatArgument, ExportOptions, export_url
 from app.graphql.filters import compile_filter, compile_query
 from app.graphql.inputs import ImageFilter, SortInput, SystemField
 from app.graphql.types import (
@@ -94,6 +95,21 @@ class Query:
             end_cursor=edges[-1].cursor if edges else None,
         )
         return ImageConnection(edges=edges, page_info=info_, query_filter=query.filter)
+
+    @strawberry.field(
+        description="The address of a .zip of the matches of `filter` and `view`, or of `snapshot` as it was frozen, "
+        "in `format`: download it from REST (GraphQL carries no file)."
+    )
+    async def export_url(
+        self,
+        info: Info,
+        format: ExportFormatArgument = ExportFormat.LEGACY,
+        filter: ImageFilter | None = None,
+        view: ViewArgument = None,
+        snapshot: str | None = None,
+        options: ExportOptions | None = None,
+    ) -> str:
+        return await export_url(info, format, filter, view, snapshot, options)
 
     @strawberry.field(description="One image by id.")
     async def image(self, info: Info, id: strawberry.ID) -> Image:

@@ -8,13 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from app.domain.annotations import DEFAULT_BOXES_FIELD, DEFAULT_LABEL_FIELD, field_path
 from app.domain.archives.export import Selection, archive_name, archive_of, matching
 from app.domain.archives.imports import ImportLimits, import_archive
-from app.domain.archives.training import MAX_SHARD_SIZE, Fields, Splits, TrainingExport, named_splits, training_archive
-from app.domain.archives.writing import FORMATS, format_named
+from app.domain.archives.options import export_options, training_export
+from app.domain.archives.training import MAX_SHARD_SIZE, TrainingExport, training_archive
+from app.domain.archives.writing import FORMATS
 from app.domain.query import FIELD_PATH_PATTERN
-from app.errors import BadInput
 from app.rest.deps import BoxesFieldQuery, ImageQueryDep, LabelFieldQuery, ScopeDep, ServicesDep
 from app.rest.downloads import content_disposition
 from app.rest.forms import form_metadata
@@ -76,34 +75,10 @@ async def get_training_export(
     boxes_field: BoxesFieldQuery = None,
 ) -> TrainingExport | None:
     """The training export asked for; None for the legacy archive."""
-    fields = Fields(  # checked whatever the format, so a bad one is never silently ignored
-        label=field_path(label_field, DEFAULT_LABEL_FIELD, what="labelField"),
-        boxes=field_path(boxes_field, DEFAULT_BOXES_FIELD, what="boxesField"),
+    options = export_options(
+        format, split=split, splits=splits, shard_size=shard_size, label_field=label_field, boxes_field=boxes_field
     )
-    if format in (None, "legacy"):
-        if split is not None or splits is not None or shard_size is not None:
-            raise BadInput("split, splits and shardSize apply to the training formats (format=coco, …) only.")
-        return None
-    if shard_size is not None and not 1 <= shard_size <= MAX_SHARD_SIZE:
-        raise BadInput(f"shardSize must be between 1 and {MAX_SHARD_SIZE}.")
-    chosen = format_named(format, shard_size=shard_size)
-    return TrainingExport(format=chosen, fields=fields, splits=await _splits(services, scope, split, splits))
-
-
-async def _splits(services: Services, scope: Any, key: str | None, named: str | None) -> Splits:
-    if key is not None and named is not None:
-        raise BadInput("Give split (a metadata key) or splits (views), not both.")
-    if key is not None:
-        return Splits(key=field_path(key, key, what="split"))
-    if named is None:
-        return Splits()
-    views = []
-    for name, view_name in named_splits(named):
-        view = await services.views.get(scope, view_name)
-        if view.problem is not None:
-            raise BadInput(f"The view {view_name!r} cannot be used: {view.problem}")
-        views.append((name, view.filter))
-    return Splits(views=views)
+    return await training_export(options, views=services.views, scope=scope)
 
 
 TrainingExportDep = Annotated[TrainingExport | None, Depends(get_training_export)]

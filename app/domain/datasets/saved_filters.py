@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from bson import json_util
@@ -50,3 +51,15 @@ def _sendable_text(text: str) -> str:
     if text.isascii():
         return text
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def filter_as_parameter(query_filter: Mapping[str, Any]) -> str:
+    """A checked filter as REST's `filter` parameter reads it back: times as ISO-8601 text and
+    ids as hexadecimal, which the query compiler turns into dates and ids again."""
+    return json.dumps(query_filter, default=_as_text, ensure_ascii=False, separators=(",", ":"))
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)  # an ObjectId: its hexadecimal form
