@@ -9,11 +9,13 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.domain.archives.export import Selection, archive_name, archive_of, matching
-from app.domain.archives.imports import ImportLimits, import_archive
-from app.domain.archives.options import export_options, training_export
+from app.domain.archives.imports import ImportFormat, ImportLimits, import_archive
+from app.domain.archives.options import checked_fields, export_options, training_export
+from app.domain.archives.reading import FORMATS as READ_FORMATS
 from app.domain.archives.training import MAX_SHARD_SIZE, TrainingExport, training_archive
 from app.domain.archives.writing import FORMATS
 from app.domain.query import FIELD_PATH_PATTERN
+from app.errors import BadInput
 from app.rest.deps import BoxesFieldQuery, ImageQueryDep, LabelFieldQuery, ScopeDep, ServicesDep
 from app.rest.downloads import content_disposition
 from app.rest.forms import form_metadata
@@ -24,6 +26,7 @@ router = APIRouter(tags=["archives"])
 
 # The legacy archive (the default), then the training formats.
 EXPORT_FORMATS = ("legacy", *FORMATS)
+IMPORT_FORMATS = ("legacy", *READ_FORMATS)
 SPLITS_PATTERN = r"^[^,:]+:[^,:]+(,[^,:]+:[^,:]+)*$"
 
 ZIP_RESPONSE: dict[int | str, dict[str, Any]] = {
@@ -112,7 +115,7 @@ async def export_images(
     "/import",
     response_model=ImportOut,
     responses=error_responses(400, 413, 503),
-    summary="Import a .zip archive (from /export, or the legacy service's)",
+    summary="Import a .zip archive (from /export, the legacy service's, or a training format's)",
 )
 async def import_images(
     request: Request,
@@ -121,8 +124,22 @@ async def import_images(
     archive: Annotated[UploadFile, File(description="the .zip archive")],
     # Read by form_metadata with any other fields, which are merged into every image's data.
     data: Annotated[str | None, Form(description="metadata for every image, as JSON text")] = None,
+    format: Annotated[
+        str | None,
+        Query(
+            description="how to read the archive: `legacy` (ours or the legacy service's), or a training format:"
+            " `coco`, `yolo` and `hf` are also recognised from the contents, `imagefolder` only when named",
+            json_schema_extra=documented(type="string", enum=list(IMPORT_FORMATS)),
+        ),
+    ] = None,
+    label_field: LabelFieldQuery = None,
+    boxes_field: BoxesFieldQuery = None,
 ) -> JSONResponse:
     settings = services.settings
+    if format is not None and format not in IMPORT_FORMATS:
+        raise BadInput(f"format must be one of {', '.join(IMPORT_FORMATS)}, not {format!r}.")
+    fields = checked_fields(label_field, boxes_field)
+    read_as = ImportFormat(name=format, label_field=fields.label, boxes_field=fields.boxes)
     summary = await import_archive(
         services.uploads,
         scope,
@@ -133,5 +150,6 @@ async def import_images(
             max_entries=settings.import_max_entries,
             max_uncompressed_bytes=settings.import_max_uncompressed_bytes,
         ),
+        format=read_as,
     )
     return JSONResponse(summary.as_json())

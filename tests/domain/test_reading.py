@@ -424,7 +424,15 @@ def test_a_root_hf_metadata_file_is_the_split_all() -> None:
         ),
         (
             jsonl({"file_name": "a.png", "objects": [{"bbox": [0, 0, 1, 1]}]}),
-            "train/metadata.jsonl line 1: objects is a list, not an object of lists",
+            "train/metadata.jsonl line 1: box 0 needs its category as a string (the label), not null.",
+        ),
+        (
+            jsonl({"file_name": "a.png", "objects": ["cat"]}),
+            "train/metadata.jsonl line 1: objects item 0 is a string, not an object with bbox and category.",
+        ),
+        (
+            jsonl({"file_name": "a.png", "objects": "cat"}),
+            "train/metadata.jsonl line 1: objects is a string, not a list of boxes or an object of lists.",
         ),
         (
             jsonl({"file_name": "a.png"}, {"file_name": "a.png"}),

@@ -1,4 +1,8 @@
-"""Import a `.zip` archive: ours from `/export`, or the legacy service's.
+"""Import a `.zip` archive: ours from `/export`, the legacy service's, or a training format's.
+
+A training format (coco, yolo, hf: recognised from the contents, or named; imagefolder only when
+named) is read whole into a checked plan first (app/domain/archives/reading/), so a bad
+annotation file is a 400 with nothing written; then its images are written as new files are.
 
 With `mongodb_data.json` the documents are restored (their `_id`, `time` and `data`, upserted by
 file and owner); archive files it does not list, or any file when there is no such JSON, become
@@ -29,6 +33,8 @@ import ijson
 from anyio import to_thread
 from bson import ObjectId
 
+from app.domain.annotations import DEFAULT_BOXES_FIELD, DEFAULT_LABEL_FIELD
+from app.domain.archives import reading
 from app.domain.archives.export import JSON_NAME, XLSX_NAME
 from app.domain.images.uploads import NewImage, Uploads
 from app.domain.metadata import parse_object_id, parse_time
@@ -82,6 +88,16 @@ class _Restored:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True, kw_only=True)
+class ImportFormat:
+    """How to read the archive: `legacy`, a training format, or None to tell from its contents
+    (a training format only when it shows one; `imagefolder` is never guessed)."""
+
+    name: str | None = None
+    label_field: str = DEFAULT_LABEL_FIELD
+    boxes_field: str = DEFAULT_BOXES_FIELD
+
+
 async def import_archive(
     images: Uploads,
     scope: Scope,
@@ -90,9 +106,10 @@ async def import_archive(
     archive_name: str,
     extra_data: dict[str, Any],
     limits: ImportLimits,
+    format: ImportFormat | None = None,
 ) -> ImportSummary:
     with images.metrics.archive("import"):
-        return await _import_archive(images, scope, archive, archive_name, extra_data, limits)
+        return await _import_archive(images, scope, archive, archive_name, extra_data, limits, format or ImportFormat())
 
 
 async def _import_archive(
@@ -102,12 +119,22 @@ async def _import_archive(
     archive_name: str,
     extra_data: dict[str, Any],
     limits: ImportLimits,
+    format: ImportFormat,
 ) -> ImportSummary:
     summary = ImportSummary(file=archive_name)
     zip_file = await to_thread.run_sync(_open_zip, archive)
     with ExitStack() as stack:
         stack.callback(zip_file.close)
         entries = await to_thread.run_sync(_inventory, zip_file, limits)
+        name = format.name if format.name is not None else reading.recognised(entries)
+        if name not in (None, "legacy"):
+            planned = await to_thread.run_sync(
+                lambda: reading.plan(
+                    zip_file, entries, name, label_field=format.label_field, boxes_field=format.boxes_field
+                )
+            )
+            await _import_planned(images, scope, zip_file, planned, extra_data, summary)
+            return summary
         has_json = JSON_NAME in entries
         parser = FAST_PARSER
         if has_json:
@@ -156,6 +183,31 @@ async def _import_archive(
                 )
             await _import_batch(images, scope, news, summary)
     return summary
+
+
+async def _import_planned(
+    images: Uploads,
+    scope: Scope,
+    zip_file: zipfile.ZipFile,
+    planned: list[reading.Planned],
+    extra_data: dict[str, Any],
+    summary: ImportSummary,
+) -> None:
+    """A training format's images, checked whole already, written as new files are."""
+    for start in range(0, len(planned), LOOKUP_BATCH):
+        batch = planned[start : start + LOOKUP_BATCH]
+        fresh = await _fresh_paths(images, scope, [image.file for image in batch])
+        news = [
+            NewImage(
+                source=_entry(zip_file, image.entry),
+                length=image.entry.file_size,
+                file=image.file,
+                data={**image.data, **extra_data},
+                known_new=image.file in fresh,
+            )
+            for image in batch
+        ]
+        await _import_batch(images, scope, news, summary)
 
 
 def _no_documents() -> Generator[_Restored, None, None]:

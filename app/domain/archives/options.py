@@ -31,10 +31,7 @@ def export_options(
 ) -> ExportOptions:
     """The options, or BadInput saying which is wrong; each is checked even where it is unused,
     so a mistyped one is never silently ignored."""
-    fields = Fields(
-        label=field_path(label_field, DEFAULT_LABEL_FIELD, what="labelField"),
-        boxes=field_path(boxes_field, DEFAULT_BOXES_FIELD, what="boxesField"),
-    )
+    fields = checked_fields(label_field, boxes_field)
     if format in (None, "legacy"):
         if split is not None or splits is not None or shard_size is not None:
             raise BadInput("split, splits and shardSize apply to the training formats (format=coco, …) only.")
@@ -46,6 +43,14 @@ def export_options(
         raise BadInput("Give split (a metadata key) or splits (views), not both.")
     key = None if split is None else field_path(split, split, what="split")
     return ExportOptions(format=chosen, fields=fields, split=key, splits=[] if splits is None else named_splits(splits))
+
+
+def checked_fields(label_field: str | None, boxes_field: str | None) -> Fields:
+    """Where the labels and boxes are read (exports) or written (imports); defaults `label`, `boxes`."""
+    return Fields(
+        label=field_path(label_field, DEFAULT_LABEL_FIELD, what="labelField"),
+        boxes=field_path(boxes_field, DEFAULT_BOXES_FIELD, what="boxesField"),
+    )
 
 
 async def training_export(options: ExportOptions, *, views: ViewService, scope: Scope) -> TrainingExport | None:

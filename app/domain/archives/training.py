@@ -66,6 +66,15 @@ class Splits:
     key: str | None = None  # under `data`
     views: Sequence[tuple[str, Mapping[str, Any]]] = ()  # (split, the view's filter)
 
+    def carried(self, document: dict[str, Any]) -> dict[str, Any]:
+        """The document as its formats see it: a split key is carried by the layout (the split's
+        folder or file), so it is taken out of the metadata, and an import of the archive puts it
+        back (`split`)."""
+        data = document.get("data")
+        if self.key is None or not isinstance(data, Mapping):
+            return document
+        return {**document, "data": without_path(data, self.key.split("."))}
+
     def of(self, document: Mapping[str, Any]) -> list[str]:
         """The splits the document is in: one, none, or (views only) several."""
         if self.key is not None:
@@ -173,6 +182,7 @@ async def _survey(selection: Selection, export: TrainingExport) -> Survey:
                     "the views named in splits must not overlap."
                 )
             counts[splits[0]] += 1
+            document = export.splits.carried(document)
             found = read_annotations(document, export.fields)
             export.format.check(document, found, export.fields)
             data_keys.update(dict.fromkeys(document.get("data") or {}))
@@ -198,6 +208,21 @@ async def _survey(selection: Selection, export: TrainingExport) -> Survey:
 def _box_keys(box: Box) -> list[str]:
     named = [name for name in ("score", "id", "polygon") if getattr(box, name) is not None]
     return [*named, *box.extra]
+
+
+def without_path(data: Mapping[str, Any], path: list[str]) -> dict[str, Any]:
+    """`data` without the value at `path` (its dotted parts); an object it leaves empty goes too."""
+    kept = dict(data)
+    head, rest = path[0], path[1:]
+    if not rest:
+        kept.pop(head, None)
+    elif isinstance(kept.get(head), Mapping):
+        inner = without_path(kept[head], rest)
+        if inner:
+            kept[head] = inner
+        else:
+            kept.pop(head)
+    return kept
 
 
 def _split_value(value: Any, document: Mapping[str, Any], key: str) -> str:
@@ -268,6 +293,7 @@ async def _samples(
             for document in batch:
                 if export.splits.of(document) != [split]:
                     continue
+                document = export.splits.carried(document)
                 sample = await _opened(selection, document, export.fields, left, storage)
                 if sample is None:
                     continue

@@ -5,10 +5,13 @@
     metadata.jsonl              at the root: the split `all`, its images beside it
 
 Only `metadata.jsonl` is read, never `metadata.csv` (a CSV cannot hold the objects). Each line's
-keys but `file_name` and `objects` become the image's metadata as they are. `objects` holds
-lists of one item per box: `bbox` ([x, y, w, h] in pixels, COCO's order), `category` (the
-label: a string; integer class ids with their names elsewhere are not read), and any other key
-whose item, when not null, is kept on the box (`id`, `score`, `polygon`, ...). It becomes the
+keys but `file_name` and `objects` become the image's metadata as they are, but for nulls: the
+service's own export writes every column on every line, null where an image has no such key,
+so a null is read as the key's absence. `objects` is either a list with one object per box
+(the service's export) or Hugging Face's other style, an object of lists with one item per box;
+either way a box has `bbox` ([x, y, w, h] in pixels, COCO's order), `category` (the label: a
+string; integer class ids with their names elsewhere are not read), and any other key whose
+value, when not null, is kept on the box (`id`, `score`, `polygon`, ...). It becomes the
 boxes field unless the line already holds that field itself, which then wins. Images that no
 line names are not planned: here the metadata is the list of the split's images.
 """
@@ -71,7 +74,7 @@ def _image(
     entry = entries.get(folder + file_name)
     if entry is None:
         raise BadInput(f"{where} names {file_name!r}, which is not in the archive (as {folder}{file_name}).")
-    data = {key: value for key, value in line.items() if key not in LINE_KEYS}
+    data = {key: value for key, value in line.items() if key not in LINE_KEYS and value is not None}
     objects = line.get("objects")
     if objects is not None and not holds(data, fields.boxes):
         boxes = _boxes(zip_file, entry, objects, where=where)
@@ -81,8 +84,10 @@ def _image(
 
 
 def _boxes(zip_file: zipfile.ZipFile, entry: zipfile.ZipInfo, objects: Any, *, where: str) -> list[dict[str, Any]]:
+    if isinstance(objects, list):
+        objects = _by_key(objects, where=where)
     if not isinstance(objects, dict):
-        raise BadInput(f"{where}: objects is {kind(objects)}, not an object of lists (bbox, category, ...).")
+        raise BadInput(f"{where}: objects is {kind(objects)}, not a list of boxes or an object of lists.")
     for key in ("bbox", "category"):
         if not isinstance(objects.get(key), list):
             raise BadInput(f"{where}: objects needs {key} as a list, not {kind(objects.get(key))}.")
@@ -110,3 +115,13 @@ def _boxes(zip_file: zipfile.ZipFile, entry: zipfile.ZipInfo, objects: Any, *, w
         x, y, w, h = bbox
         boxes.append(box(label=label, x=x, y=y, w=w, h=h, extra=extra, width=width, height=height, where=box_where))
     return boxes
+
+
+def _by_key(objects: list[Any], *, where: str) -> dict[str, list[Any]]:
+    """A list of box objects as the object of lists Hugging Face's other style writes."""
+    keys: dict[str, None] = {"bbox": None, "category": None}
+    for index, item in enumerate(objects):
+        if not isinstance(item, dict):
+            raise BadInput(f"{where}: objects item {index} is {kind(item)}, not an object with bbox and category.")
+        keys.update(dict.fromkeys(item))
+    return {key: [item.get(key) for item in objects] for key in keys}

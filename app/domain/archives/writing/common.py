@@ -8,7 +8,7 @@ from typing import IO, Any
 
 from app.domain.annotations import Annotations
 from app.domain.archives.export import SPOOL_BYTES, read_spooled
-from app.domain.archives.training import Fields
+from app.domain.archives.training import Fields, without_path
 
 
 def other_data(document: Mapping[str, Any], fields: Fields, *, keep_labels: bool = False) -> dict[str, Any]:
@@ -17,22 +17,8 @@ def other_data(document: Mapping[str, Any], fields: Fields, *, keep_labels: bool
     data = document.get("data")
     if not isinstance(data, Mapping):
         return {}
-    paths = [fields.boxes.split(".")] if keep_labels else [fields.label.split("."), fields.boxes.split(".")]
-    return _without(data, paths)
-
-
-def _without(data: Mapping[str, Any], paths: list[list[str]]) -> dict[str, Any]:
-    kept: dict[str, Any] = {}
-    for key, value in data.items():
-        if [key] in paths:
-            continue
-        deeper = [path[1:] for path in paths if len(path) > 1 and path[0] == key]
-        if deeper and isinstance(value, Mapping):
-            value = _without(value, deeper)
-            if not value:
-                continue
-        kept[key] = value
-    return kept
+    kept = without_path(data, fields.boxes.split("."))
+    return kept if keep_labels else without_path(kept, fields.label.split("."))
 
 
 def data_fields(document: Mapping[str, Any], fields: Fields, why: str) -> Iterable[tuple[str, str]]:
