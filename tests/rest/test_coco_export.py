@@ -105,3 +105,14 @@ async def test_format_is_a_metadata_match_everywhere_but_export(client: httpx.As
         unknown.json()["detail"]
         == "format must be legacy or one of coco, yolo, imagefolder, hf, webdataset, not 'tiff'."
     )
+
+
+async def test_a_category_takes_the_supercategory_its_boxes_name(client: httpx.AsyncClient) -> None:
+    await stored(client, "a.png", {"boxes": [CAT]})
+    await stored(client, "b.png", {"boxes": [{**CAT, "supercategory": "animal"}, {**CAT, "label": "car"}]})
+    instances = json.loads((await exported(client, sort="file")).read("annotations/instances_all.json"))
+    assert instances["categories"] == [
+        {"id": 1, "name": "car", "supercategory": ""},
+        {"id": 2, "name": "cat", "supercategory": "animal"},
+    ]
+    assert all("attributes" not in annotation for annotation in instances["annotations"])

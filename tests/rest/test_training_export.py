@@ -269,3 +269,14 @@ async def test_a_snapshot_exports_in_a_training_format_as_it_was(client: httpx.A
     instances = json.loads(archive.read("annotations/instances_all.json"))
     assert [category["name"] for category in instances["categories"]] == ["cat"]
     assert sorted(image["labels"][0] for image in instances["images"]) == ["cat", "dog"]
+
+
+async def test_a_snapshot_image_whose_bytes_changed_since_is_left_out_and_reported(client: httpx.AsyncClient) -> None:
+    await stored(client, "a.png", {"boxes": [CAT]})
+    await stored(client, "b.png", {"boxes": [DOG]})
+    assert (await client.post("/snapshots", json={"name": "v1"})).status_code == 201
+    await stored(client, "b.png", {"boxes": [DOG]}, width=60)  # new bytes at the same path
+    archive = await exported(client, "yolo", path="/snapshots/v1/export")
+    assert "images/all/a.png" in archive.namelist() and "images/all/b.png" not in archive.namelist()
+    report = report_of(archive)
+    assert (report["fileChanged"], report["splits"]) == (["b.png"], {"all": {"images": 1}})

@@ -188,11 +188,9 @@ async def _survey(selection: Selection, export: TrainingExport) -> Survey:
             data_keys.update(dict.fromkeys(document.get("data") or {}))
             for box in found.boxes:
                 box_keys.update(_box_keys(box))
-                supercategory = box.extra.get("supercategory")
-                if isinstance(supercategory, str) and supercategory:
-                    supercategories.setdefault(box.label, supercategory)
-                else:
-                    supercategories.setdefault(box.label, "")
+                named = box.extra.get("supercategory")
+                # The first box of the label that names one gives its category's.
+                supercategories[box.label] = supercategories.get(box.label) or (named if isinstance(named, str) else "")
     order = [name for name, _ in export.splits.views] if export.splits.views else sorted(counts)
     categories = {label: supercategories[label] for label in sorted(supercategories)}
     return Survey(
