@@ -4,12 +4,12 @@ whether the service's peak memory stays flat as the dataset grows.
 For each image count it seeds a fresh database and uploads folder (~`--size-kb` noise PNGs, each
 image with a label, two to four boxes, and a `subset` of train/val/test), starts the real service
 as a process of its own (so its memory can be read from /proc), and then, `--rounds` times,
-downloads the plain export and each format's (split by `subset`), in an order rotated each round
+downloads the plain export and each format's (split by `subset` unless `--split ''`), in an order rotated each round
 so none always runs first on a warm cache. Every archive is saved and checked: a valid zip whose
 report.json counts every image (the plain export: one entry per image plus its two files).
 
     .venv/bin/python -m bench.bench_formats [--images 2000 10000] [--rounds 2] [--size-kb 20]
-                                            [--formats coco yolo imagefolder hf webdataset]
+                                            [--formats coco yolo imagefolder hf webdataset] [--split KEY]
 
 Figures: images/s per format, its ratio to the plain export's in the same round (the median of
 the rounds), and the service's peak RSS during the download (VmHWM, reset before each). It
@@ -98,8 +98,10 @@ def seed(collection: Any, uploads: Path, count: int, blobs: list[Blob]) -> None:
             batch = []
 
 
-def download(http: httpx.Client, service: Service, name: str, archive: Path, images: int) -> Download | str:
-    params = {} if name == PLAIN else {"format": name, "split": "subset"}
+def download(
+    http: httpx.Client, service: Service, name: str, archive: Path, images: int, split: str | None
+) -> Download | str:
+    params = {} if name == PLAIN else {"format": name, **({"split": split} if split else {})}
     with PhaseWatch(service.peaks) as watch, archive.open("wb") as out:
         started = time.perf_counter()
         with http.stream("GET", "/export", params=params, timeout=LONG_REQUEST) as response:
@@ -129,7 +131,7 @@ def check(archive: Path, name: str, images: int) -> str | None:
     return None if written == images else f"report.json counts {written} images, expected {images}"
 
 
-def run_count(images: int, names: list[str], rounds: int, blobs: list[Blob]) -> CountResult:
+def run_count(images: int, names: list[str], rounds: int, blobs: list[Blob], split: str | None) -> CountResult:
     result = CountResult(images=images, downloads={name: [] for name in names})
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-formats-{images}-")))
@@ -150,7 +152,7 @@ def run_count(images: int, names: list[str], rounds: int, blobs: list[Blob]) -> 
                 order = names[round_number % len(names) :] + names[: round_number % len(names)]
                 for name in order:
                     progress(f"[{images}] round {round_number + 1}: {name}")
-                    done = download(http, service, name, workdir / "export.zip", images)
+                    done = download(http, service, name, workdir / "export.zip", images, split)
                     if isinstance(done, str):
                         result.problems.append(done)
                         progress(f"[{images}] !!! {done}")
@@ -195,10 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--size-kb", type=int, default=20)
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
+    parser.add_argument("--split", default="subset", help="the split key (train/val/test); '' for one split, all")
     args = parser.parse_args(argv)
     names = [PLAIN, *args.formats]
     blobs = noise_pngs(50, args.size_kb * 1024, random.Random(1))
-    results = [run_count(images, names, args.rounds, blobs) for images in args.images]
+    results = [run_count(images, names, args.rounds, blobs, args.split or None) for images in args.images]
     print(render(results, names))
     return 1 if any(result.problems for result in results) else 0
 

@@ -7,6 +7,7 @@ import gc
 import io
 import json
 import os
+import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -280,3 +281,29 @@ async def test_a_snapshot_image_whose_bytes_changed_since_is_left_out_and_report
     assert "images/all/a.png" in archive.namelist() and "images/all/b.png" not in archive.namelist()
     report = report_of(archive)
     assert (report["fileChanged"], report["splits"]) == (["b.png"], {"all": {"images": 1}})
+
+
+async def test_a_number_and_its_text_in_the_split_key_are_a_400(client: httpx.AsyncClient) -> None:
+    await stored(client, "a.png", {"fold": 1})
+    await stored(client, "b.png", {"fold": "1"})
+    response = await client.get("/export", params={"format": "webdataset", "split": "fold", "sort": "file"})
+    assert response.status_code == 400
+    assert response.json()["detail"] == "data.fold holds both 1 and '1', which would name the same split."
+
+
+async def test_webdataset_shards_each_hold_one_split(client: httpx.AsyncClient, tmp_path: Path) -> None:
+    for number in range(6):
+        await stored(client, f"{number}.png", {"fold": number % 2, "n": number})
+    archive = await exported(client, "webdataset", split="fold", shardSize="2", sort="data.n")
+    assert sorted(name for name in archive.namelist() if name.endswith(".tar")) == [
+        "0/shard-000000.tar",
+        "0/shard-000001.tar",
+        "1/shard-000000.tar",
+        "1/shard-000001.tar",
+    ]
+    for fold in ("0", "1"):
+        files = []
+        for shard in ("shard-000000.tar", "shard-000001.tar"):
+            with tarfile.open(fileobj=io.BytesIO(archive.read(f"{fold}/{shard}"))) as tar:
+                files += [json.load(tar.extractfile(member))["file"] for member in tar if member.name.endswith(".json")]  # type: ignore[arg-type]
+        assert files == [f"{number}.png" for number in range(int(fold), 6, 2)]

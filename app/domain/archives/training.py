@@ -75,6 +75,12 @@ class Splits:
             return document
         return {**document, "data": without_path(data, self.key.split("."))}
 
+    def condition(self, split: str, survey: Survey) -> Mapping[str, Any]:
+        """A filter the database can narrow a split's pass with (`of` still decides)."""
+        if self.key is not None:
+            return {f"data.{self.key}": survey.values[split]}
+        return dict(self.views).get(split, {})
+
     def of(self, document: Mapping[str, Any]) -> list[str]:
         """The splits the document is in: one, none, or (views only) several."""
         if self.key is not None:
@@ -96,6 +102,7 @@ class Survey:
     counts: dict[str, int]
     categories: dict[str, str]  # box label -> supercategory ("" when none), in sorted order
     unsplit: int
+    values: dict[str, Any] = field(default_factory=dict)  # split -> the metadata value naming it (split by key)
     data_keys: list[str] = field(default_factory=list)  # the metadata's top-level keys, first seen first
     box_keys: list[str] = field(default_factory=list)  # `score`, `id`, `polygon` and other box keys, sorted
 
@@ -104,6 +111,7 @@ class Survey:
 class Sample:
     """One image of a split, its file opened."""
 
+    split: str
     document: dict[str, Any]
     annotations: Annotations
     file: str
@@ -116,11 +124,12 @@ class Sample:
 class Writer(Protocol):
     """One export in one format: the members it writes from the samples."""
 
-    def members(self, split: str, samples: AsyncIterator[Sample]) -> AsyncIterator[Member]:
-        """The split's members, consuming its samples."""
+    def members(self, samples: AsyncIterator[Sample]) -> AsyncIterator[Member]:
+        """The members of the samples (of every split in turn, or of one split: see
+        `Format.split_by_split`), consuming them."""
 
     def closing(self) -> AsyncIterator[Member]:
-        """The members after every split (class lists, dataset descriptions)."""
+        """The members after every image (per-split lists, class lists, dataset descriptions)."""
 
     def summary(self) -> dict[str, Any]:
         """Format-specific counts for the report."""
@@ -139,6 +148,11 @@ class Format:
     # (field, why) for each part of the image's metadata the format leaves out.
     not_carried: Callable[[Mapping[str, Any], Annotations, Fields], Iterable[tuple[str, str]]]
     writer: Callable[[Survey, Fields], Writer]
+    # Whether a split's members must be consecutive (a WebDataset shard holds one split's
+    # samples, and a zip member is written whole before the next): then each split is read in
+    # a pass of its own, narrowed by the database where it can; else the images are read once,
+    # the splits mixed, which costs one read of the selection whatever the number of splits.
+    split_by_split: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,6 +183,7 @@ async def _survey(selection: Selection, export: TrainingExport) -> Survey:
     unsplit = 0
     data_keys: dict[str, None] = {}
     box_keys: set[str] = set()
+    values: dict[str, Any] = {}
     # A view's filter may read any field; a key or no split, the metadata and size only.
     async for batch in selection.batches(None if export.splits.views else SURVEYED):
         for document in batch:
@@ -182,6 +197,8 @@ async def _survey(selection: Selection, export: TrainingExport) -> Survey:
                     "the views named in splits must not overlap."
                 )
             counts[splits[0]] += 1
+            if export.splits.key is not None:
+                _same_value(values, splits[0], value_at(document["data"], export.splits.key), export.splits.key)
             document = export.splits.carried(document)
             found = read_annotations(document, export.fields)
             export.format.check(document, found, export.fields)
@@ -198,6 +215,7 @@ async def _survey(selection: Selection, export: TrainingExport) -> Survey:
         counts=dict(counts),
         categories=categories,
         unsplit=unsplit,
+        values=values,
         data_keys=list(data_keys),
         box_keys=sorted(box_keys),
     )
@@ -221,6 +239,13 @@ def without_path(data: Mapping[str, Any], path: list[str]) -> dict[str, Any]:
         else:
             kept.pop(head)
     return kept
+
+
+def _same_value(values: dict[str, Any], split: str, value: Any, key: str) -> None:
+    """One value per split: `1` and `"1"` would name one folder, yet a filter tells them apart."""
+    seen = values.setdefault(split, value)
+    if type(seen) is not type(value):
+        raise BadInput(f"data.{key} holds both {seen!r} and {value!r}, which would name the same split.")
 
 
 def _split_value(value: Any, document: Mapping[str, Any], key: str) -> str:
@@ -268,9 +293,10 @@ async def _members(
     store: Store,
     storage: Storage,
 ) -> AsyncIterator[Member]:
-    for split in survey.splits:
-        if survey.counts.get(split):
-            async for member in writer.members(split, _samples(selection, export, split, writer, left, store, storage)):
+    passes = [[split] for split in survey.splits] if export.format.split_by_split else [survey.splits]
+    for splits in passes:
+        if any(survey.counts.get(split) for split in splits):
+            async for member in writer.members(_samples(selection, export, splits, survey, left, store, storage)):
                 yield member
     async for member in writer.closing():
         yield member
@@ -280,29 +306,33 @@ async def _members(
 async def _samples(
     selection: Selection,
     export: TrainingExport,
-    split: str,
-    writer: Writer,
+    splits: list[str],
+    survey: Survey,
     left: _Left,
     store: Store,
     storage: Storage,
 ) -> AsyncIterator[Sample]:
+    if len(splits) == 1 and len(survey.splits) > 1:
+        selection = selection.narrowed(export.splits.condition(splits[0], survey))
     with store.errors():
         async for batch in selection.batches(None):
             for document in batch:
-                if export.splits.of(document) != [split]:
+                found = export.splits.of(document)
+                # The split is decided here whatever the database narrowed: one evaluator for every pass.
+                if len(found) != 1 or found[0] not in splits:
                     continue
                 document = export.splits.carried(document)
-                sample = await _opened(selection, document, export.fields, left, storage)
+                sample = await _opened(selection, found[0], document, export.fields, left, storage)
                 if sample is None:
                     continue
-                left.written[split] += 1
+                left.written[found[0]] += 1
                 for carried in export.format.not_carried(document, sample.annotations, export.fields):
                     left.not_carried[carried] = left.not_carried.get(carried, 0) + 1
                 yield sample
 
 
 async def _opened(
-    selection: Selection, document: dict[str, Any], fields: Fields, left: _Left, storage: Storage
+    selection: Selection, split: str, document: dict[str, Any], fields: Fields, left: _Left, storage: Storage
 ) -> Sample | None:
     key, pending = document["file"], document.get(replacement.PENDING)
     if selection.still_same is not None and not await selection.still_same(document):
@@ -318,6 +348,7 @@ async def _opened(
         return (await replacement.open_stored(storage, key, pending)).chunks
 
     return Sample(
+        split=split,
         document=document,
         annotations=read_annotations(document, fields),
         file=key,

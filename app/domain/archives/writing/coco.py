@@ -39,29 +39,31 @@ class CocoWriter:
         self._fields = fields
         self._categories = {label: number for number, label in enumerate(survey.categories, start=1)}
         self._supercategories = survey.categories
+        self._splits = survey.splits
         self._images = 0
         self._annotations = 0
-        self._spools: list[Spool] = []
+        self._spools: dict[str, tuple[Spool, Spool]] = {}  # split -> its images, its annotations
 
     def summary(self) -> dict[str, Any]:
         return {"images": self._images, "annotations": self._annotations}
 
-    async def members(self, split: str, samples: AsyncIterator[Sample]) -> AsyncIterator[Member]:
-        images, annotations = Spool(), Spool()
-        self._spools += [images, annotations]
+    async def members(self, samples: AsyncIterator[Sample]) -> AsyncIterator[Member]:
         async for sample in samples:
-            self._write(sample, images, annotations)
-            yield f"images/{split}/{sample.file}", sample.time, FILE_MODE, ZIP_64, sample.chunks
-        name = f"annotations/instances_{split}.json"
-        yield name, datetime.now(UTC), FILE_MODE, ZIP_64, self._instances(images, annotations)
+            if sample.split not in self._spools:
+                self._spools[sample.split] = (Spool(), Spool())
+            self._write(sample, *self._spools[sample.split])
+            yield f"images/{sample.split}/{sample.file}", sample.time, FILE_MODE, ZIP_64, sample.chunks
 
     async def closing(self) -> AsyncIterator[Member]:
-        return
-        yield
+        for split in self._splits:
+            if split in self._spools:
+                name = f"annotations/instances_{split}.json"
+                yield name, datetime.now(UTC), FILE_MODE, ZIP_64, self._instances(*self._spools[split])
 
     def close(self) -> None:
-        for spool in self._spools:
-            spool.close()
+        for spools in self._spools.values():
+            for spool in spools:
+                spool.close()
 
     def _write(self, sample: Sample, images: Spool, annotations: Spool) -> None:
         self._images += 1

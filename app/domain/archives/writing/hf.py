@@ -54,7 +54,8 @@ class HfWriter:
         # set of features across the lines and the splits' metadata files.
         self._columns = [key for key in survey.data_keys if key not in (*RESERVED, fields.boxes)]
         self._box_keys = [key for key in survey.box_keys if key not in BOX_KEYS]
-        self._spools: list[Spool] = []
+        self._splits = survey.splits
+        self._spools: dict[str, Spool] = {}  # split -> its metadata.jsonl
         self._boxes = 0
         self._valued: dict[str, set[str]] = {}  # split -> the columns some line of it gives a value
 
@@ -73,23 +74,22 @@ class HfWriter:
                 found.append({"column": column, "splits": empty})
         return found
 
-    async def members(self, split: str, samples: AsyncIterator[Sample]) -> AsyncIterator[Member]:
-        lines = Spool()
-        self._spools.append(lines)
-        valued = self._valued.setdefault(split, set())
+    async def members(self, samples: AsyncIterator[Sample]) -> AsyncIterator[Member]:
         async for sample in samples:
+            if sample.split not in self._spools:
+                self._spools[sample.split] = Spool()
             line = self._line(sample)
-            valued.update(_valued_columns(line))
-            lines.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
-            yield f"{split}/{sample.file}", sample.time, FILE_MODE, ZIP_64, sample.chunks
-        yield f"{split}/metadata.jsonl", datetime.now(UTC), FILE_MODE, ZIP_64, lines.chunks()
+            self._valued.setdefault(sample.split, set()).update(_valued_columns(line))
+            self._spools[sample.split].write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
+            yield f"{sample.split}/{sample.file}", sample.time, FILE_MODE, ZIP_64, sample.chunks
 
     async def closing(self) -> AsyncIterator[Member]:
-        return
-        yield
+        for split in self._splits:
+            if split in self._spools:
+                yield f"{split}/metadata.jsonl", datetime.now(UTC), FILE_MODE, ZIP_64, self._spools[split].chunks()
 
     def close(self) -> None:
-        for spool in self._spools:
+        for spool in self._spools.values():
             spool.close()
 
     def _line(self, sample: Sample) -> dict[str, Any]:

@@ -43,13 +43,13 @@ class ImageFolderWriter:
     def summary(self) -> dict[str, Any]:
         return {"files": self._copies}
 
-    async def members(self, split: str, samples: AsyncIterator[Sample]) -> AsyncIterator[Member]:
+    async def members(self, samples: AsyncIterator[Sample]) -> AsyncIterator[Member]:
         async for sample in samples:
             labels = list(dict.fromkeys(sample.annotations.labels)) or [UNLABELLED]
             for number, label in enumerate(labels):
                 self._copies += 1
                 chunks = sample.chunks if number == 0 else await sample.reopen()
-                yield f"{split}/{label}/{sample.file}", sample.time, FILE_MODE, ZIP_64, chunks
+                yield f"{sample.split}/{label}/{sample.file}", sample.time, FILE_MODE, ZIP_64, chunks
 
     async def closing(self) -> AsyncIterator[Member]:
         return

@@ -48,12 +48,13 @@ class WebDatasetWriter:
     def summary(self) -> dict[str, Any]:
         return {"shards": self._shards, "shardSize": self._shard_size}
 
-    async def members(self, split: str, samples: AsyncIterator[Sample]) -> AsyncIterator[Member]:
+    async def members(self, samples: AsyncIterator[Sample]) -> AsyncIterator[Member]:
+        """One split's shards (the format is read split by split)."""
         pending = _Pending(samples)
         number = 0
         while await pending.more():
             self._shards += 1
-            first = pending.next_time()
+            split, first = pending.next_split_and_time()
             yield f"{split}/shard-{number:06d}.tar", first, FILE_MODE, ZIP_64, self._shard(pending, number)
             number += 1
 
@@ -90,9 +91,9 @@ class _Pending:
             self._next = await anext(self._samples, None)
         return self._next is not None
 
-    def next_time(self) -> datetime:
+    def next_split_and_time(self) -> tuple[str, datetime]:
         assert self._next is not None
-        return self._next.time
+        return self._next.split, self._next.time
 
     async def take(self) -> Sample | None:
         await self.more()
@@ -137,4 +138,5 @@ def webdataset(shard_size: int = DEFAULT_SHARD_SIZE) -> Format:
         check=check,
         not_carried=not_carried,
         writer=lambda survey, fields: WebDatasetWriter(survey, fields, shard_size),
+        split_by_split=True,
     )

@@ -57,18 +57,17 @@ def label_path(split: str, file: str) -> str:
 class YoloWriter:
     def __init__(self, survey: Survey, fields: Fields) -> None:
         self._classes = {label: number for number, label in enumerate(survey.categories)}
-        self._splits: list[str] = []
+        self._splits = [split for split in survey.splits if survey.counts.get(split)]
         self._boxes = 0
 
     def summary(self) -> dict[str, Any]:
         return {"boxes": self._boxes}
 
-    async def members(self, split: str, samples: AsyncIterator[Sample]) -> AsyncIterator[Member]:
-        self._splits.append(split)
+    async def members(self, samples: AsyncIterator[Sample]) -> AsyncIterator[Member]:
         async for sample in samples:
-            yield f"images/{split}/{sample.file}", sample.time, FILE_MODE, ZIP_64, sample.chunks
+            yield f"images/{sample.split}/{sample.file}", sample.time, FILE_MODE, ZIP_64, sample.chunks
             lines = self._lines(sample)
-            yield label_path(split, sample.file), sample.time, FILE_MODE, ZIP_64, one_chunk(lines)
+            yield label_path(sample.split, sample.file), sample.time, FILE_MODE, ZIP_64, one_chunk(lines)
 
     async def closing(self) -> AsyncIterator[Member]:
         yield "data.yaml", datetime.now(UTC), FILE_MODE, ZIP_64, one_chunk(self._data_yaml())
