@@ -6,7 +6,7 @@ one column per metadata key, nested keys flattened to dotted names).
 
 The selection is read once, a batch at a time, found through the store as a list page is (so
 as fast as the engine finds the matches). Memory stays bounded whatever the dataset: file
-bytes come from the storage stream and the zip from stream-zip, chunk by chunk. While the
+bytes come from the storage stream and the zip is written as it streams (zipping.py). While the
 images go out, the JSON is written to a spooled temporary file (it follows them in the
 archive), and each image's spreadsheet row to another; the workbook is built from those rows in
 openpyxl's write-only mode once its columns are known. None of them is ever the whole archive.
@@ -18,7 +18,6 @@ import json
 import logging
 import re
 import tempfile
-import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -26,8 +25,8 @@ from typing import IO, Any
 
 import bson
 from anyio import to_thread
-from stream_zip import ZIP_64, async_stream_zip
 
+from app.domain.archives.zipping import FILE_MODE, Member, zipped
 from app.domain.query import ImageQuery, all_of, scoped
 from app.domain.scope import Scope
 from app.domain.writes import replacement
@@ -42,10 +41,6 @@ log = logging.getLogger(__name__)
 
 JSON_NAME = "mongodb_data.json"
 XLSX_NAME = "mongodb_data.xlsx"
-FILE_MODE = 0o100644
-# Images are compressed already; deflate's fastest level keeps the zip standard (every reader
-# takes it) without spending CPU on bytes that will not shrink.
-COMPRESSION_LEVEL = 1
 SPOOL_BYTES = 8 * 1024 * 1024
 BATCH = 200  # documents read at a time
 ROW_BATCH = 500
@@ -130,22 +125,6 @@ async def _zip_chunks(
         state.close()
 
 
-Member = tuple[str, datetime, int, Any, AsyncIterator[bytes]]
-
-
-async def zipped(members: AsyncIterator[Member], metrics: Metrics) -> AsyncIterator[bytes]:
-    """The zip of `members` (name, time, mode, method, bytes), chunk by chunk, as it is built."""
-    # Timed from the first byte to the last: an export refused up front is no archive.
-    with metrics.archive("export"):
-        chunks = async_stream_zip(
-            members,
-            chunk_size=CHUNK_SIZE,
-            get_compressobj=lambda: zlib.compressobj(level=COMPRESSION_LEVEL, wbits=-zlib.MAX_WBITS),
-        )
-        async for chunk in chunks:
-            yield chunk
-
-
 class _ExportState:
     """What the first pass learns for the two files that follow the images."""
 
@@ -201,14 +180,14 @@ async def _members(
                     state.add(document, file_missing=True)
                     continue
                 state.add(document)
-                yield document["file"], modified_time(document), FILE_MODE, ZIP_64, opened.chunks
+                yield document["file"], modified_time(document), FILE_MODE, opened.chunks
 
     state.json.write(b"\n]\n")
-    yield JSON_NAME, datetime.now(UTC), FILE_MODE, ZIP_64, read_spooled(state.json)
+    yield JSON_NAME, datetime.now(UTC), FILE_MODE, read_spooled(state.json)
 
     with tempfile.TemporaryFile() as workbook_file:
         await _write_workbook(workbook_file, state, sorted(state.columns))
-        yield XLSX_NAME, datetime.now(UTC), FILE_MODE, ZIP_64, read_spooled(workbook_file)
+        yield XLSX_NAME, datetime.now(UTC), FILE_MODE, read_spooled(workbook_file)
 
 
 def modified_time(document: Mapping[str, Any]) -> datetime:

@@ -33,10 +33,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from stream_zip import ZIP_64
-
 from app.domain.annotations import Annotations, Box, annotations_of, value_at
-from app.domain.archives.export import FILE_MODE, Member, Selection, modified_time, zipped
+from app.domain.archives.export import Selection, modified_time
+from app.domain.archives.zipping import FILE_MODE, Member, zipped
 from app.domain.images.documents import loaded
 from app.domain.writes import replacement
 from app.errors import BadInput, NotFound
@@ -300,7 +299,7 @@ async def _members(
                 yield member
     async for member in writer.closing():
         yield member
-    yield "report.json", datetime.now(UTC), FILE_MODE, ZIP_64, _bytes(_report(export, survey, writer, left))
+    yield "report.json", datetime.now(UTC), FILE_MODE, _bytes(_report(export, survey, writer, left))
 
 
 async def _samples(

@@ -16,12 +16,10 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from stream_zip import ZIP_64
-
 from app.domain.annotations import Annotations, Box
-from app.domain.archives.export import FILE_MODE, Member
 from app.domain.archives.training import Fields, Format, Sample, Survey
 from app.domain.archives.writing.common import Spool, other_data
+from app.domain.archives.zipping import FILE_MODE, Member
 
 IMAGE_KEYS = frozenset({"id", "file_name", "width", "height", "labels", "metadata"})
 
@@ -52,13 +50,13 @@ class CocoWriter:
             if sample.split not in self._spools:
                 self._spools[sample.split] = (Spool(), Spool())
             self._write(sample, *self._spools[sample.split])
-            yield f"images/{sample.split}/{sample.file}", sample.time, FILE_MODE, ZIP_64, sample.chunks
+            yield f"images/{sample.split}/{sample.file}", sample.time, FILE_MODE, sample.chunks
 
     async def closing(self) -> AsyncIterator[Member]:
         for split in self._splits:
             if split in self._spools:
                 name = f"annotations/instances_{split}.json"
-                yield name, datetime.now(UTC), FILE_MODE, ZIP_64, self._instances(*self._spools[split])
+                yield name, datetime.now(UTC), FILE_MODE, self._instances(*self._spools[split])
 
     def close(self) -> None:
         for spools in self._spools.values():

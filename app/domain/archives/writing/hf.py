@@ -24,12 +24,10 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from stream_zip import ZIP_64
-
 from app.domain.annotations import Annotations, Box
-from app.domain.archives.export import FILE_MODE, Member
 from app.domain.archives.training import Fields, Format, Sample, Survey
 from app.domain.archives.writing.common import Spool, other_data
+from app.domain.archives.zipping import FILE_MODE, Member
 
 RESERVED = ("file_name", "objects")
 BOX_KEYS = ("bbox", "category")  # objects' own lists
@@ -81,12 +79,12 @@ class HfWriter:
             line = self._line(sample)
             self._valued.setdefault(sample.split, set()).update(_valued_columns(line))
             self._spools[sample.split].write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
-            yield f"{sample.split}/{sample.file}", sample.time, FILE_MODE, ZIP_64, sample.chunks
+            yield f"{sample.split}/{sample.file}", sample.time, FILE_MODE, sample.chunks
 
     async def closing(self) -> AsyncIterator[Member]:
         for split in self._splits:
             if split in self._spools:
-                yield f"{split}/metadata.jsonl", datetime.now(UTC), FILE_MODE, ZIP_64, self._spools[split].chunks()
+                yield f"{split}/metadata.jsonl", datetime.now(UTC), FILE_MODE, self._spools[split].chunks()
 
     def close(self) -> None:
         for spool in self._spools.values():

@@ -12,12 +12,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
-from stream_zip import ZIP_64
-
 from app.domain.annotations import Annotations
-from app.domain.archives.export import FILE_MODE, Member
 from app.domain.archives.training import Fields, Format, Sample, Survey
 from app.domain.archives.writing.common import data_fields
+from app.domain.archives.zipping import FILE_MODE, Member
 from app.errors import BadInput
 
 UNLABELLED = "_unlabelled"
@@ -49,7 +47,7 @@ class ImageFolderWriter:
             for number, label in enumerate(labels):
                 self._copies += 1
                 chunks = sample.chunks if number == 0 else await sample.reopen()
-                yield f"{sample.split}/{label}/{sample.file}", sample.time, FILE_MODE, ZIP_64, chunks
+                yield f"{sample.split}/{label}/{sample.file}", sample.time, FILE_MODE, chunks
 
     async def closing(self) -> AsyncIterator[Member]:
         return

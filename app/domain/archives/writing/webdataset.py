@@ -20,11 +20,9 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from stream_zip import ZIP_64
-
 from app.domain.annotations import Annotations
-from app.domain.archives.export import FILE_MODE, Member
 from app.domain.archives.training import DEFAULT_SHARD_SIZE, Fields, Format, Sample, Survey
+from app.domain.archives.zipping import FILE_MODE, Member
 from app.domain.writes.replacement import PENDING
 from app.models import document_to_json
 
@@ -55,7 +53,7 @@ class WebDatasetWriter:
         while await pending.more():
             self._shards += 1
             split, first = pending.next_split_and_time()
-            yield f"{split}/shard-{number:06d}.tar", first, FILE_MODE, ZIP_64, self._shard(pending, number)
+            yield f"{split}/shard-{number:06d}.tar", first, FILE_MODE, self._shard(pending, number)
             number += 1
 
     async def closing(self) -> AsyncIterator[Member]:

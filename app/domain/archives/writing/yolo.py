@@ -23,12 +23,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import yaml
-from stream_zip import ZIP_64
 
 from app.domain.annotations import Annotations, Box
-from app.domain.archives.export import FILE_MODE, Member
 from app.domain.archives.training import Fields, Format, Sample, Survey
 from app.domain.archives.writing.common import box_keys, data_fields, one_chunk
+from app.domain.archives.zipping import FILE_MODE, Member
 from app.errors import BadInput
 
 WHY = "YOLO label files hold a class and a box per object, nothing else"
@@ -65,12 +64,12 @@ class YoloWriter:
 
     async def members(self, samples: AsyncIterator[Sample]) -> AsyncIterator[Member]:
         async for sample in samples:
-            yield f"images/{sample.split}/{sample.file}", sample.time, FILE_MODE, ZIP_64, sample.chunks
+            yield f"images/{sample.split}/{sample.file}", sample.time, FILE_MODE, sample.chunks
             lines = self._lines(sample)
-            yield label_path(sample.split, sample.file), sample.time, FILE_MODE, ZIP_64, one_chunk(lines)
+            yield label_path(sample.split, sample.file), sample.time, FILE_MODE, one_chunk(lines)
 
     async def closing(self) -> AsyncIterator[Member]:
-        yield "data.yaml", datetime.now(UTC), FILE_MODE, ZIP_64, one_chunk(self._data_yaml())
+        yield "data.yaml", datetime.now(UTC), FILE_MODE, one_chunk(self._data_yaml())
 
     def close(self) -> None:
         pass
