@@ -61,15 +61,36 @@ def field_path(name: str | None, default: str, *, what: str) -> str:
 
 def annotations_of(image: Image, *, label_field: str, boxes_field: str) -> Annotations:
     """The image's labels and boxes under the convention; BadInput naming the image and the box."""
-    where = f"Image {image.id}"
-    labels = _labels(value_at(image.data, label_field), where=f"{where}: data.{label_field}")
-    found = value_at(image.data, boxes_field)
+    return annotations_in(
+        image.data,
+        image_id=image.id,
+        width=image.width,
+        height=image.height,
+        label_field=label_field,
+        boxes_field=boxes_field,
+    )
+
+
+def annotations_in(
+    data: Mapping[str, Any],
+    *,
+    image_id: Any,
+    width: int | None,
+    height: int | None,
+    label_field: str,
+    boxes_field: str,
+) -> Annotations:
+    """The same, from an image's metadata and size as stored: what reads every image of an
+    export, where building the image's model first would cost more than reading its boxes."""
+    where = f"Image {image_id}"
+    labels = _labels(value_at(data, label_field), where=f"{where}: data.{label_field}")
+    found = value_at(data, boxes_field)
     if found is None:
         return Annotations(labels=labels, boxes=[])
     if not isinstance(found, list):
         raise BadInput(f"{where}: data.{boxes_field} must be a list of boxes, not {_kind(found)}.")
     boxes = [
-        _box(item, where=f"{where}: box {index} of data.{boxes_field}", width=image.width, height=image.height)
+        _box(item, where=f"{where}: box {index} of data.{boxes_field}", width=width, height=height)
         for index, item in enumerate(found)
     ]
     return Annotations(labels=labels, boxes=boxes)

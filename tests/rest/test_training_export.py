@@ -302,8 +302,23 @@ async def test_webdataset_shards_each_hold_one_split(client: httpx.AsyncClient, 
         "1/shard-000001.tar",
     ]
     for fold in ("0", "1"):
-        files = []
+        files, keys = [], []
         for shard in ("shard-000000.tar", "shard-000001.tar"):
             with tarfile.open(fileobj=io.BytesIO(archive.read(f"{fold}/{shard}"))) as tar:
+                keys += [member.name for member in tar]
                 files += [json.load(tar.extractfile(member))["file"] for member in tar if member.name.endswith(".json")]  # type: ignore[arg-type]
         assert files == [f"{number}.png" for number in range(int(fold), 6, 2)]
+        assert keys == ["000000.png", "000000.json", "000001.png", "000001.json", "000002.png", "000002.json"]
+
+
+async def test_a_key_with_too_many_values_is_no_split_key(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.domain.archives import training  # noqa: PLC0415
+
+    for number in range(4):
+        await stored(client, f"{number}.png", {"n": number})
+    monkeypatch.setattr(training, "MAX_SPLITS", 3)  # 100 in service; four images show it as well
+    response = await client.get("/export", params={"format": "coco", "split": "n"})
+    assert response.status_code == 400
+    assert response.json()["detail"] == "data.n takes more than 3 values; a split key names a few splits."

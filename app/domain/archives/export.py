@@ -19,7 +19,7 @@ import logging
 import re
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -27,7 +27,7 @@ import bson
 from anyio import to_thread
 
 from app.domain.archives.zipping import FILE_MODE, Member, zipped
-from app.domain.query import ImageQuery, all_of, scoped
+from app.domain.query import ImageQuery, scoped
 from app.domain.scope import Scope
 from app.domain.writes import replacement
 from app.errors import NotFound
@@ -67,12 +67,6 @@ class Selection:
     # For frozen images: whether the file stored at the path is still the one that was frozen.
     # One that is not goes without its bytes, flagged `fileChanged`: never silently swapped.
     still_same: Callable[[Mapping[str, Any]], Awaitable[bool]] | None = None
-    # The selection narrowed by a further filter where the database can apply it (a query's
-    # images); None where it cannot (a snapshot's, read whole): the reader decides again anyway.
-    narrowing: Callable[[Mapping[str, Any]], Selection] | None = None
-
-    def narrowed(self, condition: Mapping[str, Any]) -> Selection:
-        return self if self.narrowing is None or not condition else self.narrowing(condition)
 
 
 async def export_archive(
@@ -85,10 +79,7 @@ async def export_archive(
 def matching(store: Store, scope: Scope, query: ImageQuery) -> Selection:
     """The images the query matches in the caller's scope, in the query's order."""
     condition, sort = scoped(query.filter, scope), query.sort
-    return Selection(
-        batches=lambda projection: store.images.in_order(condition, projection, sort, BATCH),
-        narrowing=lambda extra: matching(store, scope, replace(query, filter=all_of([query.filter, extra]))),
-    )
+    return Selection(batches=lambda projection: store.images.in_order(condition, projection, sort, BATCH))
 
 
 async def archive_of(selection: Selection, *, store: Store, storage: Storage, metrics: Metrics) -> AsyncIterator[bytes]:

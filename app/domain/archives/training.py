@@ -33,10 +33,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from app.domain.annotations import Annotations, Box, annotations_of, value_at
+from app.domain.annotations import Annotations, Box, annotations_in, value_at
 from app.domain.archives.export import Selection, modified_time
 from app.domain.archives.zipping import FILE_MODE, Member, zipped
-from app.domain.images.documents import loaded
 from app.domain.writes import replacement
 from app.errors import BadInput, NotFound
 from app.metrics import Metrics
@@ -47,6 +46,9 @@ from app.store.matching import Unanswerable, matches
 ALL = "all"
 SURVEYED = {"file": 1, "data": 1, "width": 1, "height": 1}
 DEFAULT_SHARD_SIZE = 1000
+# Splits are folders a training job reads; more than this is a key that does not split (a path,
+# an id), and each split of a WebDataset export keeps a shard filling on the side.
+MAX_SPLITS = 100
 MAX_SHARD_SIZE = 100_000
 # A split becomes a folder name: printable, no separator, not a relative step.
 _SPLIT_NAME = re.compile(r"^[^/\\\x00-\x1f]{1,100}$")
@@ -74,12 +76,6 @@ class Splits:
             return document
         return {**document, "data": without_path(data, self.key.split("."))}
 
-    def condition(self, split: str, survey: Survey) -> Mapping[str, Any]:
-        """A filter the database can narrow a split's pass with (`of` still decides)."""
-        if self.key is not None:
-            return {f"data.{self.key}": survey.values[split]}
-        return dict(self.views).get(split, {})
-
     def of(self, document: Mapping[str, Any]) -> list[str]:
         """The splits the document is in: one, none, or (views only) several."""
         if self.key is not None:
@@ -101,7 +97,6 @@ class Survey:
     counts: dict[str, int]
     categories: dict[str, str]  # box label -> supercategory ("" when none), in sorted order
     unsplit: int
-    values: dict[str, Any] = field(default_factory=dict)  # split -> the metadata value naming it (split by key)
     data_keys: list[str] = field(default_factory=list)  # the metadata's top-level keys, first seen first
     box_keys: list[str] = field(default_factory=list)  # `score`, `id`, `polygon` and other box keys, sorted
 
@@ -124,8 +119,7 @@ class Writer(Protocol):
     """One export in one format: the members it writes from the samples."""
 
     def members(self, samples: AsyncIterator[Sample]) -> AsyncIterator[Member]:
-        """The members of the samples (of every split in turn, or of one split: see
-        `Format.split_by_split`), consuming them."""
+        """The members of the samples (of every split, mixed), consuming them."""
 
     def closing(self) -> AsyncIterator[Member]:
         """The members after every image (per-split lists, class lists, dataset descriptions)."""
@@ -147,11 +141,6 @@ class Format:
     # (field, why) for each part of the image's metadata the format leaves out.
     not_carried: Callable[[Mapping[str, Any], Annotations, Fields], Iterable[tuple[str, str]]]
     writer: Callable[[Survey, Fields], Writer]
-    # Whether a split's members must be consecutive (a WebDataset shard holds one split's
-    # samples, and a zip member is written whole before the next): then each split is read in
-    # a pass of its own, narrowed by the database where it can; else the images are read once,
-    # the splits mixed, which costs one read of the selection whatever the number of splits.
-    split_by_split: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,7 +162,19 @@ async def training_archive(
 
 
 def read_annotations(document: Mapping[str, Any], fields: Fields) -> Annotations:
-    return annotations_of(loaded(dict(document)), label_field=fields.label, boxes_field=fields.boxes)
+    data = document.get("data")
+    return annotations_in(
+        data if isinstance(data, Mapping) else {},
+        image_id=document["_id"],
+        width=_size(document.get("width")),
+        height=_size(document.get("height")),
+        label_field=fields.label,
+        boxes_field=fields.boxes,
+    )
+
+
+def _size(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 async def _survey(selection: Selection, export: TrainingExport) -> Survey:
@@ -207,6 +208,8 @@ async def _survey(selection: Selection, export: TrainingExport) -> Survey:
                 named = box.extra.get("supercategory")
                 # The first box of the label that names one gives its category's.
                 supercategories[box.label] = supercategories.get(box.label) or (named if isinstance(named, str) else "")
+    if len(counts) > MAX_SPLITS:
+        raise BadInput(f"data.{export.splits.key} takes more than {MAX_SPLITS} values; a split key names a few splits.")
     order = [name for name, _ in export.splits.views] if export.splits.views else sorted(counts)
     categories = {label: supercategories[label] for label in sorted(supercategories)}
     return Survey(
@@ -214,7 +217,6 @@ async def _survey(selection: Selection, export: TrainingExport) -> Survey:
         counts=dict(counts),
         categories=categories,
         unsplit=unsplit,
-        values=values,
         data_keys=list(data_keys),
         box_keys=sorted(box_keys),
     )
@@ -241,7 +243,8 @@ def without_path(data: Mapping[str, Any], path: list[str]) -> dict[str, Any]:
 
 
 def _same_value(values: dict[str, Any], split: str, value: Any, key: str) -> None:
-    """One value per split: `1` and `"1"` would name one folder, yet a filter tells them apart."""
+    """One value per split: `1` and `"1"` would name one folder, yet they are two values to
+    every filter (an import gives back text): refused rather than merged."""
     seen = values.setdefault(split, value)
     if type(seen) is not type(value):
         raise BadInput(f"data.{key} holds both {seen!r} and {value!r}, which would name the same split.")
@@ -292,33 +295,23 @@ async def _members(
     store: Store,
     storage: Storage,
 ) -> AsyncIterator[Member]:
-    passes = [[split] for split in survey.splits] if export.format.split_by_split else [survey.splits]
-    for splits in passes:
-        if any(survey.counts.get(split) for split in splits):
-            async for member in writer.members(_samples(selection, export, splits, survey, left, store, storage)):
-                yield member
+    async for member in writer.members(_samples(selection, export, left, store, storage)):
+        yield member
     async for member in writer.closing():
         yield member
     yield "report.json", datetime.now(UTC), FILE_MODE, _bytes(_report(export, survey, writer, left))
 
 
 async def _samples(
-    selection: Selection,
-    export: TrainingExport,
-    splits: list[str],
-    survey: Survey,
-    left: _Left,
-    store: Store,
-    storage: Storage,
+    selection: Selection, export: TrainingExport, left: _Left, store: Store, storage: Storage
 ) -> AsyncIterator[Sample]:
-    if len(splits) == 1 and len(survey.splits) > 1:
-        selection = selection.narrowed(export.splits.condition(splits[0], survey))
+    """Every image of every split, the splits mixed, in the selection's order: one read of it
+    whatever the number of splits."""
     with store.errors():
         async for batch in selection.batches(None):
             for document in batch:
                 found = export.splits.of(document)
-                # The split is decided here whatever the database narrowed: one evaluator for every pass.
-                if len(found) != 1 or found[0] not in splits:
+                if len(found) != 1:  # in no split (or refused by the survey, if it changed since)
                     continue
                 document = export.splits.carried(document)
                 sample = await _opened(selection, found[0], document, export.fields, left, storage)

@@ -16,17 +16,22 @@ from __future__ import annotations
 import json
 import posixpath
 import tarfile
+import tempfile
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
+
+from anyio import to_thread
 
 from app.domain.annotations import Annotations
+from app.domain.archives.export import SPOOL_BYTES, read_spooled
 from app.domain.archives.training import DEFAULT_SHARD_SIZE, Fields, Format, Sample, Survey
-from app.domain.archives.zipping import FILE_MODE, Member
+from app.domain.archives.zipping import FILE_MODE, INLINE_BYTES, Member
 from app.domain.writes.replacement import PENDING
 from app.models import document_to_json
 
 BLOCK = 512
+END = b"\0" * (2 * BLOCK)  # a tar's end
 SAMPLE_KEYS = ("file", "width", "height", "data")
 
 
@@ -41,44 +46,114 @@ def not_carried(document: Mapping[str, Any], found: Annotations, fields: Fields)
 class WebDatasetWriter:
     def __init__(self, survey: Survey, fields: Fields, shard_size: int = DEFAULT_SHARD_SIZE) -> None:
         self._shard_size = shard_size
-        self._shards = 0
+        self._splits = [split for split in survey.splits if survey.counts.get(split)]
+        self._shards: dict[str, int] = {}  # split -> shards begun
+        self._filling: dict[str, _Filling] = {}  # split -> its shard being filled (several splits)
+        self._filled: list[_Filling] = []  # closed here too, should a response end before reading one
 
     def summary(self) -> dict[str, Any]:
-        return {"shards": self._shards, "shardSize": self._shard_size}
+        return {"shards": sum(self._shards.values()), "shardSize": self._shard_size}
 
     async def members(self, samples: AsyncIterator[Sample]) -> AsyncIterator[Member]:
-        """One split's shards (the format is read split by split)."""
-        pending = _Pending(samples)
-        number = 0
-        while await pending.more():
-            self._shards += 1
-            split, first = pending.next_split_and_time()
-            yield f"{split}/shard-{number:06d}.tar", first, FILE_MODE, self._shard(pending, number)
-            number += 1
+        if len(self._splits) <= 1:
+            stream = _Pending(samples)
+            while await stream.more():
+                split, first = stream.next_split_and_time()
+                number = self._begun(split)
+                yield _shard_name(split, number), first, FILE_MODE, self._streamed(stream, number * self._shard_size)
+            return
+        # The splits come mixed, and a shard holds one split's samples in a zip member written
+        # whole: each split fills a shard of its own on the side (disk past a few MB), sent once full.
+        async for sample in samples:
+            filling = self._filling.get(sample.split)
+            if filling is None:
+                number = self._begun(sample.split)
+                filling = _Filling(
+                    _shard_name(sample.split, number), number * self._shard_size, sample.time, len(self._splits)
+                )
+                self._filling[sample.split] = filling
+                self._filled.append(filling)
+            async for chunk in _sample(filling.take_key(), sample):
+                await filling.write(chunk)
+            if filling.count == self._shard_size:
+                del self._filling[sample.split]
+                yield filling.name, filling.first, FILE_MODE, filling.chunks()
 
     async def closing(self) -> AsyncIterator[Member]:
-        return
-        yield
+        for split in self._splits:
+            filling = self._filling.pop(split, None)
+            if filling is not None:
+                yield filling.name, filling.first, FILE_MODE, filling.chunks()
 
     def close(self) -> None:
-        pass
+        for filling in self._filled:
+            filling.close()
 
-    async def _shard(self, pending: _Pending, number: int) -> AsyncIterator[bytes]:
-        for index in range(number * self._shard_size, (number + 1) * self._shard_size):
-            sample = await pending.take()
+    def _begun(self, split: str) -> int:
+        """The number of the split's next shard, now begun (keys count up across its shards)."""
+        number = self._shards.get(split, 0)
+        self._shards[split] = number + 1
+        return number
+
+    async def _streamed(self, stream: _Pending, first: int) -> AsyncIterator[bytes]:
+        for index in range(first, first + self._shard_size):
+            sample = await stream.take()
             if sample is None:
                 break
-            key = f"{index:06d}"
-            async for chunk in _member(f"{key}.{_extension(sample.file)}", sample.size, sample.time, sample.chunks):
+            async for chunk in _sample(index, sample):
                 yield chunk
-            described = json.dumps(_description(sample), ensure_ascii=False).encode()
-            async for chunk in _member(f"{key}.json", len(described), sample.time, _one(described)):
+        yield END
+
+
+def _shard_name(split: str, number: int) -> str:
+    return f"{split}/shard-{number:06d}.tar"
+
+
+class _Filling:
+    """A shard being filled on the side: spooled, then read back as its member."""
+
+    def __init__(self, name: str, first_key: int, first: datetime, splits: int) -> None:
+        # The splits' shards share what one spool may keep in memory.
+        self.file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES // splits)  # noqa: SIM115
+        self.name, self.first = name, first
+        self._first_key = first_key
+        self.count = 0
+
+    def take_key(self) -> int:
+        """The next sample's key."""
+        self.count += 1
+        return self._first_key + self.count - 1
+
+    async def write(self, chunk: bytes) -> None:
+        if len(chunk) > INLINE_BYTES:  # once on disk, a large write would hold up the event loop
+            await to_thread.run_sync(self.file.write, chunk)
+        else:
+            self.file.write(chunk)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            await to_thread.run_sync(self.file.write, END)
+            async for chunk in read_spooled(self.file):
                 yield chunk
-        yield b"\0" * (2 * BLOCK)  # the end of the tar
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+async def _sample(index: int, sample: Sample) -> AsyncIterator[bytes]:
+    """The sample's two tar members: its image and its JSON."""
+    key = f"{index:06d}"
+    async for chunk in _member(f"{key}.{_extension(sample.file)}", sample.size, sample.time, sample.chunks):
+        yield chunk
+    described = json.dumps(_description(sample), ensure_ascii=False).encode()
+    async for chunk in _member(f"{key}.json", len(described), sample.time, _one(described)):
+        yield chunk
 
 
 class _Pending:
-    """The split's samples, looked at one ahead so a shard is begun only when one is left."""
+    """One split's samples, looked at one ahead so a shard is begun only when one is left."""
 
     def __init__(self, samples: AsyncIterator[Sample]) -> None:
         self._samples = samples
@@ -136,5 +211,4 @@ def webdataset(shard_size: int = DEFAULT_SHARD_SIZE) -> Format:
         check=check,
         not_carried=not_carried,
         writer=lambda survey, fields: WebDatasetWriter(survey, fields, shard_size),
-        split_by_split=True,
     )
