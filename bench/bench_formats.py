@@ -43,6 +43,7 @@ from bench.bench_archives import (
     Blob,
     PhaseWatch,
     Service,
+    cpu_seconds,
     describe_server,
     image_document,
     image_file,
@@ -62,6 +63,8 @@ class Download:
     seconds: float
     peak_mb: float
     archive_bytes: int
+    service_cpu_s: float
+    database_cpu_s: float | None
 
 
 @dataclass(kw_only=True)
@@ -99,9 +102,10 @@ def seed(collection: Any, uploads: Path, count: int, blobs: list[Blob]) -> None:
 
 
 def download(
-    http: httpx.Client, service: Service, name: str, archive: Path, images: int, split: str | None
+    http: httpx.Client, service: Service, name: str, archive: Path, images: int, split: str | None, database: int | None
 ) -> Download | str:
     params = {} if name == PLAIN else {"format": name, **({"split": split} if split else {})}
+    cpu = cpu_seconds(service.pid), None if database is None else cpu_seconds(database)
     with PhaseWatch(service.peaks) as watch, archive.open("wb") as out:
         started = time.perf_counter()
         with http.stream("GET", "/export", params=params, timeout=LONG_REQUEST) as response:
@@ -115,7 +119,13 @@ def download(
     problem = check(archive, name, images)
     if problem:
         return f"{name}: {problem}"
-    return Download(seconds=seconds, peak_mb=watch.memory.peak_mb, archive_bytes=archive.stat().st_size)
+    return Download(
+        seconds=seconds,
+        peak_mb=watch.memory.peak_mb,
+        archive_bytes=archive.stat().st_size,
+        service_cpu_s=cpu_seconds(service.pid) - cpu[0],
+        database_cpu_s=None if database is None or cpu[1] is None else cpu_seconds(database) - cpu[1],
+    )
 
 
 def check(archive: Path, name: str, images: int) -> str | None:
@@ -152,7 +162,7 @@ def run_count(images: int, names: list[str], rounds: int, blobs: list[Blob], spl
                 order = names[round_number % len(names) :] + names[: round_number % len(names)]
                 for name in order:
                     progress(f"[{images}] round {round_number + 1}: {name}")
-                    done = download(http, service, name, workdir / "export.zip", images, split)
+                    done = download(http, service, name, workdir / "export.zip", images, split, target.server_pid)
                     if isinstance(done, str):
                         result.problems.append(done)
                         progress(f"[{images}] !!! {done}")
@@ -161,11 +171,21 @@ def run_count(images: int, names: list[str], rounds: int, blobs: list[Blob], spl
     return result
 
 
+def _per_image(runs: list[Download], images: int) -> str:
+    service = statistics.median(run.service_cpu_s for run in runs) * 1000 / images
+    database = [run.database_cpu_s for run in runs if run.database_cpu_s is not None]
+    shown = f"{statistics.median(database) * 1000 / images:.2f}" if database else "-"
+    return f"{service:>25.2f} / {shown}"
+
+
 def render(results: list[CountResult], names: list[str]) -> str:
     lines = []
     for result in results:
         lines.append(f"\n{result.images} images ({result.database})")
-        lines.append(f"{'format':<12} {'images/s':>9} {'vs plain':>9} {'rounds':>18} {'peak RSS':>9} {'MB':>7}")
+        lines.append(
+            f"{'format':<12} {'images/s':>9} {'vs plain':>9} {'rounds':>18} {'peak RSS':>9} {'MB':>7}"
+            f" {'CPU ms/image (service / database)':>34}"
+        )
         plain = result.downloads.get(PLAIN, [])
         for name in names:
             runs = result.downloads.get(name, [])
@@ -178,6 +198,7 @@ def render(results: list[CountResult], names: list[str]) -> str:
                 f"{(statistics.median(ratios) if ratios else float('nan')):>8.2f}× "
                 f"{', '.join(f'{ratio:.2f}' for ratio in ratios):>18} "
                 f"{max(run.peak_mb for run in runs):>7.0f}MB {runs[-1].archive_bytes / MB:>7.0f}"
+                f" {_per_image(runs, result.images)}"
             )
         lines.extend(f"!!! {problem}" for problem in result.problems)
     if len(results) > 1:
