@@ -48,7 +48,8 @@ class CocoWriter:
     async def members(self, samples: AsyncIterator[Sample]) -> AsyncIterator[Member]:
         async for sample in samples:
             if sample.split not in self._spools:
-                self._spools[sample.split] = (Spool(), Spool())
+                shares = 2 * len(self._splits)
+                self._spools[sample.split] = (Spool(shares=shares), Spool(shares=shares))
             self._write(sample, *self._spools[sample.split])
             yield f"images/{sample.split}/{sample.file}", sample.time, FILE_MODE, sample.chunks
 

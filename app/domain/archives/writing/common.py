@@ -44,11 +44,15 @@ def box_keys(found: Annotations, fields: Fields, keys: Iterable[str], why: str) 
 
 
 class Spool:
-    """A file built while the images stream, kept in memory until it grows, then on disk."""
+    """A file built while the images stream, kept in memory until it grows, then on disk.
 
-    def __init__(self) -> None:
+    A writer's spools (one or two per split) share one export's in-memory budget, `shares`
+    being how many there may be: a hundred splits must not keep a hundred times as much.
+    """
+
+    def __init__(self, *, shares: int) -> None:
         # Closed (and so deleted) by close(), when the response ends however it ends.
-        self.file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+        self.file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES // max(shares, 1))  # noqa: SIM115
         self.count = 0
 
     def write(self, content: bytes) -> None:

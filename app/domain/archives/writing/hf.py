@@ -75,7 +75,7 @@ class HfWriter:
     async def members(self, samples: AsyncIterator[Sample]) -> AsyncIterator[Member]:
         async for sample in samples:
             if sample.split not in self._spools:
-                self._spools[sample.split] = Spool()
+                self._spools[sample.split] = Spool(shares=len(self._splits))
             line = self._line(sample)
             self._valued.setdefault(sample.split, set()).update(_valued_columns(line))
             self._spools[sample.split].write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
