@@ -26,7 +26,7 @@ from typing import IO, Any
 import bson
 from anyio import to_thread
 
-from app.domain.archives.zipping import FILE_MODE, Member, zipped
+from app.domain.archives.zipping import FILE_MODE, SPOOL_BYTES, Member, read_spooled, zipped
 from app.domain.query import ImageQuery, scoped
 from app.domain.scope import Scope
 from app.domain.writes import replacement
@@ -34,14 +34,12 @@ from app.errors import NotFound
 from app.metrics import Metrics
 from app.models import document_to_json
 from app.storage import Storage
-from app.storage.base import CHUNK_SIZE
 from app.store import Store
 
 log = logging.getLogger(__name__)
 
 JSON_NAME = "mongodb_data.json"
 XLSX_NAME = "mongodb_data.xlsx"
-SPOOL_BYTES = 8 * 1024 * 1024
 BATCH = 200  # documents read at a time
 ROW_BATCH = 500
 XLSX_MAX_ROWS = 1_048_575  # Excel's limit, less the header
@@ -187,12 +185,6 @@ def modified_time(document: Mapping[str, Any]) -> datetime:
     if isinstance(moment, datetime) and moment.year >= 1980:
         return moment
     return datetime.now(UTC)
-
-
-async def read_spooled(handle: IO[bytes]) -> AsyncIterator[bytes]:
-    await to_thread.run_sync(handle.seek, 0)
-    while chunk := await to_thread.run_sync(handle.read, CHUNK_SIZE):
-        yield chunk
 
 
 async def _write_workbook(target: IO[bytes], state: _ExportState, columns: list[str]) -> None:

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import IO, Any
 
 from app.domain.annotations import Annotations
-from app.domain.archives.export import SPOOL_BYTES, read_spooled
 from app.domain.archives.training import Fields, without_path
+from app.domain.archives.zipping import SPOOL_BYTES, read_spooled
 
 
 def other_data(document: Mapping[str, Any], fields: Fields, *, keep_labels: bool = False) -> dict[str, Any]:

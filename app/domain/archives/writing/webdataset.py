@@ -24,9 +24,8 @@ from typing import IO, Any
 from anyio import to_thread
 
 from app.domain.annotations import Annotations
-from app.domain.archives.export import SPOOL_BYTES, read_spooled
 from app.domain.archives.training import DEFAULT_SHARD_SIZE, Fields, Format, Sample, Survey
-from app.domain.archives.zipping import FILE_MODE, INLINE_BYTES, Member
+from app.domain.archives.zipping import FILE_MODE, INLINE_BYTES, SPOOL_BYTES, Member, read_spooled
 from app.domain.writes.replacement import PENDING
 from app.models import document_to_json
 
