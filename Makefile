@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test fsck tools schema graphiql-assets clean
+.PHONY: run test fsck tools schema web-assets clean
 
 # Reinstalled when pyproject.toml changes.
 $(INSTALLED): pyproject.toml
@@ -32,10 +32,11 @@ test: $(INSTALLED)
 schema: $(INSTALLED)
 	$(VENV)/bin/strawberry export-schema app.graphql.schema:schema --output schema.graphql
 
-# GraphiQL's files in app/static/graphiql/, fetched again from the npm registry: needed only
-# when a Strawberry upgrade changes the versions its GraphiQL page loads.
-graphiql-assets: $(INSTALLED)
-	$(PY) -m scripts.graphiql_assets
+# The files GraphiQL, /docs and /redoc load, in app/static/, fetched again from the npm
+# registry: needed only when a Strawberry upgrade changes the versions its GraphiQL page loads,
+# or a version pinned in app/rest/docs.py changes.
+web-assets: $(INSTALLED)
+	$(PY) -m scripts.web_assets
 
 tools: $(INSTALLED)
 	$(PY) -m scripts.servers build all

@@ -17,6 +17,7 @@ from app.logs import configure_logging
 from app.metrics import Metrics
 from app.rest import archive, collection, downloads, fields, images, info, operations, snapshots, views
 from app.rest.access import ObservedFastAPI, RouteTemplates
+from app.rest.docs import install_docs
 from app.rest.errors import install_error_handlers
 from app.rest.limits import BodyLimits, RequestBodyLimits
 from app.rest.methods import AllowedMethods
@@ -24,6 +25,8 @@ from app.rest.schemas import add_components
 from app.services import Services
 
 log = logging.getLogger("app")
+
+TITLE = "Image storage"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,15 +51,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await services.close()
 
     app = ObservedFastAPI(
-        title="Image storage",
+        title=TITLE,
         version=__version__,
         description="Image datasets: files on disk or S3, metadata in MongoDB.",
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        docs_url=None,  # served from local files instead: app/rest/docs.py
+        redoc_url=None,
     )
+    install_docs(app, title=TITLE)
     install_error_handlers(app)
     routes = RouteTemplates()
-    routes.add(app.routes)  # /docs, /openapi.json
+    routes.add(app.routes)  # /docs, /redoc, /openapi.json
     routers = (info, operations, collection, images, downloads, fields, archive, views, snapshots)
     for router in (module.router for module in routers):
         app.include_router(router)

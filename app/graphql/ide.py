@@ -6,7 +6,7 @@ byte, are committed in app/static/graphiql/ and served under /graphql/static/; t
 Strawberry's own with those URLs swapped in. Its integrity hashes stay: the browser checks that
 each local copy is exactly the file Strawberry pinned.
 
-After a Strawberry upgrade changes the versions, `make graphiql-assets` fetches the new files
+After a Strawberry upgrade changes the versions, `make web-assets` fetches the new files
 from the npm registry (tests/graphql/test_graphiql.py fails until then).
 """
 
@@ -42,15 +42,57 @@ def local_name(url: re.Match[str]) -> str:
     return f"{package}@{url['version']}-{url['path'].rsplit('/', 1)[-1]}"
 
 
+# What the editor opens with, instead of Strawberry's generic welcome text: a query of this
+# service that runs as it stands (on an empty collection it answers `total: 0`). It has no
+# operation name: GraphiQL sends the name it last parsed, so a query pasted over a named one and
+# run at once would go out under the old name ("Unknown operation").
+EXAMPLE_QUERY = """# Image storage: GraphQL. Run a query with Ctrl-Enter or the ▶ button; Ctrl-Space
+# completes names, and the Docs panel on the left describes every type and field.
+#
+# The five newest images whose metadata has label "cat" (drop `filter` for all of them),
+# each with its file's address and a 256-pixel thumbnail's. A filter's `where` also takes
+# REST's MongoDB-style filter, as a variable: {"where": {"data.label": {"$in": ["cat"]}}}.
+{
+  images(
+    filter: { data: [{ path: "label", eq: "cat" }] }
+    sort: [{ field: "time", direction: DESC }]
+    limit: 5
+  ) {
+    total
+    items {
+      id
+      file
+      time
+      data
+      width
+      height
+      url
+      thumbnailUrl(width: 256)
+    }
+  }
+}
+"""
+# Strawberry's page sets its own as a JavaScript template literal.
+STRAWBERRY_EXAMPLE = re.compile(r"const EXAMPLE_QUERY = `.*?`;", re.DOTALL)
+
+
 def offline_graphiql_html() -> str:
-    html = get_graphql_ide_html("graphiql")
+    html = with_example(get_graphql_ide_html("graphiql"))
     missing = [name for url in UNPKG_URL.finditer(html) if not (STATIC_DIR / (name := local_name(url))).is_file()]
     if missing:
         # Half a page of local files is no better than none: keep Strawberry's page, which
         # still works wherever unpkg.com is reachable.
-        log.warning("GraphiQL loads from unpkg.com: %s missing; run `make graphiql-assets`", ", ".join(missing))
+        log.warning("GraphiQL loads from unpkg.com: %s missing; run `make web-assets`", ", ".join(missing))
         return html
     return UNPKG_URL.sub(lambda url: f"{STATIC_URL}/{local_name(url)}", html)
+
+
+def with_example(html: str) -> str:
+    if not STRAWBERRY_EXAMPLE.search(html):
+        log.warning("GraphiQL opens with Strawberry's welcome text: its page no longer sets EXAMPLE_QUERY")
+        return html
+    literal = EXAMPLE_QUERY.replace("\\", "\\\\").replace("`", "\\`").replace("${", "\\${")
+    return STRAWBERRY_EXAMPLE.sub(lambda _: f"const EXAMPLE_QUERY = `{literal}`;", html, count=1)
 
 
 GRAPHIQL_HTML = offline_graphiql_html()

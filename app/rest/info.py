@@ -1,19 +1,40 @@
-"""`GET /`: what this service is and what it is connected to, secrets redacted."""
+"""`GET /`: what this service is and what it is connected to, secrets redacted.
+
+API clients (the legacy GUI and scripts among them) get JSON; a browser, whose `Accept`
+prefers HTML, is sent to the pages instead.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
 
 from app import __version__
 from app.rest.deps import ServicesDep
+from app.rest.docs import DOCS_URL
 
 router = APIRouter(tags=["info"])
 
+# Where a browser opening the service's address lands.
+BROWSER_HOME = DOCS_URL
 
-@router.get("/", summary="Service information and connection state")
-async def info(services: ServicesDep) -> dict[str, Any]:
+
+@router.get(
+    "/",
+    summary="Service information and connection state",
+    description="JSON for API clients; a request whose `Accept` prefers `text/html` (a browser) "
+    f"is redirected to `{BROWSER_HOME}`.",
+    response_model=dict[str, Any],
+    responses={307: {"description": "to the pages, for a browser"}},
+)
+async def info(services: ServicesDep, request: Request) -> Response | dict[str, Any]:
+    accept = request.headers.get("accept")
+    if accept and parse_accept_header(accept, MIMEAccept).best_match(["application/json", "text/html"]) == "text/html":
+        return RedirectResponse(BROWSER_HOME, status_code=307)
     settings = services.settings
     return {
         "name": "image-storage",

@@ -1,13 +1,17 @@
-"""Fetch the files Strawberry's GraphiQL page loads from unpkg.com into app/static/graphiql/.
+"""Fetch the third-party files the service's pages load into app/static/: GraphiQL's (the
+versions Strawberry's page names) into graphiql/, Swagger UI's and ReDoc's (the versions
+app/rest/docs.py pins) into docs/.
 
-    python -m scripts.graphiql_assets          # (re)write them: `make graphiql-assets`
-    python -m scripts.graphiql_assets --check  # only check the committed ones
+    python -m scripts.web_assets          # (re)write them: `make web-assets`
+    python -m scripts.web_assets --check  # only check the committed ones
 
 The files are committed, so neither the service nor its Docker image needs this script or the
-internet; run it when a Strawberry upgrade changes the versions its page names. For every unpkg
-URL in the page it downloads that package version with `npm pack` (the npm registry is reachable
-where unpkg.com may not be), checks the file against the page's integrity hash, and writes it
-under the name app/graphql/ide.py serves it by. LICENSES.txt collects the packages' licenses.
+internet; run it when a Strawberry upgrade changes the versions its page names, or after a
+version in app/rest/docs.py changes. Each package version is downloaded with `npm pack` (the npm
+registry is reachable where unpkg.com and jsDelivr may not be; npm checks the tarball against
+the registry's own hash). GraphiQL's files are also checked against the integrity hashes in
+Strawberry's page, which the browser checks again. Each directory's LICENSES.txt collects its
+packages' licenses.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ if not __package__:
 
 from strawberry.http.ides import get_graphql_ide_html
 
-from app.graphql.ide import STATIC_DIR, UNPKG_URL, local_name
+from app.graphql import ide
+from app.rest import docs
 
 # A <script src=...> or <link href=...> tag of the page, with its Subresource Integrity hash.
 TAG = re.compile(r"<(?:script|link)\b[^>]*>")
@@ -38,22 +43,32 @@ INTEGRITY = re.compile(r'integrity="(?P<algorithm>sha256|sha384|sha512)-(?P<dige
 
 @dataclass(frozen=True)
 class Asset:
-    url: str
     package: str  # as npm names it: react, @graphiql/plugin-explorer
     version: str
     path: str  # inside the package
-    integrity: tuple[str, str]  # (algorithm, base64 digest)
-    name: str  # in STATIC_DIR
+    integrity: tuple[str, str] | None  # (algorithm, base64 digest) the page pins, if it does
+    name: str  # in its directory
 
     def matches(self, content: bytes) -> bool:
+        if self.integrity is None:
+            return True
         algorithm, digest = self.integrity
         return base64.b64encode(hashlib.new(algorithm, content).digest()).decode() == digest
 
 
-def page_assets() -> list[Asset]:
+@dataclass(frozen=True)
+class Page:
+    """A page's vendored files and where they go."""
+
+    title: str  # for LICENSES.txt
+    directory: Path
+    assets: list[Asset]
+
+
+def graphiql_assets() -> list[Asset]:
     assets = []
     for tag in TAG.findall(get_graphql_ide_html("graphiql")):
-        url = UNPKG_URL.search(tag)
+        url = ide.UNPKG_URL.search(tag)
         if url is None:
             continue
         integrity = INTEGRITY.search(tag)
@@ -61,12 +76,11 @@ def page_assets() -> list[Asset]:
             raise SystemExit(f"{url[0]} has no integrity hash in Strawberry's page: nothing to check the file against")
         assets.append(
             Asset(
-                url=url[0],
                 package=f"@{url['scope']}/{url['name']}" if url["scope"] else url["name"],
                 version=url["version"],
                 path=url["path"],
                 integrity=(integrity["algorithm"], integrity["digest"]),
-                name=local_name(url),
+                name=ide.local_name(url),
             )
         )
     names = [asset.name for asset in assets]
@@ -75,11 +89,23 @@ def page_assets() -> list[Asset]:
     return assets
 
 
-def fetch(assets: list[Asset]) -> None:
-    STATIC_DIR.mkdir(parents=True, exist_ok=True)
+def pages() -> list[Page]:
+    docs_assets = [
+        Asset(package=file.package, version=file.version, path=file.path, integrity=None, name=file.name)
+        for file in docs.ASSETS
+    ]
+    return [
+        Page("GraphiQL (app/graphql/ide.py)", ide.STATIC_DIR, graphiql_assets()),
+        Page("/docs and /redoc (app/rest/docs.py)", docs.STATIC_DIR, docs_assets),
+    ]
+
+
+def fetch(page: Page) -> None:
+    assets = page.assets
+    page.directory.mkdir(parents=True, exist_ok=True)
     licenses = [
-        "Third-party files served with GraphiQL (app/graphql/ide.py), fetched from the npm registry\n"
-        "by scripts/graphiql_assets.py. Each package's license follows."
+        f"Third-party files served with {page.title}, fetched from the npm registry\n"
+        "by scripts/web_assets.py. Each package's license follows."
     ]
     with tempfile.TemporaryDirectory() as scratch:
         packages = sorted({(asset.package, asset.version) for asset in assets})
@@ -92,13 +118,13 @@ def fetch(assets: list[Asset]) -> None:
                     content = read(archive, f"package/{asset.path}")
                     if not asset.matches(content):
                         raise SystemExit(f"{package}@{version}/{asset.path} does not match the page's integrity hash")
-                    (STATIC_DIR / asset.name).write_bytes(content)
+                    (page.directory / asset.name).write_bytes(content)
                     print(f"{asset.name}: {len(content):,} bytes")
                 licenses.append(license_text(archive, package, version))
-    (STATIC_DIR / "LICENSES.txt").write_text("\n\n".join(licenses) + "\n")
+    (page.directory / "LICENSES.txt").write_text("\n\n".join(licenses) + "\n")
     # Files of earlier versions: nothing names them any more.
     keep = {asset.name for asset in assets} | {"LICENSES.txt"}
-    for stale in STATIC_DIR.iterdir():
+    for stale in page.directory.iterdir():
         if stale.name not in keep:
             stale.unlink()
             print(f"removed {stale.name}")
@@ -129,29 +155,30 @@ def license_text(archive: tarfile.TarFile, package: str, version: str) -> str:
     return f"{header}\n\nLicense: {manifest.get('license')} (package.json; the package has no license file)"
 
 
-def check(assets: list[Asset]) -> list[str]:
+def check(page: Page) -> list[str]:
     problems = []
-    for asset in assets:
-        path = STATIC_DIR / asset.name
+    for asset in page.assets:
+        path = page.directory / asset.name
         if not path.is_file():
-            problems.append(f"{asset.name} is missing")
+            problems.append(f"{path} is missing")
         elif not asset.matches(path.read_bytes()):
-            problems.append(f"{asset.name} does not match {asset.url}'s integrity hash")
+            problems.append(f"{path} does not match the integrity hash of {asset.package}@{asset.version}/{asset.path}")
     return problems
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="only check the files in app/static/graphiql/")
+    parser.add_argument("--check", action="store_true", help="only check the files in app/static/")
     arguments = parser.parse_args()
-    assets = page_assets()
-    if not arguments.check:
-        fetch(assets)
-    problems = check(assets)
+    problems = []
+    for page in pages():
+        if not arguments.check:
+            fetch(page)
+        problems += check(page)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
-        print("Run `make graphiql-assets` to fetch them.", file=sys.stderr)
+        print("Run `make web-assets` to fetch them.", file=sys.stderr)
     return 1 if problems else 0
 
 
