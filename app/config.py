@@ -29,6 +29,9 @@ class ConfigError(Exception):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 
+    # The interface to listen on: loopback unless told otherwise, since without OIDC anyone who
+    # reaches the port may read and delete every image. The container image sets 0.0.0.0.
+    app_host: str = "127.0.0.1"
     app_port: int = Field(default=3000, ge=1, le=65535)
 
     mongodb_connection_string: SecretStr | None = None

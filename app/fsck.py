@@ -22,6 +22,7 @@ from datetime import timedelta
 from app.config import ConfigError, Settings, load_settings
 from app.domain.writes import repair
 from app.domain.writes.leases import Leases
+from app.embedded import database_configured, use_recorded_address
 from app.errors import ServiceError, Unavailable
 from app.metrics import Metrics
 from app.services import connect_store
@@ -78,13 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         help="leave files younger than this alone: they may belong to uploads in flight (default 3600)",
     )
     arguments = parser.parse_args(argv)
+    # Beside `make run` with its embedded database: that database, wherever it listens.
+    use_recorded_address()
     try:
         settings = load_settings()
         return asyncio.run(
             run(settings, repair_all=arguments.repair, grace=timedelta(seconds=max(arguments.grace_seconds, 0)))
         )
     except ConfigError as error:
-        print(f"fsck: {error}", file=sys.stderr)
+        hint = "" if database_configured() else " Or run it beside `make run`, which notes where its database listens."
+        print(f"fsck: {error}{hint}", file=sys.stderr)
     except ServiceError as error:
         print(f"fsck: {error.detail}", file=sys.stderr)
     return 2

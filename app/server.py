@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -181,8 +180,7 @@ def serve(settings: Settings) -> None:
         "app.main:create_app",
         factory=True,
         http=BoundedHttpToolsProtocol,
-        # Loopback only in tests and benches; every interface otherwise (the container).
-        host=os.environ.get("APP_HOST", "0.0.0.0"),
+        host=settings.app_host,
         port=settings.app_port,
         # The service logs one line per request itself (app/rest/access.py).
         access_log=False,

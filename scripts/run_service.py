@@ -2,8 +2,12 @@
 
 With none of the MongoDB variables set, a FerretDB server is built if needed and started on a
 free loopback port, its SQLite files under `${DATA_DIRECTORY:-data}/ferretdb` so the data
-outlives the run; it is stopped when the service stops, however that happens (Ctrl-C, SIGTERM
-or an error). With any of them set, the service uses that database and nothing else is started.
+outlives the run, and its address noted there for `make fsck` (app/embedded.py); it is stopped
+when the service stops, however that happens (Ctrl-C, SIGTERM or an error). With any of them
+set, the service uses that database and nothing else is started.
+
+The service listens on APP_HOST, loopback unless told otherwise: `make run` has no
+authentication unless OIDC is configured, so it is not offered to the network by default.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ if not __package__:
     # as `python -m scripts.run_service` from the repository root.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from app.embedded import database_configured, embedded_directory, forget_address, record_address
 from scripts.servers import FerretDB, start_ferretdb
 
-MONGODB_VARIABLES = ("MONGODB_CONNECTION_STRING", "MONGODB_URL", "MONGODB_HOST", "MONGODB_PORT")
 DATABASE = "image_storage"
 
 # Set once uvicorn serves: from then on a SIGTERM means uvicorn's graceful stop.
@@ -45,13 +49,13 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     ferretdb: FerretDB | None = None
     try:
-        # An empty variable counts as unset, as in the service's own settings.
-        if not any(os.environ.get(name) for name in MONGODB_VARIABLES):
-            data_dir = Path(os.environ.get("DATA_DIRECTORY") or "data") / "ferretdb"
+        if not database_configured():
+            data_dir = embedded_directory()
             ferretdb = start_ferretdb(data_dir)
             uri = f"{ferretdb.uri}{DATABASE}"
             os.environ["MONGODB_CONNECTION_STRING"] = uri
             os.environ["FERRETDB_SQLITE_DIRECTORY"] = str(data_dir)
+            record_address(data_dir, uri)
             print(f"No MongoDB configured: started FerretDB at {uri} (data in {data_dir}).", flush=True)
         try:
             settings = load_settings()
@@ -68,6 +72,7 @@ def main() -> int:
             # stop() is bounded anyway (SIGKILL after its timeout).
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            forget_address(embedded_directory())
             ferretdb.stop()
     return 0
 

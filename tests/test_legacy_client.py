@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from scripts.servers import REPO_ROOT, free_port
+from tests.utils.images import make_image
 from tests.utils.live import s3_environment, start_service, wait_until_serving
 from tests.utils.s3 import S3Server
 
@@ -44,7 +45,8 @@ def live_service(
 ) -> Iterator[LiveService]:
     port = free_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith(("MONGODB_", "S3_"))}
-    env |= {"APP_HOST": "127.0.0.1", "APP_PORT": str(port), "DATA_DIRECTORY": str(tmp_path / "data")}
+    # No APP_HOST: `make run` listens on loopback by default.
+    env |= {"APP_PORT": str(port), "DATA_DIRECTORY": str(tmp_path / "data")}
     uploads: Path | None = None
     if storage_kind == "local":
         uploads = tmp_path / "uploads"
@@ -162,6 +164,55 @@ def test_run_service_stops_its_ferretdb_on_sigterm(
     live_service.process.wait(30)
 
     assert not port_accepts_connections(ferretdb_port)
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The IPv4 and IPv6 addresses a socket listens on at `port` (Linux: /proc/net/tcp*)."""
+    found = set()
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        for line in table.read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_make_run_listens_on_loopback_only_unless_told(live_service: LiveService) -> None:
+    port = int(live_service.url.rsplit(":", 1)[1])
+    assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1, in the kernel's byte order
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+def test_fsck_beside_make_run_finds_its_embedded_database(
+    live_service: LiveService, external_environment: dict[str, str], tmp_path: Path
+) -> None:
+    if "MONGODB_CONNECTION_STRING" in external_environment:
+        pytest.skip("an external database is configured, so no FerretDB is started")
+    assert live_service.uploads is not None
+    upload = httpx.post(f"{live_service.url}/images", files={"image": ("a.png", make_image(), "image/png")})
+    assert upload.status_code == 200, upload.text
+    (live_service.uploads / "orphan.png").write_bytes(make_image())
+    note = tmp_path / "data" / "ferretdb" / "address.json"
+    # As `make fsck` runs: no database variable, the same data and uploads directories.
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("MONGODB_", "S3_"))}
+    env |= {"DATA_DIRECTORY": str(tmp_path / "data"), "UPLOADS_DIRECTORY": str(live_service.uploads)}
+    fsck = [sys.executable, "-m", "app.fsck", "--grace-seconds", "0"]
+
+    beside = subprocess.run(fsck, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    assert json.loads(note.read_text())["uri"] in live_service.output.read_text()
+    assert "orphan.png" in beside.stdout, beside.stderr  # it read the service's database: a.png is no orphan
+    assert "a.png" not in beside.stdout
+    assert beside.returncode == 1  # a finding left unrepaired
+
+    live_service.process.send_signal(signal.SIGTERM)
+    live_service.process.wait(30)
+    assert not note.exists()
+    alone = subprocess.run(fsck, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert alone.returncode == 2
+    assert "No database configured" in alone.stderr and "beside `make run`" in alone.stderr
+    assert "Traceback" not in alone.stderr
 
 
 def test_bad_configuration_stops_start_up_with_one_sentence(tmp_path: Path) -> None:
