@@ -19,10 +19,9 @@ import sys
 from collections import Counter
 from datetime import timedelta
 
-from app.config import ConfigError, Settings, load_settings
+from app.config import ConfigError, Settings, database_configured, load_settings, use_recorded_address
 from app.domain.writes import repair
 from app.domain.writes.leases import Leases
-from app.embedded import database_configured, use_recorded_address
 from app.errors import ServiceError, Unavailable
 from app.metrics import Metrics
 from app.services import connect_store

@@ -22,6 +22,7 @@ from app.domain.images.edits import Edits
 from app.domain.images.listing import Listing
 from app.domain.images.reading import ImageReader
 from app.domain.images.uploads import Uploads
+from app.domain.links import Linker, SignedLinks, SignedPath
 from app.domain.media import checksums, file_facts
 from app.domain.media.thumbnails import Thumbnails
 from app.domain.scope import EVERYONE, Scope
@@ -67,6 +68,7 @@ class Services:
     events: Events  # live events of this process's writes
     leases: Leases  # turns between writers of one image
     authenticator: Authenticator | None  # None: no OIDC_JWKS_URI, every caller sees every image
+    links: SignedLinks | None  # with OIDC: links a browser opens without a header
     http: httpx.AsyncClient
     metrics: Metrics
 
@@ -142,15 +144,23 @@ class Services:
             events=events,
             leases=leases,
             authenticator=authenticator,
+            links=None if authenticator is None else SignedLinks(store=store, lifetime=settings.signed_link_seconds),
             http=http,
             metrics=metrics,
         )
 
-    async def scope_for(self, authorization: str | None) -> Scope:
-        """Whose images the caller may touch (Unauthenticated or Unavailable if that is unknowable)."""
-        if self.authenticator is None:
+    async def scope_for(self, authorization: str | None, *, link: SignedPath | None = None) -> Scope:
+        """Whose images the caller may touch (Unauthenticated or Unavailable if that is unknowable);
+        without a token, `link` may say it (Forbidden when the link is bad)."""
+        if self.authenticator is None or self.links is None:
             return EVERYONE
+        if authorization is None and link is not None:
+            return (await self.links.signer()).scope_of(link.path, link.signature)
         return await self.authenticator.scope_for(authorization)
+
+    async def linker(self, scope: Scope) -> Linker:
+        """Makes the caller's links: signed for `scope` with OIDC, plain paths without."""
+        return Linker(None if self.links is None else await self.links.signer(), scope)
 
     async def readiness(self, *, timeout: float = READINESS_TIMEOUT) -> dict[str, str]:
         """`ok`, or what is wrong, for the database and the storage, each checked right now."""

@@ -2,7 +2,7 @@
 
 With none of the MongoDB variables set, a FerretDB server is built if needed and started on a
 free loopback port, its SQLite files under `${DATA_DIRECTORY:-data}/ferretdb` so the data
-outlives the run, and its address noted there for `make fsck` (app/embedded.py); it is stopped
+outlives the run, and its address noted there for `make fsck` (app/config.py); it is stopped
 when the service stops, however that happens (Ctrl-C, SIGTERM or an error). With any of them
 set, the service uses that database and nothing else is started.
 
@@ -23,7 +23,7 @@ if not __package__:
     # as `python -m scripts.run_service` from the repository root.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.embedded import database_configured, embedded_directory, forget_address, record_address
+from app.config import database_configured, embedded_directory, forget_address, record_address
 from scripts.servers import FerretDB, start_ferretdb
 
 DATABASE = "image_storage"

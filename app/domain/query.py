@@ -62,8 +62,8 @@ RESERVED_PARAMETERS = frozenset(
     {"skip", "limit", "sort", "order", "from", "to", "file", "regex", "ids", "ids[]", "filter", "select"}
     | {"counts", "after", "view"}  # facets, cursor paging, saved views: after the legacy service
 )
-# The training formats' options: reserved on `/export` only, metadata matches elsewhere (legacy).
-ARCHIVE_PARAMETERS = frozenset({"format", "split", "splits", "labelField", "boxesField", "shardSize"})
+# The training formats' options and a signed link's `signature`: reserved on `/export` only.
+ARCHIVE_PARAMETERS = frozenset({"format", "split", "splits", "labelField", "boxesField", "shardSize", "signature"})
 _TRUE = {"", "1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _INTEGER = re.compile(r"^-?\d{1,18}$")

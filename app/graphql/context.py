@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import strawberry
@@ -28,6 +29,12 @@ class Context(BaseContext):
         if isinstance(self.scope_or_error, ServiceError):
             raise self.scope_or_error
         return self.scope_or_error
+
+    async def link(self, path: str, query: Mapping[str, str] | None = None) -> str:
+        """The absolute URL of a REST `path` for this caller: signed under OIDC, so a browser
+        opens it without a header (app/domain/links.py)."""
+        linker = await self.services.linker(self.scope)
+        return f"{self.base_url}{linker(path, query)}"
 
 
 async def get_context(services: ServicesDep, connection: HTTPConnection) -> Context:

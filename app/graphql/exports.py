@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import Enum
 from typing import Annotated
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import strawberry
 
@@ -56,13 +56,13 @@ async def export_url(
         if filter is not None or view is not None:
             raise BadInput("Give a snapshot, or a filter and view: a snapshot is exported as it was frozen.")
         await services.snapshots.get(scope, snapshot)
-        return f"{info.context.base_url}/snapshots/{quote(snapshot, safe='')}/export?{urlencode(params)}".rstrip("?")
+        return await info.context.link(f"/snapshots/{quote(snapshot, safe='')}/export", params)
     if condition := compile_filter(filter):
         params["filter"] = filter_as_parameter(condition)
     if view is not None:
         await services.views.get(scope, view)
         params["view"] = view
-    return f"{info.context.base_url}/export?{urlencode(params)}".rstrip("?")
+    return await info.context.link("/export", params)
 
 
 async def _options(info: Info, format: ExportFormat, options: ExportOptions) -> dict[str, str]:

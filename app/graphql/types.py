@@ -11,6 +11,7 @@ from strawberry.scalars import JSON
 
 from app.domain.datasets.snapshots import Snapshot as SavedSnapshot
 from app.domain.datasets.views import View as SavedView
+from app.domain.images.content import content_path
 from app.domain.media.resize import MAX_SIDE, parse_resize
 from app.domain.writes.rewrite import revision_of
 from app.graphql.context import Info
@@ -67,17 +68,21 @@ class Image:
         description="raised by every change; give it back to a mutation's `revision` to change only this state"
     )
 
-    @strawberry.field(description="where to download the file: the REST route /images/{id}/image")
-    def url(self, info: Info) -> str:
-        return f"{info.context.base_url}/images/{self.id}/image"
+    @strawberry.field(
+        description="where a browser loads the file: its content address, the REST route"
+        " /images/{id}/content/{sha256}-{size}, cached for good (while the checksum is unknown,"
+        " /images/{id}/file); with OIDC signed for the caller, so `<img src>` needs no header"
+    )
+    async def url(self, info: Info) -> str:
+        return await info.context.link(self._content_path())
 
     @strawberry.field(
-        description=f"where to download a JPEG copy at most `width` pixels wide (1 to {MAX_SIDE}, never enlarged),"
-        " made once and then kept: the REST route /images/{id}/image?width=…"
+        description=f"where a browser loads a JPEG copy at most `width` pixels wide (1 to {MAX_SIDE}, never"
+        " enlarged), made once and then kept: `url` with `?width=…`"
     )
-    def thumbnail_url(self, info: Info, width: int) -> str:
+    async def thumbnail_url(self, info: Info, width: int) -> str:
         parse_resize(width=width, height=None, fit=None, format=None, quality=None)  # BadInput if out of range
-        return f"{self.url(info)}?width={width}"
+        return await info.context.link(self._content_path(), {"width": str(width)})
 
     @strawberry.field(
         description="a URL that downloads the file without credentials: on S3 storage presigned, valid"
@@ -88,7 +93,10 @@ class Image:
         file = await services.images.file(info.context.scope, str(self.id))
         seconds = services.settings.presigned_url_seconds if expires_in is None else expires_in
         presigned = await services.images.presigned_url(file, expires_in=seconds)
-        return presigned or self.url(info)
+        return presigned or await self.url(info)
+
+    def _content_path(self) -> str:
+        return content_path({"_id": self.id, "checksum": self.checksum, "size": self.size})
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Image:

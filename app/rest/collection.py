@@ -7,22 +7,27 @@ from fastapi.responses import JSONResponse
 
 from app.errors import BadInput
 from app.models import document_to_json
-from app.rest.deps import EditsDep, ImageQueryDep, ListingDep, MergePatchDep, ScopeDep
+from app.rest.deps import EditsDep, ImageQueryDep, LinkerDep, ListingDep, MergePatchDep, ScopeDep
 from app.rest.images import MetadataChangesBody
 from app.rest.schemas import MERGE_PATCH_BODY, DeleteManyOut, PageOut, UpdateManyOut, error_responses
+from app.rest.urls import with_url
 
 router = APIRouter(tags=["images"])
 
 
 @router.get("/images", response_model=PageOut, responses=error_responses(400, 404, 503), summary="List matching images")
-async def list_images(query: ImageQueryDep, listing: ListingDep, scope: ScopeDep) -> JSONResponse:
+async def list_images(query: ImageQueryDep, listing: ListingDep, scope: ScopeDep, linker: LinkerDep) -> JSONResponse:
     page = await listing.find(scope, query)
     return JSONResponse(
         {
             "total": page.counted,
             "skip": query.skip,
             "limit": query.limit,
-            "items": [document_to_json(document) for document in page.items],
+            # `select` names every field the caller wants: no `url` beside them.
+            "items": [
+                document_to_json(document) if query.select else with_url(document_to_json(document), linker)
+                for document in page.items
+            ],
             "select": query.select,
             "nextCursor": page.next_cursor,
         }

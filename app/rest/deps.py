@@ -12,6 +12,7 @@ from app.domain.images.edits import Edits
 from app.domain.images.listing import Listing
 from app.domain.images.reading import ImageReader
 from app.domain.images.uploads import Uploads
+from app.domain.links import SIGNATURE, Linker, SignedPath
 from app.domain.query import (
     ARCHIVE_PARAMETERS,
     DEFAULT_LIMIT,
@@ -66,8 +67,15 @@ async def get_analytics(request: Request) -> Analytics:
 
 
 async def get_scope(request: Request) -> Scope:
-    """The caller's scope from their bearer token (everyone's images when OIDC is off)."""
-    return await services_of(request).scope_for(request.headers.get("authorization"))
+    """The caller's scope from their bearer token (everyone's images when OIDC is off), or, for a
+    read without one, from a signed link's `signature` (app/domain/links.py)."""
+    signature = request.query_params.get(SIGNATURE)
+    link = SignedPath(request.scope["path"], signature) if signature and request.method in ("GET", "HEAD") else None
+    return await services_of(request).scope_for(request.headers.get("authorization"), link=link)
+
+
+async def get_linker(request: Request, scope: Annotated[Scope, Depends(get_scope)]) -> Linker:
+    return await services_of(request).linker(scope)
 
 
 async def get_image_query(
@@ -207,6 +215,7 @@ EditsDep = Annotated[Edits, Depends(get_edits)]
 ListingDep = Annotated[Listing, Depends(get_listing)]
 AnalyticsDep = Annotated[Analytics, Depends(get_analytics)]
 ScopeDep = Annotated[Scope, Depends(get_scope)]
+LinkerDep = Annotated[Linker, Depends(get_linker)]
 # The revisions `If-Match` accepts; None when any will do.
 IfMatchDep = Annotated[frozenset[int] | None, Depends(get_if_match)]
 

@@ -10,25 +10,33 @@ reading the file. `?redirect=true` answers, on S3, a 307 to a presigned URL of t
 `?width=` / `?height=` (with `fit`, `format`, `quality`) send a resized copy instead, made once
 and then kept (app/domain/media/thumbnails.py), with all of the above. Scope and authentication
 apply as to every other route, before any of it.
+
+`/images/{id}/content/{sha256}-{size}` (the `url` documents give) serves the same, at an address
+that names the bytes (app/domain/images/content.py): `Cache-Control: private, max-age=31536000,
+immutable`, so a browser never asks again; once the image is replaced it answers 404.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import quote
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from werkzeug.http import http_date, parse_date, parse_etags, parse_range_header, quote_etag, unquote_etag
 
-from app.domain.images.reading import ImageFile
+from app.domain.images.content import CONTENT_KEY_PATTERN, parse_content_key
+from app.domain.images.reading import ImageFile, ImageReader
 from app.domain.media.resize import DEFAULT_QUALITY, MAX_SIDE, Fit, Format, parse_resize
-from app.rest.deps import ImageId, ScopeDep, ServicesDep
+from app.rest.deps import ImageId, ImagesDep, ScopeDep, ServicesDep
 from app.rest.schemas import documented, error_responses
 
 router = APIRouter(tags=["images"])
 
 CACHE_CONTROL = "private, no-cache"
+# A content address never names other bytes (app/domain/images/content.py).
+IMMUTABLE = "private, max-age=31536000, immutable"
 UNSATISFIABLE: Literal["unsatisfiable"] = "unsatisfiable"
 DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/*": {}}, "description": "the file"},
@@ -104,19 +112,73 @@ async def download(
         url = await images.presigned_url(file, expires_in=services.settings.presigned_url_seconds)
         if url is not None:
             return RedirectResponse(url, status_code=307, headers={"Cache-Control": "private, no-store"})
+    conditions = Conditions(if_none_match, if_modified_since, range_, if_range)
+    return await _send(request, images, file, conditions, cache_control=CACHE_CONTROL)
+
+
+async def download_content(
+    request: Request,
+    image_id: ImageId,
+    content: Annotated[
+        str,
+        Path(
+            description="the image's checksum and size as its documents give them: `<sha256>-<bytes>`",
+            pattern=CONTENT_KEY_PATTERN,
+        ),
+    ],
+    images: ImagesDep,
+    scope: ScopeDep,
+    if_none_match: IfNoneMatch = None,
+    if_modified_since: IfModifiedSince = None,
+    range_: RangeHeader = None,
+    if_range: IfRange = None,
+    width: Side = None,
+    height: Side = None,
+    fit: FitParameter = None,
+    format_: FormatParameter = None,
+    quality: Quality = None,
+) -> Response:
+    """As `/images/{id}/file`, at an address that names the bytes: cached by a browser for good."""
+    key = parse_content_key(content)
+    resize = parse_resize(width=width, height=height, fit=fit, format=format_, quality=quality)
+    file = await images.content(scope, image_id, key, resize)
+    conditions = Conditions(if_none_match, if_modified_since, range_, if_range)
+    return await _send(request, images, file, conditions, cache_control=IMMUTABLE, for_good=True)
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What the request's headers ask: validators of the copy it holds, and a range."""
+
+    if_none_match: str | None
+    if_modified_since: str | None
+    range: str | None
+    if_range: str | None
+
+
+async def _send(
+    request: Request,
+    images: ImageReader,
+    file: ImageFile,
+    conditions: Conditions,
+    *,
+    cache_control: str,
+    for_good: bool = False,
+) -> Response:
     headers = {
-        "Cache-Control": CACHE_CONTROL,
+        "Cache-Control": cache_control,
         "Last-Modified": http_date(file.modified),
         "Accept-Ranges": "bytes",
         "Content-Disposition": content_disposition(file.filename),
     }
     if file.etag:
         headers["ETag"] = quote_etag(file.etag)
-    if _unchanged(file, if_none_match, if_modified_since):
+    if _unchanged(file, conditions.if_none_match, conditions.if_modified_since):
         del headers["Content-Disposition"]
         return Response(status_code=304, headers=headers)
     status, start, end = 200, 0, file.size
-    wanted = _single_range(range_, file.size) if range_ and _range_applies(file, if_range) else None
+    applies = conditions.range and _range_applies(file, conditions.if_range)
+    wanted = _single_range(conditions.range, file.size) if conditions.range and applies else None
     if wanted == UNSATISFIABLE:
         return Response(status_code=416, headers={"Content-Range": f"bytes */{file.size}"})
     if isinstance(wanted, tuple):
@@ -125,7 +187,7 @@ async def download(
     headers["Content-Length"] = str(end - start)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type=file.content_type)
-    chunks = await images.read(file, start=start, end=None if end == file.size else end)
+    chunks = await images.read(file, start=start, end=None if end == file.size else end, for_good=for_good)
     return StreamingResponse(chunks, status_code=status, media_type=file.content_type, headers=headers)
 
 
@@ -144,6 +206,28 @@ for path, name, summary in (
         summary=f"{summary}: the headers only",
         responses=DOWNLOAD_RESPONSES,
     )
+CONTENT_PATH = "/images/{image_id}/content/{content}"
+CONTENT_SUMMARY = "Download an image's file at its content address, cacheable for good"
+CONTENT_RESPONSES = {
+    **{code: response for code, response in DOWNLOAD_RESPONSES.items() if code != 307},
+    404: {"description": "no such image, or it no longer holds these bytes (replaced)"},
+}
+router.add_api_route(
+    CONTENT_PATH,
+    download_content,
+    methods=["GET"],
+    name="download_content",
+    summary=CONTENT_SUMMARY,
+    responses=CONTENT_RESPONSES,
+)
+router.add_api_route(
+    CONTENT_PATH,
+    download_content,
+    methods=["HEAD"],
+    name="download_content_headers",
+    summary=f"{CONTENT_SUMMARY}: the headers only",
+    responses=CONTENT_RESPONSES,
+)
 
 
 def _unchanged(file: ImageFile, if_none_match: str | None, if_modified_since: str | None) -> bool:

@@ -10,6 +10,7 @@ from starlette.datastructures import UploadFile
 
 from app.domain.annotations import DEFAULT_BOXES_FIELD, DEFAULT_LABEL_FIELD, Box, annotations_of, field_path
 from app.domain.images.uploads import NewImage
+from app.domain.links import Linker
 from app.domain.metadata import parse_object_id, parse_time
 from app.models import Image, image_to_json
 from app.rest.deps import (
@@ -19,6 +20,7 @@ from app.rest.deps import (
     ImageId,
     ImagesDep,
     LabelFieldQuery,
+    LinkerDep,
     MergePatchDep,
     ScopeDep,
     UploadsDep,
@@ -26,6 +28,7 @@ from app.rest.deps import (
 from app.rest.etags import etag
 from app.rest.forms import UPLOAD_BODY, held_in_memory, upload_form
 from app.rest.schemas import MERGE_PATCH_BODY, DeletedOut, ImageOut, component, error_responses
+from app.rest.urls import with_url
 
 router = APIRouter(tags=["images"])
 
@@ -58,6 +61,7 @@ async def upload_image(
     request: Request,
     uploads: UploadsDep,
     scope: ScopeDep,
+    linker: LinkerDep,
     refuse_duplicates: Annotated[
         bool,
         Query(
@@ -82,7 +86,7 @@ async def upload_image(
             in_memory=held_in_memory(image),
         )
         stored = await uploads.upload(scope, new)
-    return _document(stored)
+    return _document(stored, linker)
 
 
 def _measure(upload: UploadFile) -> int:
@@ -93,9 +97,9 @@ def _measure(upload: UploadFile) -> int:
 
 
 @router.get("/images/{image_id}", response_model=ImageOut, responses=error_responses(400, 404, 503))
-async def get_image(image_id: ImageId, images: ImagesDep, scope: ScopeDep) -> JSONResponse:
+async def get_image(image_id: ImageId, images: ImagesDep, scope: ScopeDep, linker: LinkerDep) -> JSONResponse:
     """The document; its `ETag` is its revision, for `If-Match` on the changes that follow."""
-    return _document(await images.get(scope, image_id))
+    return _document(await images.get(scope, image_id), linker)
 
 
 @router.get(
@@ -152,11 +156,12 @@ async def patch_image(
     scope: ScopeDep,
     if_match: IfMatchDep,
     merge_patch: MergePatchDep,
+    linker: LinkerDep,
 ) -> JSONResponse:
     """`application/json`: top-level keys set (one level, as the legacy service merged), `$unset`
     removes keys. `application/merge-patch+json`: RFC 7396, objects merged at any depth and
     `null` removing a key: `{"camera": {"iso": 200}}` keeps `camera.make`."""
-    return _document(await edits.update_data(scope, image_id, changes, revisions=if_match, deep=merge_patch))
+    return _document(await edits.update_data(scope, image_id, changes, revisions=if_match, deep=merge_patch), linker)
 
 
 @router.put(
@@ -166,9 +171,9 @@ async def patch_image(
     summary="Replace an image's metadata",
 )
 async def put_image(
-    image_id: ImageId, data: MetadataBody, edits: EditsDep, scope: ScopeDep, if_match: IfMatchDep
+    image_id: ImageId, data: MetadataBody, edits: EditsDep, scope: ScopeDep, if_match: IfMatchDep, linker: LinkerDep
 ) -> JSONResponse:
-    return _document(await edits.replace_data(scope, image_id, data, revisions=if_match))
+    return _document(await edits.replace_data(scope, image_id, data, revisions=if_match), linker)
 
 
 @router.delete("/images/{image_id}", response_model=DeletedOut, responses=error_responses(400, 404, 409, 412, 503))
@@ -177,5 +182,5 @@ async def delete_image(image_id: ImageId, edits: EditsDep, scope: ScopeDep, if_m
     return JSONResponse({"_id": str(parse_object_id(image_id))})
 
 
-def _document(image: Image) -> JSONResponse:
-    return JSONResponse(image_to_json(image), headers={"ETag": etag(image.revision)})
+def _document(image: Image, linker: Linker) -> JSONResponse:
+    return JSONResponse(with_url(image_to_json(image), linker), headers={"ETag": etag(image.revision)})

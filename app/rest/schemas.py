@@ -136,6 +136,16 @@ class ImageOut(BaseModel):
         description="what the photo's EXIF says, the keys present: takenAt (ISO UTC), make, model, orientation"
         " (1-8), gps {latitude, longitude, altitude}; read-only, filterable as exif.make etc. in `filter`",
     )
+    url: str | None = Field(
+        default=None,
+        description="where a browser loads the file: `/images/{id}/content/{sha256}-{size}`, cached for good"
+        " (`?width=256` for a thumbnail), or `/images/{id}/file` while the checksum is unknown; with OIDC"
+        " signed, so `<img src>` needs no header. Not stored (a change to the image gives a new one); not in"
+        " a list with `select`",
+        examples=[
+            "/images/6385c4b3a1e2f0c9d8b7a615/content/08745d74197ee3717468b647d8b0b3c1ddd8073bb48e9703c389d786ee101c5d-1949435"
+        ],
+    )
 
 
 class DuplicateGroupOut(BaseModel):

@@ -52,7 +52,9 @@ async def test_images_page_and_fields(client: httpx.AsyncClient, seeded: dict[st
     assert first["id"] == rest["_id"] and first["file"] == "cats/b.JPG" and first["data"] == rest["data"]
     assert first["time"].startswith("2022-06-01T12:00:00")
     assert (first["contentType"], first["width"], first["userId"]) == ("image/png", 32, None)
-    assert first["url"] == f"http://testserver/images/{rest['_id']}/image"
+    # Its content address, as the REST document gives it.
+    assert first["url"] == f"http://testserver/images/{rest['_id']}/content/{rest['checksum']}-{rest['size']}"
+    assert first["url"] == f"http://testserver{rest['url']}"
     assert (await client.get(first["url"])).status_code == 200
 
 

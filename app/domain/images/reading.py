@@ -15,6 +15,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from app.domain.images.content import ContentKey
 from app.domain.images.documents import loaded
 from app.domain.media import checksums
 from app.domain.media.resize import Resize
@@ -32,6 +33,10 @@ from app.store import Store
 log = logging.getLogger(__name__)
 
 MAX_PRESIGNED_SECONDS = 7 * 24 * 3600  # the longest S3 (signature version 4) signs for
+_REPLACED = (
+    "Image {image_id} no longer holds the bytes this address names (it was replaced); "
+    "ask for the image again for its current address."
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,7 +86,21 @@ class ImageReader:
 
     async def file(self, scope: Scope, image_id: str) -> ImageFile:
         """What a download of the image's file would send; NotFound if the file is missing."""
+        return await self._file_of(await self.get(scope, image_id))
+
+    async def content(self, scope: Scope, image_id: str, key: ContentKey, resize: Resize | None) -> ImageFile:
+        """What its content address (app/domain/images/content.py) sends: the file, or a resized
+        copy, of the bytes `key` names; NotFound once the image holds other bytes."""
         image = await self.get(scope, image_id)
+        if image.checksum != key.checksum or image.size != key.size:
+            raise NotFound(_REPLACED.format(image_id=image_id))
+        file = await (self._file_of(image) if resize is None else self._resized_of(image, resize))
+        if file.checksum != key.checksum or (resize is None and file.size != key.size):
+            raise NotFound(_REPLACED.format(image_id=image_id))
+        return file
+
+    async def _file_of(self, image: Image) -> ImageFile:
+        image_id = str(image.id)
         try:
             key, found = await replacement.stat_stored(self.storage, image.file, image.pendingFile)
         except NotFound:
@@ -99,7 +118,10 @@ class ImageReader:
 
     async def resized(self, scope: Scope, image_id: str, resize: Resize) -> ImageFile:
         """The image's file resized: a stored copy, made now if there is none yet."""
-        image = await self.get(scope, image_id)
+        return await self._resized_of(await self.get(scope, image_id), resize)
+
+    async def _resized_of(self, image: Image, resize: Resize) -> ImageFile:
+        image_id = str(image.id)
         source = Source(image_id=image_id, file=image.file, pending=image.pendingFile, checksum=image.checksum)
         variant, learned = await self.thumbnails.variant(source, resize)
         if learned is not None:
@@ -125,11 +147,16 @@ class ImageReader:
             file.key, expires=timedelta(seconds=expires_in), filename=file.filename, content_type=file.content_type
         )
 
-    async def read(self, file: ImageFile, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    async def read(
+        self, file: ImageFile, *, start: int = 0, end: int | None = None, for_good: bool = False
+    ) -> AsyncIterator[bytes]:
         """The bytes of `file` from `start` up to (not including) `end`, by default all of them.
 
         Conflict if the file was replaced since `file` described it: the headers already
-        promised its length.
+        promised its length. `for_good`, for a content address that promises these bytes for
+        good: NotFound unless the document still names `file`'s checksum once the file is open.
+        A replacement's document names its new checksum before its file moves onto the path,
+        so that means these are the bytes (a same-sized replacement would pass the length check).
         """
         try:
             stored = await self.storage.open(file.key, start=start, end=end)
@@ -139,9 +166,17 @@ class ImageReader:
             if stored is not None:
                 await stored.chunks.aclose()
             raise Conflict(f"The file of image {file.image_id} was replaced while it was being read; try again.")
+        if for_good and not await self._still_holds(file):
+            await stored.chunks.aclose()
+            raise NotFound(_REPLACED.format(image_id=file.image_id))
         if file.checksum is None and start == 0 and end is None and file.key == file.path and file.resized is None:
             return self.metrics.count_download(self._checksummed(file, stored.chunks))
         return self.metrics.count_download(stored.chunks)
+
+    async def _still_holds(self, file: ImageFile) -> bool:
+        with self.store.errors():
+            found = await self.store.images.by_id(parse_object_id(file.image_id))
+        return found is not None and file.checksum is not None and found.get("checksum") == file.checksum
 
     async def _checksummed(self, file: ImageFile, chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
         """`chunks` passed on and hashed; once all were sent, the image's checksum is recorded
