@@ -41,6 +41,8 @@ async def test_the_pages_name_only_files_the_service_serves(client: httpx.AsyncC
             asset = await client.get(url)
             assert asset.status_code == 200, url
             assert asset.content == (STATIC_DIR / url.rsplit("/", 1)[-1]).read_bytes()
+            # The version is in the name: a browser keeps it and never asks again.
+            assert asset.headers["cache-control"] == "public, max-age=31536000, immutable"
 
 
 def test_the_committed_files_are_the_ones_pinned() -> None:
