@@ -40,8 +40,9 @@ async def export_zip(client: httpx.AsyncClient, query: str = "") -> zipfile.ZipF
 
 
 async def all_documents(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+    """The documents as stored: without the `url` a listing adds (an address, not the image's data)."""
     body = (await client.get("/images?limit=1000&sort=file")).json()
-    return list(body["items"])
+    return [{key: value for key, value in item.items() if key != "url"} for item in body["items"]]
 
 
 # -- the legacy archive --------------------------------------------------------------------
