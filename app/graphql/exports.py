@@ -13,29 +13,30 @@ from app.domain.archives.options import export_options, training_export
 from app.domain.datasets.saved_filters import filter_as_parameter
 from app.errors import BadInput
 from app.graphql.context import Info
+from app.graphql.enums import described
 from app.graphql.filters import compile_filter
 from app.graphql.inputs import ImageFilter
 
 
 @strawberry.enum(description="An archive's layout: the legacy service's, or a training format (see the README).")
 class ExportFormat(Enum):
-    LEGACY = "legacy"
-    COCO = "coco"
-    YOLO = "yolo"
-    IMAGEFOLDER = "imagefolder"
-    HF = "hf"
-    WEBDATASET = "webdataset"
+    LEGACY = described("legacy", "The legacy service's: files at their paths, mongodb_data.json and mongodb_data.xlsx")
+    COCO = described("coco", "COCO: annotations/instances_<split>.json and images/<split>/…, for pycocotools")
+    YOLO = described("yolo", "YOLO: images/<split>/…, labels/<split>/<stem>.txt and data.yaml, for Ultralytics")
+    IMAGEFOLDER = described("imagefolder", "Class folders, <split>/<label>/…, for torchvision's ImageFolder")
+    HF = described("hf", 'Hugging Face: <split>/… and <split>/metadata.jsonl, for load_dataset("imagefolder")')
+    WEBDATASET = described("webdataset", "WebDataset: tar shards <split>/shard-000000.tar, … (see `shardSize`)")
 
 
 @strawberry.input(description="How a training format is split and read; every field is optional.")
 class ExportOptions:
-    split: str | None = strawberry.field(default=None, description="a split per value of this metadata key")
+    split: str | None = strawberry.field(default=None, description="A split per value of this metadata key")
     splits: str | None = strawberry.field(
-        default=None, description="splits from your saved views, `train:viewA,val:viewB`; they must not overlap"
+        default=None, description="Splits from your saved views, `train:viewA,val:viewB`; they must not overlap"
     )
-    label_field: str | None = strawberry.field(default=None, description="the labels' metadata key; default `label`")
-    boxes_field: str | None = strawberry.field(default=None, description="the boxes' metadata key; default `boxes`")
-    shard_size: int | None = strawberry.field(default=None, description="webdataset: samples a shard (1000)")
+    label_field: str | None = strawberry.field(default=None, description="The labels' metadata key; default `label`")
+    boxes_field: str | None = strawberry.field(default=None, description="The boxes' metadata key; default `boxes`")
+    shard_size: int | None = strawberry.field(default=None, description="For webdataset: samples a shard (1000)")
 
 
 async def export_url(
@@ -86,4 +87,4 @@ async def _options(info: Info, format: ExportFormat, options: ExportOptions) -> 
     return {name: value for name, value in given.items() if value is not None}
 
 
-ExportFormatArgument = Annotated[ExportFormat, strawberry.argument(description="the archive's layout")]
+ExportFormatArgument = Annotated[ExportFormat, strawberry.argument(description="The archive's layout")]

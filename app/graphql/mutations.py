@@ -25,9 +25,21 @@ MAX_FILES = 100
 RevisionArgument = Annotated[
     int | None,
     strawberry.argument(
-        description="the image's revision as read; the change fails with STALE_REVISION if it moved on"
+        description="The image's revision as read; the change fails with STALE_REVISION if it moved on"
     ),
 ]
+ImageId = Annotated[strawberry.ID, strawberry.argument(description="The image's id: 24 hexadecimal characters")]
+SetArgument = Annotated[
+    JSON | None,
+    strawberry.argument(
+        name="set", description="Metadata to merge, a JSON object: each top-level key given is set, its value whole"
+    ),
+]
+UnsetArgument = Annotated[list[str] | None, strawberry.argument(description="Top-level metadata keys to remove")]
+PatchArgument = Annotated[JSON, strawberry.argument(description="The merge patch, a JSON object")]
+NAME_RULE = "1 to 100 characters, no '/', not '.' or '..', no control characters"
+ViewName = Annotated[str, strawberry.argument(description="The view's name")]
+SnapshotName = Annotated[str, strawberry.argument(description="The snapshot's name")]
 
 
 def _image(stored: ImageDocument) -> Image:
@@ -65,19 +77,30 @@ def _new_image(
     )
 
 
-REFUSE_DUPLICATES = "true: refuse (an error, storing nothing) a file identical to one of your other images"
+REFUSE_DUPLICATES = "True: refuse (an error, storing nothing) a file identical to one of your other images"
 
 
-@strawberry.type
+@strawberry.type(
+    description="What can be changed: images and their metadata, saved views and snapshots, all within your scope."
+)
 class Mutation:
     @strawberry.mutation(description="Upload one image; an image at the same path is replaced.")
     async def upload_image(
         self,
         info: Info,
-        file: Upload,
-        path: str | None = None,
-        data: JSON | None = None,
-        time: datetime | None = None,
+        file: Annotated[Upload, strawberry.argument(description="The image file, a part of the multipart request")],
+        path: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Storage path, folders allowed; default the file's name. With per-user scope it is placed "
+                "in your folder"
+            ),
+        ] = None,
+        data: Annotated[JSON | None, strawberry.argument(description="Metadata, a JSON object; default none")] = None,
+        time: Annotated[
+            datetime | None,
+            strawberry.argument(description="The image's time, such as when it was taken; default the upload's"),
+        ] = None,
         refuse_duplicates: Annotated[bool, strawberry.argument(description=REFUSE_DUPLICATES)] = False,
     ) -> Image:
         new = _new_image(file, path=path, data=_metadata(data, "data"), time=time, refuse_duplicates=refuse_duplicates)
@@ -87,8 +110,13 @@ class Mutation:
     async def upload_images(
         self,
         info: Info,
-        files: list[Upload],
-        data: JSON | None = None,
+        files: Annotated[
+            list[Upload],
+            strawberry.argument(description=f"The image files, at most {MAX_FILES}, parts of the multipart request"),
+        ],
+        data: Annotated[
+            JSON | None, strawberry.argument(description="Metadata every image gets, a JSON object; default none")
+        ] = None,
         refuse_duplicates: Annotated[bool, strawberry.argument(description=REFUSE_DUPLICATES)] = False,
     ) -> UploadImagesResult:
         if len(files) > MAX_FILES:
@@ -110,9 +138,9 @@ class Mutation:
     async def update_image(
         self,
         info: Info,
-        id: strawberry.ID,
-        set_: Annotated[JSON | None, strawberry.argument(name="set")] = None,
-        unset: list[str] | None = None,
+        id: ImageId,
+        set_: SetArgument = None,
+        unset: UnsetArgument = None,
         revision: RevisionArgument = None,
     ) -> Image:
         stored = await info.context.services.edits.update_data(
@@ -124,7 +152,9 @@ class Mutation:
         description="Apply a JSON Merge Patch (RFC 7396) to an image's data: objects merged at any depth, "
         "null removes a key, anything else (an array too) replaces the value."
     )
-    async def patch_image(self, info: Info, id: strawberry.ID, patch: JSON, revision: RevisionArgument = None) -> Image:
+    async def patch_image(
+        self, info: Info, id: ImageId, patch: PatchArgument, revision: RevisionArgument = None
+    ) -> Image:
         stored = await info.context.services.edits.update_data(
             info.context.scope, str(id), patch, revisions=_revisions(revision), deep=True
         )
@@ -132,7 +162,11 @@ class Mutation:
 
     @strawberry.mutation(description="Replace an image's data.")
     async def replace_image_data(
-        self, info: Info, id: strawberry.ID, data: JSON, revision: RevisionArgument = None
+        self,
+        info: Info,
+        id: ImageId,
+        data: Annotated[JSON, strawberry.argument(description="The image's new metadata, a JSON object")],
+        revision: RevisionArgument = None,
     ) -> Image:
         stored = await info.context.services.edits.replace_data(
             info.context.scope, str(id), data, revisions=_revisions(revision)
@@ -143,9 +177,9 @@ class Mutation:
     async def update_images(
         self,
         info: Info,
-        filter: ImageFilter,
-        set_: Annotated[JSON | None, strawberry.argument(name="set")] = None,
-        unset: list[str] | None = None,
+        filter: Annotated[ImageFilter, strawberry.argument(description="Which images")],
+        set_: SetArgument = None,
+        unset: UnsetArgument = None,
     ) -> UpdateResult:
         summary = await info.context.services.edits.update_many(
             info.context.scope, compile_filter(filter), _changes(set_, unset)
@@ -153,20 +187,34 @@ class Mutation:
         return UpdateResult(matched_count=summary.matched, modified_count=summary.modified)
 
     @strawberry.mutation(description="Apply a JSON Merge Patch (RFC 7396) to the data of every matching image.")
-    async def patch_images(self, info: Info, filter: ImageFilter, patch: JSON) -> UpdateResult:
+    async def patch_images(
+        self,
+        info: Info,
+        filter: Annotated[ImageFilter, strawberry.argument(description="Which images")],
+        patch: PatchArgument,
+    ) -> UpdateResult:
         summary = await info.context.services.edits.update_many(
             info.context.scope, compile_filter(filter), patch, deep=True
         )
         return UpdateResult(matched_count=summary.matched, modified_count=summary.modified)
 
     @strawberry.mutation(description="Delete an image and its file; its id.")
-    async def delete_image(self, info: Info, id: strawberry.ID, revision: RevisionArgument = None) -> strawberry.ID:
+    async def delete_image(self, info: Info, id: ImageId, revision: RevisionArgument = None) -> strawberry.ID:
         await info.context.services.edits.delete(info.context.scope, str(id), revisions=_revisions(revision))
         return id
 
     @strawberry.mutation(description="Save a view of yours: create it, or replace the one of that name.")
     async def save_view(
-        self, info: Info, name: str, filter: ImageFilter | None = None, sort: list[SortInput] | None = None
+        self,
+        info: Info,
+        name: Annotated[str, strawberry.argument(description=f"The view's name: {NAME_RULE}")],
+        filter: Annotated[
+            ImageFilter | None, strawberry.argument(description="The view's filter; without it, every image")
+        ] = None,
+        sort: Annotated[
+            list[SortInput] | None,
+            strawberry.argument(description="The view's sort keys, most significant first; without them, no sort"),
+        ] = None,
     ) -> View:
         keys = [(key.field, key.direction.value) for key in sort or []]
         saved = await info.context.services.views.save(info.context.scope, name, compile_filter(filter), keys)
@@ -177,7 +225,17 @@ class Mutation:
         "times and data as they are now. Snapshots never change afterwards."
     )
     async def create_snapshot(
-        self, info: Info, name: str, filter: ImageFilter | None = None, view: str | None = None
+        self,
+        info: Info,
+        name: Annotated[
+            str, strawberry.argument(description=f"The snapshot's name: {NAME_RULE}; unique among your snapshots")
+        ],
+        filter: Annotated[
+            ImageFilter | None, strawberry.argument(description="Which images; without it (or `view`), all of yours")
+        ] = None,
+        view: Annotated[
+            str | None, strawberry.argument(description="One of your saved views, its filter ANDed with `filter`")
+        ] = None,
     ) -> Snapshot:
         services = info.context.services
         query = ImageQuery(filter=compile_filter(filter))
@@ -186,17 +244,27 @@ class Mutation:
         return Snapshot.from_snapshot(await services.snapshots.create(info.context.scope, name, query.filter))
 
     @strawberry.mutation(description="Delete a snapshot of yours; its name.")
-    async def delete_snapshot(self, info: Info, name: str) -> str:
+    async def delete_snapshot(self, info: Info, name: SnapshotName) -> str:
         await info.context.services.snapshots.delete(info.context.scope, name)
         return name
 
     @strawberry.mutation(description="Delete a view of yours; its name.")
-    async def delete_view(self, info: Info, name: str) -> str:
+    async def delete_view(self, info: Info, name: ViewName) -> str:
         await info.context.services.views.delete(info.context.scope, name)
         return name
 
     @strawberry.mutation(description="Delete every matching image and its file. Deleting all needs `all: true`.")
-    async def delete_images(self, info: Info, filter: ImageFilter | None = None, all: bool = False) -> DeleteResult:
+    async def delete_images(
+        self,
+        info: Info,
+        filter: Annotated[
+            ImageFilter | None,
+            strawberry.argument(description="Which images; without one, nothing is deleted unless `all` is true"),
+        ] = None,
+        all: Annotated[
+            bool, strawberry.argument(description="True: without a filter, or with an empty one, delete all of yours")
+        ] = False,
+    ) -> DeleteResult:
         condition = compile_filter(filter)
         if not condition and not all:
             raise BadInput("This would delete every image: give a filter that matches some, or all: true.")

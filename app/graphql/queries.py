@@ -8,8 +8,10 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.scalars import JSON
 
+from app.domain.datasets.snapshots import MAX_DIFF_IDS
 from app.domain.datasets.snapshots import IdList as FoundIds
-from app.domain.query import ImageQuery
+from app.domain.images.analytics import MAX_FACETS, MAX_GROUPS
+from app.domain.query import MAX_SORT_KEYS, ImageQuery
 from app.graphql.context import Info
 from app.graphql.exports import ExportFormat, ExportFormatArgument, ExportOptions, export_url
 from app.graphql.filters import compile_filter, compile_query
@@ -32,8 +34,20 @@ from app.models import Image as ImageDocument
 ViewArgument = Annotated[
     str | None,
     strawberry.argument(
-        description="the name of one of your saved views: its filter is added, and its sort used unless `sort` is given"
+        description="The name of one of your saved views: its filter is added, and its sort used unless `sort` is given"
     ),
+]
+FilterArgument = Annotated[
+    ImageFilter | None, strawberry.argument(description="Which images; without it, all of yours")
+]
+SortArgument = Annotated[
+    list[SortInput] | None,
+    strawberry.argument(description=f"Sort keys, most significant first (at most {MAX_SORT_KEYS}); `_id` breaks ties"),
+]
+PageSize = Annotated[int, strawberry.argument(description="Page size, 1 to QUERY_MAX_LIMIT (10,000 unless configured)")]
+FieldArgument = Annotated[str, strawberry.argument(description="A metadata key, dotted for nested ones (camera.iso)")]
+FacetLimit = Annotated[
+    int, strawberry.argument(description=f"Values listed, the most frequent ones: 1 to {MAX_FACETS:,}")
 ]
 
 
@@ -47,16 +61,22 @@ async def _filter(info: Info, image_filter: ImageFilter | None, view: str | None
     return (await _narrowed(info, ImageQuery(filter=compile_filter(image_filter)), view)).filter
 
 
-@strawberry.type
+@strawberry.type(
+    description="What can be read: images and what their metadata holds, saved views, snapshots, identical files "
+    "and export addresses, all within your scope."
+)
 class Query:
-    @strawberry.field(description="Matching images, a page at a time.")
+    @strawberry.field(
+        description="Matching images, a page at a time: in `sort` order, else the view's, else in the order they "
+        "were added."
+    )
     async def images(
         self,
         info: Info,
-        filter: ImageFilter | None = None,
-        sort: list[SortInput] | None = None,
-        skip: int = 0,
-        limit: int = 100,
+        filter: FilterArgument = None,
+        sort: SortArgument = None,
+        skip: Annotated[int, strawberry.argument(description="Matches to skip before the page")] = 0,
+        limit: PageSize = 100,
         view: ViewArgument = None,
     ) -> ImagePage:
         services = info.context.services
@@ -74,10 +94,13 @@ class Query:
     async def images_connection(
         self,
         info: Info,
-        filter: ImageFilter | None = None,
-        sort: list[SortInput] | None = None,
-        first: int = 100,
-        after: str | None = None,
+        filter: FilterArgument = None,
+        sort: SortArgument = None,
+        first: PageSize = 100,
+        after: Annotated[
+            str | None,
+            strawberry.argument(description="The cursor to continue after; without it, the first page"),
+        ] = None,
         view: ViewArgument = None,
     ) -> ImageConnection:
         services = info.context.services
@@ -104,25 +127,40 @@ class Query:
         self,
         info: Info,
         format: ExportFormatArgument = ExportFormat.LEGACY,
-        filter: ImageFilter | None = None,
+        filter: Annotated[
+            ImageFilter | None,
+            strawberry.argument(description="Which images; without it (or `view`), all of yours; not with `snapshot`"),
+        ] = None,
         view: ViewArgument = None,
-        snapshot: str | None = None,
-        options: ExportOptions | None = None,
+        snapshot: Annotated[
+            str | None,
+            strawberry.argument(
+                description="One of your snapshots, exported as it was frozen; not with `filter` or `view`"
+            ),
+        ] = None,
+        options: Annotated[
+            ExportOptions | None,
+            strawberry.argument(description="How a training format is split and read; none for `LEGACY`"),
+        ] = None,
     ) -> str:
         return await export_url(info, format, filter, view, snapshot, options)
 
     @strawberry.field(description="One image by id.")
-    async def image(self, info: Info, id: strawberry.ID) -> Image:
+    async def image(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The image's id: 24 hexadecimal characters")],
+    ) -> Image:
         stored: ImageDocument = await info.context.services.images.get(info.context.scope, str(id))
         return Image.from_document(stored.model_dump(by_alias=True))
 
     @strawberry.field(description="The distinct top-level metadata keys of the matching images.")
-    async def fields(self, info: Info, filter: ImageFilter | None = None, view: ViewArgument = None) -> list[str]:
+    async def fields(self, info: Info, filter: FilterArgument = None, view: ViewArgument = None) -> list[str]:
         return await info.context.services.analytics.fields(info.context.scope, await _filter(info, filter, view))
 
     @strawberry.field(description="The distinct values of one metadata key (dotted for nested) over the matches.")
     async def field_values(
-        self, info: Info, field: str, filter: ImageFilter | None = None, view: ViewArgument = None
+        self, info: Info, field: FieldArgument, filter: FilterArgument = None, view: ViewArgument = None
     ) -> list[JSON | None]:
         condition = await _filter(info, filter, view)
         return await info.context.services.analytics.field_values(info.context.scope, field, condition)
@@ -132,7 +170,12 @@ class Query:
         "frequent first, at most `limit` values; an array counts once for each distinct element."
     )
     async def facets(
-        self, info: Info, field: str, filter: ImageFilter | None = None, limit: int = 20, view: ViewArgument = None
+        self,
+        info: Info,
+        field: FieldArgument,
+        filter: FilterArgument = None,
+        limit: FacetLimit = 20,
+        view: ViewArgument = None,
     ) -> list[Facet]:
         analytics = info.context.services.analytics
         found = await analytics.facets(info.context.scope, field, await _filter(info, filter, view), limit=limit)
@@ -142,9 +185,9 @@ class Query:
     async def system_facets(
         self,
         info: Info,
-        field: SystemField,
-        filter: ImageFilter | None = None,
-        limit: int = 20,
+        field: Annotated[SystemField, strawberry.argument(description="The system field whose values are counted")],
+        filter: FilterArgument = None,
+        limit: FacetLimit = 20,
         view: ViewArgument = None,
     ) -> list[Facet]:
         analytics = info.context.services.analytics
@@ -157,7 +200,7 @@ class Query:
         return [View.from_view(view) for view in await info.context.services.views.list(info.context.scope)]
 
     @strawberry.field(description="One of your saved views.")
-    async def view(self, info: Info, name: str) -> View:
+    async def view(self, info: Info, name: Annotated[str, strawberry.argument(description="The view's name")]) -> View:
         return View.from_view(await info.context.services.views.get(info.context.scope, name))
 
     @strawberry.field(description="Your snapshots, oldest first.")
@@ -166,12 +209,22 @@ class Query:
         return [Snapshot.from_snapshot(snapshot) for snapshot in found]
 
     @strawberry.field(description="One of your snapshots.")
-    async def snapshot(self, info: Info, name: str) -> Snapshot:
+    async def snapshot(
+        self, info: Info, name: Annotated[str, strawberry.argument(description="The snapshot's name")]
+    ) -> Snapshot:
         found = await info.context.services.snapshots.get(info.context.scope, name, finished=False)
         return Snapshot.from_snapshot(found)
 
     @strawberry.field(description="What changed from snapshot `name` to `other`: ids added, removed and changed.")
-    async def snapshot_diff(self, info: Info, name: str, other: str, limit: int = 1000) -> SnapshotDiff:
+    async def snapshot_diff(
+        self,
+        info: Info,
+        name: Annotated[str, strawberry.argument(description="The snapshot compared from")],
+        other: Annotated[str, strawberry.argument(description="The snapshot compared to, usually a later one")],
+        limit: Annotated[
+            int, strawberry.argument(description=f"Ids listed per kind, 0 to {MAX_DIFF_IDS:,}; the counts are whole")
+        ] = 1000,
+    ) -> SnapshotDiff:
         diff = await info.context.services.snapshots.diff(info.context.scope, name, other, limit=limit)
 
         def ids(found: FoundIds) -> IdList:
@@ -180,7 +233,12 @@ class Query:
         return SnapshotDiff(added=ids(diff.added), removed=ids(diff.removed), changed=ids(diff.changed))
 
     @strawberry.field(description="Groups of images holding identical files (equal checksums), by checksum.")
-    async def duplicates(self, info: Info, skip: int = 0, limit: int = 20) -> list[DuplicateGroup]:
+    async def duplicates(
+        self,
+        info: Info,
+        skip: Annotated[int, strawberry.argument(description="Groups to skip")] = 0,
+        limit: Annotated[int, strawberry.argument(description=f"Groups per page, 1 to {MAX_GROUPS:,}")] = 20,
+    ) -> list[DuplicateGroup]:
         groups = await info.context.services.analytics.duplicates(info.context.scope, skip=skip, limit=limit)
         return [
             DuplicateGroup(checksum=group.checksum, count=group.count, ids=[strawberry.ID(i) for i in group.ids])

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.file_uploads import Upload
 from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
+from strawberry.schema.types.scalar import DEFAULT_SCALAR_REGISTRY
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
+from strawberry.types.scalar import ScalarDefinition
 
 from app.graphql.errors import ErrorCodes, graphql_error
 from app.graphql.metrics import OperationMetrics
@@ -23,6 +28,21 @@ from app.graphql.subscriptions import Subscription
 MAX_DEPTH = 6
 MAX_TOKENS = 4000
 MAX_ALIASES = 20
+
+# Strawberry's own scalars, parsed and serialised as before, with descriptions that tell a
+# client what this service does with them: its generic ones say "Date with time (isoformat)".
+SCALARS: dict[object, ScalarDefinition] = {
+    datetime: replace(
+        DEFAULT_SCALAR_REGISTRY[datetime],
+        description="A date and time, ISO 8601: 2022-11-02T23:41:55.711000+00:00. Stored and answered in UTC, to the "
+        "millisecond; one given without an offset is taken as UTC.",
+    ),
+    Upload: replace(
+        DEFAULT_SCALAR_REGISTRY[Upload],
+        description="A file, sent as a part of a multipart request (the GraphQL multipart request spec), which needs "
+        "an Apollo-Require-Preflight header.",
+    ),
+}
 
 
 class Schema(strawberry.Schema):
@@ -61,6 +81,7 @@ schema = Schema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
+    scalar_overrides=SCALARS,
     extensions=[  # factories: a fresh extension for every request
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),

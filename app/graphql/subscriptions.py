@@ -10,6 +10,7 @@ import strawberry
 
 from app.domain.query import ImageQuery
 from app.graphql.context import Info
+from app.graphql.enums import described
 from app.graphql.filters import compile_filter
 from app.graphql.inputs import ImageFilter
 from app.graphql.types import Image
@@ -17,18 +18,20 @@ from app.graphql.types import Image
 
 @strawberry.enum(description="What happened to the image.")
 class ImageEventKind(Enum):
-    CREATED = "created"
-    UPDATED = "updated"
-    DELETED = "deleted"
+    CREATED = described("created", "Uploaded or imported at a path no image had")
+    UPDATED = described("updated", "Its metadata changed, or its file was replaced")
+    DELETED = described("deleted", "Deleted, with its file")
 
 
 @strawberry.type(description="An image created, updated or deleted.")
 class ImageEvent:
-    kind: ImageEventKind
-    image: Image = strawberry.field(description="as it now is; for a deleted image, as it was")
+    kind: ImageEventKind = strawberry.field(description="What happened")
+    image: Image = strawberry.field(description="As it now is; for a deleted image, as it was")
 
 
-@strawberry.type
+@strawberry.type(
+    description="Live events, over a WebSocket (graphql-transport-ws at /graphql), of this service process only."
+)
 class Subscription:
     @strawberry.subscription(
         description="Images created, updated (metadata or file) and deleted from now on, by any write path, that "
@@ -37,8 +40,10 @@ class Subscription:
     async def image_events(
         self,
         info: Info,
-        filter: ImageFilter | None = None,
-        view: Annotated[str | None, strawberry.argument(description="one of your saved views")] = None,
+        filter: Annotated[
+            ImageFilter | None, strawberry.argument(description="Which images; without it, all of yours")
+        ] = None,
+        view: Annotated[str | None, strawberry.argument(description="One of your saved views")] = None,
     ) -> AsyncGenerator[ImageEvent, None]:
         services, scope = info.context.services, info.context.scope
         query = ImageQuery(filter=compile_filter(filter))

@@ -135,6 +135,12 @@ async def import_images(
     label_field: LabelFieldQuery = None,
     boxes_field: BoxesFieldQuery = None,
 ) -> JSONResponse:
+    """Every image of the archive (file part `archive`) is stored as an upload would store it,
+    with its metadata; the other form fields (or `data` as JSON text) are merged into every
+    image's `data`. Answers `{"file", "imported", "skipped": [{"name", "reason"}]}`. Not a zip,
+    or a corrupt mongodb_data.json or annotation file, is a 400 and stores nothing; too many
+    entries or bytes (a zip bomb) or an archive over MAX_ARCHIVE_BYTES, a 413. A storage or
+    database failure part-way is a 503 whose body still lists what was imported."""
     settings = services.settings
     if format is not None and format not in IMPORT_FORMATS:
         raise BadInput(f"format must be one of {', '.join(IMPORT_FORMATS)}, not {format!r}.")

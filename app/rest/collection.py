@@ -17,6 +17,10 @@ router = APIRouter(tags=["images"])
 
 @router.get("/images", response_model=PageOut, responses=error_responses(400, 404, 503), summary="List matching images")
 async def list_images(query: ImageQueryDep, listing: ListingDep, scope: ScopeDep, linker: LinkerDep) -> JSONResponse:
+    """A page of the images the query parameters match (none: all of yours), as `{"total",
+    "skip", "limit", "items", "select", "nextCursor"}`; `total` counts every match. A filter
+    outside the operator whitelist, a cursor from another query or a `limit` over
+    QUERY_MAX_LIMIT is a 400; an unknown `view`, a 404."""
     page = await listing.find(scope, query)
     return JSONResponse(
         {

@@ -105,6 +105,12 @@ async def download(
     format_: FormatParameter = None,
     quality: Quality = None,
 ) -> Response:
+    """The file, streamed with its content type and name; `HEAD` answers the headers alone.
+    `ETag` (the file's SHA-256, once known) and `Last-Modified` let `If-None-Match` and
+    `If-Modified-Since` answer 304; one `Range` answers 206 with those bytes, and a range past
+    the end 416. `width`/`height` send a resized copy, made once and then kept (a stored image
+    that cannot be resized is a 422); `redirect=true`, on S3, a 307 to a presigned URL. A file
+    replaced while it is being sent is a 409: ask again."""
     images = services.images
     resize = parse_resize(width=width, height=height, fit=fit, format=format_, quality=quality)
     file = await (images.file(scope, image_id) if resize is None else images.resized(scope, image_id, resize))

@@ -17,6 +17,8 @@ router = APIRouter(tags=["fields"])
 
 @router.get("/fields", responses=error_responses(400, 404, 503), summary="Distinct top-level metadata keys")
 async def list_fields(query: ImageQueryDep, analytics: AnalyticsDep, scope: ScopeDep) -> list[str]:
+    """The distinct top-level keys of the matching images' `data`, sorted. The images are
+    selected by the query parameters of `GET /images` (paging aside); a bad filter is a 400."""
     return await analytics.fields(scope, query.filter)
 
 
@@ -45,6 +47,9 @@ async def list_field_values(
         ),
     ] = False,
 ) -> list[Any]:
+    """The distinct values of `data.<name>` over the matches, an array's elements one by one.
+    With `counts=true`, `[{"value", "count"}]` instead: how many matching images take each
+    value, for the `limit` (default 100) most frequent, most frequent first."""
     if counts:
         return [
             {"value": facet.value, "count": facet.count}

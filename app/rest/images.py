@@ -96,7 +96,12 @@ def _measure(upload: UploadFile) -> int:
     return size
 
 
-@router.get("/images/{image_id}", response_model=ImageOut, responses=error_responses(400, 404, 503))
+@router.get(
+    "/images/{image_id}",
+    response_model=ImageOut,
+    responses=error_responses(400, 404, 503),
+    summary="An image's document",
+)
 async def get_image(image_id: ImageId, images: ImagesDep, scope: ScopeDep, linker: LinkerDep) -> JSONResponse:
     """The document; its `ETag` is its revision, for `If-Match` on the changes that follow."""
     return _document(await images.get(scope, image_id), linker)
@@ -173,11 +178,21 @@ async def patch_image(
 async def put_image(
     image_id: ImageId, data: MetadataBody, edits: EditsDep, scope: ScopeDep, if_match: IfMatchDep, linker: LinkerDep
 ) -> JSONResponse:
+    """The body, a JSON object, becomes the image's whole `data`; the file and the other fields
+    stay. Answers the document with its new `ETag`; with `If-Match`, a 412 if the image has
+    moved on from that revision."""
     return _document(await edits.replace_data(scope, image_id, data, revisions=if_match), linker)
 
 
-@router.delete("/images/{image_id}", response_model=DeletedOut, responses=error_responses(400, 404, 409, 412, 503))
+@router.delete(
+    "/images/{image_id}",
+    response_model=DeletedOut,
+    responses=error_responses(400, 404, 409, 412, 503),
+    summary="Delete an image and its file",
+)
 async def delete_image(image_id: ImageId, edits: EditsDep, scope: ScopeDep, if_match: IfMatchDep) -> JSONResponse:
+    """Answers `{"_id": id}`. With `If-Match`, only if the image is still at that revision, else
+    a 412; an image that is not there (or is another user's) is a 404."""
     await edits.delete(scope, image_id, revisions=if_match)
     return JSONResponse({"_id": str(parse_object_id(image_id))})
 

@@ -19,6 +19,8 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/healthz", summary="Liveness: the process serves requests (no dependency is touched)")
 async def healthz() -> dict[str, str]:
+    """`{"status": "ok"}` while the process serves requests. It touches neither the database nor
+    the storage: restarting the process would not bring either back."""
     return {"status": "ok"}
 
 
@@ -28,6 +30,10 @@ async def healthz() -> dict[str, str]:
     responses={503: {"description": "the dependencies under `failed` do not answer"}},
 )
 async def readyz(services: ServicesDep) -> JSONResponse:
+    """Pings the database (and checks that the start-up set-up is done) and the storage, both at
+    once, each giving up after 2 s: `{"status": "ready", "checks": {"database": "ok", "storage":
+    "ok"}, "failed": []}`. Otherwise a 503, `status` `unavailable` and `failed` naming each that
+    does not answer (the database may also be `initialising`); it turns back by itself."""
     checks = await services.readiness()
     failed = [name for name, state in checks.items() if state != "ok"]
     body = {"status": "unavailable" if failed else "ready", "checks": checks, "failed": failed}
@@ -36,6 +42,9 @@ async def readyz(services: ServicesDep) -> JSONResponse:
 
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics, text exposition format")
 async def metrics(request: Request) -> Response:
+    """Counters and histograms of HTTP requests, GraphQL operations, bytes uploaded and
+    downloaded, archives, thumbnails and dependency errors, plus the process's own, for a
+    Prometheus scraper. Takes no token: keep it off the public ingress."""
     # On the app, not on Services: it exists before the lifespan opens any connection.
     registry: Metrics = request.app.state.metrics
     return Response(registry.exposition(), media_type=CONTENT_TYPE_LATEST)

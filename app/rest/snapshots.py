@@ -84,6 +84,10 @@ def _ids(found: IdList) -> dict[str, Any]:
     summary="Freeze the matching images under a name: ids, files, checksums, times and data as they are now",
 )
 async def create_snapshot(body: SnapshotIn, services: ServicesDep, scope: ScopeDep) -> dict[str, Any]:
+    """`{"name", "filter", "view"}`: the matches of `filter` and of the view's filter (both
+    optional, ANDed) are frozen, each image's id, file, checksum, time and data as they are now.
+    Answers 201 with `{"name", "filter", "created", "count"}`; a name you have already is a 409
+    (snapshots never change), a `view` you do not have a 404, a bad filter a 400."""
     query = ImageQuery(filter=body.filter)
     if body.view is not None:
         query = await services.views.narrow(scope, query, body.view)
@@ -92,6 +96,8 @@ async def create_snapshot(body: SnapshotIn, services: ServicesDep, scope: ScopeD
 
 @router.get("/snapshots", response_model=list[SnapshotOut], responses=error_responses(503), summary="Your snapshots")
 async def list_snapshots(services: ServicesDep, scope: ScopeDep) -> list[dict[str, Any]]:
+    """Every snapshot of yours, oldest first, with its filter, creation time and `count`; a
+    `count` of null marks one whose creation was cut short (it can only be deleted)."""
     return [_out(snapshot) for snapshot in await services.snapshots.list(scope)]
 
 
@@ -99,6 +105,8 @@ async def list_snapshots(services: ServicesDep, scope: ScopeDep) -> list[dict[st
     "/snapshots/{name}", response_model=SnapshotOut, responses=error_responses(400, 404, 503), summary="A snapshot"
 )
 async def get_snapshot(name: SnapshotName, services: ServicesDep, scope: ScopeDep) -> dict[str, Any]:
+    """Its filter, creation time and `count` (null while unfinished). A snapshot of that name
+    you do not have (another user's included) is a 404."""
     return _out(await services.snapshots.get(scope, name, finished=False))
 
 
@@ -124,6 +132,8 @@ async def list_snapshot_images(
         ),
     ] = 100,
 ) -> JSONResponse:
+    """`{"total", "skip", "limit", "items"}`: the images as they were frozen, in id order, as a
+    listing shows images. An unfinished snapshot is a 409; one you do not have, a 404."""
     page = await services.snapshots.page(
         scope, name, skip=skip, limit=limit, max_limit=services.settings.query_max_limit
     )
@@ -152,6 +162,9 @@ async def diff_snapshots(
         ),
     ] = 1000,
 ) -> dict[str, Any]:
+    """`{"added", "removed", "changed"}` from `name` to `other`, each `{"count", "ids"}`: in
+    `other` only, in `name` only, and in both with another file, checksum, time or data. The
+    counts are whole; at most `limit` ids are listed of each. An unfinished snapshot is a 409."""
     diff = await services.snapshots.diff(scope, name, other, limit=limit)
     return {"added": _ids(diff.added), "removed": _ids(diff.removed), "changed": _ids(diff.changed)}
 
@@ -173,5 +186,7 @@ async def export_snapshot(
 
 @router.delete("/snapshots/{name}", responses=error_responses(400, 404, 503), summary="Delete a snapshot")
 async def delete_snapshot(name: SnapshotName, services: ServicesDep, scope: ScopeDep) -> dict[str, str]:
+    """Answers `{"name": name}`; the images themselves stay. Unfinished snapshots are deleted
+    like the others; one you do not have is a 404."""
     await services.snapshots.delete(scope, name)
     return {"name": name}

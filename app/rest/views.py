@@ -65,11 +65,15 @@ def _out(view: View) -> dict[str, Any]:
 
 @router.get("/views", response_model=list[ViewOut], responses=error_responses(503), summary="Your saved views")
 async def list_views(services: ServicesDep, scope: ScopeDep) -> list[dict[str, Any]]:
+    """Every view of yours, by name, each with its filter, sort and dates. A view whose filter
+    fails a check added since it was saved is listed too, with `problem` saying why."""
     return [_out(view) for view in await services.views.list(scope)]
 
 
 @router.get("/views/{name}", response_model=ViewOut, responses=error_responses(400, 404, 503), summary="A saved view")
 async def get_view(name: ViewName, services: ServicesDep, scope: ScopeDep) -> dict[str, Any]:
+    """The view of that name: its filter (dates as `{"$date": …}`), sort and dates. A view of
+    that name you do not have (another user's included) is a 404."""
     return _out(await services.views.get(scope, name))
 
 
@@ -80,11 +84,15 @@ async def get_view(name: ViewName, services: ServicesDep, scope: ScopeDep) -> di
     summary="Save a view (create it, or replace the one of that name)",
 )
 async def save_view(name: ViewName, body: ViewIn, services: ServicesDep, scope: ScopeDep) -> dict[str, Any]:
+    """`{"filter", "sort"}`, both optional, as the `filter` and `sort` parameters take them; the
+    view is then usable as `?view=<name>`. A filter or sort those parameters would refuse, or a
+    name that is not one path segment, is a 400; a 1,001st view of yours, a 409."""
     sort = parse_sort(body.sort, None)
     return _out(await services.views.save(scope, name, body.filter, sort))
 
 
 @router.delete("/views/{name}", responses=error_responses(400, 404, 503), summary="Delete a saved view")
 async def delete_view(name: ViewName, services: ServicesDep, scope: ScopeDep) -> dict[str, str]:
+    """Answers `{"name": name}`; the images it selected stay. A view you do not have is a 404."""
     await services.views.delete(scope, name)
     return {"name": name}
