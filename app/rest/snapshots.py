@@ -13,8 +13,9 @@ from app.domain.metadata import NAME_PATTERN
 from app.domain.query import ImageQuery
 from app.models import document_to_json, format_time
 from app.rest.archive import ZIP_RESPONSE, TrainingExportDep, archive_response
-from app.rest.deps import ScopeDep, ServicesDep
+from app.rest.deps import LinkerDep, ScopeDep, ServicesDep
 from app.rest.schemas import SKIP, ImageOut, documented, error_responses
+from app.rest.urls import with_url
 
 router = APIRouter(tags=["snapshots"])
 
@@ -120,6 +121,7 @@ async def list_snapshot_images(
     name: SnapshotName,
     services: ServicesDep,
     scope: ScopeDep,
+    linker: LinkerDep,
     skip: Annotated[
         int,
         Query(description="images to skip", json_schema_extra=SKIP),
@@ -137,7 +139,8 @@ async def list_snapshot_images(
     page = await services.snapshots.page(
         scope, name, skip=skip, limit=limit, max_limit=services.settings.query_max_limit
     )
-    items = [document_to_json(document) for document in page.items]
+    # Each with the content address of its frozen bytes: it serves them while the image holds them.
+    items = [with_url(document_to_json(document), linker) for document in page.items]
     return JSONResponse({"total": page.total, "skip": skip, "limit": limit, "items": items})
 
 
