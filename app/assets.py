@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
+from starlette.types import ASGIApp, Scope
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -20,3 +23,10 @@ class VersionedFiles(StaticFiles):
         if "@" in path and response.status_code in (200, 304):
             response.headers["Cache-Control"] = IMMUTABLE
         return response
+
+
+def vendored_files(directory: Path) -> ASGIApp:
+    """The files of `directory`, compressed for browsers that take gzip (Swagger UI's 1.9 MB are
+    0.5 MB so), compressed only here: images and archives are compressed already. Without the
+    directory nothing is served; the pages that load its files say so in the log."""
+    return GZipMiddleware(VersionedFiles(directory=directory, check_dir=False), minimum_size=1024)

@@ -20,7 +20,7 @@ from typing import Any
 from strawberry.fastapi import GraphQLRouter
 from strawberry.http.ides import get_graphql_ide_html
 
-from app.assets import VersionedFiles
+from app.assets import vendored_files
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class OfflineGraphiQLRouter(GraphQLRouter[Any, Any]):
         super().__init__(*args, **kwargs)
         # Versioned names, cached for good: the 4 MB load once per browser.
         # check_dir=False: without the files the page above falls back to unpkg.com instead.
-        self.mount("/static", VersionedFiles(directory=STATIC_DIR, check_dir=False), name="graphiql-static")
+        self.mount("/static", vendored_files(STATIC_DIR), name="graphiql-static")
 
     @property
     def graphql_ide_html(self) -> str:

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 
-from app.assets import VersionedFiles
+from app.assets import vendored_files
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def install_docs(app: FastAPI, *, title: str) -> None:
         log.error("/docs and /redoc will not render: %s missing; run `make web-assets`", ", ".join(missing))
     openapi_url = app.openapi_url or "/openapi.json"
     # Versioned names, cached for good: the 3 MB load once per browser.
-    app.mount(STATIC_URL, VersionedFiles(directory=STATIC_DIR, check_dir=False), name="docs-static")
+    app.mount(STATIC_URL, vendored_files(STATIC_DIR), name="docs-static")
     title = f"{title}: REST API"
     swagger_html = get_swagger_ui_html(
         openapi_url=openapi_url,

@@ -43,6 +43,9 @@ async def test_the_pages_name_only_files_the_service_serves(client: httpx.AsyncC
             assert asset.content == (STATIC_DIR / url.rsplit("/", 1)[-1]).read_bytes()
             # The version is in the name: a browser keeps it and never asks again.
             assert asset.headers["cache-control"] == "public, max-age=31536000, immutable"
+            if url.endswith((".js", ".css")):  # sent compressed (httpx asks for gzip, and undoes it)
+                assert asset.headers["content-encoding"] == "gzip"
+                assert asset.num_bytes_downloaded < len(asset.content) / 3
 
 
 def test_the_committed_files_are_the_ones_pinned() -> None:
