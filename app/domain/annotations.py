@@ -141,7 +141,7 @@ def _box(item: Any, *, where: str, width: int | None, height: int | None) -> Box
 
 
 def _polygon(value: Any, *, where: str, width: int | None, height: int | None) -> list[list[float]]:
-    points = _points(value)
+    points = polygon_points(value)
     if points is None or len(points) < 3:
         raise BadInput(
             f"{where} has a polygon that is not at least three points, as [[x, y], ...], [x1, y1, x2, y2, ...]"
@@ -155,7 +155,8 @@ def _polygon(value: Any, *, where: str, width: int | None, height: int | None) -
     return checked
 
 
-def _points(value: Any) -> list[tuple[Any, Any]] | None:
+def polygon_points(value: Any) -> list[tuple[Any, Any]] | None:
+    """A polygon's (x, y) pairs from any of the convention's three forms; None if it is none of them."""
     if not isinstance(value, list):
         return None
     if all(isinstance(point, list) and len(point) == 2 for point in value):

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import quote
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from werkzeug.http import http_date, parse_date, parse_etags, parse_range_header, quote_etag, unquote_etag
 
 from app.domain.images.content import CONTENT_KEY_PATTERN, parse_content_key
 from app.domain.images.reading import ImageFile, ImageReader
-from app.domain.media.resize import DEFAULT_QUALITY, MAX_SIDE, Fit, Format, parse_resize
+from app.domain.media.resize import DEFAULT_QUALITY, MAX_SIDE, Fit, Format, Resize, parse_resize
 from app.rest.deps import ImageId, ImagesDep, ScopeDep, ServicesDep
 from app.rest.schemas import documented, error_responses
 
@@ -83,15 +83,47 @@ Quality = Annotated[
 ]
 
 
+@dataclass(frozen=True)
+class Conditions:
+    """What the request's headers ask: validators of the copy it holds, and a range."""
+
+    if_none_match: str | None
+    if_modified_since: str | None
+    range: str | None
+    if_range: str | None
+
+
+def get_conditions(
+    if_none_match: IfNoneMatch = None,
+    if_modified_since: IfModifiedSince = None,
+    range_: RangeHeader = None,
+    if_range: IfRange = None,
+) -> Conditions:
+    return Conditions(if_none_match, if_modified_since, range_, if_range)
+
+
+def get_resize(
+    width: Side = None,
+    height: Side = None,
+    fit: FitParameter = None,
+    format_: FormatParameter = None,
+    quality: Quality = None,
+) -> Resize | None:
+    """The resized copy asked for; None for the file itself."""
+    return parse_resize(width=width, height=height, fit=fit, format=format_, quality=quality)
+
+
+ConditionsDep = Annotated[Conditions, Depends(get_conditions)]
+ResizeDep = Annotated[Resize | None, Depends(get_resize)]
+
+
 async def download(
     request: Request,
     image_id: ImageId,
     services: ServicesDep,
     scope: ScopeDep,
-    if_none_match: IfNoneMatch = None,
-    if_modified_since: IfModifiedSince = None,
-    range_: RangeHeader = None,
-    if_range: IfRange = None,
+    conditions: ConditionsDep,
+    resize: ResizeDep,
     redirect: Annotated[
         bool,
         Query(
@@ -99,11 +131,6 @@ async def download(
             "instead of the file; on local storage the file as usual"
         ),
     ] = False,
-    width: Side = None,
-    height: Side = None,
-    fit: FitParameter = None,
-    format_: FormatParameter = None,
-    quality: Quality = None,
 ) -> Response:
     """The file, streamed with its content type and name; `HEAD` answers the headers alone.
     `ETag` (the file's SHA-256, once known) and `Last-Modified` let `If-None-Match` and
@@ -112,13 +139,11 @@ async def download(
     that cannot be resized is a 422); `redirect=true`, on S3, a 307 to a presigned URL. A file
     replaced while it is being sent is a 409: ask again."""
     images = services.images
-    resize = parse_resize(width=width, height=height, fit=fit, format=format_, quality=quality)
     file = await (images.file(scope, image_id) if resize is None else images.resized(scope, image_id, resize))
     if redirect:
         url = await images.presigned_url(file, expires_in=services.settings.presigned_url_seconds)
         if url is not None:
             return RedirectResponse(url, status_code=307, headers={"Cache-Control": "private, no-store"})
-    conditions = Conditions(if_none_match, if_modified_since, range_, if_range)
     return await _send(request, images, file, conditions, cache_control=CACHE_CONTROL)
 
 
@@ -134,32 +159,12 @@ async def download_content(
     ],
     images: ImagesDep,
     scope: ScopeDep,
-    if_none_match: IfNoneMatch = None,
-    if_modified_since: IfModifiedSince = None,
-    range_: RangeHeader = None,
-    if_range: IfRange = None,
-    width: Side = None,
-    height: Side = None,
-    fit: FitParameter = None,
-    format_: FormatParameter = None,
-    quality: Quality = None,
+    conditions: ConditionsDep,
+    resize: ResizeDep,
 ) -> Response:
     """As `/images/{id}/file`, at an address that names the bytes: cached by a browser for good."""
-    key = parse_content_key(content)
-    resize = parse_resize(width=width, height=height, fit=fit, format=format_, quality=quality)
-    file = await images.content(scope, image_id, key, resize)
-    conditions = Conditions(if_none_match, if_modified_since, range_, if_range)
+    file = await images.content(scope, image_id, parse_content_key(content), resize)
     return await _send(request, images, file, conditions, cache_control=IMMUTABLE, for_good=True)
-
-
-@dataclass(frozen=True)
-class Conditions:
-    """What the request's headers ask: validators of the copy it holds, and a range."""
-
-    if_none_match: str | None
-    if_modified_since: str | None
-    range: str | None
-    if_range: str | None
 
 
 async def _send(

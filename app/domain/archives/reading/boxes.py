@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from app.domain.annotations import polygon_points
 from app.errors import BadInput
 
 TOLERANCE = 1e-6  # pixels
@@ -55,7 +56,7 @@ def box(
 
 def polygon(value: Any, *, where: str, width: int | None, height: int | None, name: str = "polygon") -> list[Any]:
     """A polygon, flat and within the image. Read in any of the convention's three forms."""
-    points = _points(value)
+    points = polygon_points(value)
     if points is None or len(points) < 3:
         raise BadInput(
             f"{where} has a {name} that is not at least three points, as [x1, y1, x2, y2, ...], [[x, y], ...]"
@@ -70,19 +71,6 @@ def polygon(value: Any, *, where: str, width: int | None, height: int | None, na
     return flat
 
 
-def _points(value: Any) -> list[tuple[Any, Any]] | None:
-    if not isinstance(value, list):
-        return None
-    if all(isinstance(point, list) and len(point) == 2 for point in value):
-        return [(point[0], point[1]) for point in value]
-    if all(isinstance(point, Mapping) and set(point) == {"x", "y"} for point in value):
-        return [(point["x"], point["y"]) for point in value]
-    if len(value) % 2 == 0 and not any(isinstance(item, (list, Mapping)) for item in value):
-        return list(zip(value[::2], value[1::2], strict=True))
-    return None
-
-
-# (coordinate, low edge, high edge, the image's extent along it)
 _Axis = tuple[str, str, str, str]
 _X: _Axis = ("x", "left", "right", "width")
 _Y: _Axis = ("y", "top", "bottom", "height")
