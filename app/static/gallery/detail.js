@@ -123,9 +123,18 @@ export class Detail {
     canvas.style.width = `${Math.round(width * this.scale)}px`;
     canvas.style.height = `${Math.round(height * this.scale)}px`;
     $("zoom-level").textContent = `${Math.round(this.scale * 100)}%`;
-    // Labels stay readable at any zoom: their size is in the image's pixels.
-    for (const text of $("boxes").querySelectorAll("text")) text.setAttribute("font-size", String(13 / this.scale));
-    for (const rect of $("boxes").querySelectorAll("rect.label-bg")) rect.setAttribute("height", String(17 / this.scale));
+    // Labels keep one size on screen at any zoom, above their box where there is room for them
+    // (inside it would hide the top of what the box marks).
+    const tall = 17 / this.scale;
+    for (const group of $("boxes").querySelectorAll("g")) {
+      const top = Number(group.dataset.top);
+      const y = top >= tall ? top - tall : top;
+      group.querySelector("text")?.setAttribute("font-size", String(13 / this.scale));
+      group.querySelector("text")?.setAttribute("y", String(y + 2 / this.scale));
+      group.querySelector("text")?.setAttribute("x", String(Number(group.dataset.left) + 3 / this.scale));
+      group.querySelector("rect.label-bg")?.setAttribute("height", String(tall));
+      group.querySelector("rect.label-bg")?.setAttribute("y", String(y));
+    }
   }
 
   setZoom(zoom) {
@@ -150,6 +159,8 @@ export class Detail {
       if (!box || ![box.x, box.y, box.w, box.h].every(Number.isFinite)) continue;
       const group = document.createElementNS(SVG, "g");
       group.setAttribute("class", `box hue-${hue(box.label)}`);
+      group.dataset.top = String(box.y);
+      group.dataset.left = String(box.x);
       const rect = document.createElementNS(SVG, "rect");
       for (const [name, value] of Object.entries({ x: box.x, y: box.y, width: box.w, height: box.h })) {
         rect.setAttribute(name, String(value));
@@ -161,11 +172,8 @@ export class Detail {
         const background = document.createElementNS(SVG, "rect");
         background.setAttribute("class", "label-bg");
         background.setAttribute("x", String(box.x));
-        background.setAttribute("y", String(box.y));
         background.setAttribute("width", String(Math.max(box.w, 1)));
         const text = document.createElementNS(SVG, "text");
-        text.setAttribute("x", String(box.x));
-        text.setAttribute("y", String(box.y));
         text.setAttribute("dominant-baseline", "hanging");
         text.textContent = caption;
         group.append(background, text);
