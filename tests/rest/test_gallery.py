@@ -10,6 +10,7 @@ import io
 import json
 import re
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +24,10 @@ from playwright.sync_api import FilePayload, Page, ViewportSize, expect
 
 from app.config import Settings
 from app.rest.gallery import ASSETS, LOCAL_ONLY, STATIC_DIR, VENDOR_DIR
-from scripts.servers import REPO_ROOT
+from scripts.servers import REPO_ROOT, free_port
 from tests.utils.browser import Watched, chromium, watch
-from tests.utils.live import serving
+from tests.utils.live import service_environment, serving, start_service, wait_until_serving
+from tests.utils.oidc import AUDIENCE, ISSUER, jwks_server, rsa_key
 
 LOCAL = pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
 
@@ -353,3 +355,126 @@ def test_an_upload_appears_and_a_second_page_sees_changes_live(service_url: str,
     for each in watched:
         assert each.errors == []
         assert each.outside(service_url) == []
+
+
+@LOCAL
+def test_views_bulk_changes_and_snapshots(service_url: str, tmp_path: Path) -> None:
+    seed(service_url, 6)  # cats 0, 2, 4; dogs 1, 3, 5
+    with chromium() as browser:
+        page = browser.new_page(viewport=DESKTOP)
+        watched = watch(page)
+        page.goto(f"{service_url}/gallery")
+        expect_status(page, "^6 of 6 images")
+        expect(page.locator("#live")).to_have_text("Live", timeout=20_000)
+
+        # The filter shown, saved as a view, which then stands for it.
+        filter_by(page, "label=cat")
+        expect_status(page, "^3 of 3 images")
+        page.get_by_role("button", name="Save view…").click()
+        page.get_by_label("Name").fill("cats")
+        page.get_by_role("button", name="Save", exact=True).click()
+        expect(page.locator("#view")).to_have_value("cats")
+        expect(page.locator("#filter-text")).to_have_value("")
+        expect_status(page, "^3 of 3 images")
+        page.locator("#view").select_option("")
+        expect_status(page, "^6 of 6 images")
+        page.locator("#view").select_option("cats")
+        expect_status(page, "^3 of 3 images")
+        assert "view=cats" in page.url  # a reload or a link shows the same
+
+        # Space selects; a key set on the selection reaches exactly those images.
+        page.locator("#grid .tile").first.focus()
+        page.keyboard.press("Space")
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("Space")
+        expect(page.locator("#bulk-count")).to_have_text("2 selected")
+        page.get_by_role("button", name="Set a key…").click()
+        page.get_by_role("textbox", name="Key", exact=True).fill("reviewed")
+        page.get_by_role("textbox", name="Value", exact=True).fill("true")
+        page.get_by_role("button", name="Set", exact=True).click()
+        expect(page.locator("#bulk")).to_be_hidden()
+        reviewed = graphql(service_url, '{ images(filter: {data: [{path: "reviewed", eq: true}]}) { total } }')
+        assert reviewed["images"]["total"] == 2
+        expect(page.get_by_role("button", name="reviewed true: 2 images")).to_be_visible()
+
+        # A bulk delete asks first, then the grid follows.
+        page.locator("#grid .pick").first.check()
+        page.get_by_role("button", name="Delete…").click()
+        expect(page.locator("#prompt")).to_contain_text("Delete 1 image?")
+        page.get_by_role("button", name="Cancel").click()
+        expect_status(page, "^3 of 3 images")
+        page.get_by_role("button", name="Delete…").click()
+        page.locator("#prompt").get_by_role("button", name="Delete").click()
+        expect_status(page, "^2 of 2 images")
+        expect(page.get_by_role("button", name="label cat: 2 images")).to_be_visible()  # the facets follow
+
+        # Snapshots: frozen from what is shown, compared, downloadable.
+        page.get_by_role("button", name="Snapshots…").click()
+        page.locator("#snapshot-name").fill("before")
+        page.get_by_role("button", name="Create").click()
+        expect(page.locator("#snapshot-message")).to_have_text("before: 2 images frozen.")
+        graphql(service_url, REVISE, id=page.locator("#grid li").first.get_attribute("data-id"), set={"x": 1})
+        page.locator("#snapshot-name").fill("after")
+        page.get_by_role("button", name="Create").click()
+        expect(page.locator("#snapshot-rows tr")).to_have_count(2)
+        page.get_by_label("Compare before with").select_option("after")
+        expect(page.locator("#snapshot-diff")).to_have_text("From before to after: 0 added, 0 removed, 1 changed.")
+        with page.expect_download() as download:
+            page.locator("#snapshot-rows tr").first.get_by_role("button", name="Export").click()
+        assert download.value.suggested_filename.endswith(".zip")
+        page.screenshot(path=tmp_path / "gallery-snapshots.png")
+    assert watched.errors == []
+    assert watched.outside(service_url) == []
+
+
+@LOCAL
+def test_a_repeat_visit_asks_for_no_thumbnail(service_url: str) -> None:
+    seed(service_url, 30)
+
+    def thumbnails_served() -> int:
+        text = httpx.get(f"{service_url}/metrics").text
+        route = re.escape('route="/images/{image_id}/content/{content}"')
+        pattern = rf"^image_storage_http_requests_total\{{[^}}]*{route}[^}}]*\}} (\S+)$"
+        return int(sum(float(value) for value in re.findall(pattern, text, re.MULTILINE)))
+
+    with chromium() as browser:
+        context = browser.new_context(viewport=DESKTOP)
+        page = context.new_page()
+        page.goto(f"{service_url}/gallery")
+        expect_status(page, "^30 of 30 images")
+        assert thumbnails_loaded(page) == [WIDTH] * 30
+        first_visit = thumbnails_served()
+        again = context.new_page()
+        again.goto(f"{service_url}/gallery")
+        expect_status(again, "^30 of 30 images")
+        assert thumbnails_loaded(again) == [WIDTH] * 30
+        assert thumbnails_served() == first_visit == 30
+
+
+@LOCAL
+def test_under_oidc_the_gallery_loads_and_says_it_needs_a_login(settings: Settings, tmp_path: Path) -> None:
+    """No login from the page yet: it must say so, not show an empty grid."""
+    with jwks_server([rsa_key("gallery-1")]) as jwks:
+        port = free_port()
+        env = service_environment(settings, None) | {
+            "OIDC_JWKS_URI": jwks.uri,
+            "OIDC_ISSUER": ISSUER,
+            "OIDC_AUDIENCE": AUDIENCE,
+            "APP_HOST": "127.0.0.1",
+            "APP_PORT": str(port),
+            "LOG_LEVEL": "WARNING",
+        }
+        url = f"http://127.0.0.1:{port}"
+        process = start_service(env, cwd=REPO_ROOT, log_path=tmp_path / "service.log")
+        try:
+            wait_until_serving(url, process, tmp_path / "service.log")
+            with chromium() as browser:
+                page = browser.new_page(viewport=DESKTOP)
+                watched = watch(page)
+                page.goto(f"{url}/gallery")
+                expect(page.locator("#error")).to_contain_text("needs a login", timeout=20_000)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
+    assert watched.errors == []
+    assert watched.outside(url) == []

@@ -114,7 +114,9 @@ export function subscribe(query, variables, { next, error, onState }) {
       // A browser cannot set headers on a WebSocket: the token goes in connection_init.
       connectionParams: () => authorization(),
       retryAttempts: Infinity,
-      shouldRetry: () => true,
+      // A dropped connection comes back by itself; a refusal (bad request, no or a bad token)
+      // would only be refused again.
+      shouldRetry: (event) => !(event && [4400, 4401, 4403].includes(event.code)),
       lazy: true,
       on: {
         connected: () => onState("live"),

@@ -45,7 +45,7 @@ export class Detail {
     new ResizeObserver(() => this.zoom === "fit" && this.layout()).observe(this.stage);
     this.meta.addEventListener("input", () => (this.dirty = true));
     $("show-boxes").addEventListener("change", (event) => $("boxes").classList.toggle("hidden", !event.target.checked));
-    $("meta-save").addEventListener("click", () => this.save(this.image.revision));
+    $("meta-save").addEventListener("click", () => this.save(this.read));
     $("meta-reset").addEventListener("click", () => this.reload("Your edits were undone."));
     $("conflict-theirs-load").addEventListener("click", () => this.useTheirs());
     $("conflict-overwrite").addEventListener("click", () => this.save(this.theirs.revision));
@@ -68,7 +68,8 @@ export class Detail {
     try {
       const { image } = await graphql(DETAIL, { id });
       if (this.image?.id !== id) return;
-      this.show(image, { fresh: true });
+      // Edits begun on the tile's copy stay, and so does the revision they were begun on.
+      this.show(image, { fresh: !this.dirty || Boolean(note) });
       this.say(note);
     } catch (error) {
       if (this.image?.id === id) this.say(error.message, true);
@@ -79,6 +80,9 @@ export class Detail {
     const same = this.image?.id === image.id;
     this.image = { ...(same ? this.image : {}), ...image };
     if (fresh || !same) {
+      // The revision the editor's text was read at: a save sends it, so that a change made by
+      // someone else since is refused rather than overwritten.
+      this.read = this.image.revision;
       this.dirty = false;
       this.theirs = null;
       $("conflict").hidden = true;
@@ -284,7 +288,7 @@ export class Detail {
       this.theirs = image;
       $("conflict-theirs").textContent = JSON.stringify(image.data, null, 2);
       $("conflict").hidden = false;
-      this.say(`Your edits are kept below; the image is at revision ${image.revision} now, you read ${this.image.revision}.`, true);
+      this.say(`Your edits are kept above; the image is at revision ${image.revision} now, you read ${this.read}.`, true);
       $("conflict").scrollIntoView({ block: "nearest" });
     } catch (error) {
       this.say(`Not saved: someone else changed it, and it cannot be read again: ${error.message}`, true);
@@ -303,10 +307,10 @@ export class Detail {
     if (kind === "DELETED") {
       this.say("Someone else deleted this image.", true);
       $("meta-save").disabled = true;
-    } else if (!this.dirty && image.revision !== this.image.revision) {
+    } else if (!this.dirty && image.revision !== this.read) {
       this.show(image, { fresh: true });
       this.say("Someone else changed this image just now: this is the new version.");
-    } else if (image.revision !== this.image.revision) {
+    } else if (image.revision !== this.read) {
       this.say("Someone else changed this image while you were editing; saving will show both versions.", true);
     }
   }

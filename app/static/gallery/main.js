@@ -96,7 +96,10 @@ function refresh() {
 
 function showError(error, prefix = "") {
   const box = $("error");
-  box.textContent = `${prefix}${error.message}`;
+  const login = error instanceof ApiError && error.has("UNAUTHENTICATED");
+  // The service asks for a token (OIDC) and the gallery has no login yet: say so plainly.
+  const why = login ? "This service needs a login, which the gallery cannot do yet. " : "";
+  box.textContent = `${prefix}${why}${error.message}`;
   box.hidden = false;
 }
 
@@ -191,10 +194,15 @@ function happened(kind, image) {
     }
   } else if (grid.has(image.id)) {
     grid.update(image);
-  } else if (kind === "CREATED" || kind === "UPDATED") {
-    // New to this filter: where the sort puts it, if that is among what is shown.
+  } else if (kind === "CREATED") {
+    // Where the sort puts it, if that is among what is shown; counted either way.
     if (state.sort === "time-desc") grid.prepend(image);
     else if (!state.hasNext) grid.append([image]);
+    if (state.total !== null) state.total++;
+  } else if (!state.hasNext) {
+    // Changed into a match. (With pages still to come it may as well be one of those, already
+    // counted: it shows when its page comes.)
+    grid.append([image]);
     if (state.total !== null) state.total++;
   }
   detail.changed(kind, image);
@@ -207,9 +215,14 @@ function happened(kind, image) {
 let facetTimer = 0;
 let facetGeneration = 0;
 
+// At most one count a second however fast events come (a bulk change sends one per image),
+// and never put off for good by a steady stream of them.
 function facetsSoon() {
-  clearTimeout(facetTimer);
-  facetTimer = setTimeout(facets, 1000);
+  if (facetTimer) return;
+  facetTimer = setTimeout(() => {
+    facetTimer = 0;
+    facets();
+  }, 1000);
 }
 
 async function facets() {

@@ -34,8 +34,10 @@ export class Snapshots {
     await this.list();
   }
 
-  say(text) {
-    $("snapshot-message").textContent = text;
+  say(text, problem = false) {
+    const message = $("snapshot-message");
+    message.textContent = text;
+    message.classList.toggle("problem", problem);
   }
 
   async list() {
@@ -45,7 +47,7 @@ export class Snapshots {
       $("snapshot-rows").replaceChildren(...snapshots.map((snapshot) => this.row(snapshot)));
       if (!snapshots.length) this.say("No snapshots yet.");
     } catch (error) {
-      this.say(error.message);
+      this.say(error.message, true);
     }
   }
 
@@ -87,7 +89,7 @@ export class Snapshots {
       $("snapshot-name").value = "";
       await this.list();
     } catch (error) {
-      this.say(error.message);
+      this.say(error.message, true);
     }
   }
 
@@ -95,9 +97,11 @@ export class Snapshots {
     const out = $("snapshot-diff");
     try {
       const { snapshotDiff: diff } = await graphql(DIFF, { name, other });
+      out.classList.remove("problem");
       out.textContent = `From ${name} to ${other}: ${diff.added.count} added, ${diff.removed.count} removed, ${diff.changed.count} changed.`;
     } catch (error) {
       out.textContent = error.message;
+      out.classList.add("problem");
     }
   }
 
@@ -112,7 +116,7 @@ export class Snapshots {
       link.click();
       link.remove();
     } catch (error) {
-      this.say(error.message);
+      this.say(error.message, true);
     }
   }
 
