@@ -5,6 +5,7 @@ the origin and no script fails. The tests save screenshots (desktop and phone) i
 
 from __future__ import annotations
 
+import base64
 import gzip
 import io
 import json
@@ -321,22 +322,39 @@ def test_an_upload_appears_and_a_second_page_sees_changes_live(service_url: str,
             for number in range(3)
         ]
         files.append({"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not an image"})
-        uploader.set_input_files("#files", files)
+        # Files dragged onto the page: the overlay says where they go, the drop lists them.
+        dropped = base64.b64encode(picture(9, NEW_BOX)).decode()
+        uploader.evaluate(
+            """async (encoded) => {
+                const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+                const transfer = new DataTransfer();
+                transfer.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+                const send = (type) =>
+                    window.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, cancelable: true }));
+                send("dragenter");
+                if (document.getElementById("drop-overlay").hidden) throw new Error("no overlay");
+                send("drop");
+            }""",
+            dropped,
+        )
         expect(uploader.locator("#upload")).to_be_visible()
+        expect(uploader.locator("#drop-overlay")).to_be_hidden()
+        expect(uploader.locator("#upload-list li")).to_have_count(1)
+        uploader.set_input_files("#files", files)
         uploader.locator("#upload-meta").fill('{"label": "fresh"}')
-        uploader.get_by_role("button", name="Upload 4 files").click()
+        uploader.get_by_role("button", name="Upload 5 files").click()
         rows = uploader.locator("#upload-list li")
-        for number in range(3):
+        for number in range(4):
             expect(rows.nth(number)).to_contain_text("Stored")
-        expect(rows.nth(3)).to_have_class(re.compile("failed"))
-        expect(rows.nth(3).locator(".state")).not_to_have_text(re.compile("^(Sending|Waiting)"))
+        expect(rows.nth(4)).to_have_class(re.compile("failed"))
+        expect(rows.nth(4).locator(".state")).to_have_text(re.compile("not a supported image"))
         uploader.screenshot(path=tmp_path / "gallery-upload.png")
         uploader.locator("#upload [data-action=close]").click()
 
         for page in (uploader, watcher):
-            expect_status(page, "^5 of 5 images")
+            expect_status(page, "^6 of 6 images")
             expect(page.locator("#grid img").first).to_have_attribute("alt", re.compile(r"^new-\d\.png, label fresh$"))
-            expect(page.get_by_role("button", name="label fresh: 3 images")).to_be_visible()  # the facets follow
+            expect(page.get_by_role("button", name="label fresh: 4 images")).to_be_visible()  # the facets follow
 
         # A change and a delete made elsewhere show on the watching page without a reload.
         newest = graphql(
@@ -349,7 +367,7 @@ def test_an_upload_appears_and_a_second_page_sees_changes_live(service_url: str,
         )
         graphql(service_url, "mutation ($id: ID!) { deleteImage(id: $id) }", id=newest)
         expect(watcher.locator(f"#grid li[data-id='{newest}']")).to_have_count(0, timeout=20_000)
-        expect_status(watcher, "^4 of 4 images")
+        expect_status(watcher, "^5 of 5 images")
         watcher.screenshot(path=tmp_path / "gallery-live.png")
 
     for each in watched:
