@@ -19,6 +19,7 @@ from app.rest import archive, collection, downloads, fields, images, info, opera
 from app.rest.access import ObservedFastAPI, RouteTemplates
 from app.rest.docs import install_docs
 from app.rest.errors import install_error_handlers
+from app.rest.gallery import install_gallery
 from app.rest.limits import BodyLimits, RequestBodyLimits
 from app.rest.methods import AllowedMethods
 from app.rest.schemas import add_components
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_docs(app, title=TITLE)
+    install_gallery(app)
     install_error_handlers(app)
     routes = RouteTemplates()
     routes.add(app.routes)  # /docs, /redoc, /openapi.json

@@ -1,6 +1,6 @@
 """Fetch the third-party files the service's pages load into app/static/: GraphiQL's (the
 versions Strawberry's page names) into graphiql/, Swagger UI's and ReDoc's (the versions
-app/rest/docs.py pins) into docs/.
+app/rest/docs.py pins) into docs/, the gallery's (app/rest/gallery.py) into gallery/vendor/.
 
     python -m scripts.web_assets          # (re)write them: `make web-assets`
     python -m scripts.web_assets --check  # only check the committed ones
@@ -34,7 +34,7 @@ if not __package__:
 from strawberry.http.ides import get_graphql_ide_html
 
 from app.graphql import ide
-from app.rest import docs
+from app.rest import docs, gallery
 
 # A <script src=...> or <link href=...> tag of the page, with its Subresource Integrity hash.
 TAG = re.compile(r"<(?:script|link)\b[^>]*>")
@@ -90,13 +90,17 @@ def graphiql_assets() -> list[Asset]:
 
 
 def pages() -> list[Page]:
-    docs_assets = [
-        Asset(package=file.package, version=file.version, path=file.path, integrity=None, name=file.name)
-        for file in docs.ASSETS
-    ]
+    def vendored(files: tuple[docs.Vendored, ...]) -> list[Asset]:
+        return [
+            Asset(package=file.package, version=file.version, path=file.path, integrity=None, name=file.name)
+            for file in files
+        ]
+
     return [
         Page("GraphiQL (app/graphql/ide.py)", ide.STATIC_DIR, graphiql_assets()),
-        Page("/docs and /redoc (app/rest/docs.py)", docs.STATIC_DIR, docs_assets),
+        Page("/docs and /redoc (app/rest/docs.py)", docs.STATIC_DIR, vendored(docs.ASSETS)),
+        # Its own directory: fetching empties the directory of every file it did not write.
+        Page("/gallery (app/rest/gallery.py)", gallery.VENDOR_DIR, vendored(gallery.ASSETS)),
     ]
 
 

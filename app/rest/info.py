@@ -15,12 +15,13 @@ from werkzeug.http import parse_accept_header
 
 from app import __version__
 from app.rest.deps import ServicesDep
-from app.rest.docs import DOCS_URL
+from app.rest.gallery import GALLERY_URL
 
 router = APIRouter(tags=["info"])
 
-# Where a browser opening the service's address lands.
-BROWSER_HOME = DOCS_URL
+# Where a browser opening the service's address lands: the gallery, which links nothing of
+# the API pages, but /docs and /graphql are one address away.
+BROWSER_HOME = GALLERY_URL
 
 
 @router.get(

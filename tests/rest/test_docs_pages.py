@@ -1,5 +1,5 @@
 """/docs (Swagger UI) and /redoc render offline from the service's own files, and `/` sends a
-browser to them while API clients keep their JSON."""
+browser to the gallery while API clients keep their JSON."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ async def test_root_answers_api_clients_in_json_and_sends_browsers_to_the_pages(
         assert response.json()["name"] == "image-storage"
     else:
         assert response.status_code == 307
-        assert response.headers["Location"] == "/docs"
+        assert response.headers["Location"] == "/gallery"
 
 
 @pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
@@ -90,8 +90,7 @@ def test_swagger_ui_and_redoc_render_in_chromium_offline(service_url: str, tmp_p
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         watched = watch(page)
 
-        page.goto(f"{service_url}/", wait_until="networkidle")  # as a browser asks: sent on to /docs
-        assert page.url == f"{service_url}/docs"
+        page.goto(f"{service_url}/docs", wait_until="networkidle")
         expect(page.locator(".swagger-ui .info .title")).to_contain_text("Image storage", timeout=20_000)
         operations = page.locator(".opblock-summary-path")
         expect(operations.first).to_be_visible()
