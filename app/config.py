@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     oidc_jwks_uri: str | None = None
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
+    # A public client (no secret) registered with the issuer, its redirect URI `<origin>/gallery`:
+    # with it and OIDC_ISSUER the gallery logs people in (authorization code with PKCE).
+    oidc_client_id: str | None = None
+    oidc_scopes: str = "openid profile"
     # JWKS refetches for tokens naming an unknown key: a few at once, then one per this many
     # seconds (0: no limit).
     oidc_jwks_refresh_seconds: float = Field(default=30.0, ge=0)
@@ -125,6 +129,8 @@ class Settings(BaseSettings):
             raise ConfigError("IMAGE_SCOPE=user needs OIDC_JWKS_URI: users are told apart by their tokens.")
         if self.oidc_jwks_uri and not self.oidc_jwks_uri.startswith(("http://", "https://")):
             raise ConfigError("OIDC_JWKS_URI must be an http(s) URL.")
+        if self.oidc_issuer and self.oidc_client_id and not self.oidc_issuer.startswith(("http://", "https://")):
+            raise ConfigError("OIDC_ISSUER must be an http(s) URL for the gallery's login (OIDC_CLIENT_ID).")
         if self.s3_bucket:
             if not BUCKET_NAME.match(self.s3_bucket):
                 raise ConfigError(

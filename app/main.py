@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_docs(app, title=TITLE)
-    install_gallery(app)
+    install_gallery(app, settings)
     install_error_handlers(app)
     routes = RouteTemplates()
     routes.add(app.routes)  # /docs, /redoc, /openapi.json

@@ -28,7 +28,17 @@ from app.rest.gallery import ASSETS, LOCAL_ONLY, STATIC_DIR, VENDOR_DIR
 from scripts.servers import REPO_ROOT, free_port
 from tests.utils.browser import Watched, chromium, watch
 from tests.utils.live import service_environment, serving, start_service, wait_until_serving
-from tests.utils.oidc import AUDIENCE, ISSUER, jwks_server, rsa_key
+from tests.utils.oidc import (
+    AUDIENCE,
+    ISSUER,
+    Issuer,
+    bearer,
+    claims_for,
+    issuer_server,
+    jwks_server,
+    rsa_key,
+    sign,
+)
 
 LOCAL = pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
 
@@ -496,3 +506,128 @@ def test_under_oidc_the_gallery_loads_and_says_it_needs_a_login(settings: Settin
             process.wait(30)
     assert watched.errors == []
     assert watched.outside(url) == []
+
+
+CLIENT_ID = "gallery"
+
+
+@pytest.fixture
+def oidc_gallery(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, Issuer]]:
+    """The service as a process under OIDC with the gallery's login (OIDC_CLIENT_ID), and a
+    loopback issuer that approves every login as alice."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with issuer_server(rsa_key("gallery-login"), client_id=CLIENT_ID, cors_origin=url) as issuer:
+        env = service_environment(settings, None) | {
+            "OIDC_JWKS_URI": f"{issuer.url}/jwks",
+            "OIDC_ISSUER": issuer.url,
+            "OIDC_AUDIENCE": AUDIENCE,
+            "OIDC_CLIENT_ID": CLIENT_ID,
+            "IMAGE_SCOPE": "user",
+            "APP_HOST": "127.0.0.1",
+            "APP_PORT": str(port),
+            "LOG_LEVEL": "WARNING",
+        }
+        process = start_service(env, cwd=REPO_ROOT, log_path=tmp_path / "service.log")
+        try:
+            wait_until_serving(url, process, tmp_path / "service.log")
+            yield url, issuer
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
+
+
+def upload_as(url: str, issuer: Issuer, user: str, count: int) -> None:
+    token = sign(claims_for(user, iss=issuer.url), issuer.key)
+    with httpx.Client(base_url=url, headers=bearer(token), timeout=30) as http:
+        for number in range(count):
+            box = {"x": 20, "y": 14, "w": 90, "h": 70}
+            files = {"image": (f"{user}/{number:02d}.png", picture(number, box), "image/png")}
+            response = http.post("/images", files=files, data={"data": json.dumps({"owner": user})})
+            assert response.status_code == 200, response.text
+
+
+def assert_loopback_only(watched: Watched, url: str, issuer: Issuer) -> None:
+    assert watched.errors == []
+    issuer_origin = issuer.url.split("/realms/")[0]
+    assert [request for request in watched.requested if not request.startswith((f"{url}/", f"{issuer_origin}/"))] == []
+
+
+@LOCAL
+def test_the_gallery_logs_in_with_oidc_and_pkce(oidc_gallery: tuple[str, Issuer], tmp_path: Path) -> None:
+    url, issuer = oidc_gallery
+    upload_as(url, issuer, "alice", 3)
+    upload_as(url, issuer, "bob", 2)
+    policy = httpx.get(f"{url}/gallery").headers["content-security-policy"]
+    assert f"connect-src 'self' {issuer.url.split('/realms/')[0]};" in policy
+    with chromium() as browser:
+        page = browser.new_page(viewport=DESKTOP)
+        watched = watch(page)
+        page.goto(f"{url}/gallery?sort=file-asc")
+        expect(page.locator("#status")).to_have_text("Log in to see the images.", timeout=20_000)
+        page.locator("#account").get_by_role("button", name="Log in").click()
+        expect_status(page, "^3 of 3 images")
+        # Back where the login began, the code and state gone from the address.
+        assert page.url == f"{url}/gallery?sort=file-asc"
+        expect(page.locator("#account")).to_contain_text("alice")
+        assert thumbnails_loaded(page) == [WIDTH] * 3
+        assert page.locator("#grid img").evaluate_all("pictures => pictures.map(p => p.alt).join()").count("alice") == 3
+        expect(page.locator("#live")).to_have_text("Live", timeout=20_000)
+        page.screenshot(path=tmp_path / "gallery-oidc.png")
+        # A reload in the same tab keeps the login; "Log out" forgets it.
+        page.reload()
+        expect_status(page, "^3 of 3 images")
+        page.locator("#account").get_by_role("button", name="Log out").click()
+        expect(page.locator("#status")).to_have_text("Log in to see the images.", timeout=20_000)
+        expect(page.locator("#account").get_by_role("button", name="Log in")).to_be_visible()
+    assert issuer.verified == [True]
+    (exchange,) = issuer.exchanges
+    assert exchange["grant_type"] == "authorization_code"
+    assert exchange["redirect_uri"] == f"{url}/gallery"
+    assert exchange["client_id"] == CLIENT_ID
+    assert len(exchange["code_verifier"]) >= 43  # RFC 7636: 43 to 128 characters
+    assert_loopback_only(watched, url, issuer)
+
+
+@LOCAL
+def test_a_login_coming_back_with_a_wrong_state_is_refused(oidc_gallery: tuple[str, Issuer], tmp_path: Path) -> None:
+    url, issuer = oidc_gallery
+    with chromium() as browser:
+        page = browser.new_page(viewport=DESKTOP)
+        watched = watch(page)
+        page.goto(f"{url}/gallery")
+        expect(page.locator("#status")).to_have_text("Log in to see the images.", timeout=20_000)
+        # A login begun in this tab, and a return that is not its own (a forged or replayed link).
+        page.route(
+            f"{issuer.url.split('/realms/')[0]}/**/authorize?*",
+            lambda route: route.fulfill(
+                status=302, headers={"Location": f"{url}/gallery?code=stolen&state=not-the-one-sent"}
+            ),
+        )
+        page.locator("#account").get_by_role("button", name="Log in").click()
+        expect(page.locator("#error")).to_contain_text("Login refused", timeout=20_000)
+        expect(page.locator("#error")).to_contain_text("state")
+        assert page.url == f"{url}/gallery"
+        expect(page.locator("#account").get_by_role("button", name="Log in")).to_be_visible()
+        page.screenshot(path=tmp_path / "gallery-oidc-wrong-state.png")
+    assert issuer.exchanges == []  # the code was never sent to the token endpoint
+    assert_loopback_only(watched, url, issuer)
+
+
+@LOCAL
+def test_an_expired_login_offers_to_log_in_again(oidc_gallery: tuple[str, Issuer]) -> None:
+    url, issuer = oidc_gallery
+    expired = sign(claims_for("alice", iss=issuer.url, iat=1, nbf=1, exp=2), issuer.key)
+    with chromium() as browser:
+        page = browser.new_page(viewport=DESKTOP)
+        watched = watch(page)
+        page.goto(f"{url}/gallery")
+        page.evaluate("token => sessionStorage.setItem('gallery.login.token', token)", expired)
+        page.reload()
+        expect(page.locator("#error")).to_contain_text("Your login has expired or was refused", timeout=20_000)
+        expect(page.locator("#error").get_by_role("button", name="Log in again")).to_be_visible()
+        page.locator("#error").get_by_role("button", name="Log in again").click()
+        expect(page.locator("#account")).to_contain_text("alice", timeout=20_000)
+        expect_status(page, "^0 images|No images")
+    assert issuer.verified == [True]
+    assert_loopback_only(watched, url, issuer)

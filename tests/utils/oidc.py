@@ -14,12 +14,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 ISSUER = "https://issuer.test/realms/images"
 AUDIENCE = "image-storage"
+ISSUER_PATH = "/realms/images"  # of the loopback issuer, as Keycloak's issuers have one
 
 Key = RSAKey | ECKey
 
@@ -121,3 +123,113 @@ def hmac_with_public_key(claims: dict[str, Any], key: RSAKey) -> str:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class Issuer:
+    """A loopback OpenID provider for a browser login: discovery, an authorization endpoint that
+    approves at once (as `user`), a token endpoint that checks PKCE (S256), the JWKS."""
+
+    key: Key
+    client_id: str
+    cors_origin: str  # the page's origin, allowed to fetch discovery and post to the token endpoint
+    user: str = "alice"
+    url: str = ""
+    # code -> (code_challenge, redirect_uri)
+    codes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    exchanges: list[dict[str, str]] = field(default_factory=list)  # what the token endpoint got
+    verified: list[bool] = field(default_factory=list)  # whether each code_verifier matched
+
+    def discovery(self) -> dict[str, Any]:
+        return {
+            "issuer": self.url,
+            "authorization_endpoint": f"{self.url}/authorize",
+            "token_endpoint": f"{self.url}/token",
+            "jwks_uri": f"{self.url}/jwks",
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        }
+
+
+def s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+
+
+@contextmanager
+def issuer_server(key: Key, *, client_id: str, cors_origin: str, user: str = "alice") -> Iterator[Issuer]:
+    state = Issuer(key=key, client_id=client_id, cors_origin=cors_origin, user=user)
+
+    class Handler(BaseHTTPRequestHandler):
+        def answer(
+            self, status: int, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+        ) -> None:
+            raw = json.dumps(body).encode() if body is not None else b""
+            self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            if body is not None:
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Access-Control-Allow-Origin", state.cors_origin)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def do_OPTIONS(self) -> None:  # noqa: N802 - the http.server naming
+            self.answer(204, None, {"Access-Control-Allow-Methods": "GET, POST", "Access-Control-Allow-Headers": "*"})
+
+        def do_GET(self) -> None:  # noqa: N802
+            url = urlsplit(self.path)
+            query = {name: values[0] for name, values in parse_qs(url.query).items()}
+            path = url.path.removeprefix(ISSUER_PATH)
+            if path == "/.well-known/openid-configuration":
+                self.answer(200, state.discovery())
+            elif path == "/jwks":
+                self.answer(200, KeySet([state.key]).as_dict(private=False))
+            elif path == "/authorize":
+                # An auto-approving login: straight back with a code, as the user.
+                if query.get("client_id") != state.client_id or query.get("code_challenge_method") != "S256":
+                    self.answer(400, {"error": "invalid_request"})
+                    return
+                code = uuid.uuid4().hex
+                state.codes[code] = (query["code_challenge"], query["redirect_uri"])
+                back = {"code": code, "state": query["state"]}
+                self.answer(302, None, {"Location": f"{query['redirect_uri']}?{urlencode(back)}"})
+            else:
+                self.answer(404, {"error": "not_found"})
+
+        def do_POST(self) -> None:  # noqa: N802
+            if urlsplit(self.path).path != f"{ISSUER_PATH}/token":
+                self.answer(404, {"error": "not_found"})
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            form = {name: values[0] for name, values in parse_qs(self.rfile.read(length).decode()).items()}
+            state.exchanges.append(form)
+            challenge, redirect_uri = state.codes.pop(form.get("code", ""), ("", ""))
+            verified = bool(challenge) and s256(form.get("code_verifier", "")) == challenge
+            state.verified.append(verified)
+            good = (
+                verified
+                and form.get("grant_type") == "authorization_code"
+                and form.get("redirect_uri") == redirect_uri
+                and form.get("client_id") == state.client_id
+            )
+            if not good:
+                self.answer(400, {"error": "invalid_grant"})
+                return
+            token = sign(claims_for(state.user, iss=state.url), state.key)
+            self.answer(200, {"access_token": token, "token_type": "Bearer", "expires_in": 300})
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}{ISSUER_PATH}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -32,6 +32,7 @@ function fromBody(body, status) {
   if (body && Array.isArray(body.errors) && body.errors.length) {
     const messages = [...new Set(body.errors.map((error) => error.message))];
     const codes = body.errors.map((error) => error.extensions?.code).filter(Boolean);
+    if (status === 401) codes.push("UNAUTHENTICATED");
     return new ApiError(messages.join(" "), codes, body.data ?? null);
   }
   if (!body || typeof body !== "object" || !("data" in body)) {
@@ -55,7 +56,9 @@ export async function graphql(query, variables = {}) {
   try {
     body = await response.json();
   } catch {
-    throw new ApiError(`The service answered ${response.status} ${response.statusText}.`, ["HTTP"]);
+    // A 401 is a missing, expired or refused token, whatever the body.
+    const codes = response.status === 401 ? ["HTTP", "UNAUTHENTICATED"] : ["HTTP"];
+    throw new ApiError(`The service answered ${response.status} ${response.statusText}.`, codes);
   }
   const error = fromBody(body, response.status);
   if (error) throw error;
@@ -132,10 +135,15 @@ export function subscribe(query, variables, { next, error, onState }) {
         if (problem) error(problem);
         else next(message.data);
       },
-      error: (problem) => error(problem instanceof Error ? problem : new ApiError(describeClose(problem))),
+      error: (problem) => error(problem instanceof Error ? problem : new ApiError(describeClose(problem), closeCodes(problem))),
       complete: () => {},
     },
   );
+}
+
+// The service closes 4401/4403 when connection_init carries no token or one it refuses.
+function closeCodes(problem) {
+  return problem && [4401, 4403].includes(problem.code) ? ["UNAUTHENTICATED"] : [];
 }
 
 function describeClose(problem) {

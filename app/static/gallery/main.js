@@ -1,7 +1,8 @@
 // The gallery: what is shown (filter, facet chips, view, sort; kept in the address so a link or
 // a reload shows the same), a page of thumbnails at a time by cursor, and live events.
 
-import { ApiError, graphql, subscribe } from "./api.js";
+import { ApiError, graphql, setToken, subscribe } from "./api.js";
+import { LoginError, currentToken, logOut, login, startLogin, userOf } from "./auth.js";
 import { Detail } from "./detail.js";
 import { ask } from "./dialogs.js";
 import { loadFacets, renderFacets, shown } from "./facets.js";
@@ -35,6 +36,18 @@ const SORTS = {
 };
 
 const $ = (id) => document.getElementById(id);
+
+// The login first (when configured): coming back from the issuer puts the gallery's own
+// address back, which is read below.
+let token = null;
+let loginProblem = null;
+try {
+  token = await currentToken();
+} catch (error) {
+  loginProblem = error instanceof LoginError ? error : new LoginError(`Login failed: ${error.message}`);
+}
+setToken(token);
+
 const address = new URLSearchParams(location.search);
 
 const state = {
@@ -96,11 +109,49 @@ function refresh() {
 
 function showError(error, prefix = "") {
   const box = $("error");
-  const login = error instanceof ApiError && error.has("UNAUTHENTICATED");
-  // The service asks for a token (OIDC) and the gallery has no login yet: say so plainly.
-  const why = login ? "This service needs a login, which the gallery cannot do yet. " : "";
+  const refused = error instanceof ApiError && error.has("UNAUTHENTICATED");
+  let why = "";
+  if (refused && !login) why = "This service needs a login, which the gallery is not set up for (OIDC_CLIENT_ID). ";
+  else if (refused) why = token ? "Your login has expired or was refused. " : "This service needs a login. ";
   box.textContent = `${prefix}${why}${error.message}`;
+  if ((refused && login) || error instanceof LoginError) box.append(" ", loginButton(token ? "Log in again" : "Log in"));
   box.hidden = false;
+}
+
+function loginButton(text) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "primary";
+  button.textContent = text;
+  button.addEventListener("click", () => {
+    button.disabled = true;
+    startLogin().catch((error) => {
+      button.disabled = false;
+      showError(new LoginError(`The login cannot start: ${error.message}`));
+    });
+  });
+  return button;
+}
+
+// Who is logged in and "Log out", or "Log in"; nothing without a configured login.
+function renderAccount() {
+  const account = $("account");
+  if (!login) return;
+  account.hidden = false;
+  if (!token) {
+    account.replaceChildren(loginButton("Log in"));
+    return;
+  }
+  const who = document.createElement("span");
+  who.textContent = userOf(token);
+  const out = document.createElement("button");
+  out.type = "button";
+  out.textContent = "Log out";
+  out.addEventListener("click", () => {
+    logOut();
+    location.reload();
+  });
+  account.replaceChildren(who, " ", out);
 }
 
 function hideError() {
@@ -431,6 +482,14 @@ window.addEventListener("unhandledrejection", (event) => {
   if (event.reason instanceof ApiError || event.reason instanceof Error) showError(event.reason);
 });
 
-setLive("connecting");
-loadViews();
-refresh();
+renderAccount();
+if (loginProblem) showError(loginProblem);
+if (login && !token) {
+  // Nothing to ask the service for before a login: it would only refuse.
+  setLive("unavailable");
+  $("status").textContent = "Log in to see the images.";
+} else {
+  setLive("connecting");
+  loadViews();
+  refresh();
+}
