@@ -90,7 +90,7 @@ def install_docs(app: FastAPI, *, title: str) -> None:
     ).body
     headers = {"Content-Security-Policy": LOCAL_ONLY}
 
-    @app.get(DOCS_URL, include_in_schema=False)
+    @app.api_route(DOCS_URL, methods=["GET", "HEAD"], include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
         return HTMLResponse(swagger_html, headers=headers)
 
@@ -98,6 +98,6 @@ def install_docs(app: FastAPI, *, title: str) -> None:
     async def swagger_ui_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
 
-    @app.get(REDOC_URL, include_in_schema=False)
+    @app.api_route(REDOC_URL, methods=["GET", "HEAD"], include_in_schema=False)
     async def redoc() -> HTMLResponse:
         return HTMLResponse(redoc_html, headers=headers)

@@ -107,6 +107,6 @@ def install_gallery(app: FastAPI, settings: Settings | None = None) -> None:
     headers = {"Content-Security-Policy": policy, "Cache-Control": REVALIDATE}
     html = page_html(settings)
 
-    @app.get(GALLERY_URL, include_in_schema=False)
+    @app.api_route(GALLERY_URL, methods=["GET", "HEAD"], include_in_schema=False)
     async def gallery() -> HTMLResponse:
         return HTMLResponse(html, headers=headers)

@@ -33,6 +33,8 @@ async def test_the_pages_name_only_files_the_service_serves(client: httpx.AsyncC
     for path in ("/docs", "/redoc"):
         page = await client.get(path)
         assert page.status_code == 200
+        head = await client.head(path)  # link checkers and monitors ask so
+        assert head.status_code == 200 and head.headers["content-type"].startswith("text/html")
         assert "cdn.jsdelivr.net" not in page.text and "fonts.googleapis.com" not in page.text
         assert "fastapi.tiangolo.com" not in page.text
         linked = re.findall(r'(?:src|href)="([^"]+)"', page.text)

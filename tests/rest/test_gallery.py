@@ -143,6 +143,7 @@ def assert_clean(watched: Watched, url: str) -> None:
 async def test_the_page_and_its_files_are_the_service_own(client: httpx.AsyncClient) -> None:
     page = await client.get("/gallery")
     assert page.status_code == 200
+    assert (await client.head("/gallery")).status_code == 200
     assert page.headers["content-security-policy"] == LOCAL_ONLY
     assert page.headers["cache-control"] == "no-cache"
     linked = re.findall(r'(?:src|href)="([^"]+)"', page.text)
