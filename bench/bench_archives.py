@@ -455,6 +455,33 @@ class Service:
 # -- the phases --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, kw_only=True)
+class Seeded:
+    service: Service
+    uploads: Path
+    database: str  # the server's description, for the figures
+    server_pid: int | None  # a FerretDB started here, for its CPU time
+
+
+def seeded_service(stack: ExitStack, *, prefix: str, seed: Callable[[Collection[Document], Path], object]) -> Seeded:
+    """A fresh database and uploads folder filled by `seed(collection, uploads)`, and the real
+    service on them, ready; all of it removed or stopped by `stack`."""
+    workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+    uploads = workdir / "uploads"
+    uploads.mkdir()
+    target = open_target(stack, workdir / "ferretdb")
+    client: MongoClient[Document] = MongoClient(target.uri, serverSelectionTimeoutMS=10_000)
+    stack.callback(client.close)
+    stack.callback(client.drop_database, target.database)
+    database = describe_server(client)
+    seed(client[target.database][COLLECTION], uploads)
+    service = Service(target=target, uploads=uploads, log_path=workdir / "service.log")
+    stack.callback(service.stop)
+    with httpx.Client(base_url=service.base_url, trust_env=False) as http:
+        service.wait_until_ready(http)
+    return Seeded(service=service, uploads=uploads, database=database, server_pid=target.server_pid)
+
+
 @dataclass(kw_only=True)
 class SizeResult:
     images: int

@@ -23,7 +23,6 @@ import json
 import random
 import statistics
 import sys
-import tempfile
 import time
 import zipfile
 from contextlib import ExitStack
@@ -32,11 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pymongo import MongoClient
 
 from app.domain.images.data_keys import data_keys
 from bench.bench_archives import (
-    COLLECTION,
     LABELS,
     LONG_REQUEST,
     MB,
@@ -44,12 +41,11 @@ from bench.bench_archives import (
     PhaseWatch,
     Service,
     cpu_seconds,
-    describe_server,
     image_document,
     image_file,
     noise_pngs,
-    open_target,
     progress,
+    seeded_service,
 )
 
 FORMATS = ("coco", "yolo", "imagefolder", "hf", "webdataset")
@@ -144,25 +140,20 @@ def check(archive: Path, name: str, images: int) -> str | None:
 def run_count(images: int, names: list[str], rounds: int, blobs: list[Blob], split: str | None) -> CountResult:
     result = CountResult(images=images, downloads={name: [] for name in names})
     with ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-formats-{images}-")))
-        uploads = workdir / "uploads"
-        uploads.mkdir()
-        target = open_target(stack, workdir / "ferretdb")
-        client: MongoClient[dict[str, Any]] = MongoClient(target.uri, serverSelectionTimeoutMS=10_000)
-        stack.callback(client.close)
-        stack.callback(client.drop_database, target.database)
-        result.database = describe_server(client)
         progress(f"[{images}] seeding")
-        seed(client[target.database][COLLECTION], uploads, images, blobs)
-        service = Service(target=target, uploads=uploads, log_path=workdir / "service.log")
-        stack.callback(service.stop)
+        seeded = seeded_service(
+            stack,
+            prefix=f"bench-formats-{images}-",
+            seed=lambda collection, uploads: seed(collection, uploads, images, blobs),
+        )
+        result.database = seeded.database
+        service, workdir = seeded.service, seeded.uploads.parent
         with httpx.Client(base_url=service.base_url, trust_env=False) as http:
-            service.wait_until_ready(http)
             for round_number in range(rounds):
                 order = names[round_number % len(names) :] + names[: round_number % len(names)]
                 for name in order:
                     progress(f"[{images}] round {round_number + 1}: {name}")
-                    done = download(http, service, name, workdir / "export.zip", images, split, target.server_pid)
+                    done = download(http, service, name, workdir / "export.zip", images, split, seeded.server_pid)
                     if isinstance(done, str):
                         result.problems.append(done)
                         progress(f"[{images}] !!! {done}")

@@ -26,7 +26,6 @@ import re
 import shutil
 import statistics
 import sys
-import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -34,25 +33,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from playwright.sync_api import Browser, Page, sync_playwright
-from pymongo import MongoClient
+from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 
 from app.domain.images.data_keys import data_keys
 from app.models import to_stored_time
 from bench.bench_archives import (
-    COLLECTION,
     INSERT_BATCH,
     LABELS,
     TIME_START,
-    Service,
-    describe_server,
     noise_jpeg,
-    open_target,
     progress,
+    seeded_service,
 )
 from tests.utils.browser import CHROMIUM, CHROMIUM_ARGS
 
-VIEWPORT = {"width": 1280, "height": 800}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 VARIANTS = ".imagestore/variants"
 CONTENT_ROUTE = "/images/{image_id}/content/{content}"
 # Every thumbnail in the viewport loaded (lazy ones below it are not the first screen).
@@ -142,26 +137,17 @@ def run(images: int, rounds: int, size_kb: int, distinct: int) -> Figures:
     rng = random.Random(7)
     blobs = [noise_jpeg(size_kb * 1024, rng) for _ in range(distinct)]
     with ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-gallery-")))
-        uploads = workdir / "uploads"
-        uploads.mkdir()
-        target = open_target(stack, workdir / "ferretdb")
-        client: MongoClient[dict[str, Any]] = MongoClient(target.uri, serverSelectionTimeoutMS=10_000)
-        stack.callback(client.close)
-        stack.callback(client.drop_database, target.database)
-        figures.database = describe_server(client)
         progress(f"seeding {images} images of ~{size_kb} KB")
-        seed(client[target.database][COLLECTION], uploads, images, blobs)
-        service = Service(target=target, uploads=uploads, log_path=workdir / "service.log")
-        stack.callback(service.stop)
-        with httpx.Client(base_url=service.base_url, trust_env=False) as http:
-            service.wait_until_ready(http)
+        seeded = seeded_service(
+            stack, prefix="bench-gallery-", seed=lambda collection, uploads: seed(collection, uploads, images, blobs)
+        )
+        figures.database = seeded.database
         playwright = stack.enter_context(sync_playwright())
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         stack.callback(browser.close)
         for number in range(rounds):
             progress(f"round {number + 1}")
-            run_round(browser, service.base_url, uploads, figures)
+            run_round(browser, seeded.service.base_url, seeded.uploads, figures)
     return figures
 
 

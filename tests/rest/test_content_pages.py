@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import re
 import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from scripts.servers import REPO_ROOT, free_port
 from tests.utils.browser import chromium, watch
 from tests.utils.images import make_image
 from tests.utils.live import service_environment, start_service, wait_until_serving
+from tests.utils.loopback import loopback_server
 from tests.utils.oidc import AUDIENCE, ISSUER, JwksServer, bearer, claims_for, jwks_server, rsa_key, sign
 
 pytestmark = pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
@@ -66,14 +66,8 @@ def page_server(html: str) -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_server(Handler) as base:
+        yield f"{base}/"
 
 
 def show(page: Page, url: str) -> None:

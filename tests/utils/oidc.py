@@ -6,18 +6,19 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
+
+from tests.utils.loopback import loopback_server
 
 ISSUER = "https://issuer.test/realms/images"
 AUDIENCE = "image-storage"
@@ -61,15 +62,9 @@ def jwks_server(keys: list[Key]) -> Iterator[JwksServer]:
         def log_message(self, format: str, *args: Any) -> None:
             pass  # keep the test output clean
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.uri = f"http://127.0.0.1:{server.server_address[1]}/realms/images/protocol/openid-connect/certs"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with loopback_server(Handler) as base:
+        state.uri = f"{base}/realms/images/protocol/openid-connect/certs"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def rsa_key(kid: str) -> RSAKey:
@@ -224,12 +219,6 @@ def issuer_server(key: Key, *, client_id: str, cors_origin: str, user: str = "al
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}{ISSUER_PATH}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with loopback_server(Handler) as base:
+        state.url = f"{base}{ISSUER_PATH}"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
