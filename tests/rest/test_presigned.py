@@ -4,6 +4,8 @@ serves without credentials until it expires; on local storage the service's own 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -49,13 +51,18 @@ async def test_a_redirect_of_a_thumbnail_leads_to_the_thumbnail(
 
 async def test_download_url_expires(client: httpx.AsyncClient, storage_kind: str, cat_jpeg: bytes) -> None:
     created = (await upload(client, cat_jpeg, filename="cat.jpg")).json()
-    image = (await gql_data(client, DOWNLOAD_URL, {"id": created["_id"], "s": 1}))["image"]
+    # Long enough to be fetched once on a busy machine (one second was not, in CI).
+    image = (await gql_data(client, DOWNLOAD_URL, {"id": created["_id"], "s": 5}))["image"]
     if storage_kind == "local":
         assert image["downloadUrl"] == image["url"]
         return
+    query = parse_qs(urlsplit(image["downloadUrl"]).query)
+    signed_at = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    assert query["X-Amz-Expires"] == ["5"]
     async with httpx.AsyncClient() as anyone:
         assert (await anyone.get(image["downloadUrl"])).content == cat_jpeg
-        await asyncio.sleep(2.5)  # past the one second it was signed for
+        expired = signed_at + timedelta(seconds=5 + 1.5)  # past its five seconds
+        await asyncio.sleep(max((expired - datetime.now(UTC)).total_seconds(), 0))
         assert (await anyone.get(image["downloadUrl"])).status_code == 403
         fresh = (await gql_data(client, DOWNLOAD_URL, {"id": created["_id"], "s": None}))["image"]["downloadUrl"]
         assert (await anyone.get(fresh)).content == cat_jpeg  # the default lifetime
