@@ -5,7 +5,6 @@ tampered one is refused."""
 from __future__ import annotations
 
 import re
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
@@ -17,10 +16,9 @@ import pytest
 from playwright.sync_api import Page
 
 from app.config import Settings
-from scripts.servers import REPO_ROOT, free_port
 from tests.utils.browser import chromium, watch
 from tests.utils.images import make_image
-from tests.utils.live import service_environment, start_service, wait_until_serving
+from tests.utils.live import serving
 from tests.utils.loopback import loopback_server
 from tests.utils.oidc import AUDIENCE, ISSUER, JwksServer, bearer, claims_for, jwks_server, rsa_key, sign
 
@@ -83,7 +81,7 @@ def loaded_widths(page: Page) -> list[int]:
 
 @pytest.fixture
 def plain_service(settings: Settings, tmp_path: Path) -> Iterator[str]:
-    with running(service_environment(settings, None), tmp_path) as url:
+    with serving(settings, None, tmp_path) as (url, _):
         yield url
 
 
@@ -95,31 +93,9 @@ def jwks() -> Iterator[JwksServer]:
 
 @pytest.fixture
 def oidc_service(settings: Settings, tmp_path: Path, jwks: JwksServer) -> Iterator[str]:
-    env = service_environment(settings, None) | {
-        "OIDC_JWKS_URI": jwks.uri,
-        "OIDC_ISSUER": ISSUER,
-        "OIDC_AUDIENCE": AUDIENCE,
-        "IMAGE_SCOPE": "user",
-    }
-    with running(env, tmp_path) as url:
+    oidc = {"OIDC_JWKS_URI": jwks.uri, "OIDC_ISSUER": ISSUER, "OIDC_AUDIENCE": AUDIENCE, "IMAGE_SCOPE": "user"}
+    with serving(settings, None, tmp_path, extra=oidc) as (url, _):
         yield url
-
-
-class running:  # noqa: N801 - used as a context manager, like contextlib's
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.env = env | {"APP_HOST": "127.0.0.1", "APP_PORT": str(port), "LOG_LEVEL": "WARNING"}
-        self.log_path = log_dir / "service.log"
-
-    def __enter__(self) -> str:
-        self.process = start_service(self.env, cwd=REPO_ROOT, log_path=self.log_path)
-        wait_until_serving(self.url, self.process, self.log_path)
-        return self.url
-
-    def __exit__(self, *exc: object) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(30)
 
 
 def seed(url: str, count: int, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:

@@ -11,7 +11,6 @@ import io
 import json
 import re
 import shutil
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from app.config import Settings
 from app.rest.gallery import ASSETS, LOCAL_ONLY, STATIC_DIR, VENDOR_DIR
 from scripts.servers import REPO_ROOT, free_port
 from tests.utils.browser import Watched, chromium, watch
-from tests.utils.live import service_environment, serving, start_service, wait_until_serving
+from tests.utils.live import serving
 from tests.utils.oidc import (
     AUDIENCE,
     ISSUER,
@@ -483,28 +482,16 @@ def test_a_repeat_visit_asks_for_no_thumbnail(service_url: str) -> None:
 @LOCAL
 def test_under_oidc_the_gallery_loads_and_says_it_needs_a_login(settings: Settings, tmp_path: Path) -> None:
     """No login from the page yet: it must say so, not show an empty grid."""
-    with jwks_server([rsa_key("gallery-1")]) as jwks:
-        port = free_port()
-        env = service_environment(settings, None) | {
-            "OIDC_JWKS_URI": jwks.uri,
-            "OIDC_ISSUER": ISSUER,
-            "OIDC_AUDIENCE": AUDIENCE,
-            "APP_HOST": "127.0.0.1",
-            "APP_PORT": str(port),
-            "LOG_LEVEL": "WARNING",
-        }
-        url = f"http://127.0.0.1:{port}"
-        process = start_service(env, cwd=REPO_ROOT, log_path=tmp_path / "service.log")
-        try:
-            wait_until_serving(url, process, tmp_path / "service.log")
-            with chromium() as browser:
-                page = browser.new_page(viewport=DESKTOP)
-                watched = watch(page)
-                page.goto(f"{url}/gallery")
-                expect(page.locator("#error")).to_contain_text("needs a login", timeout=20_000)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(30)
+    oidc = {"OIDC_ISSUER": ISSUER, "OIDC_AUDIENCE": AUDIENCE}
+    with (
+        jwks_server([rsa_key("gallery-1")]) as jwks,
+        serving(settings, None, tmp_path, extra=oidc | {"OIDC_JWKS_URI": jwks.uri}) as (url, _),
+        chromium() as browser,
+    ):
+        page = browser.new_page(viewport=DESKTOP)
+        watched = watch(page)
+        page.goto(f"{url}/gallery")
+        expect(page.locator("#error")).to_contain_text("needs a login", timeout=20_000)
     assert watched.errors == []
     assert watched.outside(url) == []
 
@@ -519,23 +506,15 @@ def oidc_gallery(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, Issu
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with issuer_server(rsa_key("gallery-login"), client_id=CLIENT_ID, cors_origin=url) as issuer:
-        env = service_environment(settings, None) | {
+        oidc = {
             "OIDC_JWKS_URI": f"{issuer.url}/jwks",
             "OIDC_ISSUER": issuer.url,
             "OIDC_AUDIENCE": AUDIENCE,
             "OIDC_CLIENT_ID": CLIENT_ID,
             "IMAGE_SCOPE": "user",
-            "APP_HOST": "127.0.0.1",
-            "APP_PORT": str(port),
-            "LOG_LEVEL": "WARNING",
         }
-        process = start_service(env, cwd=REPO_ROOT, log_path=tmp_path / "service.log")
-        try:
-            wait_until_serving(url, process, tmp_path / "service.log")
+        with serving(settings, None, tmp_path, extra=oidc, port=port):
             yield url, issuer
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(30)
 
 
 def upload_as(url: str, issuer: Issuer, user: str, count: int) -> None:

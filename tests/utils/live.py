@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -67,11 +67,20 @@ def start_service(env: dict[str, str], *, cwd: Path, log_path: Path) -> subproce
 
 
 @contextmanager
-def serving(settings: Settings, s3: S3Server | None, log_dir: Path) -> Iterator[tuple[str, int]]:
-    """A service process on `settings`' database and storage, on a free loopback port: its URL
-    and port while the block runs; stopped with SIGTERM after it."""
-    port = free_port()
-    env = service_environment(settings, s3) | {"APP_HOST": "127.0.0.1", "APP_PORT": str(port), "LOG_LEVEL": "WARNING"}
+def serving(
+    settings: Settings,
+    s3: S3Server | None,
+    log_dir: Path,
+    *,
+    extra: Mapping[str, str] | None = None,
+    port: int | None = None,
+) -> Iterator[tuple[str, int]]:
+    """A service process on `settings`' database and storage, with `extra` variables (OIDC's,
+    say), on `port` or a free loopback one: its URL and port while the block runs; stopped
+    with SIGTERM after it."""
+    port = port or free_port()
+    env = service_environment(settings, s3) | dict(extra or {})
+    env |= {"APP_HOST": "127.0.0.1", "APP_PORT": str(port), "LOG_LEVEL": "WARNING"}
     log_path = log_dir / "service.log"
     process = start_service(env, cwd=REPO_ROOT, log_path=log_path)
     url = f"http://127.0.0.1:{port}"
