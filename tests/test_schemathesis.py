@@ -45,7 +45,11 @@ def test_every_operation_keeps_to_its_schema(service_url: str, tmp_path: Path) -
         # Examples per operation: some 4,500 requests in all, about 50 s here. No time budget:
         # with one, how far the run gets would depend on the machine.
         "--max-examples=100",
-        "--workers=2",
+        # One worker: with two, both threads may reach Hypothesis's lambda descriptions
+        # (ast.parse) at once, and CPython 3.11.7's AST builder keeps its recursion depth in
+        # shared state (python/cpython#106905): a "SystemError: AST constructor recursion depth
+        # mismatch" once in a few runs, which is neither the service's fault nor a finding.
+        "--workers=1",
         "--generation-database=none",
         "--request-timeout=30",
         "--warnings=off",
