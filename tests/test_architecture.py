@@ -102,3 +102,22 @@ def test_no_module_or_class_outgrows_its_room(path: Path) -> None:
         if isinstance(node, ast.ClassDef) and node.end_lineno is not None:
             lines = node.end_lineno - node.lineno + 1
             assert lines <= MAX_CLASS_LINES, f"{name_of(path)}: class {node.name} has {lines} lines"
+
+
+CLIENT = APP.parent / "imagestore"
+
+
+def client_modules() -> list[Path]:
+    return sorted(CLIENT.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", client_modules(), ids=lambda path: path.relative_to(CLIENT).as_posix())
+def test_the_client_imports_nothing_of_the_service(path: Path) -> None:
+    """The client ships beside the service but speaks only its REST API: installable and usable
+    without the service's code, and never reaching past the API into it."""
+    assert not imported(path) & {"app", "scripts", "tests"}, f"{path.name} imports the service's own code"
+    assert len(path.read_text(encoding="utf-8").splitlines()) <= MAX_MODULE_LINES
+
+
+def test_the_client_modules_are_found() -> None:
+    assert {path.name for path in client_modules()} >= {"client.py", "cli.py", "push.py", "pull.py"}

@@ -123,12 +123,14 @@ def bearer(token: str) -> dict[str, str]:
 @dataclass
 class Issuer:
     """A loopback OpenID provider for a browser login: discovery, an authorization endpoint that
-    approves at once (as `user`), a token endpoint that checks PKCE (S256), the JWKS."""
+    approves at once (as `user`), a token endpoint that checks PKCE (S256), the JWKS. With a
+    `client_secret`, the token endpoint also grants client credentials (HTTP Basic) as `user`."""
 
     key: Key
     client_id: str
     cors_origin: str  # the page's origin, allowed to fetch discovery and post to the token endpoint
     user: str = "alice"
+    client_secret: str | None = None
     url: str = ""
     # code -> (code_challenge, redirect_uri)
     codes: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -153,8 +155,10 @@ def s256(verifier: str) -> str:
 
 
 @contextmanager
-def issuer_server(key: Key, *, client_id: str, cors_origin: str, user: str = "alice") -> Iterator[Issuer]:
-    state = Issuer(key=key, client_id=client_id, cors_origin=cors_origin, user=user)
+def issuer_server(
+    key: Key, *, client_id: str, cors_origin: str, user: str = "alice", client_secret: str | None = None
+) -> Iterator[Issuer]:
+    state = Issuer(key=key, client_id=client_id, cors_origin=cors_origin, user=user, client_secret=client_secret)
 
     class Handler(BaseHTTPRequestHandler):
         def answer(
@@ -201,6 +205,9 @@ def issuer_server(key: Key, *, client_id: str, cors_origin: str, user: str = "al
             length = int(self.headers.get("Content-Length") or 0)
             form = {name: values[0] for name, values in parse_qs(self.rfile.read(length).decode()).items()}
             state.exchanges.append(form)
+            if form.get("grant_type") == "client_credentials":
+                self.grant_client_credentials()
+                return
             challenge, redirect_uri = state.codes.pop(form.get("code", ""), ("", ""))
             verified = bool(challenge) and s256(form.get("code_verifier", "")) == challenge
             state.verified.append(verified)
@@ -212,6 +219,14 @@ def issuer_server(key: Key, *, client_id: str, cors_origin: str, user: str = "al
             )
             if not good:
                 self.answer(400, {"error": "invalid_grant"})
+                return
+            token = sign(claims_for(state.user, iss=state.url), state.key)
+            self.answer(200, {"access_token": token, "token_type": "Bearer", "expires_in": 300})
+
+        def grant_client_credentials(self) -> None:
+            expected = base64.b64encode(f"{state.client_id}:{state.client_secret}".encode()).decode()
+            if state.client_secret is None or self.headers.get("Authorization") != f"Basic {expected}":
+                self.answer(401, {"error": "invalid_client", "error_description": "Invalid client credentials"})
                 return
             token = sign(claims_for(state.user, iss=state.url), state.key)
             self.answer(200, {"access_token": token, "token_type": "Bearer", "expires_in": 300})

@@ -1,0 +1,146 @@
+"""Local files: which are images, their sidecars, their checksums, paths kept inside a folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+
+# Extensions of the formats the service accepts (it judges by content; this only spares
+# sending what is surely no image). Compared lower-cased.
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".tif", ".tiff", ".bmp", ".ico", ".jp2", ".j2k",
+     ".jpx", ".ppm", ".pgm", ".pbm", ".pnm", ".avif"}
+)  # fmt: skip
+SIDECAR_SUFFIX = ".json"
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalImage:
+    path: Path
+    file: str  # its path on the service
+    size: int
+    sidecar: Path | None
+
+
+@dataclass(kw_only=True)
+class Scan:
+    images: list[LocalImage]
+    skipped: int  # files that are not images (sidecars aside)
+
+
+def scan(root: Path, prefix: str = "") -> Scan:
+    """Every image under `root`, in path order, each named on the service by its path relative to
+    `root` under `prefix`; a `<name.ext>.json` beside an image is its sidecar, not a file to send."""
+    images: list[LocalImage] = []
+    skipped = 0
+    prefix = prefix.strip("/")
+    for directory, folders, names in os.walk(root):
+        folders.sort()
+        present = set(names)
+        for name in sorted(names):
+            path = Path(directory) / name
+            if not path.is_file():
+                skipped += 1  # a socket, a broken link: nothing to read
+                continue
+            if name.endswith(SIDECAR_SUFFIX) and name[: -len(SIDECAR_SUFFIX)] in present:
+                continue
+            if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                skipped += 1
+                continue
+            relative = PurePosixPath(*path.relative_to(root).parts).as_posix()
+            sidecar = path.with_name(name + SIDECAR_SUFFIX)
+            images.append(
+                LocalImage(
+                    path=path,
+                    file=f"{prefix}/{relative}" if prefix else relative,
+                    size=path.stat().st_size,
+                    sidecar=sidecar if name + SIDECAR_SUFFIX in present else None,
+                )
+            )
+    return Scan(images=images, skipped=skipped)
+
+
+def sidecar_metadata(image: LocalImage) -> dict[str, Any]:
+    """The sidecar's object (empty without one); ValueError saying what is wrong with it."""
+    if image.sidecar is None:
+        return {}
+    try:
+        parsed = json.loads(image.sidecar.read_bytes())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"its sidecar {image.sidecar.name} cannot be read as JSON ({error})") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"its sidecar {image.sidecar.name} holds {type(parsed).__name__}, not a JSON object")
+    return parsed
+
+
+def checksum(path: Path) -> str:
+    """SHA-256 of the file, hex (the service's `checksum`)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while chunk := source.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class HashingReader:
+    """A file read once: hashed and counted as httpx reads it to send it. `fileno` lets httpx
+    give the upload a Content-Length; a rewind (httpx rewinds before sending) starts over."""
+
+    def __init__(self, source: BinaryIO, on_read: Callable[[int], None]) -> None:
+        self._source = source
+        self._on_read = on_read
+        self.digest = hashlib.sha256()
+        self.read_bytes = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._source.read(size)
+        self.digest.update(chunk)
+        self.read_bytes += len(chunk)
+        self._on_read(len(chunk))
+        return chunk
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        position = self._source.seek(offset, whence)
+        if position == 0:
+            self._on_read(-self.read_bytes)
+            self.digest = hashlib.sha256()
+            self.read_bytes = 0
+        return position
+
+    def tell(self) -> int:
+        return self._source.tell()
+
+    def fileno(self) -> int:
+        return self._source.fileno()
+
+
+def inside(root: Path, file: str) -> Path | None:
+    """Where the service's path `file` goes under `root`; None if it would land outside it."""
+    parts = PurePosixPath(file).parts
+    if not parts or PurePosixPath(file).is_absolute() or any(part in ("..", ".", "") for part in parts):
+        return None
+    if any(os.sep in part or (os.altsep and os.altsep in part) for part in parts):
+        return None
+    return root.joinpath(*parts)
+
+
+def parse_value(text: str) -> Any:
+    """A value given on the command line: JSON if it parses as JSON, else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_pairs(pairs: list[str], what: str) -> Iterator[tuple[str, Any]]:
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise ValueError(f"{what} takes KEY=VALUE, not {pair!r}")
+        yield key, parse_value(value)
