@@ -10,11 +10,12 @@ import hashlib
 import logging
 import mimetypes
 import posixpath
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from app.domain.images import stored
 from app.domain.images.content import ContentKey
 from app.domain.images.documents import loaded
 from app.domain.media import checksums
@@ -83,6 +84,10 @@ class ImageReader:
             # Also the answer for another owner's image: its existence is not revealed.
             raise NotFound(f"No image with id {image_id}.")
         return image
+
+    async def stored(self, scope: Scope, files: Sequence[stored.FileCheck]) -> list[stored.StoredFile]:
+        """Whether the caller has an image at each path, and which (app/domain/images/stored.py)."""
+        return await stored.check(self.store, scope, files)
 
     async def file(self, scope: Scope, image_id: str) -> ImageFile:
         """What a download of the image's file would send; NotFound if the file is missing."""
