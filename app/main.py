@@ -15,7 +15,7 @@ from app.config import ConfigError, Settings, load_settings
 from app.graphql.router import graphql_router
 from app.logs import configure_logging
 from app.metrics import Metrics
-from app.rest import archive, collection, downloads, fields, images, info, operations, snapshots, views
+from app.rest import archive, collection, downloads, fields, images, info, operations, snapshots, stored, views
 from app.rest.access import ObservedFastAPI, RouteTemplates
 from app.rest.docs import install_docs
 from app.rest.errors import install_error_handlers
@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     routes = RouteTemplates()
     routes.add(app.routes)  # /docs, /redoc, /openapi.json
-    routers = (info, operations, collection, images, downloads, fields, archive, views, snapshots)
+    routers = (info, operations, collection, stored, images, downloads, fields, archive, views, snapshots)
     for router in (module.router for module in routers):
         app.include_router(router)
         routes.add(router.routes)

@@ -41,6 +41,9 @@ MAX_FIELD_SECTION_BYTES = 128 * 1024
 class Refusal:
     status: int
     detail: str
+    # The body's machine-readable code, as in every error answer (app/rest/errors.py): each
+    # refusal here is a request too large to read, so the client's to fix.
+    code: str = "bad_input"
 
 
 TARGET_TOO_LONG = Refusal(
@@ -124,7 +127,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             # A new request: answered unless the previous one's response is still being sent.
             free = self.cycle is None or self.cycle.response_complete
         if free:
-            body = json.dumps({"detail": refusal.detail}).encode()
+            body = json.dumps({"detail": refusal.detail, "code": refusal.code}).encode()
             lines = [STATUS_LINE[refusal.status]]
             lines += [b"%s: %s\r\n" % header for header in self.server_state.default_headers]
             lines += [b"content-type: application/json\r\n", b"content-length: %d\r\n" % len(body)]

@@ -116,6 +116,7 @@ class TestTokens:
         assert response.headers["www-authenticate"] == "Bearer"
         assert message in response.json()["detail"]
         assert response.json()["detail"].endswith(".")
+        assert response.json()["code"] == "unauthenticated"
 
     async def test_small_clock_skew_is_tolerated(self, client: httpx.AsyncClient) -> None:
         token = sign(claims_for("alice", exp=int(time.time()) - 20, nbf=int(time.time()) + 20), RSA)

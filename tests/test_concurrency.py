@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import io
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from fastapi import FastAPI
 from PIL import Image as PillowImage
 from pymongo import AsyncMongoClient
 
+from app import services
 from app.config import Settings
 from app.domain.writes.leases import Leases, lease_document, path_key
+from app.main import create_app
 from app.store.engines.ferretdb_sqlite import shortcuts
 from app.store.leases import COLLECTION as LEASES
 from app.store.leases import LeaseStore
@@ -32,7 +35,7 @@ from tests.utils.graphql import gql
 from tests.utils.images import make_image
 from tests.utils.live import service_environment, start_service, wait_until_serving
 from tests.utils.s3 import S3Server
-from tests.utils.service import upload
+from tests.utils.service import LifespanClient, upload
 from tests.utils.stored import leases_settled, stored_keys
 from tests.utils.waiting import eventually
 
@@ -231,6 +234,32 @@ async def test_a_held_lease_makes_writers_wait_for_it(client: httpx.AsyncClient,
         assert (await client.get(f"/images/{image['_id']}")).json()["data"] == {"a": 1}
     finally:
         await raw.close()
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_a_lease_held_past_the_wait_is_a_retryable_busy_409(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Waits of a fraction of a second instead of 30 s: the writer gives up once past its wait
+    # and a lease's lifetime, as it does on a lease nobody renews that has not expired.
+    monkeypatch.setattr(services, "Leases", partial(Leases, wait=0.2, ttl=0.3))
+    settings = make_settings()
+    async with LifespanClient(create_app(settings)) as (client, _):
+        image = (await upload(client, make_image(), fields={"file": "x.png"})).json()
+        raw, leases = await raw_collection(settings, LEASES)
+        try:
+            held = datetime.now(UTC) + timedelta(seconds=30)
+            await leases.insert_one(lease_document(path_key("x.png"), "other-process", held))
+            response = await client.patch(f"/images/{image['_id']}", json={"a": 1})
+            assert response.status_code == 409
+            assert response.json() == {
+                "detail": "The image is being changed by another request; try again.",
+                "code": "busy",
+            }
+            refused = await gql(client, f'mutation {{ updateImage(id: "{image["_id"]}", set: {{a: 1}}) {{ id }} }}')
+            assert refused["errors"][0]["extensions"]["code"] == "BUSY"
+        finally:
+            await raw.close()
 
 
 CONTENDERS = 8

@@ -41,6 +41,7 @@ class Answer:
     status: int
     headers: http.client.HTTPMessage
     detail: str
+    code: str
     sent: int  # bytes of filler sent before the answer came or the connection closed
     closed: bool  # the service closed the connection after answering
 
@@ -75,8 +76,14 @@ def send_until_answered(
             closed = sock.recv(1) == b""
         except ConnectionResetError:
             closed = True
+    answer = json.loads(body)
     return Answer(
-        status=response.status, headers=response.msg, detail=json.loads(body)["detail"], sent=sent, closed=closed
+        status=response.status,
+        headers=response.msg,
+        detail=answer["detail"],
+        code=answer["code"],
+        sent=sent,
+        closed=closed,
     )
 
 
@@ -88,7 +95,7 @@ def test_a_request_line_over_the_bound_is_refused_while_it_is_being_sent(service
         served_meanwhile.append(httpx.get(f"{service.url}/healthz", timeout=10).status_code)
 
     answer = send_until_answered(service.port, b"GET /images?ids[]=", b"a" * 1024, meanwhile=healthz)
-    assert answer.status == 414
+    assert (answer.status, answer.code) == (414, "bad_input")
     assert (
         answer.detail == f"The request target (path and query) is longer than the maximum of {MAX_TARGET_BYTES} bytes."
     )
@@ -109,7 +116,7 @@ def test_a_request_line_over_the_bound_is_refused_while_it_is_being_sent(service
 )
 def test_header_fields_over_the_bound_are_refused_while_they_are_being_sent(service: Service, filler: bytes) -> None:
     answer = send_until_answered(service.port, b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Huge: ", filler)
-    assert answer.status == 431
+    assert (answer.status, answer.code) == (431, "bad_input")
     assert answer.detail == (
         f"The request line and header fields are larger than the maximum of {MAX_FIELD_SECTION_BYTES} bytes."
     )

@@ -25,6 +25,9 @@ CODES: dict[type[errors.ServiceError], str] = {
     errors.Unauthenticated: "UNAUTHENTICATED",
     errors.Forbidden: "FORBIDDEN",
     errors.NotFound: "NOT_FOUND",
+    # Before Conflict: the first class the error is an instance of names its code.
+    errors.Busy: "BUSY",
+    errors.Duplicate: "DUPLICATE",
     errors.Conflict: "CONFLICT",
     errors.StaleRevision: "STALE_REVISION",
     errors.Unavailable: "SERVICE_UNAVAILABLE",

@@ -107,3 +107,11 @@ class SystemField(Enum):
 class SortInput:
     field: str = strawberry.field(description="The field: time, file, _id, or a data path such as data.count")
     direction: SortDirection = strawberry.field(default=SortDirection.ASC, description="Which way it orders")
+
+
+@strawberry.input(description="A path to check, with the SHA-256 of your copy of its file where you have it.")
+class FileCheckInput:
+    file: str = strawberry.field(description="A path as an upload's `file` names it")
+    checksum: str | None = strawberry.field(
+        default=None, description="The SHA-256 of your file, 64 hexadecimal characters; optional"
+    )

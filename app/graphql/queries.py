@@ -10,12 +10,13 @@ from strawberry.scalars import JSON
 
 from app.domain.datasets.snapshots import MAX_DIFF_IDS
 from app.domain.datasets.snapshots import IdList as FoundIds
+from app.domain.images import stored
 from app.domain.images.analytics import MAX_FACETS, MAX_GROUPS
 from app.domain.query import MAX_SORT_KEYS, ImageQuery
 from app.graphql.context import Info
 from app.graphql.exports import ExportFormat, ExportFormatArgument, ExportOptions, export_url
 from app.graphql.filters import compile_filter, compile_query
-from app.graphql.inputs import ImageFilter, SortInput, SystemField
+from app.graphql.inputs import FileCheckInput, ImageFilter, SortInput, SystemField
 from app.graphql.types import (
     DuplicateGroup,
     Facet,
@@ -27,6 +28,7 @@ from app.graphql.types import (
     PageInfo,
     Snapshot,
     SnapshotDiff,
+    StoredFile,
     View,
 )
 from app.models import Image as ImageDocument
@@ -231,6 +233,33 @@ class Query:
             return IdList(count=found.count, ids=[strawberry.ID(i) for i in found.ids])
 
         return SnapshotDiff(added=ids(diff.added), removed=ids(diff.removed), changed=ids(diff.changed))
+
+    @strawberry.field(
+        description="Whether one of your images is stored at each path, which, and whether with the file whose "
+        "checksum is given: one answer per path, in order (repeats each time). Only your images are reported; a "
+        "path no upload could store is not stored."
+    )
+    async def stored_files(
+        self,
+        info: Info,
+        files: Annotated[
+            list[FileCheckInput], strawberry.argument(description=f"The paths to check, 1 to {stored.MAX_FILES:,}")
+        ],
+    ) -> list[StoredFile]:
+        checks = [stored.FileCheck(file=entry.file, checksum=entry.checksum) for entry in files]
+        answers = await info.context.services.images.stored(info.context.scope, checks)
+        return [
+            StoredFile(
+                file=answer.file,
+                stored=answer.stored,
+                id=None if answer.id is None else strawberry.ID(str(answer.id)),
+                checksum=answer.checksum,
+                size=answer.size,
+                revision=answer.revision,
+                same=answer.same,
+            )
+            for answer in answers
+        ]
 
     @strawberry.field(description="Groups of images holding identical files (equal checksums), by checksum.")
     async def duplicates(

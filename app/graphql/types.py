@@ -139,6 +139,19 @@ class DuplicateGroup:
     ids: list[strawberry.ID] = strawberry.field(description="Their ids (at most 100)")
 
 
+@strawberry.type(description="Whether one of your images is stored at a path, and which.")
+class StoredFile:
+    file: str = strawberry.field(description="The path as it was given")
+    stored: bool = strawberry.field(description="Whether one of your images is stored at this path")
+    id: strawberry.ID | None = strawberry.field(description="That image's id, else null")
+    checksum: str | None = strawberry.field(description="The SHA-256 of its file (hex), once known, else null")
+    size: int | None = strawberry.field(description="Its file's size in bytes, once known, else null")
+    revision: int | None = strawberry.field(description="Its revision, else null")
+    same: bool | None = strawberry.field(
+        description="Whether its file has the checksum given; null without a checksum on either side"
+    )
+
+
 @strawberry.type(description="A value a field takes, and how many of the matching images take it.")
 class Facet:
     value: JSON | None = strawberry.field(description="The value (each element of an array counts on its own)")

@@ -21,7 +21,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.domain.metadata import check_json_nesting
-from app.errors import BadInput
+from app.errors import BadInput, TooLarge
+from app.rest.errors import status_code
 
 # Room for the multipart framing and the metadata fields around the file itself.
 FORM_OVERHEAD = 1024 * 1024
@@ -59,7 +60,7 @@ class RequestBodyLimits:
             limit, what = self.limits.json_bytes, "JSON body"
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _answer(send, 413, _too_large(what, limit))
+            await _answer(send, 413, _too_large(what, limit), TooLarge.code)
             return
         body = _Body(receive, limit=limit, what=what, timeout=self.limits.timeout)
         if what != "JSON body":
@@ -74,10 +75,10 @@ class RequestBodyLimits:
             else:
                 check_json_nesting(whole, what="The request body")
         except HTTPException as error:
-            await _answer(send, error.status_code, str(error.detail))
+            await _answer(send, error.status_code, str(error.detail), status_code(error.status_code))
             return
         except BadInput as error:
-            await _answer(send, 400, error.detail)
+            await _answer(send, 400, error.detail, error.code)
             return
         await self.app(scope, body.replay(whole), send)
 
@@ -140,8 +141,9 @@ def _too_large(what: str, limit: int) -> str:
     return f"The request body is larger than the maximum {what} size ({limit - FORM_OVERHEAD} bytes)."
 
 
-async def _answer(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
+async def _answer(send: Send, status: int, detail: str, code: str) -> None:
+    # The body `app/rest/errors.py` would make: this middleware answers before the app is called.
+    body = json.dumps({"detail": detail, "code": code}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -167,6 +167,13 @@ class DeletedOut(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: str = Field(examples=["'abc' is not a valid image id (expected 24 hexadecimal characters)."])
+    code: str = Field(
+        description="stable and machine-readable, for clients to branch on: `bad_input`, `unauthenticated`, "
+        "`forbidden`, `not_found`, `method_not_allowed`, `timeout`, `conflict` (final), `busy` (another request "
+        "is changing the image: retry), `duplicate` (an identical file is stored already), `stale_revision`, "
+        "`too_large`, `not_an_image`, `unprocessable`, `rate_limited`, `unavailable` (retry later), `internal`",
+        examples=["bad_input"],
+    )
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

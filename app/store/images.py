@@ -172,6 +172,13 @@ class ImageStore:
         """The documents of `ids` that match `condition`, in `_id` order."""
         return await self._engine.find_by_ids(self._collection(), ids, condition, projection)
 
+    async def at_paths(
+        self, files: Sequence[str], condition: Mapping[str, Any], projection: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """The documents stored at `files` that match `condition`, in `_id` order (one per path at
+        most: `file` is unique)."""
+        return await self._engine.find_at_paths(self._collection(), files, condition, projection)
+
     async def delete_by_ids(self, ids: Sequence[Any]) -> int:
         return await self._engine.delete_by_ids(self._collection(), ids)
 

@@ -144,7 +144,7 @@ async def test_unexpected_error_is_logged_once_with_its_cause(
         response = await client.get("/images/0123456789abcdef01234567")
 
     assert response.status_code == 500
-    assert response.json() == {"detail": "Internal server error."}
+    assert response.json() == {"detail": "Internal server error.", "code": "internal"}
     request_id = response.headers["x-request-id"]
     lines = json_lines(capsys.readouterr().err)
     errors = [line for line in lines if line["level"] == "ERROR"]

@@ -378,6 +378,7 @@ async def test_import_stopped_by_storage_failure_reports_what_it_imported(
     assert "a.png" in [document["file"] for document in documents]
     assert "blocked/b.png" not in [document["file"] for document in documents]
     assert body["imported"] == len(documents) and f"stopped after {len(documents)} images" in body["detail"]
+    assert body["code"] == "unavailable"
     for document in documents:
         assert (await client.get(f"/images/{document['_id']}/image")).status_code == 200
 

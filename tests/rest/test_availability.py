@@ -43,7 +43,7 @@ async def test_database_outage_is_503_and_service_recovers(
         own_ferretdb.stop()
         response = await client.get(f"/images/{created['_id']}")
         assert response.status_code == 503
-        assert response.json() == {"detail": "The database is unreachable; try again shortly."}
+        assert response.json() == {"detail": "The database is unreachable; try again shortly.", "code": "unavailable"}
         failed_upload = await upload(client, make_image(), fields={"file": "during.png"})
         assert failed_upload.status_code == 503
         assert await stored_keys(app) == {"before.png"}  # the failed upload left no file

@@ -36,8 +36,13 @@ def deep_text(depth: int) -> str:
     return '{"a": ' + "[" * depth + "1" + "]" * depth + "}"
 
 
+# The code each status's refusals here carry (app/rest/errors.py).
+CODES = {400: "bad_input", 404: "not_found", 409: "conflict", 413: "too_large"}
+
+
 def assert_one_sentence(response: httpx.Response, status: int) -> str:
     assert response.status_code == status, response.text
+    assert response.json()["code"] == CODES[status], response.text
     detail: str = response.json()["detail"]
     assert detail.endswith(".") and "\n" not in detail and "Traceback" not in detail
     assert ".go:" not in detail  # no database source location
@@ -514,3 +519,19 @@ async def test_a_view_stored_with_a_lone_surrogate_is_listed_and_refused_only_wh
     assert (await client.put("/views/sv", json={"filter": {"data.label": "cat"}})).json()["problem"] is None
     assert (await client.get("/images", params={"view": "sv"})).json()["total"] == 1
     assert (await client.delete("/views/sv")).status_code == 200
+
+
+# -- codes of answers the domain does not raise ------------------------------------------------
+
+
+async def test_unknown_routes_and_methods_carry_codes(client: httpx.AsyncClient) -> None:
+    unknown = await client.get("/no/such/route")
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "not_found")
+    assert unknown.json()["detail"] == "There is no route at this path."
+    wrong = await client.put("/images")
+    assert wrong.json() == {"detail": "This route does not take PUT requests.", "code": "method_not_allowed"}
+    assert "GET" in wrong.headers["allow"]
+    missing = await client.get(f"/images/{ObjectId()}")
+    assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
+    invalid = await client.get("/images/abc")
+    assert (invalid.status_code, invalid.json()["code"]) == (400, "bad_input")

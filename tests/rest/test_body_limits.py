@@ -50,10 +50,12 @@ async def test_json_bodies_over_the_limit_are_413_declared_or_streamed(limited: 
             declared = await client.request(method, url, content=body, headers=headers)
             assert declared.status_code == 413, (method, url)
             assert "MAX_JSON_BYTES" in declared.json()["detail"]
+            assert declared.json()["code"] == "too_large"
             streamed = await client.request(
                 method, url, content=chunks([body[:40_000], body[40_000:]]), headers=headers
             )
             assert streamed.status_code == 413, (method, url)
+            assert streamed.json()["code"] == "too_large"
         assert (await client.get(f"/images/{image['_id']}")).json()["data"] == {}
         # Just under the limit is fine.
         fits = await client.patch(f"/images/{image['_id']}", json={"blob": "x" * (JSON_LIMIT - 100)})
@@ -89,12 +91,14 @@ async def test_a_body_that_stops_arriving_is_408(limited: Settings) -> None:
         )
         assert stalled.status_code == 408
         assert "stopped arriving" in stalled.json()["detail"]
+        assert stalled.json()["code"] == "timeout"
         stalled_upload = await client.post(
             "/images",
             content=chunks([b'--b\r\nContent-Disposition: form-data; name="file"\r\n\r\nx', b""], pause=1.0),
             headers={"content-type": "multipart/form-data; boundary=b"},
         )
         assert stalled_upload.status_code == 408
+        assert stalled_upload.json()["code"] == "timeout"
         assert await count_documents(app) == 1
 
 

@@ -114,7 +114,7 @@ async def test_duplicate_pages_outside_their_bounds_are_a_400(client: httpx.Asyn
         ({"skip": -1}, "skip must be at least 0; got -1."),
     ):
         response = await client.get("/duplicates", params=params)
-        assert (response.status_code, response.json()) == (400, {"detail": message})
+        assert (response.status_code, response.json()) == (400, {"detail": message, "code": "bad_input"})
     response = await client.get("/duplicates", params={"limit": "many"})
     assert response.status_code == 400
     assert response.json()["detail"].startswith("The query parameter 'limit' is invalid")
@@ -130,7 +130,7 @@ async def test_an_upload_may_refuse_a_duplicate_of_another_image(app: FastAPI, c
     response = await client.post("/images", params=refuse, files={"image": ("y.png", original)}, data={"file": "y.png"})
     assert (response.status_code, response.json()) == (
         409,
-        {"detail": f"The file is identical to that of image {first['_id']} ('x.png')."},
+        {"detail": f"The file is identical to that of image {first['_id']} ('x.png').", "code": "duplicate"},
     )
     # The same file again at its own path is no duplicate of another image.
     again = await client.post("/images", params=refuse, files={"image": ("x.png", original)}, data={"file": "x.png"})

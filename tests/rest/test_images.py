@@ -267,6 +267,7 @@ async def test_upload_over_the_maximum_size_is_a_413(make_settings: Callable[...
         response = await upload(client, big)
         assert response.status_code == 413
         assert "maximum upload size" in response.json()["detail"]
+        assert response.json()["code"] == "too_large"
         assert await stored_keys(app) == set()
         assert (await upload(client, make_image())).status_code == 200
 

@@ -255,7 +255,10 @@ async def test_an_undecodable_file_gets_a_422_and_its_download_still_works(
     created = (await upload(client, broken, filename="cut.jpg", fields={"file": "cut.jpg"})).json()
     response = await client.get(f"/images/{created['_id']}/image", params={"width": 64})
     assert response.status_code == 422
-    assert response.json() == {"detail": "The image's file cannot be decoded, so no resized copy can be made of it."}
+    assert response.json() == {
+        "detail": "The image's file cannot be decoded, so no resized copy can be made of it.",
+        "code": "unprocessable",
+    }
     assert (await client.get(f"/images/{created['_id']}/image")).content == broken
 
 
@@ -300,7 +303,8 @@ async def test_a_thumbnail_records_a_missing_checksum(
 async def test_a_missing_image_has_no_thumbnail(client: httpx.AsyncClient) -> None:
     missing = str(ObjectId())
     response = await client.get(f"/images/{missing}/image", params={"width": 64})
-    assert (response.status_code, response.json()) == (404, {"detail": f"No image with id {missing}."})
+    assert response.status_code == 404
+    assert response.json() == {"detail": f"No image with id {missing}.", "code": "not_found"}
 
 
 async def test_graphql_gives_the_thumbnail_url(client: httpx.AsyncClient, photo: dict[str, Any]) -> None:

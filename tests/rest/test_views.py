@@ -85,7 +85,7 @@ async def test_bad_views_are_refused(client: httpx.AsyncClient, seeded: dict[str
         assert response.status_code == status, (name, body, response.text)
         assert response.json()["detail"].startswith(detail), response.json()
     missing = await client.get("/images", params={"view": "nope"})
-    assert (missing.status_code, missing.json()) == (404, {"detail": "No view named 'nope'."})
+    assert (missing.status_code, missing.json()) == (404, {"detail": "No view named 'nope'.", "code": "not_found"})
     assert (await client.get("/views/nope")).status_code == 404
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
 
 from app.config import Settings
 from app.main import create_app
@@ -51,3 +53,31 @@ async def test_the_service_asks_the_server_what_it_is(
         application = create_app(settings)
         async with lifespan(application):
             assert type(application.state.services.store.database.engine) is expected
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)  # no storage
+async def test_every_engine_finds_documents_at_paths_alike(
+    raw_database: AsyncDatabase[dict[str, Any]], ferretdb_sqlite_directory: Path | None
+) -> None:
+    images = raw_database["images"]
+    await images.insert_many(
+        [
+            {"file": "alice/a.jpg", "userId": "alice", "checksum": "a" * 64},
+            {"file": "alice/b.jpg", "userId": "alice"},
+            {"file": "bob/a.jpg", "userId": "bob", "checksum": "b" * 64},
+            {"file": "c.jpg"},
+        ]
+    )
+    engines: list[MongoDB] = [MongoDB(), FerretDB("v1.24.2")]
+    if ferretdb_sqlite_directory is not None:
+        with_files = FerretDBSQLite("v1.24.2", ferretdb_sqlite_directory)
+        await with_files.start(images)
+        engines.append(with_files)
+    wanted = ["alice/a.jpg", "bob/a.jpg", "alice/b.jpg", "c.jpg", "nowhere.jpg", "alice/a.jpg"]
+    shown = {"_id": 0, "file": 1}
+    for engine in engines:
+        everyone = await engine.find_at_paths(images, wanted, {}, shown)
+        assert sorted(document["file"] for document in everyone) == ["alice/a.jpg", "alice/b.jpg", "bob/a.jpg", "c.jpg"]
+        alices = await engine.find_at_paths(images, wanted, {"userId": "alice"}, shown)
+        assert sorted(document["file"] for document in alices) == ["alice/a.jpg", "alice/b.jpg"], engine.name
+        assert await engine.find_at_paths(images, [], {}, shown) == []

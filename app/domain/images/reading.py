@@ -10,11 +10,12 @@ import hashlib
 import logging
 import mimetypes
 import posixpath
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from app.domain.images import stored
 from app.domain.images.content import ContentKey
 from app.domain.images.documents import loaded
 from app.domain.media import checksums
@@ -24,7 +25,7 @@ from app.domain.metadata import check_count, parse_object_id
 from app.domain.scope import Scope
 from app.domain.writes import replacement
 from app.domain.writes.leases import Leases
-from app.errors import Conflict, NotFound, ServiceError
+from app.errors import Busy, NotFound, ServiceError
 from app.metrics import Metrics
 from app.models import Image
 from app.storage import Storage
@@ -83,6 +84,10 @@ class ImageReader:
             # Also the answer for another owner's image: its existence is not revealed.
             raise NotFound(f"No image with id {image_id}.")
         return image
+
+    async def stored(self, scope: Scope, files: Sequence[stored.FileCheck]) -> list[stored.StoredFile]:
+        """Whether the caller has an image at each path, and which (app/domain/images/stored.py)."""
+        return await stored.check(self.store, scope, files)
 
     async def file(self, scope: Scope, image_id: str) -> ImageFile:
         """What a download of the image's file would send; NotFound if the file is missing."""
@@ -152,7 +157,7 @@ class ImageReader:
     ) -> AsyncIterator[bytes]:
         """The bytes of `file` from `start` up to (not including) `end`, by default all of them.
 
-        Conflict if the file was replaced since `file` described it: the headers already
+        Busy (a Conflict) if the file was replaced since `file` described it: the headers already
         promised its length. `for_good`, for a content address that promises these bytes for
         good: NotFound unless the document still names `file`'s checksum once the file is open.
         A replacement's document names its new checksum before its file moves onto the path,
@@ -165,7 +170,7 @@ class ImageReader:
         if stored is None or stored.size != file.size:
             if stored is not None:
                 await stored.chunks.aclose()
-            raise Conflict(f"The file of image {file.image_id} was replaced while it was being read; try again.")
+            raise Busy(f"The file of image {file.image_id} was replaced while it was being read; try again.")
         if for_good and not await self._still_holds(file):
             await stored.chunks.aclose()
             raise NotFound(_REPLACED.format(image_id=file.image_id))

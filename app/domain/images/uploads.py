@@ -28,7 +28,7 @@ from app.domain.query import scoped
 from app.domain.scope import Scope
 from app.domain.writes import replacement, rewrite
 from app.domain.writes.leases import Leases, path_key
-from app.errors import BadInput, Conflict, ServiceError, TooLarge, Unavailable
+from app.errors import BadInput, Conflict, Duplicate, ServiceError, TooLarge, Unavailable
 from app.metrics import Metrics
 from app.models import Image, to_stored_time, utc_now
 from app.storage import Storage
@@ -56,7 +56,7 @@ class NewImage:
     # True when the caller has just found, in a batch lookup, that no image has this path:
     # skips the lookup per image (a search by path may read the whole collection).
     known_new: bool = False
-    # Refuse (Conflict) a file identical to one of another image the caller can see.
+    # Refuse (Duplicate, a Conflict) a file identical to one of another image the caller can see.
     refuse_duplicates: bool = False
     # The source's bytes are in memory: reading them waits on no disk.
     in_memory: bool = False
@@ -277,7 +277,7 @@ class Uploads:
         return await self._create(scope, new, document, file_was_absent=look == "storage first")
 
     async def _refuse_duplicate(self, scope: Scope, new: NewImage, file: str, checksum: str) -> None:
-        """Conflict if the upload asked to refuse duplicates and another image the caller can see
+        """Duplicate if the upload asked to refuse duplicates and another image the caller can see
         holds identical bytes. Uploads of one file racing each other may both pass: it is a
         check, not a constraint (duplicates are allowed unless asked)."""
         if not new.refuse_duplicates:
@@ -286,7 +286,7 @@ class Uploads:
         with self.store.errors():
             twin = await self.store.images.first(condition, {"file": 1})
         if twin is not None:
-            raise Conflict(f"The file is identical to that of image {twin['_id']} ({twin['file']!r}).")
+            raise Duplicate(f"The file is identical to that of image {twin['_id']} ({twin['file']!r}).")
 
     async def _create(
         self, scope: Scope, new: NewImage, document: dict[str, Any], *, file_was_absent: bool

@@ -29,7 +29,7 @@ from anyio import to_thread
 from app.domain.media.resize import Resize, render
 from app.domain.writes import replacement
 from app.domain.writes.locks import KeyedLocks
-from app.errors import Conflict, NotFound, ServiceError
+from app.errors import Busy, NotFound, ServiceError
 from app.metrics import Metrics
 from app.storage import Storage
 from app.storage.keys import system_key
@@ -121,7 +121,7 @@ class Thumbnails:
             if source.checksum is not None and checksum != source.checksum:
                 # Replaced since its document was read: a copy made now would be filed under
                 # the old checksum.
-                raise Conflict(f"The file of image {source.image_id} was replaced while it was being read; try again.")
+                raise Busy(f"The file of image {source.image_id} was replaced while it was being read; try again.")
             original.seek(0)
             await to_thread.run_sync(lambda: render(original, resize, copy, max_pixels=self._max_pixels))
             length = copy.tell()

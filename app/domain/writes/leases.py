@@ -62,7 +62,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.domain.writes.locks import KeyedLocks
-from app.errors import Conflict
+from app.errors import Busy
 from app.store.leases import LeaseStore
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class Leases:
 
     @asynccontextmanager
     async def hold(self, keys: Iterable[str], *, what: str = "The image") -> AsyncIterator[None]:
-        """Hold every key's lease for the block; Conflict if a live writer keeps one past `wait`.
+        """Hold every key's lease for the block; Busy (a Conflict) if a live writer keeps one past `wait`.
 
         The leases are released after the block, not within it: a write is acknowledged once
         done, without waiting for its release to reach the database. This process's next
@@ -181,7 +181,7 @@ class Leases:
             if read_at > deadline:
                 renewed = any(seen.setdefault(held, until) != until for held, until in blocking.items())
                 if renewed or read_at > last_chance:
-                    raise Conflict(f"{what} is being changed by another request; try again.")
+                    raise Busy(f"{what} is being changed by another request; try again.")
             await asyncio.sleep(random.uniform(0.002, 0.01 * 2 ** min(attempt, 5)))
             attempt += 1
 

@@ -27,7 +27,7 @@ from bson import ObjectId
 from app.domain.images.data_keys import data_keys
 from app.domain.query import all_of
 from app.domain.writes.leases import Leases, path_key
-from app.errors import Conflict, StaleRevision
+from app.errors import Busy, StaleRevision
 from app.store.images import ImageStore
 
 BATCH = 500
@@ -98,8 +98,8 @@ async def pause(attempt: int) -> None:
     await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
 
 
-def kept_changing(what: str) -> Conflict:
-    return Conflict(f"{what} kept changing while this change was being applied; try again.")
+def kept_changing(what: str) -> Busy:
+    return Busy(f"{what} kept changing while this change was being applied; try again.")
 
 
 async def rewrite_one(

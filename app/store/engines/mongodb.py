@@ -135,6 +135,24 @@ class MongoDB:
         )
         return found
 
+    async def find_at_paths(
+        self,
+        collection: Collection,
+        files: Sequence[str],
+        condition: Mapping[str, Any],
+        projection: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The documents at `files` that match `condition`, in `_id` order: one find, answered
+        through the unique index on `file` (so at most one document per path)."""
+        if not files:
+            return []
+        listed = {"file": {"$in": list(files)}}
+        among = {"$and": [condition, listed]} if condition else listed
+        found, _ = await self.find_page(
+            collection, among, projection, sort=[("_id", 1)], skip=0, limit=len(files), count=False
+        )
+        return found
+
     async def batches(
         self, collection: Collection, condition: Mapping[str, Any], projection: Mapping[str, Any] | None, size: int
     ) -> AsyncIterator[list[dict[str, Any]]]:
