@@ -60,6 +60,23 @@ async def test_a_view_narrows_a_list(client: httpx.AsyncClient, seeded: dict[str
     assert [item["file"] for item in recent["items"]] == ["dogs/c.png", "dogs/d.png", "e.png"]
 
 
+async def test_a_view_with_regular_expressions_works_once_stored(
+    client: httpx.AsyncClient, seeded: dict[str, Any]
+) -> None:
+    """Extended JSON reads a stored `{"$regex": …}` back as a regular expression value, which no
+    filter may compare with: the view was saved, then refused as unusable."""
+    query = {"$or": [{"file": {"$regex": "^CATS/", "$options": "i"}}, {"file": {"$not": {"$regex": "png$"}}}]}
+    saved = await save(client, "cats", {"filter": query})
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["filter"] == query
+    assert (await client.get("/views")).json()[0].get("problem") is None
+    listed = await client.get("/images", params={"view": "cats", "sort": "file"})
+    assert listed.status_code == 200, listed.text
+    assert [item["file"] for item in listed.json()["items"]] == ["cats/a.jpg", "cats/b.JPG"]
+    snapshot = await client.post("/snapshots", json={"name": "cats", "view": "cats"})
+    assert snapshot.status_code == 201, snapshot.text
+
+
 async def test_a_view_serves_export_facets_and_fields(client: httpx.AsyncClient, seeded: dict[str, Any]) -> None:
     await save(client, "dogs", {"filter": {"data.key3": "value3"}})
     archive = zipfile.ZipFile(io.BytesIO((await client.get("/export", params={"view": "dogs"})).content))

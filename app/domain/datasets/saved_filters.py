@@ -8,14 +8,18 @@ field names.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from bson import json_util
 from bson.json_util import JSONMode, JSONOptions
+from bson.regex import Regex
 
 _EXTENDED_JSON = JSONOptions(json_mode=JSONMode.RELAXED, tz_aware=True)
+# The `$options` letters of the flags Extended JSON gives a regular expression.
+_REGEX_OPTIONS = (("i", re.IGNORECASE), ("m", re.MULTILINE), ("s", re.DOTALL), ("x", re.VERBOSE))
 
 
 def filter_to_text(query_filter: Mapping[str, Any]) -> str:
@@ -25,8 +29,21 @@ def filter_to_text(query_filter: Mapping[str, Any]) -> str:
 def filter_from_text(text: str) -> dict[str, Any]:
     """A filter as `filter_to_text` kept it, unchecked: checks change over time, so a caller
     decides what a stored filter that no longer passes them means."""
-    loaded: dict[str, Any] = json_util.loads(text, json_options=_EXTENDED_JSON)
+    loaded: dict[str, Any] = _as_operators(json_util.loads(text, json_options=_EXTENDED_JSON))
     return loaded
+
+
+def _as_operators(value: Any) -> Any:
+    """Extended JSON reads `{"$regex": "^a", "$options": "i"}`, the filter's operator, as a
+    regular expression value (its legacy spelling of one): the operator again, as it was saved."""
+    if isinstance(value, Regex):
+        options = "".join(letter for letter, flag in _REGEX_OPTIONS if value.flags & flag)
+        return {"$regex": value.pattern, **({"$options": options} if options else {})}
+    if isinstance(value, dict):
+        return {key: _as_operators(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_operators(item) for item in value]
+    return value
 
 
 def filter_as_json(query_filter: Mapping[str, Any]) -> Any:
