@@ -32,12 +32,15 @@ class Image:
     size: int | None
     content_type: str | None
     checksum: str | None
-    revision: int
+    revision: int | None  # known from one image's answer (its ETag), not from a listing
     url: str | None
     document: dict[str, Any]
 
     @classmethod
-    def from_json(cls, document: dict[str, Any]) -> Image:
+    def from_json(cls, document: dict[str, Any], etag: str | None = None) -> Image:
+        revision = document.get("revision")
+        if revision is None and etag and etag.strip('"').isdigit():
+            revision = int(etag.strip('"'))
         return cls(
             id=str(document["_id"]),
             file=str(document.get("file", "")),
@@ -46,7 +49,7 @@ class Image:
             size=document.get("size"),
             content_type=document.get("contentType"),
             checksum=document.get("checksum"),
-            revision=int(document.get("revision") or 0),
+            revision=revision,
             url=document.get("url"),
             document=document,
         )
@@ -87,8 +90,9 @@ def _json(response: httpx.Response) -> Any:
     return response.json()
 
 
-def _image(response: httpx.Response) -> Image:
-    return Image.from_json(response.json())
+def image(response: httpx.Response) -> Image:
+    """One image's answer: its document, its revision from the ETag."""
+    return Image.from_json(response.json(), response.headers.get("ETag"))
 
 
 def query(
@@ -111,7 +115,7 @@ def info() -> Call[dict[str, Any]]:
 
 
 def get(image_id: str) -> Call[Image]:
-    return Call(method="GET", path=f"/images/{image_id}", read=_image)
+    return Call(method="GET", path=f"/images/{image_id}", read=image)
 
 
 def page(
@@ -150,7 +154,7 @@ def patch(image_id: str, changes: Mapping[str, Any], *, revision: int | None = N
     headers = {"Content-Type": "application/merge-patch+json"}
     if revision is not None:
         headers["If-Match"] = f'"{revision}"'
-    return Call(method="PATCH", path=f"/images/{image_id}", json=dict(changes), headers=headers, read=_image)
+    return Call(method="PATCH", path=f"/images/{image_id}", json=dict(changes), headers=headers, read=image)
 
 
 def delete(image_id: str) -> Call[str]:
@@ -255,12 +259,26 @@ def export_request(
     snapshot: str | None = None,
     format: str | None = None,
     options: Mapping[str, str] | None = None,
+    ids: Sequence[str] | None = None,
 ) -> tuple[str, dict[str, str]]:
-    """The path and parameters of an export: a snapshot's, or the selection's."""
+    """The path and parameters of an export: a snapshot's, or the selection's (`ids` narrows it
+    to those images)."""
     params = {**(dict(options or {})), **({"format": format} if format else {})}
     if snapshot:
         return f"/snapshots/{snapshot}/export", params
+    if ids is not None:
+        params["ids"] = ",".join(ids)
     return "/export", {**query(filter=filter, view=view), **params}
+
+
+def files_params(
+    *, filter: Mapping[str, Any] | None = None, view: str | None = None, ids: Sequence[str] | None = None
+) -> dict[str, str]:
+    """The parameters of `/export/files`: a selection, narrowed to `ids` if given."""
+    params = query(filter=filter, view=view)
+    if ids is not None:
+        params["ids"] = ",".join(ids)
+    return params
 
 
 def upload_fields(

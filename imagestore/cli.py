@@ -69,7 +69,7 @@ def _client(arguments: argparse.Namespace) -> Client:
 
 
 def _async_client(arguments: argparse.Namespace) -> AsyncClient:
-    return AsyncClient(arguments.url, connections=max(arguments.jobs, 1) * 2, **_connection(arguments))
+    return AsyncClient(arguments.url, connections=arguments.jobs, **_connection(arguments))
 
 
 def _json_object(text: str | None, option: str) -> dict[str, Any] | None:

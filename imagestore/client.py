@@ -135,7 +135,7 @@ class Client:
             raise unreachable(self.url, error) from None
         if response.status_code >= 400:
             raise error_from(response)
-        return Image.from_json(response.json())
+        return calls.image(response)
 
     def patch(self, image_id: str, changes: Mapping[str, Any], *, revision: int | None = None) -> Image:
         return self._send(calls.patch(image_id, changes, revision=revision))
@@ -205,6 +205,13 @@ class Client:
             yield response
 
     @contextmanager
+    def files(self, **selection: Any) -> Iterator[httpx.Response]:
+        """The matches' files as an uncompressed tar, streamed (`filter`, `view`, `ids`): each
+        member at the image's path, with `IMAGESTORE.id` and `IMAGESTORE.checksum` pax headers."""
+        with self._stream("GET", "/export/files", calls.files_params(**selection)) as response:
+            yield response
+
+    @contextmanager
     def _stream(self, method: str, path: str, params: Mapping[str, str] | None) -> Iterator[httpx.Response]:
         try:
             with self._http.stream(method, path, params=params) as response:
@@ -230,6 +237,7 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self._credentials = (token, auth)
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         self._http = httpx.AsyncClient(
             base_url=self.url, headers=_headers(token), auth=auth, timeout=timeout, limits=limits, transport=transport
@@ -243,6 +251,11 @@ class AsyncClient:
 
     async def close(self) -> None:
         await self._http.aclose()
+
+    def sync(self) -> Client:
+        """A `Client` on the same service with the same credentials, for work done in a thread."""
+        token, auth = self._credentials
+        return Client(self.url, token=token, auth=auth, timeout=self._http.timeout)
 
     async def _send(self, call: Call[T]) -> T:
         try:
@@ -317,7 +330,7 @@ class AsyncClient:
             raise unreachable(self.url, error) from None
         if response.status_code >= 400:
             raise error_from(response)
-        return Image.from_json(response.json())
+        return calls.image(response)
 
     async def patch(self, image_id: str, changes: Mapping[str, Any], *, revision: int | None = None) -> Image:
         return await self._send(calls.patch(image_id, changes, revision=revision))

@@ -54,6 +54,8 @@ class PushOptions:
 
 async def push(client: AsyncClient, root: Path, options: PushOptions, progress: Progress | None = None) -> PushReport:
     progress = progress or Progress()
+    # Not tried again: a wrong URL is said at once; later, a service restarting is waited for.
+    await client.info()
     found = await asyncio.to_thread(scan, root, options.prefix)
     report = PushReport(found=len(found.images), skipped=found.skipped)
     report.found_bytes = sum(image.size for image in found.images)

@@ -1,4 +1,4 @@
-"""`/export` and `/import`: whole datasets as `.zip` archives."""
+"""`/export` and `/import`: whole datasets as `.zip` archives; `/export/files`: the files alone, as a tar stream."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from app.domain.archives.export import Selection, archive_name, archive_of, matc
 from app.domain.archives.imports import ImportFormat, ImportLimits, import_archive
 from app.domain.archives.options import checked_fields, export_options, training_export
 from app.domain.archives.reading import FORMATS as READ_FORMATS
+from app.domain.archives.tarring import files_archive
 from app.domain.archives.training import MAX_SHARD_SIZE, TrainingExport, training_archive
 from app.domain.archives.writing import FORMATS
 from app.domain.query import FIELD_PATH_PATTERN
@@ -31,6 +32,10 @@ SPLITS_PATTERN = r"^[^,:]+:[^,:]+(,[^,:]+:[^,:]+)*$"
 
 ZIP_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/zip": {}}, "description": "the archive"}
+}
+
+TAR_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/x-tar": {}}, "description": "the files, an uncompressed POSIX tar"}
 }
 
 
@@ -109,6 +114,24 @@ async def export_images(
     """Every match (paging parameters are ignored): files at their paths, mongodb_data.json,
     mongodb_data.xlsx; or, with `format`, a training dataset."""
     return await archive_response(services, matching(services.store, scope, query), training)
+
+
+@router.get(
+    "/export/files",
+    response_class=StreamingResponse,
+    responses={**TAR_RESPONSE, **error_responses(400, 404, 503)},
+    summary="Download the matching images' files as an uncompressed tar stream",
+)
+async def export_files(query: ImageQueryDep, services: ServicesDep, scope: ScopeDep) -> StreamingResponse:
+    """Every match's file at its path, and nothing else, in a POSIX tar that any tar reader
+    unpacks as it arrives (`curl … | tar -x`); each member's pax headers name the image
+    (`IMAGESTORE.id`) and its checksum (`IMAGESTORE.checksum`). Faster than the .zip for the same
+    images: nothing is compressed. An image whose file is missing is left out."""
+    selection = matching(services.store, scope, query)
+    chunks = await files_archive(selection, store=services.store, storage=services.storage)
+    name = archive_name().removesuffix(".zip") + ".tar"
+    headers = {"Content-Disposition": content_disposition(name, kind="attachment")}
+    return StreamingResponse(chunks, media_type="application/x-tar", headers=headers)
 
 
 @router.post(

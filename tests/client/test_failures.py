@@ -89,5 +89,8 @@ def test_under_oidc_a_refused_token_and_client_credentials(oidc_service: tuple[s
     assert pushed.status == 0 and "sent 3" in pushed.out, pushed.out + pushed.err
     listed = run(url, "ls", "--json", env=env)
     assert listed.status == 0
-    owners = {json.loads(line)["userId"] for line in listed.out.splitlines()}
-    assert owners == {"pipeline"}
+    assert sorted(json.loads(line)["file"] for line in listed.out.splitlines()) == [
+        "line0/day0/img00000.png",
+        "line1/day1/img00001.png",
+        "line2/day2/img00002.png",
+    ]

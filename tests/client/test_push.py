@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import time
@@ -14,17 +13,25 @@ import httpx
 from tests.client.conftest import COMMAND, command_environment, run, write_images
 
 
-def stored(url: str, filter_: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """Every image the service holds (under `filter_`), by path, read straight off REST."""
+def stored(url: str) -> dict[str, dict[str, Any]]:
+    """Every image the service holds, by path, read straight off REST, with its revision (which
+    listings do not show; POST /images/check does)."""
     found: dict[str, dict[str, Any]] = {}
     after = ""
     while True:
-        params = {"limit": "1000", "after": after, **({"filter": json.dumps(filter_)} if filter_ else {})}
+        params = {"limit": "1000", "after": after}
         page = httpx.get(f"{url}/images", params=params, timeout=30).raise_for_status().json()
         found |= {item["file"]: item for item in page["items"]}
         if not page["nextCursor"]:
-            return found
+            break
         after = page["nextCursor"]
+    files = list(found)
+    for start in range(0, len(files), 1000):
+        body = {"files": [{"file": file} for file in files[start : start + 1000]]}
+        checked = httpx.post(f"{url}/images/check", json=body, timeout=30).raise_for_status().json()["files"]
+        for entry in checked:
+            found[entry["file"]]["revision"] = entry["revision"]
+    return found
 
 
 def test_push_stores_every_image_once_with_its_metadata_and_a_rerun_sends_nothing(
