@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Query, Request
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import HTTPConnection
 
 from app.domain.images.analytics import Analytics
@@ -188,6 +189,27 @@ async def get_if_match(
     ] = None,
 ) -> frozenset[int] | None:
     return if_match_revisions(if_match)
+
+
+class ImageIdSegment(Convertor[str]):
+    """The `{image_id}` of `/images/{image_id}`: any one segment but `check`, the path of
+    `POST /images/check`. Else a GET, PUT, PATCH or DELETE of `/images/check` would be taken by
+    the image routes (a 400 for the id) instead of a 405, and its `Allow` would list their
+    methods (app/rest/methods.py reads the same patterns). Any other segment still reaches the
+    route, so a malformed id keeps its 400 and its sentence."""
+
+    regex = "(?!check$)[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+# Before the routes that name it compile their paths (app/rest/images.py imports this module).
+register_url_convertor("image_id", ImageIdSegment())
+IMAGE_PATH = "/images/{image_id:image_id}"
 
 
 # The id's form is stated for the OpenAPI document (generated clients, fuzzers) only: the domain

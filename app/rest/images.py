@@ -14,6 +14,7 @@ from app.domain.links import Linker
 from app.domain.metadata import parse_object_id, parse_time
 from app.models import Image, image_to_json
 from app.rest.deps import (
+    IMAGE_PATH,
     BoxesFieldQuery,
     EditsDep,
     IfMatchDep,
@@ -97,7 +98,7 @@ def _measure(upload: UploadFile) -> int:
 
 
 @router.get(
-    "/images/{image_id}",
+    IMAGE_PATH,
     response_model=ImageOut,
     responses=error_responses(400, 404, 503),
     summary="An image's document",
@@ -148,7 +149,7 @@ def _box_json(box: Box) -> dict[str, Any]:
 
 
 @router.patch(
-    "/images/{image_id}",
+    IMAGE_PATH,
     response_model=ImageOut,
     responses=error_responses(400, 404, 409, 412, 503),
     summary="Merge metadata into an image (`$unset` removes keys; merge-patch+json: RFC 7396)",
@@ -170,7 +171,7 @@ async def patch_image(
 
 
 @router.put(
-    "/images/{image_id}",
+    IMAGE_PATH,
     response_model=ImageOut,
     responses=error_responses(400, 404, 409, 412, 503),
     summary="Replace an image's metadata",
@@ -185,7 +186,7 @@ async def put_image(
 
 
 @router.delete(
-    "/images/{image_id}",
+    IMAGE_PATH,
     response_model=DeletedOut,
     responses=error_responses(400, 404, 409, 412, 503),
     summary="Delete an image and its file",

@@ -123,3 +123,14 @@ async def test_another_users_image_reads_as_not_stored(make_settings: Callable[.
 
             anonymous = await check(client, files)
             assert (anonymous.status_code, anonymous.json()["code"]) == (401, "unauthenticated")
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_other_methods_on_the_check_are_405_not_taken_for_an_image_id(client: httpx.AsyncClient) -> None:
+    for method in ("GET", "PUT", "PATCH", "DELETE"):
+        response = await client.request(method, "/images/check")
+        assert (response.status_code, response.json()["code"]) == (405, "method_not_allowed"), method
+        assert response.headers["allow"] == "OPTIONS, POST"
+    # Any other segment is still an id, checked by the domain.
+    assert (await client.get("/images/checks")).json()["code"] == "bad_input"
+    assert (await client.get("/images/check/image")).status_code == 400
