@@ -153,6 +153,7 @@ def _push(arguments: argparse.Namespace) -> int:
         jobs=arguments.jobs,
         dry_run=arguments.dry_run,
         refuse_duplicates=arguments.refuse_duplicates,
+        cache=not arguments.no_cache,
     )
 
     async def run() -> PushReport:
@@ -346,6 +347,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--dry-run", action="store_true", help="say what would be sent; send nothing")
     sub.add_argument(
         "--refuse-duplicates", action="store_true", help="fail a file another image already holds the bytes of"
+    )
+    sub.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="hash every stored file again rather than trust checksums kept from earlier runs (IMAGESTORE_CACHE_DIR)",
     )
     sub.set_defaults(run=_push)
 

@@ -26,6 +26,9 @@ class LocalImage:
     file: str  # its path on the service
     size: int
     sidecar: Path | None
+    # When the scan saw it: whether a checksum taken earlier still holds (cache.py).
+    modified_ns: int = 0
+    inode: int = 0
 
 
 @dataclass(kw_only=True)
@@ -54,12 +57,15 @@ def scan(root: Path, prefix: str = "") -> Scan:
                 skipped += 1
                 continue
             relative = PurePosixPath(*path.relative_to(root).parts).as_posix()
+            status = path.stat()
             sidecar = path.with_name(name + SIDECAR_SUFFIX)
             images.append(
                 LocalImage(
                     path=path,
                     file=f"{prefix}/{relative}" if prefix else relative,
-                    size=path.stat().st_size,
+                    size=status.st_size,
+                    modified_ns=status.st_mtime_ns,
+                    inode=status.st_ino,
                     sidecar=sidecar if name + SIDECAR_SUFFIX in present else None,
                 )
             )

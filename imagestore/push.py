@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from imagestore.cache import Checksums, unchanged
 from imagestore.calls import CHECK_BATCH, StoredFile
 from imagestore.client import AsyncClient
 from imagestore.errors import ImageStoreError, sentence
@@ -50,89 +51,127 @@ class PushOptions:
     jobs: int = 8
     dry_run: bool = False
     refuse_duplicates: bool = False
+    cache: bool = True  # checksums kept between runs (cache.py)
 
 
 async def push(client: AsyncClient, root: Path, options: PushOptions, progress: Progress | None = None) -> PushReport:
-    progress = progress or Progress()
     # Not tried again: a wrong URL is said at once; later, a service restarting is waited for.
     await client.info()
     found = await asyncio.to_thread(scan, root, options.prefix)
-    report = PushReport(found=len(found.images), skipped=found.skipped)
-    report.found_bytes = sum(image.size for image in found.images)
-    progress.start(report.found, report.found_bytes)
-    queue: asyncio.Queue[LocalImage | None] = asyncio.Queue(maxsize=options.jobs * 4)
-
-    async def plan() -> None:
-        try:
-            for start in range(0, len(found.images), CHECK_BATCH):
-                batch = found.images[start : start + CHECK_BATCH]
-                asked = [(image.file, None) for image in batch]
-                answers = await retried(partial(client.check, asked))
-                for image, stored in zip(batch, answers, strict=True):
-                    why = await _reason_to_send(image, stored)
-                    if why is None:
-                        report.stored_already += 1
-                        progress.done(image.size, moved=False)
-                    elif options.dry_run:
-                        report.would_send.append((image.file, why))
-                        progress.done(image.size, moved=False)
-                    else:
-                        await queue.put(image)
-        finally:
-            for _ in range(options.jobs):
-                await queue.put(None)
-
-    async def send() -> None:
-        while (image := await queue.get()) is not None:
-            try:
-                await _send_one(client, image, options, progress)
-            except (ImageStoreError, ValueError, OSError, httpx.HTTPError) as error:
-                report.failures.append((image.file, sentence(error)))
-                progress.done(image.size, moved=False)
-            else:
-                report.sent += 1
-                report.sent_bytes += image.size
-                progress.done(image.size, moved=True)
-
-    workers = [asyncio.create_task(send()) for _ in range(options.jobs)]
+    pushing = _Push(client, options, progress or Progress(), Checksums() if options.cache else None)
+    pushing.report.found, pushing.report.skipped = len(found.images), found.skipped
+    pushing.report.found_bytes = sum(image.size for image in found.images)
+    pushing.progress.start(pushing.report.found, pushing.report.found_bytes)
+    workers = [asyncio.create_task(pushing.send()) for _ in range(options.jobs)]
     try:
-        await plan()
+        await pushing.plan(found.images)
         await asyncio.gather(*workers)
     finally:
         for worker in workers:
             worker.cancel()
-    return report
+        await asyncio.to_thread(pushing.close)
+    return pushing.report
 
 
-async def _reason_to_send(image: LocalImage, stored: StoredFile) -> str | None:
-    """Why the image must be sent, or None if the service holds these very bytes at its path."""
-    if not stored.stored:
-        return "new"
-    if stored.size != image.size or stored.checksum is None:
-        return "changed"
-    if await asyncio.to_thread(checksum, image.path) != stored.checksum:
-        return "changed"
-    return None
+class _Push:
+    def __init__(self, client: AsyncClient, options: PushOptions, progress: Progress, cache: Checksums | None) -> None:
+        self.client = client
+        self.options = options
+        self.progress = progress
+        self.report = PushReport()
+        self.cache = cache
+        self.hashed: list[tuple[LocalImage, str]] = []  # to remember in the cache
+        self.queue: asyncio.Queue[LocalImage | None] = asyncio.Queue(maxsize=options.jobs * 4)
+        self.hashing = asyncio.Semaphore(options.jobs)
 
+    async def plan(self, images: list[LocalImage]) -> None:
+        """Queue what must be sent, asking the service about CHECK_BATCH paths at a time (the
+        next batch is asked about while this one's files are judged)."""
 
-async def _send_one(client: AsyncClient, image: LocalImage, options: PushOptions, progress: Progress) -> None:
-    metadata = {**options.meta, **sidecar_metadata(image)}
+        def asked(start: int) -> asyncio.Task[list[StoredFile]]:
+            batch = images[start : start + CHECK_BATCH]
+            return asyncio.create_task(retried(partial(self.client.check, [(image.file, None) for image in batch])))
 
-    async def attempt() -> None:
-        with image.path.open("rb") as source:
-            reader = HashingReader(source, progress.bytes)
+        answering = asked(0) if images else None
+        try:
+            for start in range(0, len(images), CHECK_BATCH):
+                assert answering is not None
+                answers = await answering
+                answering = asked(start + CHECK_BATCH) if start + CHECK_BATCH < len(images) else None
+                batch = images[start : start + CHECK_BATCH]
+                known = await asyncio.to_thread(self.cache.known, batch) if self.cache else {}
+                pairs = zip(batch, answers, strict=True)
+                reasons = await asyncio.gather(
+                    *(self.reason(image, stored, known.get(image.path)) for image, stored in pairs)
+                )
+                for image, why in zip(batch, reasons, strict=True):
+                    if why is None:
+                        self.report.stored_already += 1
+                        self.progress.done(image.size, moved=False)
+                    elif self.options.dry_run:
+                        self.report.would_send.append((image.file, why))
+                        self.progress.done(image.size, moved=False)
+                    else:
+                        await self.queue.put(image)
+                await self.remember()
+        finally:
+            if answering is not None:
+                answering.cancel()
+            for _ in range(self.options.jobs):
+                await self.queue.put(None)
+
+    async def reason(self, image: LocalImage, stored: StoredFile, known: str | None) -> str | None:
+        """Why the image must be sent, or None if the service holds these very bytes at its path."""
+        if not stored.stored:
+            return "new"
+        if stored.size != image.size or stored.checksum is None:
+            return "changed"
+        if known is None:
+            async with self.hashing:
+                known = await asyncio.to_thread(checksum, image.path)
+            self.hashed.append((image, known))
+        return None if known == stored.checksum else "changed"
+
+    async def send(self) -> None:
+        while (image := await self.queue.get()) is not None:
             try:
-                sent = await client.upload(
+                sent = await retried(partial(self.send_one, image))
+            except (ImageStoreError, ValueError, OSError, httpx.HTTPError) as error:
+                self.report.failures.append((image.file, sentence(error)))
+                self.progress.done(image.size, moved=False)
+            else:
+                self.hashed.append((image, sent))
+                self.report.sent += 1
+                self.report.sent_bytes += image.size
+                self.progress.done(image.size, moved=True)
+
+    async def send_one(self, image: LocalImage) -> str:
+        """Upload the file, read once and hashed as it goes; the checksum the service took."""
+        metadata = {**self.options.meta, **sidecar_metadata(image)}
+        with image.path.open("rb") as source:
+            reader = HashingReader(source, self.progress.bytes)
+            try:
+                sent = await self.client.upload(
                     reader,  # type: ignore[arg-type]  # a file object as httpx reads one
                     image.file,
                     metadata,
                     filename=image.path.name,
-                    refuse_duplicates=options.refuse_duplicates,
+                    refuse_duplicates=self.options.refuse_duplicates,
                 )
             except ImageStoreError:
-                progress.bytes(-reader.read_bytes)
+                self.progress.bytes(-reader.read_bytes)
                 raise
-        if sent.checksum is not None and sent.checksum != reader.digest.hexdigest():
+        digest = reader.digest.hexdigest()
+        if sent.checksum is not None and sent.checksum != digest:
             raise ValueError("the service stored other bytes than were read here (did the file change while sent?)")
+        return digest
 
-    await retried(attempt)
+    async def remember(self) -> None:
+        if self.cache is not None and self.hashed:
+            hashed, self.hashed = self.hashed, []
+            await asyncio.to_thread(self.cache.remember, unchanged(hashed))
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.remember(unchanged(self.hashed))
+            self.cache.close()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +22,8 @@ from tests.utils.live import serving
 from tests.utils.s3 import S3Server
 
 COMMAND = Path(sys.executable).parent / "imagestore"
+CACHE = Path(tempfile.mkdtemp(prefix="imagestore-test-cache-"))
+atexit.register(shutil.rmtree, CACHE, ignore_errors=True)
 
 
 @pytest.fixture
@@ -37,7 +42,8 @@ class Ran:
 
 def command_environment(url: str, **extra: str) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("IMAGESTORE_")}
-    return env | {"IMAGESTORE_URL": url, "COLUMNS": "200"} | extra
+    # The checksum cache of this test run, not the developer's.
+    return env | {"IMAGESTORE_URL": url, "COLUMNS": "200", "IMAGESTORE_CACHE_DIR": str(CACHE)} | extra
 
 
 def run(url: str, *arguments: str, env: dict[str, str] | None = None, timeout: float = 240) -> Ran:

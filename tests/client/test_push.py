@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -150,3 +151,34 @@ def test_a_duplicate_refused_is_listed_as_final(service_url: str, tmp_path: Path
     assert "sent 1" in result.out and "failed 1" in result.out, result.out
     assert "line0/day0/img00000.png: The file is identical to that of image" in result.err, result.err
     assert set(stored(service_url)) == {"copy/same.png"}
+
+
+def test_a_resumed_push_trusts_kept_checksums_only_of_settled_unchanged_files(
+    service_url: str, tmp_path: Path
+) -> None:
+    """A file stored with the same size is hashed again unless the checksum cache holds its
+    checksum for the same size, time and inode, taken well after its last change (rsync's and
+    git's quick check); --no-cache always hashes."""
+    root = tmp_path / "cached"
+    write_images(root, 2)
+    settled, fresh = root / "line0/day0/img00000.png", root / "line1/day1/img00001.png"
+    an_hour_ago = time.time() - 3600
+    os.utime(settled, (an_hour_ago, an_hour_ago))
+    assert run(service_url, "push", str(root)).status == 0
+
+    def rewrite_keeping_size_and_time(path: Path) -> None:
+        before = path.stat()
+        changed = bytearray(path.read_bytes())
+        changed[-20] ^= 0xFF
+        path.write_bytes(bytes(changed))
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    rewrite_keeping_size_and_time(settled)
+    rewrite_keeping_size_and_time(fresh)
+    trusted = run(service_url, "push", str(root), "--dry-run")
+    # The settled file's kept checksum is trusted (its change is invisible to a quick check);
+    # the fresh one was hashed within the same moment as its last change, so it is read again.
+    assert "would send line1/day1/img00001.png (changed)" in trusted.out, trusted.out
+    assert "would send 1," in trusted.out and "already stored 1" in trusted.out, trusted.out
+    hashed = run(service_url, "push", str(root), "--dry-run", "--no-cache")
+    assert "would send 2," in hashed.out, hashed.out
