@@ -59,9 +59,9 @@ async def pull(
 ) -> PullReport:
     """Each selected image's file at `dest/<file>`: one already there with the image's checksum
     is kept; the others are fetched, written beside their place and moved onto it once their
-    checksum is checked. A filter's or a view's images come as `/export` archives of up to
-    BATCH_FILES (BATCH_BYTES) at a time, which the service streams faster than it answers as many
-    requests; a snapshot's, from the content address of each frozen file, `jobs` at a time."""
+    checksum is checked. A filter's or a view's images come as `/export/files` tar streams of up
+    to BATCH_FILES (BATCH_BYTES) at a time, which the service sends faster than it answers as
+    many requests; a snapshot's, from the content address of each frozen file, `jobs` at a time."""
     progress = progress or Progress()
     await client.info()  # a wrong URL said at once, not after the retries meant for a restart
     pulling = _Pull(client, dest, selection, jobs, progress)
