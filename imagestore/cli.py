@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -116,6 +117,7 @@ class Bar(Progress):
         )
         self._task = self._bar.add_task(verb, total=None, moved=0, start=False)
         self._moved = 0
+        self._counting = threading.Lock()  # a pull's files arrive in threads
 
     def __enter__(self) -> Bar:
         self._bar.start()
@@ -129,8 +131,10 @@ class Bar(Progress):
         self._bar.start_task(self._task)
 
     def bytes(self, amount: int) -> None:
-        self._moved += amount
-        self._bar.update(self._task, moved=self._moved)
+        with self._counting:
+            self._moved += amount
+            moved = self._moved
+        self._bar.update(self._task, moved=moved)
 
     def done(self, size: int, *, moved: bool) -> None:
         self._bar.advance(self._task, 1)

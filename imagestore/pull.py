@@ -101,6 +101,7 @@ async def pull(
     finally:
         for task in running:
             task.cancel()
+        pulling.sync_client.close()
     if not started:
         progress.start(0, 0)
     return pulling.report

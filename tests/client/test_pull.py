@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from app.config import Settings
 from tests.client.conftest import run, write_images
 
 
@@ -66,3 +69,19 @@ def test_pull_a_training_format_unpacks_its_layout(service_url: str, tmp_path: P
     for relative, data in written.items():
         assert (dest / "images/all" / relative).read_bytes() == data
     assert not list(dest.glob(".imagestore-*")), "the downloaded archive is removed once unpacked"
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+def test_an_image_the_service_has_no_file_for_is_listed_as_failed(
+    service_url: str, settings: Settings, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    written = write_images(source, 5)
+    assert run(service_url, "push", str(source)).status == 0
+    (settings.uploads_directory / "line2/day2/img00002.png").unlink()
+    dest = tmp_path / "copy"
+    result = run(service_url, "pull", str(dest))
+    assert result.status == 1
+    assert "received 4" in result.out and "failed 1" in result.out, result.out
+    assert "line2/day2/img00002.png: the service has no file for it" in result.err, result.err
+    assert files_under(dest) == {relative: data for relative, data in written.items() if "img00002" not in relative}

@@ -153,9 +153,7 @@ def test_a_duplicate_refused_is_listed_as_final(service_url: str, tmp_path: Path
     assert set(stored(service_url)) == {"copy/same.png"}
 
 
-def test_a_resumed_push_trusts_kept_checksums_only_of_settled_unchanged_files(
-    service_url: str, tmp_path: Path
-) -> None:
+def test_a_resumed_push_trusts_kept_checksums_only_of_settled_unchanged_files(service_url: str, tmp_path: Path) -> None:
     """A file stored with the same size is hashed again unless the checksum cache holds its
     checksum for the same size, time and inode, taken well after its last change (rsync's and
     git's quick check); --no-cache always hashes."""
