@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bson import Int64
+from bson import Int64, ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.config import Settings
 from app.main import create_app
 from app.store.engines import FerretDB, FerretDBSQLite, MongoDB, recognise
+from app.store.engines.ferretdb_sqlite import paths
 from tests.utils.service import lifespan
 
 # What MongoDB 7 answers `buildInfo` with, in the parts that matter (no `ferretdbVersion`).
@@ -206,3 +207,15 @@ async def test_documents_at_paths_that_sqlite_cannot_decide_are_ferretdbs_answer
         assert rows is not None and [row.unsure for row in rows] == [False, True]
     team_x = await engines[-1].find_at_paths(images, wanted, {"owner.team": "x"}, {"_id": 0, "file": 1})
     assert team_x == [{"file": "a.jpg"}, {"file": "b.jpg"}]
+
+
+def test_a_row_sqlite_cannot_read_is_left_to_ferretdb() -> None:
+    """Rows not as FerretDB 1.24 writes them (layout.py samples only some): no answer read from them."""
+    oid = "6b14c52a80e5814608001df9"
+    read = paths.found_row((oid, "objectId", '["_id","size"]', 0, 5, "long"), True, ["size"])
+    assert read.document == {"_id": ObjectId(oid), "size": Int64(5)} and type(read.document["size"]) is Int64
+    assert paths.found_row((oid, "objectId", None, 0, 5, "long"), True, ["size"]).document is None  # no `$k`
+    assert paths.found_row((oid, "objectId", '["_id"]', 0, 5, "long"), True, ["size"]).document is None
+    assert paths.found_row(("zz", "objectId", '["_id"]', 0), True, []).id_known is False
+    assert paths.found_row((oid, "objectId", '["_id","n"]', 0, "x", "int"), True, ["n"]).document is None
+    assert paths.found_row((1, "bool", '["_id"]', 0), True, []).id_known is False  # ordered apart by MongoDB

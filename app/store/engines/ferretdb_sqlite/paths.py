@@ -112,7 +112,7 @@ def found_at(
         + f" FROM {rows_of} WHERE {candidates} AND ({at_paths}) AND (({match}) OR ({unsure}))",
         parameters.values,
     ).fetchall()
-    return [_found(row, shown_id, fields) for row in rows]
+    return [found_row(row, shown_id, fields) for row in rows]
 
 
 def plain_path(path: str) -> bool:
@@ -142,7 +142,7 @@ def renderings(path: str) -> set[str]:
     return {plain, lines, lines.translate(HTML_ESCAPES)}
 
 
-def _found(row: Sequence[Any], shown_id: bool, fields: Sequence[str]) -> Found:
+def found_row(row: Sequence[Any], shown_id: bool, fields: Sequence[str]) -> Found:
     id_value, id_kind, keys, unsure = row[:4]
     try:
         if id_kind not in ID_KINDS:
@@ -158,9 +158,12 @@ def _found(row: Sequence[Any], shown_id: bool, fields: Sequence[str]) -> Found:
                 values[field] = stored_value(value, kind)
     except _Unread:
         return Found(id=image_id, id_known=True, document=None, unsure=bool(unsure))
+    order = json.loads(keys) if isinstance(keys, str) else None
+    if not isinstance(order, list) or not set(values) <= set(order):
+        return Found(id=image_id, id_known=True, document=None, unsure=bool(unsure))
     document = {"_id": image_id} if shown_id else {}
-    # In the document's own key order, as the server gives them (`_id` is always first).
-    document.update((key, values[key]) for key in json.loads(keys) if key in values)
+    # In the document's own key order (`$k`), as the server gives them (`_id` is always first).
+    document.update((key, values[key]) for key in order if key in values)
     return Found(id=image_id, id_known=True, document=document, unsure=bool(unsure))
 
 
@@ -177,7 +180,7 @@ def stored_value(value: Any, kind: str) -> Any:
         return float(value)  # 2.0 is stored as 2
     if kind == "bool" and value in (0, 1):
         return bool(value)
-    if kind == "objectId" and isinstance(value, str):
+    if kind == "objectId" and isinstance(value, str) and ObjectId.is_valid(value):
         return ObjectId(value)
     raise _Unread
 
