@@ -154,7 +154,7 @@ async def test_documents_at_paths_are_found_as_the_plain_path_finds_them(
         "ALICE/A.JPG",
     ]
     for condition in ({}, {"userId": "alice"}, {"userId": None}, {"userId": {"$in": ["bob", None]}}):
-        for projection in (SHOWN, {"_id": 0, "file": 1}, {"file": 1, "size": 1}):
+        for projection in (SHOWN, {"_id": 0, "file": 1}, {"file": 1, "size": 1}, {"_id": 1}, {"_id": 0}):
             expected = await reference.find_at_paths(images, wanted, condition, projection)
             assert expected, condition
             for engine in engines:
@@ -196,6 +196,8 @@ async def test_documents_at_paths_that_sqlite_cannot_decide_are_ferretdbs_answer
         ({"userId": "alice"}, SHOWN),  # d.jpg's `_id`
         ({}, None),  # whole documents
         ({}, {"owner": 0}),  # fields left out
+        ({}, {"_id": 0}),  # `_id` left out
+        ({}, {"_id": 1}),  # `_id` alone
         ({}, {"owner.team": 1}),  # a dotted path
     ):
         expected = await reference.find_at_paths(images, wanted, condition, projection)

@@ -57,6 +57,8 @@ def fields_shown(projection: Mapping[str, Any] | None) -> tuple[bool, list[str]]
             fields.append(path)
         else:
             return None
+    if not fields and not shown_id:
+        return None  # `{"_id": 0}` alone leaves `_id` out of whole documents
     return shown_id, fields
 
 
