@@ -9,9 +9,10 @@ differently from MongoDB, and how the store works around each.
   page), and makes every write name its document by `_id` alone (the store's `replace`): with
   any condition beside it a PATCH of one image among 20,000 took 724 ms. The unique index on
   `file` is not used either, so paths are looked up together (`find_at_paths`, the plain path's
-  one `$in`): over 20,000 documents (SQLite backend) the `$in` of 1,000 paths decodes the
-  collection once, 1.1–1.3 s, while a `find_one({"file": f})` per path, 16 at a time, scans up to
-  its match each (all of it for a path not stored): 100 of them, 10 not stored, took 18.6 s.
+  one `$in`, which ferretdb_sqlite/ answers through SQLite and that index): over 20,000 documents
+  (SQLite backend) the `$in` of 1,000 paths decodes the collection once, 1.1–1.3 s, while a
+  `find_one({"file": f})` per path, 16 at a time, scans up to its match each (all of it for a
+  path not stored): 100 of them, 10 not stored, took 18.6 s.
 - **Updates are not atomic.** An update (replace, `$set`, `$inc`, findAndModify) reads the
   matching documents and writes them back in a second, separate step, so two processes' updates
   of one document both "match" and the later silently undoes the earlier (measured: 30

@@ -22,7 +22,7 @@ from pymongo import DeleteOne
 from app.errors import Unavailable
 from app.store.engines.ferretdb import FerretDB, checked_match
 from app.store.engines.ferretdb_filters import fields_named
-from app.store.engines.ferretdb_sqlite import walk
+from app.store.engines.ferretdb_sqlite import paths, walk
 from app.store.engines.ferretdb_sqlite.shortcuts import (
     FERRETDB_READ_SECONDS,
     LOOKUP_SECONDS,
@@ -135,6 +135,38 @@ class FerretDBSQLite(FerretDB):
             batch = await _matching(collection, condition, steps, projection)
             if batch:
                 yield batch
+
+    async def find_at_paths(
+        self,
+        collection: Collection,
+        files: Sequence[str],
+        condition: Mapping[str, Any],
+        projection: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """As the plain path, but found and read by SQLite through FerretDB's own index on
+        `file` (paths.py). FerretDB answers the plain path's `$in` by decoding every document,
+        the index unused: `POST /images/check` of 1,000 paths (900 stored) took 0.33-0.83 s
+        over 2,000 images and 2.7-6.9 s over 20,000; read here, 33-183 ms and 29-227 ms
+        (httpx against the real service, 5 checks each, twice; a 2-core machine under other
+        load, hence the spread), the statement itself about 20 ms over 20,000 (60 ms without
+        the index). Looking the 900 found ids up through FerretDB instead, each an index read
+        (0.7 ms), would cost more than the whole read here, so a document is looked up only
+        for a field SQLite does not read into Python. Where SQLite cannot say for some row (an
+        array on the condition's path, an `_id` of a kind not read here) or at all (a
+        condition, projection or path it does not take, files not checked), FerretDB answers
+        the plain path's `$in`."""
+        shown = paths.fields_shown(projection)
+        found = None
+        if files and shown is not None and all(paths.plain_path(file) for file in files):
+            found = await self.shortcuts.at_paths(collection, files, condition, shown_id=shown[0], fields=shown[1])
+        if found is None or any(row.unsure or not row.id_known for row in found):
+            return await super().find_at_paths(collection, files, condition, projection)
+        found.sort(key=lambda row: paths.id_order(row.id))
+        unread = [row.id for row in found if row.document is None]
+        looked_up = iter(await gathered_lookups(collection, unread, projection, LOOKUPS_AT_ONCE))
+        documents = [row.document if row.document is not None else next(looked_up) for row in found]
+        # One deleted since SQLite was read: left out, as the plain path's find would.
+        return [document for document in documents if document is not None]
 
     async def delete_by_ids(self, collection: Collection, ids: Sequence[Any]) -> int:
         if ids and await self.shortcuts.one_by_one(collection, len(ids)):

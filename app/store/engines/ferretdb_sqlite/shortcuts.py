@@ -31,7 +31,7 @@ from bson import Int64, ObjectId
 from bson.tz_util import utc
 from pymongo.asynchronous.collection import AsyncCollection
 
-from app.store.engines.ferretdb_sqlite import layout, walk
+from app.store.engines.ferretdb_sqlite import layout, paths, walk
 from app.store.engines.ferretdb_sqlite.files import DOCUMENT, opened, quoted, table_name
 from app.store.engines.ferretdb_sqlite.sql import (
     NUMBER_TYPES,
@@ -174,6 +174,20 @@ class SQLiteShortcuts:
         return await self._read(
             collection, partial(walk.next_page, condition=condition, after=after, limit=limit), "a walk's page"
         )
+
+    async def at_paths(
+        self,
+        collection: AsyncCollection[dict[str, Any]],
+        files: Sequence[str],
+        condition: Mapping[str, Any],
+        *,
+        shown_id: bool,
+        fields: Sequence[str],
+    ) -> list[paths.Found] | None:
+        """The documents stored at `files` that match `condition`, with the fields asked
+        (app/store/engines/ferretdb_sqlite/paths.py); None where SQLite cannot say."""
+        found_at = partial(paths.found_at, files=files, condition=condition, shown_id=shown_id, fields=fields)
+        return await self._read(collection, found_at, "the documents at paths")
 
     async def _read(
         self, collection: AsyncCollection[dict[str, Any]], read: Callable[..., Answer | None], what: str

@@ -111,7 +111,7 @@ class At:
 
 def locate(path: str, parameters: Parameters) -> At | None:
     segments = path.split(".")
-    if not all(_plain_key(segment) for segment in segments):
+    if not all(plain_key(segment) for segment in segments):
         return None
     # `$."data"."label"`, and its schema entry `$."$s".p."data"."$s".p."label"`.
     value_steps = [f'."{segment}"' for segment in segments]
@@ -224,7 +224,7 @@ def sql_list(types: tuple[str, ...]) -> str:
     return ", ".join(f"'{name}'" for name in types)
 
 
-def _plain_key(segment: str) -> bool:
+def plain_key(segment: str) -> bool:
     # What a quoted JSON path label can hold; `$` starts FerretDB's own keys (`$s`, `$k`).
     return (
         bool(segment)
