@@ -146,10 +146,10 @@ class FerretDBSQLite(FerretDB):
         """As the plain path, but found and read by SQLite through FerretDB's own index on
         `file` (paths.py). FerretDB answers the plain path's `$in` by decoding every document,
         the index unused: `POST /images/check` of 1,000 paths (900 stored) took 0.33-0.83 s
-        over 2,000 images and 2.7-6.9 s over 20,000; read here, 33-183 ms and 29-227 ms
-        (httpx against the real service, 5 checks each, twice; a 2-core machine under other
-        load, hence the spread), the statement itself about 20 ms over 20,000 (60 ms without
-        the index). Looking the 900 found ids up through FerretDB instead, each an index read
+        over 2,000 images, 2.7-6.9 s over 20,000 and 10-40 s over 100,000; read here, 33-183
+        ms, 29-227 ms and 70-199 ms (httpx against the real service, 5 checks each; a 2-core
+        machine under other load, hence the spread), the statement itself about 20 ms over
+        20,000 (60 ms without the index). Looking the 900 found ids up through FerretDB instead, each an index read
         (0.7 ms), would cost more than the whole read here, so a document is looked up only
         for a field SQLite does not read into Python. Where SQLite cannot say for some row (an
         array on the condition's path, an `_id` of a kind not read here) or at all (a
