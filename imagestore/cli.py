@@ -8,18 +8,14 @@ import asyncio
 import json
 import os
 import sys
-import threading
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import httpx
-from rich.console import Console
 from rich.filesize import decimal
-from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, Task, TextColumn, TimeRemainingColumn
-from rich.progress import Progress as RichProgress
-from rich.text import Text
 
 from imagestore.auth import ClientCredentials
 from imagestore.client import DEFAULT_URL, AsyncClient, Client
@@ -92,52 +88,13 @@ def _print_json(value: Any) -> None:
 # -- progress ----------------------------------------------------------------------------------
 
 
-class _Bytes(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        moved = task.fields.get("moved", 0)
-        elapsed = task.elapsed or 0.0
-        rate = f"{decimal(int(moved / elapsed))}/s" if elapsed > 0.5 else "?/s"
-        return Text(f"{decimal(moved)} {rate}")
+def _progress(verb: str, *, quiet: bool) -> AbstractContextManager[Progress]:
+    """The progress bar (progress.py, imported only when shown: rich takes a while to load)."""
+    if quiet:
+        return nullcontext(Progress())
+    from imagestore.progress import Bar  # noqa: PLC0415
 
-
-class Bar(Progress):
-    """Files done of all, bytes moved, their rate and the time left, on stderr; nothing when
-    stderr is no terminal (a log) or with --quiet."""
-
-    def __init__(self, verb: str, *, quiet: bool) -> None:
-        console = Console(stderr=True, quiet=quiet)
-        self._bar = RichProgress(
-            TextColumn(verb),
-            BarColumn(),
-            MofNCompleteColumn(),
-            _Bytes(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        self._task = self._bar.add_task(verb, total=None, moved=0, start=False)
-        self._moved = 0
-        self._counting = threading.Lock()  # a pull's files arrive in threads
-
-    def __enter__(self) -> Bar:
-        self._bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.stop()
-
-    def start(self, files: int, size: int) -> None:
-        self._bar.update(self._task, total=files)
-        self._bar.start_task(self._task)
-
-    def bytes(self, amount: int) -> None:
-        with self._counting:
-            self._moved += amount
-            moved = self._moved
-        self._bar.update(self._task, moved=moved)
-
-    def done(self, size: int, *, moved: bool) -> None:
-        self._bar.advance(self._task, 1)
+    return Bar(verb)
 
 
 # -- push and pull -----------------------------------------------------------------------------
@@ -162,7 +119,7 @@ def _push(arguments: argparse.Namespace) -> int:
 
     async def run() -> PushReport:
         async with _async_client(arguments) as client:
-            with Bar("push", quiet=arguments.quiet) as bar:
+            with _progress("push", quiet=arguments.quiet) as bar:
                 return await push(client, root, options, bar)
 
     started = time.monotonic()
@@ -195,7 +152,7 @@ def _pull(arguments: argparse.Namespace) -> int:
 
     async def run() -> PullReport | int:
         async with _async_client(arguments) as client:
-            with Bar("pull", quiet=arguments.quiet) as bar:
+            with _progress("pull", quiet=arguments.quiet) as bar:
                 if arguments.format:
                     return await pull_format(client, dest, selection, arguments.format, bar)
                 return await pull(client, dest, selection, jobs=arguments.jobs, progress=bar)
