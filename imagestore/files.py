@@ -38,38 +38,47 @@ class Scan:
 
 
 def scan(root: Path, prefix: str = "") -> Scan:
-    """Every image under `root`, in path order, each named on the service by its path relative to
-    `root` under `prefix`; a `<name.ext>.json` beside an image is its sidecar, not a file to send."""
-    images: list[LocalImage] = []
-    skipped = 0
-    prefix = prefix.strip("/")
-    for directory, folders, names in os.walk(root):
-        folders.sort()
-        present = set(names)
-        for name in sorted(names):
-            path = Path(directory) / name
-            if not path.is_file():
-                skipped += 1  # a socket, a broken link: nothing to read
-                continue
-            if name.endswith(SIDECAR_SUFFIX) and name[: -len(SIDECAR_SUFFIX)] in present:
-                continue
-            if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
-                skipped += 1
-                continue
-            relative = PurePosixPath(*path.relative_to(root).parts).as_posix()
-            status = path.stat()
-            sidecar = path.with_name(name + SIDECAR_SUFFIX)
-            images.append(
-                LocalImage(
-                    path=path,
-                    file=f"{prefix}/{relative}" if prefix else relative,
-                    size=status.st_size,
-                    modified_ns=status.st_mtime_ns,
-                    inode=status.st_ino,
-                    sidecar=sidecar if name + SIDECAR_SUFFIX in present else None,
-                )
+    """Every image under `root`, in path order (a folder's files, then its folders), each named on
+    the service by its path relative to `root` under `prefix`; a `<name.ext>.json` beside an
+    image is its sidecar, not a file to send. Links to folders are not followed (as os.walk)."""
+    found = Scan(images=[], skipped=0)
+    _scan_folder(root, prefix.strip("/"), found)
+    return found
+
+
+def _scan_folder(folder: Path, under: str, found: Scan) -> None:
+    # scandir knows each entry's kind from the folder itself: one stat per image, none per folder.
+    with os.scandir(folder) as listed:
+        entries = sorted(listed, key=lambda entry: entry.name)
+    present = {entry.name for entry in entries}
+    folders = []
+    for entry in entries:
+        name = entry.name
+        if entry.is_dir(follow_symlinks=False):
+            folders.append(entry)
+            continue
+        if not entry.is_file():
+            found.skipped += 1  # a socket, a broken link: nothing to read
+            continue
+        if name.endswith(SIDECAR_SUFFIX) and name[: -len(SIDECAR_SUFFIX)] in present:
+            continue
+        if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+            found.skipped += 1
+            continue
+        status = entry.stat()
+        path = folder / name
+        found.images.append(
+            LocalImage(
+                path=path,
+                file=f"{under}/{name}" if under else name,
+                size=status.st_size,
+                modified_ns=status.st_mtime_ns,
+                inode=status.st_ino,
+                sidecar=path.with_name(name + SIDECAR_SUFFIX) if name + SIDECAR_SUFFIX in present else None,
             )
-    return Scan(images=images, skipped=skipped)
+        )
+    for entry in folders:
+        _scan_folder(folder / entry.name, f"{under}/{entry.name}" if under else entry.name, found)
 
 
 def sidecar_metadata(image: LocalImage) -> dict[str, Any]:

@@ -100,10 +100,7 @@ class _Push:
                 answering = asked(start + CHECK_BATCH) if start + CHECK_BATCH < len(images) else None
                 batch = images[start : start + CHECK_BATCH]
                 known = await asyncio.to_thread(self.cache.known, batch) if self.cache else {}
-                pairs = zip(batch, answers, strict=True)
-                reasons = await asyncio.gather(
-                    *(self.reason(image, stored, known.get(image.path)) for image, stored in pairs)
-                )
+                reasons = await self.reasons(batch, answers, known)
                 for image, why in zip(batch, reasons, strict=True):
                     if why is None:
                         self.report.stored_already += 1
@@ -120,17 +117,34 @@ class _Push:
             for _ in range(self.options.jobs):
                 await self.queue.put(None)
 
-    async def reason(self, image: LocalImage, stored: StoredFile, known: str | None) -> str | None:
-        """Why the image must be sent, or None if the service holds these very bytes at its path."""
-        if not stored.stored:
-            return "new"
-        if stored.size != image.size or stored.checksum is None:
-            return "changed"
-        if known is None:
+    async def reasons(
+        self, batch: list[LocalImage], answers: list[StoredFile], known: dict[Path, str]
+    ) -> list[str | None]:
+        """Why each image must be sent, or None if the service holds these very bytes at its
+        path; the files whose checksum decides it and is not known are hashed, `jobs` at once."""
+        reasons: list[str | None] = []
+        unknown: list[tuple[int, LocalImage, StoredFile]] = []
+        for image, stored in zip(batch, answers, strict=True):
+            if not stored.stored:
+                reasons.append("new")
+            elif stored.size != image.size or stored.checksum is None:
+                reasons.append("changed")
+            elif (checksum_known := known.get(image.path)) is not None:
+                reasons.append(None if checksum_known == stored.checksum else "changed")
+            else:
+                reasons.append(None)
+                unknown.append((len(reasons) - 1, image, stored))
+
+        async def hashed(image: LocalImage) -> str:
             async with self.hashing:
-                known = await asyncio.to_thread(checksum, image.path)
-            self.hashed.append((image, known))
-        return None if known == stored.checksum else "changed"
+                taken = await asyncio.to_thread(checksum, image.path)
+            self.hashed.append((image, taken))
+            return taken
+
+        taken = await asyncio.gather(*(hashed(image) for _, image, _ in unknown))
+        for (index, _, stored), checksum_now in zip(unknown, taken, strict=True):
+            reasons[index] = None if checksum_now == stored.checksum else "changed"
+        return reasons
 
     async def send(self) -> None:
         while (image := await self.queue.get()) is not None:
