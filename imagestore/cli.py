@@ -21,7 +21,6 @@ from imagestore.auth import ClientCredentials
 from imagestore.client import DEFAULT_URL, AsyncClient, Client
 from imagestore.errors import ImageStoreError, sentence
 from imagestore.files import parse_pairs
-from imagestore.pull import PullReport, Selection, pull, pull_format
 from imagestore.push import Progress, PushOptions, PushReport, push
 
 FORMATS = ("coco", "yolo", "imagefolder", "hf", "webdataset")
@@ -139,6 +138,9 @@ def _push(arguments: argparse.Namespace) -> int:
 
 
 def _pull(arguments: argparse.Namespace) -> int:
+    # Loaded when pulling only (tarfile, zipfile): a push starts sooner without them.
+    from imagestore.pull import PullReport, Selection, pull, pull_format  # noqa: PLC0415
+
     given = [name for name in ("filter", "view", "snapshot") if getattr(arguments, name)]
     if len(given) > 1:
         raise UsageError(f"give one of --filter, --view and --snapshot, not --{given[0]} and --{given[1]}")

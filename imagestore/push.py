@@ -8,6 +8,7 @@ another size is sent; one stored with the same size is hashed here and sent only
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -22,6 +23,10 @@ from imagestore.client import AsyncClient
 from imagestore.errors import ImageStoreError, sentence
 from imagestore.files import HashingReader, LocalImage, checksum, scan, sidecar_metadata
 from imagestore.retries import retried
+
+# Checks in flight at once: the service answers a batch in tens of milliseconds, and a resume
+# with nothing to send is little else than these waits.
+CHECKS_AHEAD = 4
 
 
 @dataclass(kw_only=True)
@@ -55,9 +60,12 @@ class PushOptions:
 
 
 async def push(client: AsyncClient, root: Path, options: PushOptions, progress: Progress | None = None) -> PushReport:
-    # Not tried again: a wrong URL is said at once; later, a service restarting is waited for.
-    await client.info()
-    found = await asyncio.to_thread(scan, root, options.prefix)
+    scanning = asyncio.create_task(asyncio.to_thread(scan, root, options.prefix))
+    try:
+        # Not tried again: a wrong URL is said at once; later, a service restarting is waited for.
+        await client.info()
+    finally:
+        found = await scanning
     pushing = _Push(client, options, progress or Progress(), Checksums() if options.cache else None)
     pushing.report.found, pushing.report.skipped = len(found.images), found.skipped
     pushing.report.found_bytes = sum(image.size for image in found.images)
@@ -85,19 +93,20 @@ class _Push:
         self.hashing = asyncio.Semaphore(options.jobs)
 
     async def plan(self, images: list[LocalImage]) -> None:
-        """Queue what must be sent, asking the service about CHECK_BATCH paths at a time (the
-        next batch is asked about while this one's files are judged)."""
+        """Queue what must be sent, asking the service about CHECK_BATCH paths at a time, up to
+        CHECKS_AHEAD batches ahead of the one whose files are being judged."""
+        starts = range(0, len(images), CHECK_BATCH)
 
         def asked(start: int) -> asyncio.Task[list[StoredFile]]:
             batch = images[start : start + CHECK_BATCH]
             return asyncio.create_task(retried(partial(self.client.check, [(image.file, None) for image in batch])))
 
-        answering = asked(0) if images else None
+        answering = deque(asked(start) for start in starts[:CHECKS_AHEAD])
         try:
-            for start in range(0, len(images), CHECK_BATCH):
-                assert answering is not None
-                answers = await answering
-                answering = asked(start + CHECK_BATCH) if start + CHECK_BATCH < len(images) else None
+            for number, start in enumerate(starts):
+                answers = await answering.popleft()
+                if number + CHECKS_AHEAD < len(starts):
+                    answering.append(asked(starts[number + CHECKS_AHEAD]))
                 batch = images[start : start + CHECK_BATCH]
                 known = await asyncio.to_thread(self.cache.known, batch) if self.cache else {}
                 reasons = await self.reasons(batch, answers, known)
@@ -112,8 +121,8 @@ class _Push:
                         await self.queue.put(image)
                 await self.remember()
         finally:
-            if answering is not None:
-                answering.cancel()
+            for pending in answering:
+                pending.cancel()
             for _ in range(self.options.jobs):
                 await self.queue.put(None)
 
