@@ -67,7 +67,8 @@ async def pull(
     pulling = _Pull(client, dest, selection, jobs, progress)
     started = False
     batch: list[tuple[Image, Path]] = []
-    # Archives at once: one is unpacked (disk) while the next arrives (network, the service).
+    batch_bytes = 0
+    # Two streams at once: one's files are written to disk while the other's arrive.
     archives = asyncio.Semaphore(ARCHIVES_AT_ONCE)
     running: list[asyncio.Task[None]] = []
 
@@ -91,10 +92,11 @@ async def pull(
                 await pulling.one_by_one(missing)
                 continue
             for image, target in missing:
-                if batch and (len(batch) >= BATCH_FILES or sum(i.size or 0 for i, _ in batch) >= BATCH_BYTES):
+                if batch and (len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES):
                     await send_off(batch)
-                    batch = []
+                    batch, batch_bytes = [], 0
                 batch.append((image, target))
+                batch_bytes += image.size or 0
         if batch:
             await send_off(batch)
         await asyncio.gather(*running)
