@@ -44,10 +44,32 @@ def _verify(url: str, auth: httpx.Auth | None) -> bool:
     return not (url.startswith("http://") and auth is None)
 
 
-def _upload_parts(
-    source: IO[bytes] | bytes, file: str, filename: str | None
-) -> dict[str, tuple[str, IO[bytes] | bytes]]:
-    return {"image": (filename or os.path.basename(file) or "image", source)}
+def _connection(url: str, token: str | None, auth: httpx.Auth | None, timeout: httpx.Timeout) -> dict[str, Any]:
+    """What both clients' httpx clients are made with."""
+    return {
+        "base_url": url,
+        "headers": _headers(token),
+        "auth": auth,
+        "timeout": timeout,
+        "verify": _verify(url, auth),
+    }
+
+
+def _upload_form(
+    source: IO[bytes] | bytes,
+    file: str,
+    data: Mapping[str, Any] | None,
+    filename: str | None,
+    time: str | None,
+    image_id: str | None,
+    refuse_duplicates: bool,
+) -> dict[str, Any]:
+    """POST /images's parameters, file part and fields, as httpx takes them."""
+    return {
+        "params": {"refuseDuplicates": "true"} if refuse_duplicates else None,
+        "files": {"image": (filename or os.path.basename(file) or "image", source)},
+        "data": calls.upload_fields(file, data, time=time, image_id=image_id),
+    }
 
 
 class Client:
@@ -63,14 +85,7 @@ class Client:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.Client(
-            base_url=self.url,
-            headers=_headers(token),
-            auth=auth,
-            timeout=timeout,
-            transport=transport,
-            verify=_verify(self.url, auth),
-        )
+        self._http = httpx.Client(**_connection(self.url, token, auth, timeout), transport=transport)
 
     def __enter__(self) -> Client:
         return self
@@ -136,14 +151,9 @@ class Client:
         refuse_duplicates: bool = False,
     ) -> Image:
         """Store `source` at `file` (replacing the image there) with metadata `data`."""
-        params = {"refuseDuplicates": "true"} if refuse_duplicates else None
+        form = _upload_form(source, file, data, filename, time, image_id, refuse_duplicates)
         try:
-            response = self._http.post(
-                "/images",
-                params=params,
-                files=_upload_parts(source, file, filename),
-                data=calls.upload_fields(file, data, time=time, image_id=image_id),
-            )
+            response = self._http.post("/images", **form)
         except httpx.TransportError as error:
             raise unreachable(self.url, error) from None
         if response.status_code >= 400:
@@ -253,13 +263,7 @@ class AsyncClient:
         self._credentials = (token, auth)
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         self._http = httpx.AsyncClient(
-            base_url=self.url,
-            headers=_headers(token),
-            auth=auth,
-            timeout=timeout,
-            limits=limits,
-            transport=transport,
-            verify=_verify(self.url, auth),
+            **_connection(self.url, token, auth, timeout), limits=limits, transport=transport
         )
 
     async def __aenter__(self) -> AsyncClient:
@@ -337,14 +341,9 @@ class AsyncClient:
     ) -> Image:
         """Store `source` at `file` (replacing the image there) with metadata `data`. A file
         object is read as it is sent, in the event loop's thread."""
-        params = {"refuseDuplicates": "true"} if refuse_duplicates else None
+        form = _upload_form(source, file, data, filename, time, image_id, refuse_duplicates)
         try:
-            response = await self._http.post(
-                "/images",
-                params=params,
-                files=_upload_parts(source, file, filename),
-                data=calls.upload_fields(file, data, time=time, image_id=image_id),
-            )
+            response = await self._http.post("/images", **form)
         except httpx.TransportError as error:
             raise unreachable(self.url, error) from None
         if response.status_code >= 400:
