@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
@@ -35,6 +35,8 @@ class LocalImage:
 class Scan:
     images: list[LocalImage]
     skipped: int  # files that are not images (sidecars aside)
+    # Images whose name is not UTF-8 (bytes a path on the service cannot hold): their paths here.
+    unnamable: list[str] = field(default_factory=list)
 
 
 def scan(root: Path, prefix: str = "") -> Scan:
@@ -65,8 +67,11 @@ def _scan_folder(folder: Path, under: str, found: Scan) -> None:
         if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
             found.skipped += 1
             continue
-        status = entry.stat()
         path = folder / name
+        if not name.isascii() and not _utf8(name):
+            found.unnamable.append(f"{under}/{name}" if under else name)
+            continue
+        status = entry.stat()
         found.images.append(
             LocalImage(
                 path=path,
@@ -79,6 +84,15 @@ def _scan_folder(folder: Path, under: str, found: Scan) -> None:
         )
     for entry in folders:
         _scan_folder(folder / entry.name, f"{under}/{entry.name}" if under else entry.name, found)
+
+
+def _utf8(name: str) -> bool:
+    """Whether a file name read from the disk is text (os gives undecodable bytes as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def sidecar_metadata(image: LocalImage) -> dict[str, Any]:

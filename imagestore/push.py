@@ -27,6 +27,7 @@ from imagestore.retries import retried
 # Checks in flight at once: the service answers a batch in tens of milliseconds, and a resume
 # with nothing to send is little else than these waits.
 CHECKS_AHEAD = 4
+NOT_UTF8 = "its name is not UTF-8, which a path on the service must be."
 
 
 @dataclass(kw_only=True)
@@ -68,6 +69,13 @@ async def push(client: AsyncClient, root: Path, options: PushOptions, progress: 
         found = await scanning
     pushing = _Push(client, options, progress or Progress(), Checksums() if options.cache else None)
     pushing.report.found, pushing.report.skipped = len(found.images), found.skipped
+    pushing.report.failures += [
+        (
+            name.encode("utf-8", "backslashreplace").decode(),
+            "its name is not UTF-8, which a path on the service must be.",
+        )
+        for name in found.unnamable
+    ]
     pushing.report.found_bytes = sum(image.size for image in found.images)
     pushing.progress.start(pushing.report.found, pushing.report.found_bytes)
     workers = [asyncio.create_task(pushing.send()) for _ in range(options.jobs)]

@@ -180,3 +180,15 @@ def test_a_resumed_push_trusts_kept_checksums_only_of_settled_unchanged_files(se
     assert "would send 1," in trusted.out and "already stored 1" in trusted.out, trusted.out
     hashed = run(service_url, "push", str(root), "--dry-run", "--no-cache")
     assert "would send 2," in hashed.out, hashed.out
+
+
+def test_a_file_whose_name_is_not_utf8_is_listed_and_the_rest_is_sent(service_url: str, tmp_path: Path) -> None:
+    root = tmp_path / "names"
+    written = write_images(root, 2)
+    with open(os.fsencode(root) + b"/caf\xe9.png", "wb") as latin1:
+        latin1.write(written["line0/day0/img00000.png"][:-1] + b"\x00")
+    result = run(service_url, "push", str(root))
+    assert result.status == 1
+    assert "sent 2" in result.out and "failed 1" in result.out, result.out
+    assert "caf\\udce9.png: its name is not UTF-8, which a path on the service must be." in result.err, result.err
+    assert set(stored(service_url)) == set(written)
