@@ -126,14 +126,7 @@ class MongoDB:
         projection: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """The documents of `ids` that match `condition`, in `_id` order."""
-        if not ids:
-            return []
-        listed = {"_id": {"$in": list(ids)}}
-        among = {"$and": [condition, listed]} if condition else listed
-        found, _ = await self.find_page(
-            collection, among, projection, sort=[("_id", 1)], skip=0, limit=len(ids), count=False
-        )
-        return found
+        return await self._find_among(collection, "_id", ids, condition, projection)
 
     async def find_at_paths(
         self,
@@ -144,12 +137,24 @@ class MongoDB:
     ) -> list[dict[str, Any]]:
         """The documents at `files` that match `condition`, in `_id` order: one find, answered
         through the unique index on `file` (so at most one document per path)."""
-        if not files:
+        return await self._find_among(collection, "file", files, condition, projection)
+
+    async def _find_among(
+        self,
+        collection: Collection,
+        field: str,
+        values: Sequence[Any],
+        condition: Mapping[str, Any],
+        projection: Mapping[str, Any] | None,
+    ) -> list[dict[str, Any]]:
+        """The documents whose unique `field` is one of `values` and that match `condition`, in
+        `_id` order: one `$in`, through `find_page` (so an engine's checks of a page apply)."""
+        if not values:
             return []
-        listed = {"file": {"$in": list(files)}}
+        listed = {field: {"$in": list(values)}}
         among = {"$and": [condition, listed]} if condition else listed
         found, _ = await self.find_page(
-            collection, among, projection, sort=[("_id", 1)], skip=0, limit=len(files), count=False
+            collection, among, projection, sort=[("_id", 1)], skip=0, limit=len(values), count=False
         )
         return found
 
