@@ -1,5 +1,6 @@
 """`GET /export?format=yolo|imagefolder|hf|webdataset`, splits, and the report, each format read
-back by its own ecosystem's reader: Hugging Face `datasets`, `webdataset`, PyYAML."""
+back by its own ecosystem's reader: Hugging Face `datasets`, `webdataset`, PyYAML, and torchvision's
+class-folder convention."""
 
 from __future__ import annotations
 
@@ -322,3 +323,46 @@ async def test_a_key_with_too_many_values_is_no_split_key(
     response = await client.get("/export", params={"format": "coco", "split": "n"})
     assert response.status_code == 400
     assert response.json()["detail"] == "data.n takes more than 3 values; a split key names a few splits."
+
+
+# torchvision's IMG_EXTENSIONS: what its ImageFolder takes for an image.
+TORCHVISION_IMAGES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def torchvision_image_folder(root: Path) -> list[tuple[str, str]]:
+    """(path under the split, class) per sample, as torchvision's `find_classes` and
+    `make_dataset` give them: the classes are the folders directly under the root, and every image
+    found anywhere beneath a class folder takes that class (torchvision itself pulls torch)."""
+    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    samples = []
+    for name in classes:
+        for folder, _, files in sorted(os.walk(root / name, followlinks=True)):
+            for file in sorted(files):
+                if file.lower().endswith(TORCHVISION_IMAGES):
+                    samples.append((Path(folder, file).relative_to(root).as_posix(), name))
+    return samples
+
+
+async def test_class_folders_put_the_class_first_under_the_split_whatever_folders_the_path_has(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    labels = {
+        "a.png": ["cat"],
+        "set/a.png": ["cat"],
+        "set/b.png": ["dog"],
+        "set/deep/c.png": ["cat", "dog"],
+        "x/y/z/d.png": [],
+        "cat/e.png": ["dog"],  # a folder named like another class: still the first folder decides
+    }
+    for file, label in labels.items():
+        await stored(client, file, {"label": label, "subset": "train" if "/" in file else "val"})
+    archive = await exported(client, "imagefolder", split="subset")
+    assert "train/cat/set/a.png" in archive.namelist()
+    archive.extractall(tmp_path)
+    read = [(split, *sample) for split in ("train", "val") for sample in torchvision_image_folder(tmp_path / split)]
+    classes: dict[str, set[str]] = {}
+    for split, path, name in read:
+        assert path.startswith(f"{name}/")
+        classes.setdefault(path.removeprefix(f"{name}/"), set()).add(name)
+        assert split == ("train" if path.count("/") > 1 else "val")
+    assert classes == {file: set(label) or {"_unlabelled"} for file, label in labels.items()}

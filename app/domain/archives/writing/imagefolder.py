@@ -1,5 +1,6 @@
-"""Class folders: `<s>/<label>/<file>`, the layout torchvision's `ImageFolder` and Hugging Face's
-`imagefolder` read (the class is the first folder under the split).
+"""Class folders: `<s>/<label>/<file>`, the layout torchvision's `ImageFolder` reads (the class is
+the first folder under the split, whatever folders `<file>` has). Hugging Face's `imagefolder`
+takes the class from the folder a file sits in instead, so it agrees only when no path has folders.
 
 An image with several labels is written once under each; an unlabelled one under
 `<s>/_unlabelled/`. A label becomes a folder name, so one that cannot be (empty, `.`, `..`, a
