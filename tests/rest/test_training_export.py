@@ -366,3 +366,26 @@ async def test_class_folders_put_the_class_first_under_the_split_whatever_folder
         classes.setdefault(path.removeprefix(f"{name}/"), set()).add(name)
         assert split == ("train" if path.count("/") > 1 else "val")
     assert classes == {file: set(label) or {"_unlabelled"} for file, label in labels.items()}
+
+
+@pytest.mark.parametrize("format", ["coco", "yolo"])
+async def test_a_view_exports_exactly_its_images(client: httpx.AsyncClient, format: str) -> None:
+    await stored(client, "set/a.png", {"label": "cat", "boxes": [CAT]})
+    await stored(client, "b.png", {"label": "dog", "boxes": [DOG]})
+    await stored(client, "c.png", {"label": "cat"})
+    await stored(client, "d.png", {})
+    view = {"filter": {"data.label": "cat"}, "sort": "file"}
+    assert (await client.put("/views/cats", json=view)).status_code == 200
+    archive = await exported(client, format, view="cats")
+    images = sorted(name.removeprefix("images/all/") for name in archive.namelist() if name.startswith("images/"))
+    assert images == ["c.png", "set/a.png"]
+    assert report_of(archive)["splits"] == {"all": {"images": 2}}
+    if format == "coco":
+        instances = json.loads(archive.read("annotations/instances_all.json"))
+        assert [image["file_name"] for image in instances["images"]] == ["c.png", "set/a.png"]
+        assert [category["name"] for category in instances["categories"]] == ["cat"]
+    else:
+        assert sorted(name for name in archive.namelist() if name.startswith("labels/")) == [
+            "labels/all/c.txt",
+            "labels/all/set/a.txt",
+        ]
