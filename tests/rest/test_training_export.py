@@ -389,3 +389,24 @@ async def test_a_view_exports_exactly_its_images(client: httpx.AsyncClient, form
             "labels/all/c.txt",
             "labels/all/set/a.txt",
         ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "other"),
+    [
+        ("split", "subset", "fold"),
+        ("splits", "train:xs", "val:ys"),
+        ("labelField", "kind", "label"),
+        ("boxesField", "ann.objects", "boxes"),
+        ("shardSize", 5, 6),
+    ],
+)
+async def test_the_training_options_are_metadata_matches_on_the_image_list(
+    client: httpx.AsyncClient, key: str, value: Any, other: Any
+) -> None:
+    await stored(client, "a.png", {key: value})
+    await stored(client, "b.png", {key: other})
+    await stored(client, "c.png", {})
+    listed = (await client.get("/images", params={key: str(value)})).json()
+    assert [item["file"] for item in listed["items"]] == ["a.png"]
+    assert listed["total"] == 1
