@@ -17,6 +17,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.utils.archives import import_zip, make_zip
 from tests.utils.images import make_image
 from tests.utils.service import upload
 
@@ -410,3 +411,20 @@ async def test_the_training_options_are_metadata_matches_on_the_image_list(
     listed = (await client.get("/images", params={key: str(value)})).json()
     assert [item["file"] for item in listed["items"]] == ["a.png"]
     assert listed["total"] == 1
+
+
+async def test_a_webdataset_shard_holds_1000_samples_unless_asked(client: httpx.AsyncClient) -> None:
+    # One import of 1,001 tiny images seeds them in a few seconds (uploads one by one take far longer).
+    png = make_image(2, 2)
+    response = await import_zip(client, make_zip([(f"{number:04}.png", png) for number in range(1001)]))
+    assert response.status_code == 200, response.text
+    assert response.json()["imported"] == 1001
+    archive = await exported(client, "webdataset", sort="file")
+    shards = sorted(name for name in archive.namelist() if name.endswith(".tar"))
+    assert shards == ["all/shard-000000.tar", "all/shard-000001.tar"]
+    samples = []
+    for shard in shards:
+        with tarfile.open(fileobj=io.BytesIO(archive.read(shard))) as tar:
+            samples.append(sum(member.name.endswith(".png") for member in tar))
+    assert samples == [1000, 1]
+    assert report_of(archive)["shards"] == 2
