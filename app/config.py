@@ -74,6 +74,15 @@ class Settings(BaseSettings):
     # The least time a signed link (app/domain/links.py) works; its expiry is rounded up to the hour.
     signed_link_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
 
+    # Live events (app/domain/datasets/events/): how often each process reads the journal while
+    # it has subscribers, and rewrites its promise; a writer silent this long is given up; what
+    # the journal keeps for subscribers that resume.
+    events_poll_seconds: float = Field(default=0.25, ge=0.01, le=10)
+    events_beat_seconds: float = Field(default=0.25, ge=0.01, le=10)
+    events_writer_timeout_seconds: float = Field(default=5.0, ge=0.5, le=300)
+    events_retention_seconds: int = Field(default=86400, ge=60, le=30 * 86400)
+    events_retention_count: int = Field(default=100_000, ge=100, le=100_000_000)
+
     oidc_jwks_uri: str | None = None
     oidc_issuer: str | None = None
     oidc_audience: str | None = None

@@ -8,6 +8,7 @@
     ├── Conflict          the request clashes with what is stored                      (409)
     │   ├── Busy          another request is changing the same image: retry            (409)
     │   └── Duplicate     the upload's file is identical to another image's            (409)
+    ├── Gone              what the client resumes from is no longer kept: reload        (410)
     ├── StaleRevision     the image changed since the revision the client named        (412)
     ├── TooLarge          the upload or archive exceeds a configured limit             (413)
     ├── NotAnImage        the file's content is not a supported image                  (415)
@@ -54,6 +55,12 @@ class NotFound(ServiceError):
 
 class Conflict(ServiceError):
     code = "conflict"
+
+
+class Gone(ServiceError):
+    """The client asks to go on from a point (an event) older than what is kept."""
+
+    code = "gone"
 
 
 class StaleRevision(ServiceError):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -15,10 +17,23 @@ from app.config import ConfigError, Settings, load_settings
 from app.graphql.router import graphql_router
 from app.logs import configure_logging
 from app.metrics import Metrics
-from app.rest import archive, collection, downloads, fields, images, info, operations, snapshots, stored, views
+from app.rest import (
+    archive,
+    collection,
+    downloads,
+    events,
+    fields,
+    images,
+    info,
+    operations,
+    snapshots,
+    stored,
+    views,
+)
 from app.rest.access import ObservedFastAPI, RouteTemplates
 from app.rest.docs import install_docs
 from app.rest.errors import install_error_handlers
+from app.rest.events import DRAINING
 from app.rest.gallery import install_gallery
 from app.rest.limits import BodyLimits, RequestBodyLimits
 from app.rest.methods import AllowedMethods
@@ -54,6 +69,11 @@ TAGS = [
         "name": "snapshots",
         "description": "Images frozen under a name, then listed, paged, compared and exported as they were.",
     },
+    {
+        "name": "events",
+        "description": "Images created, updated and deleted through any replica, as they happen (Server-Sent "
+        "Events; GraphQL has the same as the `imageEvents` subscription).",
+    },
     {"name": "info", "description": "What this service is, and whether its database and storage answer."},
     {
         "name": "operations",
@@ -74,11 +94,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         services = await Services.open(settings, metrics)
         app.state.services = services
         try:
-            yield
+            # Set when the server starts to stop (app/server.py): endless streams end then.
+            yield {DRAINING: asyncio.Event()}
         finally:
             # Uvicorn runs this only after in-flight requests finished (or the grace period
             # ran out), so no download or export loses its database or storage mid-way.
@@ -99,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     routes = RouteTemplates()
     routes.add(app.routes)  # /docs, /redoc, /openapi.json
-    routers = (info, operations, collection, stored, images, downloads, fields, archive, views, snapshots)
+    routers = (info, operations, collection, stored, images, downloads, fields, archive, views, snapshots, events)
     for router in (module.router for module in routers):
         app.include_router(router)
         routes.add(router.routes)

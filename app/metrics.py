@@ -121,6 +121,14 @@ class Metrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        self._events = Counter(
+            "live_events",
+            "Live events out of the ordinary: `late` (stored after their writer was given up, delivered "
+            "out of order), `lost` (the database never took them).",
+            ["fate"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
         self._dependency_errors = Counter(
             "dependency_errors",
             "Failed attempts to reach the database or the storage, readiness checks included.",
@@ -204,6 +212,14 @@ class Metrics:
 
     def thumbnail(self, outcome: ThumbnailOutcome) -> None:
         self._thumbnails.labels(outcome).inc()
+
+    # -- live events -------------------------------------------------------------------------
+
+    def events_lost(self, count: int) -> None:
+        self._events.labels("lost").inc(count)
+
+    def events_late(self, count: int) -> None:
+        self._events.labels("late").inc(count)
 
     # -- dependencies ------------------------------------------------------------------------
 

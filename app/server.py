@@ -26,6 +26,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from app.config import ConfigError, Settings, load_settings
+from app.rest.events import DRAINING
 
 # The request target (path and query string): the longest httptools' URL parser takes (its
 # offsets are 16-bit; uvicorn answers a longer one 400, once it has read all of it). Four times
@@ -90,6 +91,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # change was all inside the section it started in.
         self._transitions = 0
         self._refusal: Refusal | None = None
+
+    def shutdown(self) -> None:
+        # Uvicorn waits for responses in flight before it stops; an endless one (GET /events)
+        # would hold the stop for the whole grace period. Set, the app's streams end.
+        draining = self.app_state.get(DRAINING)
+        if draining is not None:
+            draining.set()
+        super().shutdown()
 
     def data_received(self, data: bytes) -> None:
         # Within a field section, the parser is fed at most what the section may still take.

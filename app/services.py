@@ -12,7 +12,7 @@ import httpx
 
 from app.auth import Authenticator, JwksCache, TokenRules
 from app.config import Settings
-from app.domain.datasets.events import Events
+from app.domain.datasets.events import Events, EventSettings
 from app.domain.datasets.snapshots import SnapshotService
 from app.domain.datasets.views import ViewService
 from app.domain.images import data_keys
@@ -53,6 +53,16 @@ def connect_store(settings: Settings, metrics: Metrics) -> Store:
     )
 
 
+def event_settings(settings: Settings) -> EventSettings:
+    return EventSettings(
+        poll_seconds=settings.events_poll_seconds,
+        beat_seconds=settings.events_beat_seconds,
+        writer_timeout=settings.events_writer_timeout_seconds,
+        retention_seconds=settings.events_retention_seconds,
+        retention_count=settings.events_retention_count,
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class Services:
     settings: Settings
@@ -65,7 +75,7 @@ class Services:
     analytics: Analytics  # identical files, keys, values and facets
     views: ViewService
     snapshots: SnapshotService
-    events: Events  # live events of this process's writes
+    events: Events  # live events of every replica's writes, through the database
     leases: Leases  # turns between writers of one image
     authenticator: Authenticator | None  # None: no OIDC_JWKS_URI, every caller sees every image
     links: SignedLinks | None  # with OIDC: links a browser opens without a header
@@ -90,8 +100,9 @@ class Services:
             log.warning("storage not ready at start-up: %s", error.detail)
         store = connect_store(settings, metrics)
         leases = Leases(store=store.leases)
+        events = Events(store=store, metrics=metrics, settings=event_settings(settings))
         await store.open(
-            setup=[leases.prepare],
+            setup=[leases.prepare, events.start],
             # For documents written by someone else (the legacy service, a restore).
             maintenance=[
                 partial(replacement.settle_all, store.images, storage=storage, leases=leases),
@@ -101,7 +112,6 @@ class Services:
                 partial(repair.remove_stale_temporaries, storage, older_than=STALE_TEMPORARIES),
             ],
         )
-        events = Events()
         thumbnails = Thumbnails(
             storage=storage,
             metrics=metrics,
@@ -184,6 +194,7 @@ class Services:
     async def close(self) -> None:
         log.info("closing the database and storage connections")
         await self.http.aclose()
+        await self.events.close()
         await self.leases.close()
         await self.storage.close()
         await self.store.close()

@@ -29,6 +29,7 @@ CODES: dict[type[errors.ServiceError], str] = {
     errors.Busy: "BUSY",
     errors.Duplicate: "DUPLICATE",
     errors.Conflict: "CONFLICT",
+    errors.Gone: "GONE",
     errors.StaleRevision: "STALE_REVISION",
     errors.Unavailable: "SERVICE_UNAVAILABLE",
 }

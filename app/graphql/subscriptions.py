@@ -25,17 +25,21 @@ class ImageEventKind(Enum):
 
 @strawberry.type(description="An image created, updated or deleted.")
 class ImageEvent:
+    id: str = strawberry.field(
+        description="The event's place in the journal every replica follows: pass it as `after` to resume after it"
+    )
     kind: ImageEventKind = strawberry.field(description="What happened")
     image: Image = strawberry.field(description="As it now is; for a deleted image, as it was")
 
 
 @strawberry.type(
-    description="Live events, over a WebSocket (graphql-transport-ws at /graphql), of this service process only."
+    description="Live events, over a WebSocket (graphql-transport-ws at /graphql), of writes through any replica."
 )
 class Subscription:
     @strawberry.subscription(
-        description="Images created, updated (metadata or file) and deleted from now on, by any write path, that "
-        "match `filter` (and `view`) in your scope. Events of this service process only: see the README."
+        description="Images created, updated (metadata or file) and deleted, by any write path through any "
+        "replica, that match `filter` (and `view`) in your scope: from now on, or right after the event `after`. "
+        "Every replica gives the same events in the same order; see the README for what is kept to resume from."
     )
     async def image_events(
         self,
@@ -44,10 +48,23 @@ class Subscription:
             ImageFilter | None, strawberry.argument(description="Which images; without it, all of yours")
         ] = None,
         view: Annotated[str | None, strawberry.argument(description="One of your saved views")] = None,
+        after: Annotated[
+            str | None,
+            strawberry.argument(
+                description="The id of the last event you received: resume right after it (an error with code GONE "
+                "when it is older than what is kept: reload, then subscribe without it)"
+            ),
+        ] = None,
     ) -> AsyncGenerator[ImageEvent, None]:
         services, scope = info.context.services, info.context.scope
         query = ImageQuery(filter=compile_filter(filter))
         if view is not None:
             query = await services.views.narrow(scope, query, view)
-        async for event in services.events.subscribe(scope, query.filter):
-            yield ImageEvent(kind=ImageEventKind(event.kind), image=Image.from_document(event.document))
+        subscription = await services.events.open(scope, query.filter, after=after)
+        try:
+            async for event in subscription:
+                yield ImageEvent(
+                    id=event.id, kind=ImageEventKind(event.kind), image=Image.from_document(event.document)
+                )
+        finally:
+            subscription.close()

@@ -1,7 +1,7 @@
 """The one door to the database: every collection call of the service goes through here.
 
 The domain asks in its own words (a page, a count, distinct values, documents by ids, insert /
-replace / delete, batches of a filter, lease take and release) and never imports the driver.
+replace / delete, batches of a filter, lease take and release, events appended and read) and never imports the driver.
 How each engine answers lives behind the store, one module per engine (app/store/engines/),
 recognised from what the server says at start-up.
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from app.metrics import Metrics
 from app.store.database import Database, Task
+from app.store.events import EventStore
 from app.store.images import IMAGE_INDEXES, DuplicateGroup, FieldUpdate, ImageStore
 from app.store.leases import COLLECTION as LEASES
 from app.store.leases import LeaseStore
@@ -31,6 +32,7 @@ class Store:
     views: ViewStore
     snapshots: SnapshotStore
     secrets: SecretStore
+    events: EventStore
 
     @classmethod
     def connect(
@@ -47,6 +49,7 @@ class Store:
             views=ViewStore(database),
             snapshots=SnapshotStore(database),
             secrets=SecretStore(database),
+            events=EventStore(database),
         )
 
     async def open(self, *, setup: Sequence[Task] = (), maintenance: Sequence[Task] = ()) -> None:

@@ -3,22 +3,20 @@ per-user scope: every write path emits, filters hold, and nobody sees another us
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import signal
 import zipfile
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
 
 from app.config import Settings
 from scripts.servers import REPO_ROOT, free_port
+from tests.utils.events import subscriber
 from tests.utils.images import make_image
 from tests.utils.live import service_environment, start_service, wait_until_serving
 from tests.utils.oidc import AUDIENCE, ISSUER, JwksServer, bearer, claims_for, jwks_server, rsa_key, sign
@@ -26,7 +24,6 @@ from tests.utils.oidc import AUDIENCE, ISSUER, JwksServer, bearer, claims_for, j
 pytestmark = pytest.mark.parametrize("storage_kind", ["local"], indirect=True)  # events need no storage
 
 KEY = rsa_key("events")
-EVENTS = "subscription($f: ImageFilter) { imageEvents(filter: $f) { kind image { id file data } } }"
 
 
 def token(user: str) -> str:
@@ -59,36 +56,6 @@ def service(settings: Settings, jwks: JwksServer, tmp_path: Path) -> Iterator[st
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
-
-
-class Subscriber:
-    def __init__(self, socket: ClientConnection) -> None:
-        self.socket = socket
-
-    async def subscribe(self, number: str, variables: dict[str, Any] | None = None) -> None:
-        message = {"id": number, "type": "subscribe", "payload": {"query": EVENTS, "variables": variables or {}}}
-        await self.socket.send(json.dumps(message))
-
-    async def next(self, seconds: float = 10) -> dict[str, Any]:
-        message: dict[str, Any] = json.loads(await asyncio.wait_for(self.socket.recv(), seconds))
-        return message
-
-    async def quiet(self, seconds: float = 0.5) -> bool:
-        """Whether nothing arrives for a while."""
-        try:
-            await asyncio.wait_for(self.socket.recv(), seconds)
-        except TimeoutError:
-            return True
-        return False
-
-
-@asynccontextmanager
-async def subscriber(url: str, authorization: str | None) -> AsyncIterator[Subscriber]:
-    async with connect(url.replace("http://", "ws://") + "/graphql", subprotocols=["graphql-transport-ws"]) as socket:  # type: ignore[list-item]
-        payload = {"Authorization": authorization} if authorization else {}
-        await socket.send(json.dumps({"type": "connection_init", "payload": payload}))
-        assert json.loads(await socket.recv()) == {"type": "connection_ack"}
-        yield Subscriber(socket)
 
 
 def as_user(url: str, user: str) -> httpx.AsyncClient:

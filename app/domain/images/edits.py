@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from app.domain.datasets.events import Events
@@ -38,7 +39,7 @@ class Edits:
         self.store = store
         self.reader = reader  # finds the image in the caller's scope first
         self.leases = leases
-        self.events = events  # every edit publishes what it wrote (app/domain/datasets/events.py)
+        self.events = events  # every edit records what it wrote, under its leases (app/domain/datasets/events/)
         self.removal = removal
 
     async def update_data(
@@ -73,9 +74,10 @@ class Edits:
         with self.store.errors():
             async with self.leases.hold([path_key(image.file)]):
                 document = await rewrite.rewrite_one(self.store.images, condition, change, revisions=revisions)
+                if document is not None:
+                    await self.events.record("updated", [document])
         if document is None:
             raise NotFound(f"No image with id {image_id}.")
-        self.events.publish("updated", [document])
         return loaded(document)
 
     async def delete(self, scope: Scope, image_id: str, *, revisions: Collection[int] | None = None) -> None:
@@ -89,8 +91,8 @@ class Edits:
                     raise NotFound(f"No image with id {image_id}.")
                 rewrite.check_revision(document, revisions)
                 if await self.store.images.delete(document["_id"]):
+                    await self.events.record("deleted", [document])
                     await self.removal.of_document(document)
-                    self.events.publish("deleted", [document])
                     return
         raise rewrite.kept_changing(f"Image {image_id}")
 
@@ -107,7 +109,7 @@ class Edits:
                 condition,
                 change,
                 leases=self.leases,
-                written=lambda documents: self.events.publish("updated", documents),
+                written=partial(self.events.record, "updated"),
             )
         return UpdateSummary(matched=result.matched, modified=result.modified)
 
@@ -129,8 +131,8 @@ class Edits:
                     # Whole: the deleted events carry the images as they were.
                     gone = await self.store.images.by_ids(ids, condition)
                     deleted += await self.store.images.delete_by_ids([doc["_id"] for doc in gone])
+                    await self.events.record("deleted", gone)
                     await self.removal.of_documents(gone)
-                    self.events.publish("deleted", gone)
         return deleted
 
 

@@ -78,7 +78,7 @@ class Uploads:
         self.storage = storage
         self.leases = leases
         self.thumbnails = thumbnails
-        self.events = events  # every upload publishes what it wrote (app/domain/datasets/events.py)
+        self.events = events  # every upload records what it wrote, under its lease (app/domain/datasets/events/)
         self.max_upload_bytes = max_upload_bytes
         self.metrics = metrics
         self.removal = FileRemoval(storage=storage, thumbnails=thumbnails)
@@ -186,12 +186,13 @@ class Uploads:
             # As in `_create`: documents may have been stored all the same, and need their files.
             log.warning("import: the database did not confirm %d documents; their files are kept", len(order))
             raise
+        stored: list[dict[str, Any]] = []
         for index, fate in zip(order, fates, strict=True):
             document = documents[index]
             if fate == "stored":
                 results[index] = loaded(document)
                 self.metrics.uploaded(news[index].length)
-                self.events.publish("created", [document])
+                stored.append(document)
             elif fate == "taken":
                 # Taken meanwhile by a writer that holds no lease, or the id is another image's:
                 # `upload` sorts it out. The file stays only if a document at its path owns it.
@@ -202,6 +203,7 @@ class Uploads:
             else:
                 results[index] = BadInput(f"The database refused the document of {document['file']!r}.")
                 await self.removal.file(document["file"])
+        await self.events.record("created", stored)
 
     async def taken_paths(self, scope: Scope, paths: list[str]) -> set[str]:
         """Which of these canonical paths, as the caller gives them, already hold a stored file.
@@ -324,7 +326,7 @@ class Uploads:
         except ServiceError:
             await self.removal.file(key)
             raise
-        self.events.publish("created", [document])
+        await self.events.record("created", [document])
         return loaded(document)
 
     async def _replace(
@@ -365,7 +367,7 @@ class Uploads:
             # them, and the next upload or the start-up maintenance finishes the move.
             log.warning("image %s: its new file stays staged for now: %s", existing["_id"], error.detail)
         await self.thumbnails.forget(str(existing["_id"]))  # copies of the old bytes
-        self.events.publish("updated", [document])
+        await self.events.record("updated", [document])
         return loaded(document)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,17 +125,18 @@ async def rewrite_many(
     change: DataChange,
     *,
     leases: Leases,
-    written: Callable[[list[dict[str, Any]]], None] = lambda documents: None,
+    written: Callable[[list[dict[str, Any]]], Awaitable[None]],
 ) -> Rewritten:
     """Apply `change` to the data of every match, in `_id` order, a batch at a time, each batch
-    under the leases of its images' paths. `written` gets each batch's changed documents."""
+    under the leases of its images' paths. `written` gets each batch's changed documents, under
+    those leases still."""
     matched = modified = 0
     async for found in images.pages_by_id(condition, {"file": 1}, BATCH):
         async with leases.hold(path_key(document["file"]) for document in found):
             # Read again under the leases: an image may have changed, or stopped matching, meanwhile.
             batch = await images.by_ids([document["_id"] for document in found], condition)
             done, documents = await _rewrite_batch(images, condition, batch, change)
-        written(documents)
+            await written(documents)
         matched, modified = matched + done.matched, modified + done.modified
     return Rewritten(matched=matched, modified=modified)
 

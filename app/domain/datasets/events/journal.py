@@ -1,0 +1,214 @@
+"""The writing half of live events: each write's events stored before the write is answered.
+
+A write records its events while it still holds the image's lease, and is answered only once
+they are in the database (concurrent writes' events go in one insert). So an acknowledged
+write has its event even if the process dies the moment after answering, and the next writer
+of that image makes its key after this one's (keys.py). A crash between the write and its
+event's insert leaves a write that was never acknowledged and has no event: the client saw no
+answer and retries, and the retry has its event.
+
+No transaction ties the two: the store offers none, as not every engine has them. If the
+database is gone, the write is answered 503 (it happened; its event is late) and the insert is
+tried again every beat for `GIVE_UP_SECONDS`, then dropped and counted; if it refuses the event
+(it never will take it), the write stands and the event is dropped and counted at once.
+
+**Promises.** Keys are made by each process's clock, and an insert becomes visible some time
+after its key was made, so a follower that has read up to key k cannot know from the events
+alone that no event below k is still on its way. So each process keeps, in `event_writers`,
+a promise rewritten every beat: every event it will still store has a key at or after
+`promise` (the oldest key it has not yet stored, or now when it has none). A follower delivers
+only below the smallest promise of the live writers (follower.py): it holds a gap while a
+writer may still fill it. A writer whose beat stops (a `kill -9`) is given up after
+`writer_timeout`; it cannot fill a gap any more, bar an insert already sent, which follower.py
+watches for and counts.
+
+Each beat also sweeps, now and then, what retention lets go (`retention_seconds`,
+`retention_count`): the horizon first, then the events before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from app.domain.datasets.events.keys import Clock, floor, micros_of, new_writer
+from app.errors import ServiceError, Unavailable
+from app.metrics import Metrics
+from app.store import Store
+
+log = logging.getLogger(__name__)
+
+EventKind = Literal["created", "updated", "deleted"]
+GIVE_UP_SECONDS = 60.0
+SWEEP_SECONDS = 60.0
+# A writer's record outlives it this long, for a follower that looks for its late events.
+FORGET_WRITERS_AFTER = timedelta(minutes=10)
+
+
+class Journal:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        metrics: Metrics,
+        beat_seconds: float,
+        writer_timeout: float,
+        retention_seconds: float,
+        retention_count: int,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.writer = new_writer()
+        self.clock = Clock(self.writer)
+        self.beat_seconds = beat_seconds
+        self.writer_timeout = writer_timeout
+        self.retention_seconds = retention_seconds
+        self.retention_count = retention_count
+        self._pending: dict[str, dict[str, Any]] = {}  # key → event, until stored
+        self._unsent: dict[str, float] = {}  # key → when its insert first failed
+        self._beats = 0
+        self._next_sweep = time.monotonic() + random.uniform(0, SWEEP_SECONDS)
+        self._task: asyncio.Task[None] | None = None
+        self._stored: list[Callable[[], None]] = []
+
+    def on_stored(self, callback: Callable[[], None]) -> None:
+        """Call `callback` each time events of this process are stored."""
+        self._stored.append(callback)
+
+    async def start(self) -> None:
+        """Join the writers: no key of ours falls below a promise another writer has made, so a
+        follower that read only theirs has skipped nothing of ours. A store setup task: it raises
+        the driver's errors, and start-up retries."""
+        now = datetime.now(UTC)
+        for writer in await self.store.events.writers():
+            if _age(writer, now) < self.writer_timeout:
+                self.clock.advance_past(int(writer["promise"]))
+        await self._beat()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+
+    def promise(self) -> int:
+        """Every event this process will still store has a key at or after this microsecond."""
+        if self._pending:
+            return micros_of(min(self._pending))
+        return self.clock.promise()
+
+    async def record(self, kind: EventKind, documents: Iterable[Mapping[str, Any]]) -> None:
+        """Store an event per document; returns once they are in the database (Unavailable if
+        it cannot say so: they are then tried again in the background)."""
+        events: list[dict[str, Any]] = [
+            {"_id": self.clock.key(), "p": self.writer, "kind": kind, "image": dict(doc)} for doc in documents
+        ]
+        if not events:
+            return
+        keys: list[str] = [event["_id"] for event in events]
+        for key, event in zip(keys, events, strict=True):
+            self._pending[key] = event
+        try:
+            with self.store.errors():
+                await self.store.events.append(events)
+        except Unavailable:
+            first_failed = time.monotonic()
+            for key in keys:
+                self._unsent.setdefault(key, first_failed)
+            raise
+        except ServiceError as error:
+            # Refused, not lost in transit (a document the database will never take): the
+            # write stands, answered; its event cannot be, and waiting would hold every follower.
+            self._drop(keys, f"refused ({error.detail})")
+            return
+        self._done(keys)
+
+    def _done(self, keys: list[str]) -> None:
+        for key in keys:
+            self._pending.pop(key, None)
+            self._unsent.pop(key, None)
+        for callback in self._stored:
+            callback()
+
+    def _drop(self, keys: list[str], why: str) -> None:
+        log.error("%d live events could not be stored and are lost: %s", len(keys), why)
+        self.metrics.events_lost(len(keys))
+        self._done(keys)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.beat_seconds)
+            try:
+                with self.store.errors():
+                    await self._retry_unsent()
+                    await self._beat()
+                    if time.monotonic() >= self._next_sweep:
+                        self._next_sweep = time.monotonic() + SWEEP_SECONDS
+                        await self.sweep()
+            except ServiceError as error:
+                log.debug("event journal beat failed: %s", error)
+
+    async def _beat(self) -> None:
+        self._beats += 1
+        await self.store.events.beat(self.writer, promise=self.promise(), beat=self._beats, at=datetime.now(UTC))
+
+    async def _retry_unsent(self) -> None:
+        if not self._unsent:
+            return
+        given_up = [key for key, since in self._unsent.items() if time.monotonic() - since > GIVE_UP_SECONDS]
+        if given_up:
+            self._drop(given_up, f"the database did not take them for {GIVE_UP_SECONDS:.0f} s")
+        keys = sorted(self._unsent)
+        if keys:
+            await self.store.events.append([self._pending[key] for key in keys])
+            self._done(keys)
+
+    async def sweep(self) -> None:
+        """Let go of what retention no longer keeps: events older than `retention_seconds`, and
+        the oldest beyond `retention_count`; then the records of writers long gone."""
+        horizon = floor(self.clock.now() - int(self.retention_seconds * 1_000_000))
+        if await self.store.events.estimated_count() > self.retention_count:
+            newest = await self.store.events.newest_keys(skip=self.retention_count)
+            if newest is not None:
+                horizon = max(horizon, newest)
+        current = await self.store.events.horizon()
+        if current is None or horizon > current:
+            await self.store.events.raise_horizon(horizon)
+            deleted = await self.store.events.delete_before(horizon)
+            if deleted:
+                log.info("live events: %d older than the retention let go", deleted)
+        now = datetime.now(UTC)
+        writers = await self.store.events.writers()
+        gone = [writer["_id"] for writer in writers if now - _at(writer) > FORGET_WRITERS_AFTER]
+        if gone:
+            await self.store.events.forget_writers(gone)
+
+    async def close(self, *, wait: float = 5.0) -> None:
+        """Stop beating; events still unsent get `wait` seconds; then leave the writers, so that no
+        follower waits for this process's promise."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        deadline = time.monotonic() + wait
+        while self._unsent and time.monotonic() < deadline:
+            try:
+                with self.store.errors():
+                    await self._retry_unsent()
+            except ServiceError:
+                await asyncio.sleep(0.2)
+        try:
+            with self.store.errors():
+                await self.store.events.forget_writers([self.writer])
+        except ServiceError as error:
+            log.warning("could not leave the event writers (followers give this process up later): %s", error.detail)
+
+
+def _at(writer: Mapping[str, Any]) -> datetime:
+    at: datetime = writer["at"]
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _age(writer: Mapping[str, Any], now: datetime) -> float:
+    return (now - _at(writer)).total_seconds()
