@@ -4,10 +4,13 @@ signed links that open them (and exports) under OIDC without a header."""
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import re
+import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
@@ -212,6 +215,31 @@ async def test_under_oidc_graphql_gives_signed_image_thumbnail_and_export_urls(
         response = await oidc_client.get(url)
         assert response.status_code == 200, (url, response.text)
     assert item["downloadUrl"] == item["url"]  # local storage: nothing presigns
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_under_oidc_a_signed_export_link_holds_only_its_users_images(oidc_client: httpx.AsyncClient) -> None:
+    # The query is not signed, so a filter added to alice's link may narrow her images but
+    # never reach bob's; and her signature moved to bob's image does not match its address.
+    alice, bob = token("alice"), token("bob")
+    mine = await upload(oidc_client, "mine.png", make_image(color=(9, 9, 9)), **alice)
+    bobs = [await upload(oidc_client, name, make_image(color=(7, 7, 7)), **bob) for name in ("b1.png", "mine.png")]
+    answer = await oidc_client.post("/graphql", json={"query": "{ exportUrl }"}, headers=alice)
+    export_url = answer.json()["data"]["exportUrl"]
+    assert urlsplit(export_url).path == "/export" and "signature=" in export_url
+    sneaky = json.dumps({"$or": [{"userId": "bob"}, {"userId": {"$ne": "alice"}}]})
+    for url, expected in ((export_url, [mine["_id"]]), (f"{export_url}&filter={quote(sneaky)}", [])):
+        response = await oidc_client.get(url)  # no Authorization header, as a browser's download
+        assert response.status_code == 200, (url, response.text)
+        archive = zipfile.ZipFile(io.BytesIO(response.content))
+        documents = json.loads(archive.read("mongodb_data.json"))
+        assert [document["_id"] for document in documents] == expected, url
+        assert make_image(color=(7, 7, 7)) not in [archive.read(name) for name in archive.namelist()]
+
+    signature = parse_qs(urlsplit(mine["url"]).query)["signature"][0]
+    for path in (f"/images/{bobs[0]['_id']}/file", urlsplit(bobs[0]["url"]).path):
+        moved = await oidc_client.get(f"{path}?signature={signature}")
+        assert moved.status_code == 403, (path, moved.text)
 
 
 async def test_without_oidc_urls_are_plain_content_addresses(client: httpx.AsyncClient) -> None:
