@@ -7,8 +7,10 @@ import hashlib
 import io
 import json
 import re
+import time
 import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -16,7 +18,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.domain.links import Signer
+from app.domain.links import HOUR, KEY_ID, Signer, new_key
 from app.domain.scope import Scope
 from app.main import create_app
 from tests.utils.graphql import gql_data
@@ -240,6 +242,28 @@ async def test_under_oidc_a_signed_export_link_holds_only_its_users_images(oidc_
     for path in (f"/images/{bobs[0]['_id']}/file", urlsplit(bobs[0]["url"]).path):
         moved = await oidc_client.get(f"{path}?signature={signature}")
         assert moved.status_code == 403, (path, moved.text)
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_under_oidc_an_expired_signed_link_is_a_403_with_one_sentence(oidc_client: httpx.AsyncClient) -> None:
+    # Signed with the service's own key by a signer whose clock is two hours behind: expired
+    # (its expiry is rounded up to the hour), while the same signer's link for now opens.
+    document = await upload(oidc_client, "old.png", make_image(), **token("alice"))
+    path = urlsplit(document["url"]).path
+    store = oidc_client._transport.app.state.services.store  # type: ignore[attr-defined]
+    key = await store.secrets.shared(KEY_ID, new_key)
+    now = time.time()
+    alice = Scope(owner="alice")
+    fresh = Signer(key, lifetime=60, clock=lambda: now).sign(path, alice)
+    assert (await oidc_client.get(path, params={"signature": fresh})).status_code == 200
+    stale = Signer(key, lifetime=60, clock=lambda: now - 2 * HOUR).sign(path, alice)
+    expires = int(stale.split(".")[0])
+    assert expires <= now
+    for url in (path, f"{path}?width=8"):
+        refused = await oidc_client.get(url, params={"signature": stale})
+        assert refused.status_code == 403, refused.text
+        moment = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert refused.json()["detail"] == f"The link expired at {moment}; ask for a new one."
 
 
 async def test_without_oidc_urls_are_plain_content_addresses(client: httpx.AsyncClient) -> None:
