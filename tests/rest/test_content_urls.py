@@ -23,6 +23,7 @@ from app.domain.scope import Scope
 from app.main import create_app
 from tests.utils.graphql import gql_data
 from tests.utils.images import make_image
+from tests.utils.links import with_altered_mac
 from tests.utils.oidc import AUDIENCE, ISSUER, JwksServer, bearer, claims_for, jwks_server, rsa_key, sign
 from tests.utils.service import lifespan
 
@@ -118,7 +119,7 @@ def test_a_signed_link_holds_within_its_hour_and_names_its_path_and_user() -> No
         f"{int(expires) + 3600}.{user}.{mac}",
         f"{expires}.Ym9i.{mac}",  # bob
         f"{expires}.*.{mac}",  # everyone
-        f"{expires}.{user}.{mac[:-2]}AA",
+        with_altered_mac(link),
     ):
         with pytest.raises(Exception, match="does not match this address"):
             signer.scope_of("/images/x/content/y", tampered)
@@ -182,7 +183,7 @@ async def test_under_oidc_signed_links_open_without_a_header_within_their_users_
     signature = query["signature"][0]
     expires, user, mac = signature.split(".")
     tampered = [
-        f"{path}?signature={expires}.{user}.{mac[:-3]}xyz",
+        f"{path}?signature={with_altered_mac(signature)}",
         f"{path}?signature={int(expires) + 3600}.{user}.{mac}",
         f"{path}?signature=*.{mac}",
         f"/images/{document['_id']}?signature={signature}",  # another path
