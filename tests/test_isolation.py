@@ -8,6 +8,7 @@ import json
 import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -259,3 +260,26 @@ async def test_one_image_is_read_by_its_id_alone_and_the_owner_checked_after(
     filters = [command.filter for command in sent if command.name == "find" and command.collection == "images"]
     assert filters
     assert all(set(condition) == {"_id"} for condition in filters), filters
+
+
+async def test_a_content_address_opens_only_for_its_owner(users: tuple[User, User, dict[str, dict[str, Any]]]) -> None:
+    # The content address names the bytes, not who may read them: bob's token on alice's
+    # address (file or thumbnail, even with alice's signed link beside it) finds no image.
+    alice, bob, _ = users
+    mine = next(item for item in await alice.everything() if item["file"] == "alice/mine.png")
+    signed = mine["url"]  # under OIDC, signed for alice
+    path = urlsplit(signed).path
+    assert path == f"/images/{mine['_id']}/content/{mine['checksum']}-{mine['size']}"
+    missing = "6385c4b3a1e2f0c9d8b7a615"
+    for suffix in ("", "?width=16"):
+        own = await alice.request("GET", path + suffix)
+        assert own.status_code == 200, (suffix, own.text)
+        theirs = await bob.request("GET", path + suffix)
+        nobodys = await bob.request("GET", path.replace(mine["_id"], missing) + suffix)
+        assert theirs.status_code == nobodys.status_code == 404, suffix
+        assert theirs.json()["detail"].replace(mine["_id"], "X") == nobodys.json()["detail"].replace(missing, "X")
+        assert (await bob.request("HEAD", path + suffix)).status_code == 404
+    # A token decides over a signature: bob holding alice's link is still bob.
+    assert (await alice.http.get(signed)).status_code == 200
+    assert (await bob.request("GET", signed)).status_code == 404
+    assert (await bob.request("GET", signed + "&width=16")).status_code == 404

@@ -3,9 +3,9 @@ clients explain each name instead of leaving the reader to guess.
 
 GraphQL: every type, field, argument, input field and enum value has a description that starts
 with an uppercase letter (graphql-schema-linter's description rules). OpenAPI: every operation
-has a summary and a description, and every tag an operation uses is declared at the top level
-with a description (Spectral's `operation-description` and `operation-tag-defined`). Pure: no
-server, no database; a failure lists every name to fix.
+has a summary, a description and a tag, and every tag an operation uses is declared at the top
+level with a description (Spectral's `operation-description`, `operation-tags` and
+`operation-tag-defined`). Pure: no server, no database; a failure lists every name to fix.
 """
 
 from __future__ import annotations
@@ -120,6 +120,12 @@ def test_every_operation_has_a_summary_of_its_own(openapi: dict[str, Any]) -> No
         if operation.get("summary", "").strip() in ("", operation["operationId"].replace("_", " ").title())
     ]
     assert not missing, f"{len(missing)} operations without a summary of their own:\n" + "\n".join(missing)
+
+
+def test_every_operation_has_a_tag(openapi: dict[str, Any]) -> None:
+    # An untagged operation lands under "default" in /docs and ReDoc, beside no related route.
+    untagged = [name for name, operation in operations(openapi) if not operation.get("tags")]
+    assert not untagged, f"{len(untagged)} operations without a tag:\n" + "\n".join(untagged)
 
 
 def test_every_tag_used_is_declared_with_a_description(openapi: dict[str, Any]) -> None:
