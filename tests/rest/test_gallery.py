@@ -271,6 +271,49 @@ def test_thumbnails_page_to_the_end_and_the_filter_facets_and_keyboard_narrow_an
     shutil.copyfile(tmp_path / "gallery-desktop.png", README_SCREENSHOT)
 
 
+def grid_files(page: Page) -> list[str]:
+    """The files of the tiles, in the grid's order (a tile's alt text is its file, then its label)."""
+    files: list[str] = page.locator("#grid img").evaluate_all("pictures => pictures.map(p => p.alt.split(',')[0])")
+    return files
+
+
+def expect_files(page: Page, expected: list[str]) -> None:
+    deadline = time.monotonic() + 20
+    while (shown := grid_files(page)) != expected and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert shown == expected
+
+
+@LOCAL
+def test_the_sort_menu_orders_the_grid(service_url: str, tmp_path: Path) -> None:
+    seed(service_url, 6)  # stored in the order cat-00, dog-01, cat-02, …: time and file disagree
+    by_time = [f"seed/{'cat' if number % 2 == 0 else 'dog'}-{number:02d}.png" for number in range(6)]
+    with chromium() as browser:
+        page = browser.new_page(viewport=DESKTOP)
+        watched = watch(page)
+        page.goto(f"{service_url}/gallery")
+        expect_status(page, "^6 of 6 images")
+        expect(page.locator("#sort")).to_have_value("time-desc")
+        expect_files(page, by_time[::-1])  # newest first
+
+        page.get_by_label("Sort").select_option("file-asc")
+        expect_files(page, sorted(by_time))  # the cats, then the dogs
+        assert "sort=file-asc" in page.url  # a reload or a link shows the same order
+        page.screenshot(path=tmp_path / "gallery-sorted.png")
+        page.reload()
+        expect(page.locator("#sort")).to_have_value("file-asc")
+        expect_files(page, sorted(by_time))
+
+        page.get_by_label("Sort").select_option("file-desc")
+        expect_files(page, sorted(by_time, reverse=True))
+        page.get_by_label("Sort").select_option("time-asc")
+        expect_files(page, by_time)
+        page.get_by_label("Sort").select_option("time-desc")
+        expect_files(page, by_time[::-1])
+        assert "sort=" not in page.url  # the default needs no parameter
+    assert_clean(watched, service_url)
+
+
 NEW_BOX = {"x": 60, "y": 30, "w": 60, "h": 60}
 REVISE = """mutation Revise($id: ID!, $set: JSON) { updateImage(id: $id, set: $set) { revision } }"""
 
