@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import io
 import json
 import re
@@ -20,6 +21,7 @@ import httpx
 import PIL.Image
 import PIL.ImageDraw
 import pytest
+from PIL.ExifTags import Base
 from playwright.sync_api import FilePayload, Page, ViewportSize, expect
 
 from app.config import Settings
@@ -311,6 +313,91 @@ def test_the_sort_menu_orders_the_grid(service_url: str, tmp_path: Path) -> None
         page.get_by_label("Sort").select_option("time-desc")
         expect_files(page, by_time[::-1])
         assert "sort=" not in page.url  # the default needs no parameter
+    assert_clean(watched, service_url)
+
+
+def photo_with_exif() -> bytes:
+    """A small JPEG (320×240) whose EXIF names its camera: made here, as a thumbnail of the
+    4000×3000 fixture is slow to make."""
+    picture = PIL.Image.new("RGB", (320, 240), "steelblue")
+    PIL.ImageDraw.Draw(picture).rectangle([100, 60, 220, 180], fill="gold")
+    exif = PIL.Image.Exif()
+    exif[Base.Make] = "Gallerycam"
+    exif[Base.Model] = "Model 7"
+    exif[Base.DateTime] = "2021:06:05 14:30:00"
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def upload(url: str, file: str, content: bytes, content_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    files = {"image": (file, content, content_type)}
+    response = httpx.post(f"{url}/images", files=files, data={"data": json.dumps(data)}, timeout=30)
+    assert response.status_code == 200, response.text
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def displayed_width(page: Page) -> float:
+    width: float = page.locator("#full").evaluate("full => full.getBoundingClientRect().width")
+    return width
+
+
+@LOCAL
+def test_the_detail_view_shows_exif_checksum_identical_files_and_zooms(service_url: str, tmp_path: Path) -> None:
+    photo = photo_with_exif()
+    upload(service_url, "other.png", picture(3, NEW_BOX), "image/png", {"label": "other"})
+    upload(service_url, "camera/first.jpg", photo, "image/jpeg", {"label": "photo"})
+    upload(service_url, "camera/second.jpg", photo, "image/jpeg", {"label": "copy"})  # the same bytes
+    with chromium() as browser:
+        page = browser.new_page(viewport=DESKTOP)
+        watched = watch(page)
+        page.goto(f"{service_url}/gallery")
+        expect_status(page, "^3 of 3 images")
+        page.locator("#grid img[alt^='camera/first.jpg']").click()
+        expect(page.locator("#detail-title")).to_have_text("camera/first.jpg")
+
+        expect(page.locator("#exif")).to_contain_text("Gallerycam Model 7")
+        expect(page.locator("#file-facts")).to_contain_text(f"SHA-256 {hashlib.sha256(photo).hexdigest()}")
+        expect(page.locator("#file-facts")).to_contain_text("320 × 240")
+        # The other image holding these bytes, and only it.
+        identical = page.locator("#duplicates img")
+        expect(identical).to_have_count(1)
+        expect(identical).to_have_attribute("alt", "camera/second.jpg, label copy")
+
+        # Zoom: from the fitted size, `+` and the button each enlarge by a quarter, `0` fits again.
+        page.wait_for_function("() => document.getElementById('full').complete")
+        fitted = displayed_width(page)
+        fitted_level = page.locator("#zoom-level").inner_text()
+        page.locator("#stage").focus()
+        page.keyboard.press("+")
+        assert displayed_width(page) == pytest.approx(fitted * 1.25, abs=1)
+        page.get_by_role("button", name="Zoom in").click()
+        assert displayed_width(page) == pytest.approx(fitted * 1.25**2, abs=1)
+        expect(page.locator("#zoom-level")).not_to_have_text(fitted_level)
+        page.screenshot(path=tmp_path / "gallery-zoomed.png")
+        page.keyboard.press("-")
+        assert displayed_width(page) == pytest.approx(fitted * 1.25, abs=1)
+        page.keyboard.press("0")
+        assert displayed_width(page) == pytest.approx(fitted, abs=1)
+        expect(page.locator("#zoom-level")).to_have_text(fitted_level)
+        page.get_by_role("button", name="1:1").click()
+        assert displayed_width(page) == pytest.approx(320, abs=1)
+        expect(page.locator("#zoom-level")).to_have_text("100%")
+        page.keyboard.press("0")
+
+        # The identical file opens from there, and lists the first in turn.
+        identical.click()
+        expect(page.locator("#detail-title")).to_have_text("camera/second.jpg")
+        expect(identical).to_have_attribute("alt", "camera/first.jpg, label photo")
+        page.screenshot(path=tmp_path / "gallery-detail-exif.png")
+
+        # An image without EXIF or twin says so.
+        page.keyboard.press("Escape")
+        page.locator("#grid img[alt^='other.png']").click()
+        expect(page.locator("#detail-title")).to_have_text("other.png")
+        expect(page.locator("#exif")).to_contain_text("none in this file")
+        expect(page.locator("#duplicates")).to_contain_text("no other image holds these bytes")
     assert_clean(watched, service_url)
 
 
