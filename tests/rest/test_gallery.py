@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import io
 import json
+import random
 import re
 import shutil
 import time
@@ -445,6 +446,26 @@ def test_an_edit_conflict_is_shown_plainly(service_url: str, tmp_path: Path) -> 
     assert_clean(watched, service_url)
 
 
+def progress_bars(page: Page) -> list[list[list[float]]]:
+    """Per row of the upload list, its progress bars as [value, max]."""
+    bars: list[list[list[float]]] = page.locator("#upload-list li").evaluate_all(
+        "rows => rows.map(row => [...row.querySelectorAll('progress')].map(bar => [bar.value, bar.max]))"
+    )
+    return bars
+
+
+# The values the upload list's progress bars take, by file (a bar's value is an attribute).
+RECORD_PROGRESS = """() => {
+    window.progressShown = {};
+    new MutationObserver((changes) => {
+        for (const { target } of changes) {
+            const name = target.closest("li").querySelector(".name").textContent;
+            (window.progressShown[name] ??= []).push(target.value);
+        }
+    }).observe(document.getElementById("upload-list"), { subtree: true, attributeFilter: ["value"] });
+}"""
+
+
 @LOCAL
 def test_an_upload_appears_and_a_second_page_sees_changes_live(service_url: str, tmp_path: Path) -> None:
     seed(service_url, 2)
@@ -459,8 +480,13 @@ def test_an_upload_appears_and_a_second_page_sees_changes_live(service_url: str,
 
         files: list[FilePayload] = [
             {"name": f"new-{number}.png", "mimeType": "image/png", "buffer": picture(number, NEW_BOX)}
-            for number in range(3)
+            for number in range(2)
         ]
+        # Half a megabyte of noise, sent at 400 KB/s: its bar shows the way, not only the end.
+        noise = PIL.Image.frombytes("RGB", (400, 400), random.Random(2).randbytes(400 * 400 * 3))
+        buffer = io.BytesIO()
+        noise.save(buffer, format="PNG")
+        files.append({"name": "new-2.png", "mimeType": "image/png", "buffer": buffer.getvalue()})
         files.append({"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not an image"})
         # Files dragged onto the page: the overlay says where they go, the drop lists them.
         dropped = base64.b64encode(picture(9, NEW_BOX)).decode()
@@ -482,10 +508,26 @@ def test_an_upload_appears_and_a_second_page_sees_changes_live(service_url: str,
         expect(uploader.locator("#upload-list li")).to_have_count(1)
         uploader.set_input_files("#files", files)
         uploader.locator("#upload-meta").fill('{"label": "fresh"}')
+        # A progress bar per file, empty until it goes; every value it then shows is recorded.
+        assert progress_bars(uploader) == [[[0, 1]]] * 5
+        uploader.evaluate(RECORD_PROGRESS)
+        throttle = uploader.context.new_cdp_session(uploader)
+        throttle.send("Network.enable")
+        throttle.send(
+            "Network.emulateNetworkConditions",
+            {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 400_000},
+        )
         uploader.get_by_role("button", name="Upload 5 files").click()
         rows = uploader.locator("#upload-list li")
         for number in range(4):
             expect(rows.nth(number)).to_contain_text("Stored")
+        # Each stored file's bar went up, never down, and ends full; the refused file keeps its bar.
+        assert progress_bars(uploader)[:4] == [[[1, 1]]] * 4
+        assert len(progress_bars(uploader)[4]) == 1
+        shown = uploader.evaluate("window.progressShown")
+        for name in ["dropped.png", "new-0.png", "new-1.png", "new-2.png"]:
+            assert shown[name] == sorted(shown[name]) and shown[name][-1] == 1, (name, shown)
+        assert any(0 < value < 1 for value in shown["new-2.png"]), shown
         expect(rows.nth(4)).to_have_class(re.compile("failed"))
         expect(rows.nth(4).locator(".state")).to_have_text(re.compile("not a supported image"))
         uploader.screenshot(path=tmp_path / "gallery-upload.png")
