@@ -1,8 +1,9 @@
 """`/gallery`: the service's own web app to browse, filter, curate and upload images.
 
-Plain ES modules, HTML and CSS in app/static/gallery/, nothing built at run time; the one
-third-party file (graphql-ws's browser build, for the live subscription) is vendored like
-the /docs pages' (`make web-assets`) into app/static/gallery/vendor/ and cached for good.
+Plain ES modules, HTML and CSS in app/static/gallery/, nothing built at run time; the two
+third-party files (graphql-ws's browser build, for the live subscription, and oauth4webapi,
+for the login) are vendored like the /docs pages' (`make web-assets`) into
+app/static/gallery/vendor/ and cached for good.
 The app's own files keep plain names so that an edit needs no renaming: they are served with
 `Cache-Control: no-cache`, so a browser revalidates them (a 304 by ETag) and never runs a
 stale copy against a newer API.
