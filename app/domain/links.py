@@ -123,6 +123,12 @@ def _b64(raw: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
+    """The bytes `text` spells, which must be the one spelling `_b64` gives them: the decoder
+    ignores the spare bits of the last character, so several texts decode alike, and a link
+    edited there would still open."""
     if not text or len(text) > 1024:
         raise ValueError("empty or too long")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(raw) != text:
+        raise ValueError("not the canonical spelling")
+    return raw
