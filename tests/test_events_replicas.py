@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import random
 import signal
 import subprocess
 import zipfile
@@ -145,3 +146,95 @@ async def test_a_subscriber_on_one_replica_sees_every_write_through_the_other_in
         assert [event.id for event in over_sse] == [event["id"] for event in over_graphql]
         assert len({event["id"] for event in over_graphql}) == len(expected)
         assert await graphql.quiet() and await sse.quiet()  # none twice, nothing else
+
+
+async def test_a_thousand_writes_over_both_replicas_reach_both_in_one_order(replicas: list[Replica]) -> None:
+    a, b = replicas
+    images, writes_each = 100, 10
+    async with (
+        event_stream(f"{a.url}/events") as on_a,
+        event_stream(f"{b.url}/events") as on_b,
+        httpx.AsyncClient(base_url=a.url, timeout=60) as through_a,
+        httpx.AsyncClient(base_url=b.url, timeout=60) as through_b,
+    ):
+        clients = [through_a, through_b]
+        turns = asyncio.Semaphore(16)
+        rng = random.Random(29)
+
+        async def write_one_image(number: int) -> None:
+            # Each write of an image starts once the one before it was answered, through either
+            # replica: the order its events must keep everywhere.
+            async with turns:
+                image = await upload(clients[rng.randrange(2)], f"many/{number}.png", {"n": 0})
+                for step in range(1, writes_each):
+                    answer = await clients[rng.randrange(2)].patch(f"/images/{image}", json={"n": step})
+                    assert answer.status_code == 200, answer.text
+
+        await asyncio.gather(*(write_one_image(number) for number in range(images)))
+        total = images * writes_each
+        seen_on_a, seen_on_b = await on_a.events(total, seconds=30), await on_b.events(total, seconds=30)
+        assert [event.id for event in seen_on_a] == [event.id for event in seen_on_b]  # one order everywhere
+        assert len({event.id for event in seen_on_a}) == total  # none twice
+        steps: dict[str, list[tuple[str, int]]] = {}
+        for event in seen_on_a:
+            steps.setdefault(event.data["file"], []).append((event.kind, event.data["data"]["n"]))
+        expected = [("created", 0)] + [("updated", step) for step in range(1, writes_each)]
+        assert steps == {f"many/{number}.png": expected for number in range(images)}
+        assert await on_a.quiet() and await on_b.quiet()
+
+
+async def test_a_write_answered_just_before_its_replica_is_killed_still_reaches_the_other(
+    replicas: list[Replica],
+) -> None:
+    a, b = replicas
+    async with (
+        event_stream(f"{a.url}/events") as on_a,
+        httpx.AsyncClient(base_url=a.url, timeout=60) as through_a,
+        httpx.AsyncClient(base_url=b.url, timeout=60) as through_b,
+    ):
+        await marker(through_a, on_a)
+        await upload(through_b, "last-words.png", {"from": "B"})
+        b.process.send_signal(signal.SIGKILL)  # the moment it answered
+        b.process.wait(10)
+        (event,) = await on_a.events(1)
+        assert sent(event) == ("CREATED", "last-words.png")
+        # B's promise no longer holds anything back once it is given up (after a few seconds).
+        await upload(through_a, "after.png", {"from": "A"})
+        (event,) = await on_a.events(1)
+        assert sent(event) == ("CREATED", "after.png")
+
+
+async def test_a_subscriber_resumes_on_either_replica_right_after_its_last_event(replicas: list[Replica]) -> None:
+    a, b = replicas
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=60) as through_a,
+        httpx.AsyncClient(base_url=b.url, timeout=60) as through_b,
+    ):
+        async with event_stream(f"{a.url}/events") as first_visit:
+            await marker(through_b, first_visit)
+            for name in ("one", "two"):
+                await upload(through_b, f"{name}.png", {})
+            seen = await first_visit.events(2)
+        # Away: writes go on through both replicas.
+        missed = []
+        for number, http in enumerate([through_a, through_b, through_a, through_b]):
+            missed.append(await upload(http, f"missed-{number}.png", {}))
+        assert (await through_b.delete(f"/images/{missed[0]}")).status_code == 200
+        expected = [("CREATED", f"missed-{number}.png") for number in range(4)] + [("DELETED", "missed-0.png")]
+
+        last = seen[-1].id
+        assert last is not None
+        async with subscriber(b.url) as graphql:
+            await graphql.subscribe("again", {"after": last})
+            replayed = await graphql.events(len(expected))
+            assert [shown(event) for event in replayed] == expected
+            assert await graphql.quiet()
+        for url, params, headers in [
+            (a.url, None, {"Last-Event-ID": last}),  # an EventSource reconnecting
+            (b.url, {"lastEventId": last}, None),  # a first connection
+        ]:
+            async with event_stream(f"{url}/events", params, headers) as resumed:
+                again = await resumed.events(len(expected))
+                assert [sent(event) for event in again] == expected
+                assert [event.id for event in again] == [event["id"] for event in replayed]
+                assert await resumed.quiet(0.5)

@@ -1,5 +1,7 @@
 """`exportUrl`: the REST address of a `.zip` of a filter's matches, a view or a snapshot, in a
-format. GraphQL carries no file; a client downloads the archive from the address it gets."""
+format. GraphQL carries no file; a client downloads the archive from the address it gets.
+`eventsUrl`: the REST address of the same live events as `imageEvents`, for an `EventSource`.
+Under OIDC both are signed, so a browser opens them without a header."""
 
 from __future__ import annotations
 
@@ -64,6 +66,17 @@ async def export_url(
         await services.views.get(scope, view)
         params["view"] = view
     return await info.context.link("/export", params)
+
+
+async def events_url(info: Info, filter: ImageFilter | None, view: str | None) -> str:
+    """The address of `GET /events` for the filter and view, once the view is known to exist."""
+    params: dict[str, str] = {}
+    if condition := compile_filter(filter):
+        params["filter"] = filter_as_parameter(condition)
+    if view is not None:
+        await info.context.services.views.get(info.context.scope, view)
+        params["view"] = view
+    return await info.context.link("/events", params)
 
 
 async def _options(info: Info, format: ExportFormat, options: ExportOptions) -> dict[str, str]:

@@ -14,7 +14,7 @@ from app.domain.images import stored
 from app.domain.images.analytics import MAX_FACETS, MAX_GROUPS
 from app.domain.query import MAX_SORT_KEYS, ImageQuery
 from app.graphql.context import Info
-from app.graphql.exports import ExportFormat, ExportFormatArgument, ExportOptions, export_url
+from app.graphql.exports import ExportFormat, ExportFormatArgument, ExportOptions, events_url, export_url
 from app.graphql.filters import compile_filter, compile_query
 from app.graphql.inputs import FileCheckInput, ImageFilter, SortInput, SystemField
 from app.graphql.types import (
@@ -146,6 +146,13 @@ class Query:
         ] = None,
     ) -> str:
         return await export_url(info, format, filter, view, snapshot, options)
+
+    @strawberry.field(
+        description="The address of GET /events for `filter` and `view`: the live events of `imageEvents` as "
+        "Server-Sent Events, for a browser's EventSource (signed under OIDC, so it needs no header)."
+    )
+    async def events_url(self, info: Info, filter: FilterArgument = None, view: ViewArgument = None) -> str:
+        return await events_url(info, filter, view)
 
     @strawberry.field(description="One image by id.")
     async def image(

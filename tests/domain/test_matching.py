@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from app.domain.datasets.events import Events, ImageEvent
+from app.domain.datasets.events.hub import Hub, ImageEvent
+from app.domain.query import scoped
 from app.domain.scope import EVERYONE
 from app.store.matching import matches
 from tests.utils.per_element import CASES, DOCUMENTS, Case
@@ -26,27 +26,26 @@ def test_the_table_is_large_enough_and_sourced() -> None:
     assert sum("$elemMatch" in str(case.filter) for case in CASES) >= 30
 
 
-async def test_live_events_are_matched_as_the_manual_says() -> None:
-    # The matcher the subscriptions use, through Events itself: one subscriber per case, every
-    # document published once.
-    events = Events()
-    streams = [(case, events.subscribe(EVERYONE, case.filter)) for case in CASES]
-    received: dict[str, list[str]] = {case.name: [] for case in CASES}
+def test_live_events_are_matched_as_the_manual_says() -> None:
+    # The matcher the subscriptions use, through the hub that hands events out: one subscriber
+    # per case, every document delivered once.
+    hub = Hub(queue_size=len(DOCUMENTS))
+    subscribers = {case.name: hub.add(scoped(case.filter, EVERYONE), after="") for case in CASES}
+    for index, document in enumerate(DOCUMENTS):
+        hub.deliver(ImageEvent(id=f"{index + 1:022x}", kind="created", document=document))
+    received = {
+        name: [event.document["_id"] for event in drained(subscriber.queue)] for name, subscriber in subscribers.items()
+    }
+    assert received == {case.name: case.expected for case in CASES}
 
-    async def collect(case: Case, stream: AsyncIterator[ImageEvent]) -> None:
-        async for event in stream:
-            received[case.name].append(event.document["_id"])
 
-    tasks = [asyncio.create_task(collect(case, stream)) for case, stream in streams]
-    while events.subscribers < len(CASES):
-        await asyncio.sleep(0)
-    events.publish("created", DOCUMENTS)
-    for _ in range(3):  # each collector takes what its queue holds
-        await asyncio.sleep(0)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    assert {name: ids for name, ids in received.items()} == {case.name: case.expected for case in CASES}
+def drained(queue: asyncio.Queue[ImageEvent | None]) -> list[ImageEvent]:
+    events = []
+    while not queue.empty():
+        event = queue.get_nowait()
+        assert event is not None  # no subscriber overflowed
+        events.append(event)
+    return events
 
 
 @pytest.mark.parametrize(

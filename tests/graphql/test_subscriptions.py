@@ -10,14 +10,16 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
 
 from app.config import Settings
 from scripts.servers import REPO_ROOT, free_port
-from tests.utils.events import subscriber
+from tests.utils.events import event_stream, subscriber
 from tests.utils.images import make_image
+from tests.utils.links import with_altered_mac
 from tests.utils.live import service_environment, start_service, wait_until_serving
 from tests.utils.oidc import AUDIENCE, ISSUER, JwksServer, bearer, claims_for, jwks_server, rsa_key, sign
 
@@ -143,3 +145,26 @@ async def test_a_subscription_over_plain_http_is_a_400(client: httpx.AsyncClient
     response = await client.post("/graphql", json={"query": "subscription { imageEvents { kind } }"})
     assert response.status_code == 400
     assert "subscriptions are not allowed" in response.text
+
+
+async def test_under_oidc_an_event_stream_opens_by_its_signed_link_within_its_users_scope(service: str) -> None:
+    async with as_user(service, "alice") as alice, as_user(service, "bob") as bob:
+        query = "query($f: ImageFilter) { eventsUrl(filter: $f) }"
+        answer = await alice.post("/graphql", json={"query": query, "variables": {"f": {"where": {"data.k": 1}}}})
+        link = answer.json()["data"]["eventsUrl"]
+        assert link.startswith(f"{service}/events?") and "signature=" in link
+        # An EventSource sends no header: the link alone says whose events these are.
+        async with event_stream(link) as stream:
+            await upload(bob, "bobs.png", {"k": 1})  # not alice's
+            await upload(alice, "other.png", {"k": 2})  # not a match
+            await upload(alice, "mine.png", {"k": 1})
+            (event,) = await stream.events(1)
+            assert (event.kind, event.data["file"]) == ("created", "alice/mine.png")
+            assert "signature=" in event.data["url"]  # its image's address is signed for her too
+            assert await stream.quiet()
+        async with httpx.AsyncClient() as anonymous:
+            assert (await anonymous.get(link.split("?")[0])).status_code == 401
+            address, _, signature = link.partition("signature=")
+            tampered = await anonymous.get(address + "signature=" + with_altered_mac(unquote(signature)))
+            assert tampered.status_code == 403
+            assert "does not match" in tampered.json()["detail"]
