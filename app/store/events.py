@@ -19,56 +19,95 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
-from pymongo.errors import WriteError
+from bson.errors import InvalidDocument
+from pymongo import DESCENDING, IndexModel
+from pymongo.errors import BulkWriteError, DocumentTooLarge, WriteError
 
 from app.store.database import Database
 from app.store.engines.mongodb import Collection
 from app.store.errors import DUPLICATE_KEY
-from app.store.together import InsertsTogether
+from app.store.together import Together
 
 EVENTS = "events"
 WRITERS = "event_writers"
 HORIZONS = "event_horizons"
-# The late-commit check asks for one writer's events past a key.
-EVENT_INDEXES = [IndexModel([("p", ASCENDING), ("_id", ASCENDING)], name="p_1__id_1")]
+# No index but `_id`'s: every read is a range of keys (the late-event check too, within it).
+EVENT_INDEXES: list[IndexModel] = []
+# A batch of events waits this long for those of other writes: fewer, larger inserts when
+# writes come together, for a millisecond more per write.
+APPEND_LINGER = 0.001
+# The late-event check reads at most this many events past a given-up writer's promise.
+LATE_READ = 10_000
 
 
 class EventStore:
     def __init__(self, database: Database) -> None:
         self._database = database
-        # Events of concurrent writes go in one insert.
-        self._appends = InsertsTogether(lambda: self._database.collection(EVENTS))
+        self._keys_indexed = False
+        # Events of concurrent writes go in one insert. Each is its image's document, which the
+        # database has just taken, in a small envelope: not checked again before it is sent.
+        self._appends: Together[list[dict[str, Any]], Exception | None] = Together(self._insert, linger=APPEND_LINGER)
 
     async def _events(self) -> Collection:
-        return await self._database.indexed(EVENTS, EVENT_INDEXES)
+        collection = await self._database.indexed(EVENTS, EVENT_INDEXES)
+        if not self._keys_indexed:
+            await self._database.engine.index_keys(collection)
+            self._keys_indexed = True
+        return collection
 
     async def append(self, events: list[dict[str, Any]]) -> None:
-        """Insert the events (each with its `_id`); one already stored (a retry of an insert
-        whose answer was lost) counts as inserted. WriteError if one is refused."""
-        await self._events()  # its index, before the first insert
-        refusals = await self._appends.insert_many(events)
-        refused = [refusal for refusal in refusals if refusal is not None and refusal.get("code") != DUPLICATE_KEY]
-        if refused:
-            raise WriteError(refused[0].get("errmsg", "write error"), refused[0].get("code"), refused[0])
+        """Insert the events (each with its `_id`), with those of concurrent callers; one already
+        stored (a retry of an insert whose answer was lost) counts as inserted. WriteError (or
+        the driver's error for a document it cannot send) if one of these is refused."""
+        refusal = await self._appends(events)
+        if refusal is not None:
+            raise refusal
+
+    async def _insert(self, batches: list[list[dict[str, Any]]]) -> list[Exception | None]:
+        events = [event for batch in batches for event in batch]
+        try:
+            await self._insert_each(events)
+        except (WriteError, InvalidDocument, DocumentTooLarge) as error:
+            if len(batches) == 1:
+                return [error]
+            # One caller's event refused: each caller's alone, so the others are not refused with it.
+            return [await self._refusal(batch) for batch in batches]
+        return [None] * len(batches)
+
+    async def _refusal(self, events: list[dict[str, Any]]) -> Exception | None:
+        try:
+            await self._insert_each(events)
+        except (WriteError, InvalidDocument, DocumentTooLarge) as error:
+            return error
+        return None
+
+    async def _insert_each(self, events: list[dict[str, Any]]) -> None:
+        try:
+            await (await self._events()).insert_many(events, ordered=False)
+        except BulkWriteError as error:
+            if error.details.get("writeConcernErrors"):
+                raise
+            failures = error.details.get("writeErrors", [])
+            refused = [failure for failure in failures if failure.get("code") != DUPLICATE_KEY]
+            if refused:
+                first = refused[0]
+                raise WriteError(first.get("errmsg", "write error"), first.get("code"), first) from None
 
     async def between(self, after: str, upto: str, *, limit: int) -> list[dict[str, Any]]:
         """Events with `after` < key < `upto` (`upto` excluded), oldest first, at most `limit`."""
-        condition = {"_id": {"$gt": after, "$lt": upto}}
-        found = (await self._events()).find(condition, sort=[("_id", ASCENDING)], limit=limit)
-        return await found.to_list(None)
+        events = await self._events()
+        return await self._database.engine.key_range(events, after=after, below=upto, limit=limit)
 
     async def through(self, after: str, last: str, *, limit: int) -> list[dict[str, Any]]:
         """Events with `after` < key <= `last`, oldest first, at most `limit`."""
-        condition = {"_id": {"$gt": after, "$lte": last}}
-        found = (await self._events()).find(condition, sort=[("_id", ASCENDING)], limit=limit)
-        return await found.to_list(None)
+        events = await self._events()
+        return await self._database.engine.key_range(events, after=after, through=last, limit=limit)
 
     async def of_writers_since(self, since: dict[str, str], upto: str) -> list[dict[str, Any]]:
         """For each writer in `since`, its events from its key on, below `upto`, oldest first."""
-        conditions = [{"p": writer, "_id": {"$gte": key, "$lt": upto}} for writer, key in since.items()]
-        found = (await self._events()).find({"$or": conditions}, sort=[("_id", ASCENDING)])
-        return await found.to_list(None)
+        events = await self._events()
+        found = await self._database.engine.key_range(events, after=min(since.values()), below=upto, limit=LATE_READ)
+        return [event for event in found if event["p"] in since and event["_id"] >= since[event["p"]]]
 
     async def newest_keys(self, *, skip: int) -> str | None:
         """The key of the event with `skip` newer ones, if there are that many."""
@@ -76,8 +115,8 @@ class EventStore:
         documents = await found.to_list(None)
         return documents[0]["_id"] if documents else None
 
-    async def estimated_count(self) -> int:
-        return await (await self._events()).estimated_document_count()
+    async def count(self) -> int:
+        return await self._database.engine.count(await self._events(), {})
 
     async def delete_before(self, key: str) -> int:
         """Delete the events older than `key`; how many."""

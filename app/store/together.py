@@ -29,8 +29,9 @@ MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 class Together(Generic[Item, Result]):
     """`run` over the items of every call made while it was busy; each call gets its own result."""
 
-    def __init__(self, run: Callable[[list[Item]], Awaitable[list[Result]]]) -> None:
+    def __init__(self, run: Callable[[list[Item]], Awaitable[list[Result]]], *, linger: float = 0.0) -> None:
         self._run = run
+        self._linger = linger  # how long a batch waits for more callers once the first came
         self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
         self._worker: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -59,9 +60,9 @@ class Together(Generic[Item, Result]):
         batch: list[tuple[Item, asyncio.Future[Result]]] = []
         try:
             while self._waiting:
-                # One turn of the event loop first: the callers that get here in it join the
-                # batch (measured: batches of 2.4 instead of 2.1 at eight concurrent uploads).
-                await asyncio.sleep(0)
+                # One turn of the event loop first (or `linger`): the callers that get here in it
+                # join the batch (measured: batches of 2.4 instead of 2.1 at eight concurrent uploads).
+                await asyncio.sleep(self._linger)
                 batch, self._waiting = self._waiting, []
                 try:
                     results = await self._run([item for item, _ in batch])

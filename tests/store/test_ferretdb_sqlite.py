@@ -26,6 +26,8 @@ from app.main import create_app
 from app.store import value_counts
 from app.store.engines.ferretdb_sqlite import shortcuts, tuning
 from app.store.engines.ferretdb_sqlite.engine import FerretDBSQLite
+from app.store.engines.ferretdb_sqlite.files import DOCUMENT, opened, quoted, table_name
+from app.store.engines.mongodb import MongoDB
 from app.store.matching import matches
 from tests.utils.commands import Sent, recorded
 from tests.utils.images import make_image
@@ -580,3 +582,46 @@ async def test_batches_walked_in_sqlite_are_ferretdbs_own_matches_in_its_order(
             walked += engine.decides(condition)
     # Walked by SQLite, over several pages too (a walk goes on from the row it stopped at).
     assert walked > 40 and pages_from_sqlite > walked and later_pages > 10, (walked, pages_from_sqlite, later_pages)
+
+
+async def test_key_ranges_come_from_an_index_in_sqlite_and_are_ferretdbs_answers(
+    raw_database: AsyncDatabase[dict[str, Any]], sqlite_directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The live events' journal is read by ranges of text keys (app/store/events.py): FerretDB
+    # would decode the whole collection for each.
+    journal = raw_database["journal"]
+    engine = FerretDBSQLite("1.24.2", sqlite_directory)
+    await engine.index_keys(journal)  # before the first insert: the collection is made for it
+    assert await engine.shortcuts.check(journal)
+    rng = random.Random(29)
+    keys = sorted({f"{rng.randrange(16**14):014x}{rng.randrange(16**8):08x}" for _ in range(300)})
+    await journal.insert_many([{"_id": key, "n": index} for index, key in enumerate(rng.sample(keys, len(keys)))])
+    asked_ferretdb: list[Any] = []
+    plain_key_range = MongoDB.key_range
+
+    async def spied(self: MongoDB, collection: Any, **bounds: Any) -> list[dict[str, Any]]:
+        asked_ferretdb.append(bounds)
+        return await plain_key_range(self, collection, **bounds)
+
+    for after, below, through, limit in [
+        ("", None, None, 1000),
+        (keys[10], keys[200][:14], None, 50),  # a floor: every key of that microsecond excluded
+        (keys[10], None, keys[200], 1000),
+        (keys[-1], None, None, 10),
+        ("", keys[0], None, 10),
+    ]:
+        found = await engine.key_range(journal, after=after, below=below, through=through, limit=limit)
+        own = await MongoDB().key_range(journal, after=after, below=below, through=through, limit=limit)
+        assert found == own
+    monkeypatch.setattr(MongoDB, "key_range", spied)
+    await engine.key_range(journal, after=keys[5], below=keys[9], limit=10)
+    assert asked_ferretdb == []  # SQLite answered
+    with opened(sqlite_directory, raw_database.name) as connection:
+        table = table_name(connection, "journal")
+        assert table is not None
+        plan = connection.execute(
+            f"EXPLAIN QUERY PLAN SELECT {DOCUMENT}->'$._id' FROM {quoted(table)} WHERE {DOCUMENT}->'$._id' > ? "
+            f"AND {DOCUMENT}->'$._id' < ? ORDER BY {DOCUMENT}->'$._id' LIMIT 5",
+            ['"a"', '"b"'],
+        ).fetchall()
+    assert "USING INDEX _imagestore_" in " ".join(str(row) for row in plan)

@@ -202,6 +202,18 @@ class MongoDB:
 
     # -- writes ---------------------------------------------------------------------------------
 
+    async def index_keys(self, collection: Collection) -> None:
+        """Make reads of `_id` ranges (`key_range`) use an index; MongoDB's `_id` index does."""
+
+    async def key_range(
+        self, collection: Collection, *, after: str, below: str | None = None, through: str | None = None, limit: int
+    ) -> list[dict[str, Any]]:
+        """The documents whose (text) `_id` is after `after` and below `below` or up to `through`,
+        in `_id` order, `limit` at most: an index range here."""
+        upper = {"$lt": below} if below is not None else {"$lte": through} if through is not None else {}
+        found = collection.find({"_id": {"$gt": after, **upper}}, sort=[("_id", 1)], limit=limit)
+        return await found.to_list(None)
+
     async def write(self, collection: Collection, requests: Sequence[Write], *, ordered: bool) -> Written:
         """A bulk write of `requests`, split where the engine needs it; the totals.
 

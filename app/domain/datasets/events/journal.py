@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 EventKind = Literal["created", "updated", "deleted"]
 GIVE_UP_SECONDS = 60.0
-SWEEP_SECONDS = 60.0
+SWEEP_SECONDS = 300.0
 # A writer's record outlives it this long, for a follower that looks for its late events.
 FORGET_WRITERS_AFTER = timedelta(minutes=10)
 
@@ -168,7 +168,7 @@ class Journal:
         """Let go of what retention no longer keeps: events older than `retention_seconds`, and
         the oldest beyond `retention_count`; then the records of writers long gone."""
         horizon = floor(self.clock.now() - int(self.retention_seconds * 1_000_000))
-        if await self.store.events.estimated_count() > self.retention_count:
+        if await self.store.events.count() > self.retention_count:
             newest = await self.store.events.newest_keys(skip=self.retention_count)
             if newest is not None:
                 horizon = max(horizon, newest)

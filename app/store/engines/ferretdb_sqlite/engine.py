@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from pymongo import DeleteOne
+from pymongo.errors import CollectionInvalid
 
 from app.errors import Unavailable
 from app.store.engines.ferretdb import FerretDB, checked_match
 from app.store.engines.ferretdb_filters import fields_named
-from app.store.engines.ferretdb_sqlite import paths, walk
+from app.store.engines.ferretdb_sqlite import paths, tuning, walk
 from app.store.engines.ferretdb_sqlite.shortcuts import (
     FERRETDB_READ_SECONDS,
     LOOKUP_SECONDS,
@@ -102,6 +104,26 @@ class FerretDBSQLite(FerretDB):
             items, total = await asyncio.gather(found.to_list(None), super().count(collection, condition))
             return items, total
         return await found.to_list(None), total
+
+    async def index_keys(self, collection: Collection) -> None:
+        # FerretDB reads a range of `_id`s by decoding the whole collection (ferretdb.py); SQLite
+        # reads it through the index tuning.py adds on the expression FerretDB keeps `_id` at.
+        # The collection must exist first: FerretDB makes its table then.
+        if collection.name not in await collection.database.list_collection_names():
+            with suppress(CollectionInvalid):
+                await collection.database.create_collection(collection.name)
+        await asyncio.to_thread(tuning.index_ids, self.directory, collection.database.name, collection.name)
+
+    async def key_range(
+        self, collection: Collection, *, after: str, below: str | None = None, through: str | None = None, limit: int
+    ) -> list[dict[str, Any]]:
+        """The `_id`s from SQLite through that index, then each document from FerretDB by its
+        `_id` (pushed down, and indexed): a poll of the journal's tail reads the tail only."""
+        ids = await self.shortcuts.key_range(collection, after=after, below=below, through=through, limit=limit)
+        if ids is None:
+            return await super().key_range(collection, after=after, below=below, through=through, limit=limit)
+        found = await gathered_lookups(collection, ids, None, LOOKUPS_AT_ONCE)
+        return [document for document in found if document is not None]  # gone meanwhile: swept
 
     async def batches(
         self, collection: Collection, condition: Mapping[str, Any], projection: Mapping[str, Any] | None, size: int

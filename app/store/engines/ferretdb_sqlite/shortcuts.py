@@ -17,6 +17,7 @@ laid out as sql.py reads them: in another layout SQLite would not fail, it would
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import sqlite3
@@ -189,6 +190,21 @@ class SQLiteShortcuts:
         found_at = partial(paths.found_at, files=files, condition=condition, shown_id=shown_id, fields=fields)
         return await self._read(collection, found_at, "the documents at paths")
 
+    async def key_range(
+        self,
+        collection: AsyncCollection[dict[str, Any]],
+        *,
+        after: str,
+        below: str | None,
+        through: str | None,
+        limit: int,
+    ) -> list[str] | None:
+        """The text `_id`s after `after` and below `below` (or up to `through`), in order, from
+        the index tuning.py adds; None where SQLite cannot say."""
+        return await self._read(
+            collection, partial(_key_range, after=after, below=below, through=through, limit=limit), "a key range"
+        )
+
     async def _read(
         self, collection: AsyncCollection[dict[str, Any]], read: Callable[..., Answer | None], what: str
     ) -> Answer | None:
@@ -207,6 +223,26 @@ class SQLiteShortcuts:
         except (OSError, sqlite3.Error) as error:
             log.debug("reading %s from FerretDB's SQLite files failed, FerretDB answers: %s", what, error)
             return None
+
+
+def _key_range(
+    connection: sqlite3.Connection, table: str | None, *, after: str, below: str | None, through: str | None, limit: int
+) -> list[str] | None:
+    if table is None:
+        return []
+    # The expression of tuning.py's index, compared as it stores a text `_id`: JSON text, quoted.
+    key = f"{DOCUMENT}->'$._id'"
+    upper, bound = (f" AND {key} < ?", [json.dumps(below)]) if below is not None else ("", [])
+    if through is not None:
+        upper, bound = f" AND {key} <= ?", [json.dumps(through)]
+    rows = connection.execute(
+        f"SELECT {key} FROM {quoted(table)} WHERE {key} > ?{upper} ORDER BY {key} LIMIT ?",
+        [json.dumps(after), *bound, limit],
+    ).fetchall()
+    keys = [json.loads(row[0]) for row in rows]
+    if not all(isinstance(found, str) for found in keys):
+        return None  # not text keys: FerretDB answers
+    return keys
 
 
 def _documents(connection: sqlite3.Connection, table: str | None) -> int:
