@@ -35,7 +35,7 @@ HORIZONS = "event_horizons"
 EVENT_INDEXES: list[IndexModel] = []
 # A batch of events waits this long for those of other writes: fewer, larger inserts when
 # writes come together, for a millisecond more per write.
-APPEND_LINGER = 0.001
+APPEND_LINGER = 0.0
 # The late-event check reads at most this many events past a given-up writer's promise.
 LATE_READ = 10_000
 
