@@ -207,6 +207,7 @@ async def test_an_expired_lease_of_a_dead_process_is_taken_over(
     client: httpx.AsyncClient, app: FastAPI, settings: Settings
 ) -> None:
     image = (await upload(client, make_image(), fields={"file": "x.png"})).json()
+    await leases_settled(app)  # the upload's own release, sent after its answer
     raw, leases = await raw_collection(settings, LEASES)
     try:
         expired = datetime.now(UTC) - timedelta(seconds=1)
@@ -219,8 +220,11 @@ async def test_an_expired_lease_of_a_dead_process_is_taken_over(
         await raw.close()
 
 
-async def test_a_held_lease_makes_writers_wait_for_it(client: httpx.AsyncClient, settings: Settings) -> None:
+async def test_a_held_lease_makes_writers_wait_for_it(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings
+) -> None:
     image = (await upload(client, make_image(), fields={"file": "x.png"})).json()
+    await leases_settled(app)  # the upload's own release, sent after its answer
     raw, leases = await raw_collection(settings, LEASES)
     try:
         held = datetime.now(UTC) + timedelta(seconds=30)
@@ -244,8 +248,9 @@ async def test_a_lease_held_past_the_wait_is_a_retryable_busy_409(
     # and a lease's lifetime, as it does on a lease nobody renews that has not expired.
     monkeypatch.setattr(services, "Leases", partial(Leases, wait=0.2, ttl=0.3))
     settings = make_settings()
-    async with LifespanClient(create_app(settings)) as (client, _):
+    async with LifespanClient(create_app(settings)) as (client, app):
         image = (await upload(client, make_image(), fields={"file": "x.png"})).json()
+        await leases_settled(app)  # the upload's own release, sent after its answer
         raw, leases = await raw_collection(settings, LEASES)
         try:
             held = datetime.now(UTC) + timedelta(seconds=30)

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from bson import ObjectId
 from fastapi import FastAPI
 
 from app.config import Settings
-from app.domain.datasets.events import Events, EventSettings
+from app.domain.datasets.events import EVENT_FIELD, Events, EventSettings
 from app.domain.datasets.events.journal import Journal
+from app.domain.datasets.events.keys import micros_of
 from app.domain.scope import Scope
 from app.errors import BadInput, Conflict, Gone
 from app.metrics import Metrics
@@ -221,3 +224,59 @@ async def test_the_rest_stream_refuses_a_bad_filter_and_an_unknown_view(client: 
     assert forbidden.status_code == 400
     assert "$where" in forbidden.json()["detail"]
     assert (await client.get("/events", params={"view": "nobody"})).status_code == 404
+
+
+async def test_a_write_whose_process_died_before_journaling_its_event_is_recovered_from_its_stamp(
+    app: FastAPI, other_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = services_of(app)
+    events = Events(
+        store=services.store, metrics=Metrics(), settings=EventSettings(writer_timeout=0.5, poll_seconds=0.05)
+    )
+    await events.start()
+    dying = journal_of(other_store)
+    await dying.start()
+    never = asyncio.Event()
+
+    async def held(stored: list[dict[str, Any]]) -> None:
+        await never.wait()  # its process is killed before the insert is sent
+
+    monkeypatch.setattr(other_store.events, "append", held)
+    try:
+        subscription = await events.open(Scope(), {})
+        image = {"_id": ObjectId(), "file": "stamped.png", "data": {"k": 1}, "revision": 1}
+        image[EVENT_FIELD] = dying.stamp("created")
+        with other_store.errors():
+            assert await other_store.images.insert(image)  # the write, answered with its stamp
+        dying.written([image])
+        await asyncio.sleep(0.2)  # seen beating, its promise below the stamp
+        assert dying._task is not None
+        dying._task.cancel()  # killed: no beat, no insert
+        event = await subscription.next(timeout=5)  # given up: its stamps read, its event stored
+        assert event is not None
+        assert (event.kind, event.document["file"], event.id) == ("created", "stamped.png", image[EVENT_FIELD][:-1])
+        assert await subscription.next(timeout=0.5) is None
+        subscription.close()
+    finally:
+        never.set()
+        await events.close()
+
+
+async def test_a_sweep_recovers_the_stamps_of_a_writer_long_gone_and_forgets_it(app: FastAPI) -> None:
+    services = services_of(app)
+    journal = services.events.journal
+    gone = journal_of(services.store)  # only its name and clock: it never beats
+    image = {"_id": ObjectId(), "file": "left.png", "data": {}, "revision": 2, EVENT_FIELD: gone.stamp("updated")}
+    with services.store.errors():
+        assert await services.store.images.insert(image)
+        await services.store.events.beat(
+            gone.writer, promise=micros_of(image[EVENT_FIELD][:-1]), beat=1, at=datetime.now(UTC) - timedelta(hours=1)
+        )
+    await journal.sweep()
+    with services.store.errors():
+        stored = await services.store.events.through("", "f" * 22, limit=100)
+        writers = [writer["_id"] for writer in await services.store.events.writers()]
+    assert [(event["_id"], event["kind"], event["image"]["file"]) for event in stored] == [
+        (image[EVENT_FIELD][:-1], "updated", "left.png")
+    ]
+    assert gone.writer not in writers and journal.writer in writers

@@ -25,7 +25,9 @@ async def count_documents(app: FastAPI) -> int:
 
 
 async def leases_settled(app: FastAPI) -> None:
-    """Wait for the leases the service has released to be gone from the database: a write
-    is answered before its release arrives (app/domain/writes/leases.py)."""
+    """Wait for the leases the service has released to be gone from the database, and for the
+    writes' events to be in the journal: a write is answered before either arrives
+    (app/domain/writes/leases.py, app/domain/datasets/events/journal.py)."""
     services: Services = app.state.services
     await services.leases.settled()
+    await services.events.journal.settled()

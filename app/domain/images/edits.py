@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from app.domain.datasets.events import Events
@@ -73,9 +72,9 @@ class Edits:
         condition = {"_id": image.id}  # in scope, as `get` found; an image never changes owner
         with self.store.errors():
             async with self.leases.hold([path_key(image.file)]):
-                document = await rewrite.rewrite_one(self.store.images, condition, change, revisions=revisions)
-                if document is not None:
-                    await self.events.record("updated", [document])
+                document = await rewrite.rewrite_one(
+                    self.store.images, condition, change, stamps=self.events, revisions=revisions
+                )
         if document is None:
             raise NotFound(f"No image with id {image_id}.")
         return loaded(document)
@@ -109,7 +108,7 @@ class Edits:
                 condition,
                 change,
                 leases=self.leases,
-                written=partial(self.events.record, "updated"),
+                stamps=self.events,
             )
         return UpdateSummary(matched=result.matched, modified=result.modified)
 

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Literal
 from anyio import to_thread
 from bson import ObjectId
 
-from app.domain.datasets.events import Events
+from app.domain.datasets.events import EVENT_FIELD, Events
 from app.domain.images import data_keys
 from app.domain.images.documents import LOOKUPS_AT_ONCE, FileRemoval, loaded, new_document
 from app.domain.media.checksums import HashingReader
@@ -179,12 +179,17 @@ class Uploads:
         if not documents:
             return
         order = list(documents)
+        for index in order:
+            documents[index][EVENT_FIELD] = self.events.stamp("created")
         try:
             with self.store.errors():
                 fates = await self.store.images.insert_each([documents[index] for index in order])
-        except Unavailable:
-            # As in `_create`: documents may have been stored all the same, and need their files.
-            log.warning("import: the database did not confirm %d documents; their files are kept", len(order))
+        except ServiceError as error:
+            # No events: not confirmed (files kept, in case the database stored them: see `_create`).
+            for index in order:
+                self.events.cancel(documents[index].pop(EVENT_FIELD, None))
+            if isinstance(error, Unavailable):
+                log.warning("import: the database did not confirm %d documents; their files are kept", len(order))
             raise
         stored: list[dict[str, Any]] = []
         for index, fate in zip(order, fates, strict=True):
@@ -193,7 +198,9 @@ class Uploads:
                 results[index] = loaded(document)
                 self.metrics.uploaded(news[index].length)
                 stored.append(document)
-            elif fate == "taken":
+                continue
+            self.events.cancel(document.pop(EVENT_FIELD, None))
+            if fate == "taken":
                 # Taken meanwhile by a writer that holds no lease, or the id is another image's:
                 # `upload` sorts it out. The file stays only if a document at its path owns it.
                 with self.store.errors():
@@ -203,7 +210,7 @@ class Uploads:
             else:
                 results[index] = BadInput(f"The database refused the document of {document['file']!r}.")
                 await self.removal.file(document["file"])
-        await self.events.record("created", stored)
+        self.events.written(stored)
 
     async def taken_paths(self, scope: Scope, paths: list[str]) -> set[str]:
         """Which of these canonical paths, as the caller gives them, already hold a stored file.
@@ -278,18 +285,6 @@ class Uploads:
         document = new_document(scope, file, fields, image_id=image_id)
         return await self._create(scope, new, document, file_was_absent=look == "storage first")
 
-    async def _refuse_duplicate(self, scope: Scope, new: NewImage, file: str, checksum: str) -> None:
-        """Duplicate if the upload asked to refuse duplicates and another image the caller can see
-        holds identical bytes. Uploads of one file racing each other may both pass: it is a
-        check, not a constraint (duplicates are allowed unless asked)."""
-        if not new.refuse_duplicates:
-            return
-        condition = scoped({"checksum": checksum, "file": {"$ne": file}}, scope)
-        with self.store.errors():
-            twin = await self.store.images.first(condition, {"file": 1})
-        if twin is not None:
-            raise Duplicate(f"The file is identical to that of image {twin['_id']} ({twin['file']!r}).")
-
     async def _create(
         self, scope: Scope, new: NewImage, document: dict[str, Any], *, file_was_absent: bool
     ) -> Image | None:
@@ -303,13 +298,15 @@ class Uploads:
         """The document of a file just stored; None if the path or the id turned out taken."""
         key = document["file"]
         try:
-            await self._refuse_duplicate(scope, new, key, document["checksum"])
+            await refuse_duplicate(self.store, scope, new, key, document["checksum"])
         except ServiceError:  # refused, or the database went away: no document will name the file
             await self.removal.file(key)  # the path held no image
             raise
+        document[EVENT_FIELD] = self.events.stamp("created")
         try:
             with self.store.errors():
                 if not await self.store.images.insert(document):
+                    self.events.cancel(document.pop(EVENT_FIELD))
                     # The id is another image's, or the path had a document after all (one
                     # whose file is missing: see `image_at`), or a writer that holds no lease
                     # (a legacy process) took the path a moment ago. Only in that last case is
@@ -320,13 +317,15 @@ class Uploads:
         except Unavailable:
             # The database went away mid-insert: the document may have been stored all the same,
             # and then it needs its file. Kept: if the document never arrived, the file is only
-            # an orphan taking space, which `python -m app.fsck` finds.
+            # an orphan taking space, which `python -m app.fsck` finds. No event: not confirmed.
+            self.events.cancel(document.get(EVENT_FIELD))
             log.warning("upload of %r: the database did not confirm the document; its file is kept", key)
             raise
         except ServiceError:
+            self.events.cancel(document.pop(EVENT_FIELD, None))
             await self.removal.file(key)
             raise
-        await self.events.record("created", [document])
+        self.events.written([document])
         return loaded(document)
 
     async def _replace(
@@ -338,25 +337,29 @@ class Uploads:
         staged = replacement.staging_key(existing["_id"])
         checksum = await save(self.storage, staged, new, content_type=fields["contentType"])
         try:
-            await self._refuse_duplicate(scope, new, existing["file"], checksum)
+            await refuse_duplicate(self.store, scope, new, existing["file"], checksum)
         except ServiceError:  # refused, or the database went away: the staged bytes are nobody's
             await replacement.discard_staged(self.storage, staged)
             raise
         # Facts of the old bytes that the new ones may lack go with them.
         kept = {name: value for name, value in existing.items() if name != "exif"}
         document = rewrite.next_revision(kept, **fields, checksum=checksum, **{replacement.PENDING: staged})
+        document[EVENT_FIELD] = self.events.stamp("updated")
         try:
             with self.store.errors():
                 replaced = await self.store.images.replace(document)
         except Unavailable:
             # The database may have stored the document all the same, and then it needs the
             # staged file; if it did not, the file is an orphan that fsck removes.
+            self.events.cancel(document[EVENT_FIELD])
             log.warning("upload of %r: the database did not confirm the document; its file is kept", existing["file"])
             raise
         except ServiceError:
+            self.events.cancel(document[EVENT_FIELD])
             await replacement.discard_staged(self.storage, staged)
             raise
         if not replaced:
+            self.events.cancel(document[EVENT_FIELD])
             await replacement.discard_staged(self.storage, staged)
             return None
         try:
@@ -366,9 +369,22 @@ class Uploads:
             # Acknowledged all the same: the document names where its bytes are, readers get
             # them, and the next upload or the start-up maintenance finishes the move.
             log.warning("image %s: its new file stays staged for now: %s", existing["_id"], error.detail)
+        self.events.written([document])
         await self.thumbnails.forget(str(existing["_id"]))  # copies of the old bytes
-        await self.events.record("updated", [document])
         return loaded(document)
+
+
+async def refuse_duplicate(store: Store, scope: Scope, new: NewImage, file: str, checksum: str) -> None:
+    """Duplicate if the upload asked to refuse duplicates and another image the caller can see
+    holds identical bytes. Uploads of one file racing each other may both pass: it is a
+    check, not a constraint (duplicates are allowed unless asked)."""
+    if not new.refuse_duplicates:
+        return
+    condition = scoped({"checksum": checksum, "file": {"$ne": file}}, scope)
+    with store.errors():
+        twin = await store.images.first(condition, {"file": 1})
+    if twin is not None:
+        raise Duplicate(f"The file is identical to that of image {twin['_id']} ({twin['file']!r}).")
 
 
 async def save(storage: Storage, key: str, new: NewImage, *, content_type: str) -> str:

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import bson
 from bson import ObjectId
 
+from app.domain.datasets.events.keys import EVENT_FIELD
 from app.domain.images.data_keys import data_keys
 from app.domain.query import all_of
 from app.domain.writes.leases import Leases, path_key
@@ -102,11 +103,23 @@ def kept_changing(what: str) -> Busy:
     return Busy(f"{what} kept changing while this change was being applied; try again.")
 
 
+class Stamps(Protocol):
+    """Live events of writes (app/domain/datasets/events/): a stamp stored in each document
+    written, then said to be written, or cancelled when its write did not happen."""
+
+    def stamp(self, kind: Literal["created", "updated"]) -> str: ...
+
+    def cancel(self, stamp: str | None) -> None: ...
+
+    def written(self, documents: Iterable[Mapping[str, Any]]) -> None: ...
+
+
 async def rewrite_one(
     images: ImageStore,
     condition: Mapping[str, Any],
     change: DataChange,
     *,
+    stamps: Stamps,
     revisions: Collection[int] | None = None,
 ) -> dict[str, Any] | None:
     """Apply `change` to the data of the one image `condition` selects; the image as it now is.
@@ -115,7 +128,7 @@ async def rewrite_one(
     the change is written, else StaleRevision: the client's copy is out of date. The caller
     holds the image's lease.
     """
-    document, _ = await _apply(images, condition, change, revisions=revisions)
+    document, _ = await _apply(images, condition, change, stamps, revisions=revisions)
     return document
 
 
@@ -125,18 +138,16 @@ async def rewrite_many(
     change: DataChange,
     *,
     leases: Leases,
-    written: Callable[[list[dict[str, Any]]], Awaitable[None]],
+    stamps: Stamps,
 ) -> Rewritten:
     """Apply `change` to the data of every match, in `_id` order, a batch at a time, each batch
-    under the leases of its images' paths. `written` gets each batch's changed documents, under
-    those leases still."""
+    under the leases of its images' paths, each changed document stamped."""
     matched = modified = 0
     async for found in images.pages_by_id(condition, {"file": 1}, BATCH):
         async with leases.hold(path_key(document["file"]) for document in found):
             # Read again under the leases: an image may have changed, or stopped matching, meanwhile.
             batch = await images.by_ids([document["_id"] for document in found], condition)
-            done, documents = await _rewrite_batch(images, condition, batch, change)
-            await written(documents)
+            done = await _rewrite_batch(images, condition, batch, change, stamps)
         matched, modified = matched + done.matched, modified + done.modified
     return Rewritten(matched=matched, modified=modified)
 
@@ -146,27 +157,34 @@ async def _rewrite_batch(
     condition: Mapping[str, Any],
     batch: list[dict[str, Any]],
     change: DataChange,
-) -> tuple[Rewritten, list[dict[str, Any]]]:
+    stamps: Stamps,
+) -> Rewritten:
     """Replacements, in order: a value the database refuses fails the first one and so writes
     nothing, since every match receives the same values. Images another writer
-    changed in between are read again and changed on top, one by one. The counts, and the
-    documents as written."""
+    changed in between are read again and changed on top, one by one. The counts."""
     changed = [(document, new) for document in batch if (new := _changed(document, change)) is not None]
     matched, modified = len(batch), len(changed)
     if not changed:
-        return Rewritten(matched=matched, modified=modified), []
+        return Rewritten(matched=matched, modified=modified)
     documents = [new for _, new in changed]
-    written = await images.replace_each(documents)
-    if written < len(changed):
-        missed = await _not_written(images, documents)
-        documents = [document for document in documents if document["_id"] not in missed]
-        for image_id in missed:
-            document, done = await _apply(images, all_of([condition, {"_id": image_id}]), change)
-            matched -= document is None  # deleted meanwhile, or no longer a match
-            modified -= not done
-            if done and document is not None:
-                documents.append(document)
-    return Rewritten(matched=matched, modified=modified), documents
+    for document in documents:
+        document[EVENT_FIELD] = stamps.stamp("updated")
+    try:
+        written = await images.replace_each(documents)
+    except BaseException:
+        for document in documents:
+            stamps.cancel(document[EVENT_FIELD])
+        raise
+    missed = await _not_written(images, documents) if written < len(changed) else []
+    for intended in documents:
+        if intended["_id"] in missed:
+            stamps.cancel(intended[EVENT_FIELD])
+    stamps.written(intended for intended in documents if intended["_id"] not in missed)
+    for image_id in missed:
+        found, done = await _apply(images, all_of([condition, {"_id": image_id}]), change, stamps)
+        matched -= found is None  # deleted meanwhile, or no longer a match
+        modified -= not done
+    return Rewritten(matched=matched, modified=modified)
 
 
 async def _not_written(images: ImageStore, intended: list[dict[str, Any]]) -> list[ObjectId]:
@@ -180,11 +198,13 @@ async def _apply(
     images: ImageStore,
     condition: Mapping[str, Any],
     change: DataChange,
+    stamps: Stamps,
     *,
     revisions: Collection[int] | None = None,
 ) -> tuple[dict[str, Any] | None, bool]:
     """Apply `change` to the image `condition` selects, read afresh: the image as it now is
-    (None if nothing matches) and whether this wrote it. The caller holds the image's lease."""
+    (None if nothing matches) and whether this wrote it (then stamped, and said written). The
+    caller holds the image's lease."""
     for attempt in range(MAX_ATTEMPTS):
         document = await images.first(condition)
         if document is None:
@@ -193,8 +213,16 @@ async def _apply(
         new = _changed(document, change)
         if new is None:
             return document, False
-        if await images.replace(new):
+        new[EVENT_FIELD] = stamps.stamp("updated")
+        try:
+            replaced = await images.replace(new)
+        except BaseException:
+            stamps.cancel(new[EVENT_FIELD])
+            raise
+        if replaced:
+            stamps.written([new])
             return new, True
+        stamps.cancel(new[EVENT_FIELD])
         await pause(attempt)
     raise kept_changing("The image")
 

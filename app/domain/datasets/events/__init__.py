@@ -28,7 +28,7 @@ from typing import Any
 from app.domain.datasets.events.follower import Follower
 from app.domain.datasets.events.hub import EventKind, Hub, ImageEvent, Subscriber, from_journal
 from app.domain.datasets.events.journal import Journal
-from app.domain.datasets.events.keys import checked, floor
+from app.domain.datasets.events.keys import EVENT_FIELD, checked, floor
 from app.domain.query import scoped
 from app.domain.scope import Scope
 from app.errors import Conflict, Gone
@@ -121,9 +121,22 @@ class Events:
         """A store setup task: join the writers before the first write is served."""
         await self.journal.start()
 
+    def stamp(self, kind: EventKind) -> str:
+        """The mark to store in the document of a create or change about to be written (under
+        its lease), as `EVENT_FIELD`; then `written` once it is stored, or `cancel`."""
+        return self.journal.stamp(kind)
+
+    def cancel(self, stamp: str | None) -> None:
+        self.journal.cancel(stamp)
+
+    def written(self, documents: Iterable[Mapping[str, Any]]) -> None:
+        """These stamped documents are stored: their events follow, without waiting."""
+        self.journal.written(documents)
+
     async def record(self, kind: EventKind, documents: Iterable[Mapping[str, Any]]) -> None:
-        """Record an event per document; returns once they are stored. Call while holding the
-        images' leases, so that the next writer of an image records after this."""
+        """Record an event per document now (a delete's: the document is gone, so no stamp can
+        carry it); returns once they are stored. Call while holding the images' leases, so that
+        the next writer of an image records after this."""
         await self.journal.record(kind, documents)
 
     async def open(self, scope: Scope, query_filter: Mapping[str, Any], *, after: str | None = None) -> Subscription:
@@ -164,4 +177,4 @@ class Events:
         await self.journal.close()
 
 
-__all__ = ["EventKind", "EventSettings", "Events", "ImageEvent", "Subscription"]
+__all__ = ["EVENT_FIELD", "EventKind", "EventSettings", "Events", "ImageEvent", "Subscription"]

@@ -26,6 +26,7 @@ from typing import Any
 from app.domain.datasets.events.hub import Hub, from_journal
 from app.domain.datasets.events.journal import Journal
 from app.domain.datasets.events.keys import floor
+from app.domain.datasets.events.recovery import recover
 from app.errors import ServiceError
 from app.metrics import Metrics
 from app.store import Store
@@ -70,6 +71,7 @@ class Follower:
         self._task: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         journal.on_stored(self._wake.set)
 
     async def running(self) -> None:
@@ -87,8 +89,10 @@ class Follower:
             task.result()
 
     async def stop(self) -> None:
+        # Between polls, not mid-call (see Journal.close).
+        self._stopping.set()
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
@@ -98,13 +102,15 @@ class Follower:
             self.cursor = floor(await self._frontier())
         self._started.set()
         last, idle_since = 0.0, time.monotonic()
-        while self.hub or time.monotonic() - idle_since < IDLE_STOP_SECONDS:
+        while not self._stopping.is_set() and (self.hub or time.monotonic() - idle_since < IDLE_STOP_SECONDS):
             if self.hub:
                 idle_since = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
             await asyncio.sleep(max(0.0, last + MIN_POLL_GAP - time.monotonic()))
             self._wake.clear()
+            if self._stopping.is_set():
+                break
             last = time.monotonic()
             try:
                 with self.store.errors():
@@ -134,6 +140,7 @@ class Follower:
         promises = [self.journal.promise()]
         now, wall = time.monotonic(), datetime.now(UTC)
         current: dict[str, _Writer] = {}
+        newly: dict[str, str] = {}
         for document in await self.store.events.writers():
             name = document["_id"]
             if name == self.journal.writer:
@@ -150,7 +157,10 @@ class Follower:
             elif name not in self._given_up and name in self._writers:
                 log.warning("live events: writer %s stopped beating; no longer waited for", name)
                 self._given_up[name] = _GivenUp(floor(int(document["promise"])), when=now)
+                newly[name] = self._given_up[name].since
         self._writers = current
+        # Before the frontier passes it: what it wrote and had not yet journaled.
+        await recover(self.store, newly)
         return min(promises)
 
     async def _late(self) -> None:

@@ -25,6 +25,10 @@ import time
 
 from app.errors import BadInput
 
+# The field of an image's document that names the event of the write that made it (journal.py):
+# its key and a letter for its kind, as short as can be, since every stored document holds it.
+EVENT_FIELD = "event"
+KINDS = {"c": "created", "u": "updated"}
 MICROS_DIGITS = 14
 WRITER_DIGITS = 8
 KEY = re.compile(rf"[0-9a-f]{{{MICROS_DIGITS + WRITER_DIGITS}}}")
@@ -37,6 +41,17 @@ def new_writer() -> str:
 
 def floor(micros: int) -> str:
     return f"{micros:0{MICROS_DIGITS}x}"
+
+
+def stamp_of(key: str, kind: str) -> str:
+    return key + kind[0]
+
+
+def stamped(stamp: object) -> tuple[str, str] | None:
+    """The key and kind of a stamp (`stamp_of`); None if it is none."""
+    if not isinstance(stamp, str) or len(stamp) != MICROS_DIGITS + WRITER_DIGITS + 1 or stamp[-1] not in KINDS:
+        return None
+    return stamp[:-1], KINDS[stamp[-1]]
 
 
 def micros_of(key: str) -> int:
