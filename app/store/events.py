@@ -55,6 +55,12 @@ class EventStore:
             self._keys_indexed = True
         return collection
 
+    async def prepare(self) -> None:
+        """Make the journal's collection and its index, at start-up (a store setup task: before
+        the database is ready for requests) rather than in the first write."""
+        await self._database.engine.index_keys(self._database.collection(EVENTS))
+        self._keys_indexed = True
+
     async def append(self, events: list[dict[str, Any]]) -> None:
         """Insert the events (each with its `_id`), with those of concurrent callers; one already
         stored (a retry of an insert whose answer was lost) counts as inserted. WriteError (or

@@ -168,3 +168,12 @@ async def test_under_oidc_an_event_stream_opens_by_its_signed_link_within_its_us
             tampered = await anonymous.get(address + "signature=" + with_altered_mac(unquote(signature)))
             assert tampered.status_code == 403
             assert "does not match" in tampered.json()["detail"]
+
+
+async def test_resuming_after_something_that_is_no_event_id_is_bad_user_input(service: str) -> None:
+    async with subscriber(service, token("alice")) as alice:
+        await alice.subscribe("1", {"after": "not-an-event"})
+        message = await alice.next()
+        assert message["payload"]["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert "is not an event id" in message["payload"]["errors"][0]["message"]
+        assert await alice.next() == {"id": "1", "type": "complete"}

@@ -422,6 +422,12 @@ async def test_an_import_of_new_images_writes_them_a_batch_at_a_time_without_sea
         assert len(await all_documents(client)) == 120
     commands = [(command.name, command.collection) for command in sent]
     writes = [command for command in commands if command[0] in ("insert", "delete", "update")]
-    assert writes == [("insert", "leases"), ("insert", "images"), ("delete", "leases")] * 3
+    # A lease insert and an image insert per batch of 50; the batches' releases, sent after
+    # them, may go together in fewer deletes (app/store/leases.py).
+    assert [write for write in writes if write != ("delete", "leases")] == [
+        ("insert", "leases"),
+        ("insert", "images"),
+    ] * 3
+    assert 1 <= writes.count(("delete", "leases")) <= 3
     # Which paths are free is asked of the storage: a search by path reads every document on FerretDB.
     assert ("find", "images") not in commands

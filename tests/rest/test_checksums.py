@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
 from app.config import Settings
-from app.domain.images.uploads import Uploads
+from app.domain.images import uploads
 from app.errors import Unavailable
 from tests.utils.archives import make_zip
 from tests.utils.fixtures import FIXTURES
@@ -184,7 +184,7 @@ async def test_a_duplicate_check_the_database_cannot_answer_leaves_no_file(
     async def database_gone(*_: object) -> None:
         raise Unavailable("The database is unreachable; try again shortly.")
 
-    monkeypatch.setattr(Uploads, "_refuse_duplicate", database_gone)
+    monkeypatch.setattr(uploads, "refuse_duplicate", database_gone)
     for path in ("new.png", "kept.png"):  # a new image, and a replacement
         response = await client.post(
             "/images", params={"refuseDuplicates": "true"}, files={"image": (path, make_image())}, data={"file": path}

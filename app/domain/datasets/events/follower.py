@@ -117,6 +117,8 @@ class Follower:
                     await self.poll()
             except ServiceError as error:  # the database is away: keep the cursor, try again
                 log.debug("live events: the journal could not be read: %s", error.detail)
+            except Exception:  # a bug: subscribers wait on this loop, so it goes on
+                log.exception("live events: reading the journal failed")
         self._task = None
 
     async def poll(self) -> None:

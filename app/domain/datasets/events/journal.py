@@ -96,6 +96,7 @@ class Journal:
         """Join the writers: no key of ours falls below a promise another writer has made, so a
         follower that read only theirs has skipped nothing of ours. A store setup task: it raises
         the driver's errors, and start-up retries."""
+        await self.store.events.prepare()
         now = datetime.now(UTC)
         for writer in await self.store.events.writers():
             if _age(writer, now) < self.writer_timeout:
@@ -150,14 +151,21 @@ class Journal:
             try:
                 with self.store.errors():
                     await self.store.events.append(events)
-            except Unavailable:
-                first_failed = time.monotonic()
-                for key in keys:
-                    self._unsent.setdefault(key, first_failed)
             except ServiceError as error:
-                self._drop(keys, f"refused ({error.detail})")
+                if not isinstance(error, Unavailable):
+                    self._drop(keys, f"refused ({error.detail})")
+                    continue
+                self._retry_later(keys)
+            except Exception:  # a bug: kept and tried again each beat, never lost silently
+                log.exception("live events: %d events could not be sent; trying again", len(keys))
+                self._retry_later(keys)
             else:
                 self._done(keys)
+
+    def _retry_later(self, keys: list[str]) -> None:
+        first_failed = time.monotonic()
+        for key in keys:
+            self._unsent.setdefault(key, first_failed)
 
     async def settled(self) -> None:
         """Return once the events written so far have been sent (stored, or failed)."""
@@ -217,6 +225,8 @@ class Journal:
                         await self.sweep()
             except ServiceError as error:
                 log.debug("event journal beat failed: %s", error)
+            except Exception:  # a bug: the beat goes on, or every follower would give this process up
+                log.exception("live events: the journal's beat failed")
 
     async def _beat(self) -> None:
         self._beats += 1

@@ -13,6 +13,8 @@ answer is checked document by document, and so are a walk's unsure rows (app/sto
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -32,6 +34,8 @@ from app.store.engines.ferretdb_sqlite.shortcuts import (
     stored_id,
 )
 from app.store.engines.mongodb import Collection, gathered_lookups
+
+log = logging.getLogger(__name__)
 
 # Lookups by id of one page, sent at once.
 LOOKUPS_AT_ONCE = 16
@@ -109,10 +113,17 @@ class FerretDBSQLite(FerretDB):
         # FerretDB reads a range of `_id`s by decoding the whole collection (ferretdb.py); SQLite
         # reads it through the index tuning.py adds on the expression FerretDB keeps `_id` at.
         # The collection must exist first: FerretDB makes its table then.
+        if not self.shortcuts.reads(collection):
+            return  # its files did not pass the start-up check: nothing here writes to them
         if collection.name not in await collection.database.list_collection_names():
             with suppress(CollectionInvalid):
                 await collection.database.create_collection(collection.name)
-        await asyncio.to_thread(tuning.index_ids, self.directory, collection.database.name, collection.name)
+        try:
+            await asyncio.to_thread(tuning.index_ids, self.directory, collection.database.name, collection.name)
+        except (OSError, sqlite3.Error) as error:
+            # Not FerretDB's files after all (another server at the URI, say): ranges are then
+            # read from SQLite without the index, or from FerretDB (`key_range`).
+            log.warning("could not index %s in FerretDB's SQLite files: %s", collection.name, error)
 
     async def key_range(
         self, collection: Collection, *, after: str, below: str | None = None, through: str | None = None, limit: int

@@ -94,6 +94,10 @@ class SQLiteShortcuts:
         self._database = collection.database.name
         return True
 
+    def reads(self, collection: AsyncCollection[dict[str, Any]]) -> bool:
+        """Whether the files of `collection`'s database passed `check`."""
+        return collection.database.name == self._database
+
     def decides(self, condition: Mapping[str, Any]) -> bool:
         """Whether SQLite can answer for `condition` at all, found without reading: the filter
         translates to SQL, and is not the lookup by a lone `_id` FerretDB makes through an index.
