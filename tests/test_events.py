@@ -41,6 +41,21 @@ async def other_store(settings: Settings) -> AsyncIterator[Store]:
     await store.close()
 
 
+@pytest.fixture
+async def gate(other_store: Store, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[asyncio.Event]:
+    """Holds the other store's journal inserts until set (set at the end in any case)."""
+    opened = asyncio.Event()
+    append = other_store.events.append
+
+    async def held(stored: list[dict[str, Any]]) -> None:
+        await opened.wait()
+        await append(stored)
+
+    monkeypatch.setattr(other_store.events, "append", held)
+    yield opened
+    opened.set()
+
+
 def journal_of(store: Store, **settings: Any) -> Journal:
     return Journal(
         store=store,
@@ -93,19 +108,11 @@ async def test_a_filter_that_cannot_be_evaluated_matches_nothing_and_breaks_no_w
 
 
 async def test_an_event_stored_late_is_waited_for_not_skipped(
-    app: FastAPI, other_store: Store, monkeypatch: pytest.MonkeyPatch
+    app: FastAPI, other_store: Store, gate: asyncio.Event
 ) -> None:
     events = services_of(app).events
     slow = journal_of(other_store)  # a second writer, beating, whose insert takes its time
     await slow.start()
-    gate = asyncio.Event()
-    append = other_store.events.append
-
-    async def held(stored: list[dict[str, Any]]) -> None:
-        await gate.wait()
-        await append(stored)
-
-    monkeypatch.setattr(other_store.events, "append", held)
     try:
         subscription = await events.open(Scope(), {})
         late = asyncio.create_task(slow.record("created", [{"_id": "late"}]))  # its key is made now
@@ -124,7 +131,7 @@ async def test_an_event_stored_late_is_waited_for_not_skipped(
 
 
 async def test_a_writer_that_stops_beating_is_given_up_and_its_late_event_still_delivered(
-    app: FastAPI, other_store: Store, monkeypatch: pytest.MonkeyPatch
+    app: FastAPI, other_store: Store, gate: asyncio.Event
 ) -> None:
     services = services_of(app)
     metrics = Metrics()
@@ -134,14 +141,6 @@ async def test_a_writer_that_stops_beating_is_given_up_and_its_late_event_still_
     await events.start()
     slow = journal_of(other_store)
     await slow.start()
-    gate = asyncio.Event()
-    append = other_store.events.append
-
-    async def held(stored: list[dict[str, Any]]) -> None:
-        await gate.wait()
-        await append(stored)
-
-    monkeypatch.setattr(other_store.events, "append", held)
     try:
         subscription = await events.open(Scope(), {})
         late = asyncio.create_task(slow.record("created", [{"_id": "late"}]))
@@ -227,7 +226,7 @@ async def test_the_rest_stream_refuses_a_bad_filter_and_an_unknown_view(client: 
 
 
 async def test_a_write_whose_process_died_before_journaling_its_event_is_recovered_from_its_stamp(
-    app: FastAPI, other_store: Store, monkeypatch: pytest.MonkeyPatch
+    app: FastAPI, other_store: Store, gate: asyncio.Event
 ) -> None:
     services = services_of(app)
     events = Events(
@@ -236,16 +235,10 @@ async def test_a_write_whose_process_died_before_journaling_its_event_is_recover
     await events.start()
     dying = journal_of(other_store)
     await dying.start()
-    never = asyncio.Event()
-
-    async def held(stored: list[dict[str, Any]]) -> None:
-        await never.wait()  # its process is killed before the insert is sent
-
-    monkeypatch.setattr(other_store.events, "append", held)
     try:
         subscription = await events.open(Scope(), {})
         image = {"_id": ObjectId(), "file": "stamped.png", "data": {"k": 1}, "revision": 1}
-        image[EVENT_FIELD] = dying.stamp("created")
+        image[EVENT_FIELD] = dying.stamp("created")  # its journal insert will be held: it is killed first
         with other_store.errors():
             assert await other_store.images.insert(image)  # the write, answered with its stamp
         dying.written([image])
@@ -258,7 +251,6 @@ async def test_a_write_whose_process_died_before_journaling_its_event_is_recover
         assert await subscription.next(timeout=0.5) is None
         subscription.close()
     finally:
-        never.set()
         await events.close()
 
 

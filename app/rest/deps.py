@@ -79,6 +79,41 @@ async def get_linker(request: Request, scope: Annotated[Scope, Depends(get_scope
     return await services_of(request).linker(scope)
 
 
+# The filter parameters, declared once for the OpenAPI document (the query compiler reads the
+# raw parameters, because any other `key=value` is a metadata match and arrays come in three
+# spellings): GET /images and its kin, and GET /events.
+FromQuery = Annotated[str | None, Query(alias="from", description="time >= this ISO date", json_schema_extra=ISO_TIME)]
+ToQuery = Annotated[str | None, Query(description="time <= this ISO date", json_schema_extra=ISO_TIME)]
+FileQuery = Annotated[
+    str | None,
+    Query(
+        description="exact file path; with regex, a case-insensitive regular expression (at most 512 characters)",
+        json_schema_extra=documented(type="string"),
+    ),
+]
+RegexQuery = Annotated[
+    str | None,
+    Query(
+        description="true: file and key=value match as case-insensitive regex",
+        json_schema_extra=documented(type="string", pattern=FLAG_PATTERN),
+    ),
+]
+IdsQuery = Annotated[
+    list[str] | None,
+    Query(
+        description="image ids, repeated or comma-separated (also ids[]); at most 10,000",
+        json_schema_extra=documented(type="array", items={"type": "string", "pattern": IDS_PATTERN}),
+    ),
+]
+FilterQuery = Annotated[
+    str | None,
+    Query(
+        description='MongoDB-style query JSON under the operator whitelist, e.g. {"data.label":{"$in":["cat"]}}',
+        json_schema_extra=documented(type="string", contentMediaType="application/json"),
+    ),
+]
+
+
 async def get_image_query(
     request: Request,
     scope: Annotated[Scope, Depends(get_scope)],
@@ -108,38 +143,12 @@ async def get_image_query(
         str | None,
         Query(description="1, -1, asc or desc", json_schema_extra=documented(type="string", pattern=ORDER_PATTERN)),
     ] = None,
-    from_: Annotated[
-        str | None, Query(alias="from", description="time >= this ISO date", json_schema_extra=ISO_TIME)
-    ] = None,
-    to: Annotated[str | None, Query(description="time <= this ISO date", json_schema_extra=ISO_TIME)] = None,
-    file: Annotated[
-        str | None,
-        Query(
-            description="exact file path; with regex, a case-insensitive regular expression (at most 512 characters)",
-            json_schema_extra=documented(type="string"),
-        ),
-    ] = None,
-    regex: Annotated[
-        str | None,
-        Query(
-            description="true: file and key=value match as case-insensitive regex",
-            json_schema_extra=documented(type="string", pattern=FLAG_PATTERN),
-        ),
-    ] = None,
-    ids: Annotated[
-        list[str] | None,
-        Query(
-            description="image ids, repeated or comma-separated (also ids[]); at most 10,000",
-            json_schema_extra=documented(type="array", items={"type": "string", "pattern": IDS_PATTERN}),
-        ),
-    ] = None,
-    filter: Annotated[
-        str | None,
-        Query(
-            description='MongoDB-style query JSON under the operator whitelist, e.g. {"data.label":{"$in":["cat"]}}',
-            json_schema_extra=documented(type="string", contentMediaType="application/json"),
-        ),
-    ] = None,
+    from_: FromQuery = None,
+    to: ToQuery = None,
+    file: FileQuery = None,
+    regex: RegexQuery = None,
+    ids: IdsQuery = None,
+    filter: FilterQuery = None,
     select: Annotated[
         str | None,
         Query(

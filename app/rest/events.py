@@ -19,10 +19,21 @@ from fastapi.sse import EventSourceResponse, format_sse_event
 
 from app.domain.datasets.events import Subscription
 from app.domain.links import Linker
-from app.domain.query import FLAG_PATTERN, IDS_PATTERN, RESERVED_PARAMETERS, parse_query_params
+from app.domain.query import RESERVED_PARAMETERS, parse_query_params
 from app.errors import ServiceError
 from app.models import document_to_json
-from app.rest.deps import ISO_TIME, LinkerDep, ScopeDep, ServicesDep, services_of
+from app.rest.deps import (
+    FileQuery,
+    FilterQuery,
+    FromQuery,
+    IdsQuery,
+    LinkerDep,
+    RegexQuery,
+    ScopeDep,
+    ServicesDep,
+    ToQuery,
+    services_of,
+)
 from app.rest.schemas import documented, error_responses
 from app.rest.urls import with_url
 
@@ -42,37 +53,12 @@ async def get_event_filter(
     scope: ScopeDep,
     # Declared for the OpenAPI document: the query compiler reads the raw parameters, and any
     # other `key=value` is a metadata match, as on GET /images.
-    from_: Annotated[
-        str | None, Query(alias="from", description="time >= this ISO date", json_schema_extra=ISO_TIME)
-    ] = None,
-    to: Annotated[str | None, Query(description="time <= this ISO date", json_schema_extra=ISO_TIME)] = None,
-    file: Annotated[
-        str | None,
-        Query(
-            description="exact file path; with regex, a regular expression", json_schema_extra=documented(type="string")
-        ),
-    ] = None,
-    regex: Annotated[
-        str | None,
-        Query(
-            description="true: file and key=value match as case-insensitive regex",
-            json_schema_extra=documented(type="string", pattern=FLAG_PATTERN),
-        ),
-    ] = None,
-    ids: Annotated[
-        list[str] | None,
-        Query(
-            description="image ids, repeated or comma-separated",
-            json_schema_extra=documented(type="array", items={"type": "string", "pattern": IDS_PATTERN}),
-        ),
-    ] = None,
-    filter: Annotated[
-        str | None,
-        Query(
-            description="MongoDB-style query JSON under the operator whitelist, as on GET /images",
-            json_schema_extra=documented(type="string", contentMediaType="application/json"),
-        ),
-    ] = None,
+    from_: FromQuery = None,
+    to: ToQuery = None,
+    file: FileQuery = None,
+    regex: RegexQuery = None,
+    ids: IdsQuery = None,
+    filter: FilterQuery = None,
     view: Annotated[
         str | None, Query(description="one of your saved views", json_schema_extra=documented(type="string"))
     ] = None,
