@@ -463,9 +463,17 @@ class Seeded:
     server_pid: int | None  # a FerretDB started here, for its CPU time
 
 
-def seeded_service(stack: ExitStack, *, prefix: str, seed: Callable[[Collection[Document], Path], object]) -> Seeded:
-    """A fresh database and uploads folder filled by `seed(collection, uploads)`, and the real
-    service on them, ready; all of it removed or stopped by `stack`."""
+@dataclass(frozen=True, kw_only=True)
+class Workspace:
+    workdir: Path
+    uploads: Path
+    target: Target
+    client: MongoClient[Document]  # to the bench database, dropped at the end
+
+
+def workspace(stack: ExitStack, *, prefix: str) -> Workspace:
+    """A temporary folder with an empty uploads folder, and a fresh database (on a FerretDB
+    started here unless MONGODB_CONNECTION_STRING says otherwise); all removed by `stack`."""
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
     uploads = workdir / "uploads"
     uploads.mkdir()
@@ -473,6 +481,14 @@ def seeded_service(stack: ExitStack, *, prefix: str, seed: Callable[[Collection[
     client: MongoClient[Document] = MongoClient(target.uri, serverSelectionTimeoutMS=10_000)
     stack.callback(client.close)
     stack.callback(client.drop_database, target.database)
+    return Workspace(workdir=workdir, uploads=uploads, target=target, client=client)
+
+
+def seeded_service(stack: ExitStack, *, prefix: str, seed: Callable[[Collection[Document], Path], object]) -> Seeded:
+    """A fresh database and uploads folder filled by `seed(collection, uploads)`, and the real
+    service on them, ready; all of it removed or stopped by `stack`."""
+    space = workspace(stack, prefix=prefix)
+    workdir, uploads, target, client = space.workdir, space.uploads, space.target, space.client
     database = describe_server(client)
     seed(client[target.database][COLLECTION], uploads)
     service = Service(target=target, uploads=uploads, log_path=workdir / "service.log")

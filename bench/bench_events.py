@@ -20,16 +20,13 @@ import argparse
 import asyncio
 import json
 import statistics
-import tempfile
 import time
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import httpx
-from pymongo import MongoClient
 
-from bench.bench_archives import Document, Service, describe_server, open_target
+from bench.bench_archives import Service, describe_server, workspace
 from tests.utils.images import make_image
 
 
@@ -107,17 +104,12 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.02, help="seconds between writes")
     args = parser.parse_args()
     with ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-events-")))
-        uploads = workdir / "uploads"
-        uploads.mkdir()
-        target = open_target(stack, workdir / "ferretdb")
-        client: MongoClient[Document] = MongoClient(target.uri, serverSelectionTimeoutMS=10_000)
-        stack.callback(client.close)
-        stack.callback(client.drop_database, target.database)
-        print(describe_server(client))
+        space = workspace(stack, prefix="bench-events-")
+        print(describe_server(space.client))
         services = []
         for name in "AB":
-            service = Service(target=target, uploads=uploads, log_path=workdir / f"{name}.log", served=True)
+            log_path = space.workdir / f"{name}.log"
+            service = Service(target=space.target, uploads=space.uploads, log_path=log_path, served=True)
             stack.callback(service.stop)
             with httpx.Client(base_url=service.base_url, trust_env=False) as http:
                 service.wait_until_ready(http)

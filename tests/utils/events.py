@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -17,6 +17,26 @@ EVENTS = (
     "subscription($f: ImageFilter, $after: String) "
     "{ imageEvents(filter: $f, after: $after) { id kind image { id file data revision } } }"
 )
+
+
+Item = TypeVar("Item")
+
+
+async def within(next_one: Callable[[float], Awaitable[Item]], count: int, seconds: float) -> list[Item]:
+    """`count` items from `next_one(seconds left)`, all within `seconds`; else a failure saying
+    how many came."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    found: list[Item] = []
+    while len(found) < count:
+        left = deadline - loop.time()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            found.append(await next_one(left))
+        except TimeoutError:
+            raise AssertionError(f"{len(found)} of {count} events arrived within {seconds} s: {found[-3:]}") from None
+    return found
 
 
 class Subscriber:
@@ -33,18 +53,15 @@ class Subscriber:
 
     async def events(self, count: int, seconds: float = 10) -> list[dict[str, Any]]:
         """The next `count` events (`{id, kind, image}`), all within `seconds`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        found: list[dict[str, Any]] = []
-        while len(found) < count:
-            left = deadline - loop.time()
-            if left <= 0:
-                raise AssertionError(f"{len(found)} of {count} events arrived within {seconds} s: {found[-3:]}")
+
+        async def event(left: float) -> dict[str, Any]:
             message = await self.next(left)
             assert message["type"] == "next", message
             assert "errors" not in message["payload"], message
-            found.append(message["payload"]["data"]["imageEvents"])
-        return found
+            found: dict[str, Any] = message["payload"]["data"]["imageEvents"]
+            return found
+
+        return await within(event, count, seconds)
 
     async def quiet(self, seconds: float = 1.0) -> bool:
         """Whether nothing arrives for a while."""
@@ -95,18 +112,7 @@ class EventStream:
             self.ended.set()
 
     async def events(self, count: int, seconds: float = 10) -> list[SentEvent]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        found: list[SentEvent] = []
-        while len(found) < count:
-            left = deadline - loop.time()
-            if left <= 0:
-                raise AssertionError(f"{len(found)} of {count} events arrived within {seconds} s: {found[-3:]}")
-            try:
-                found.append(await asyncio.wait_for(self.received.get(), left))
-            except TimeoutError:
-                continue
-        return found
+        return await within(lambda left: asyncio.wait_for(self.received.get(), left), count, seconds)
 
     async def quiet(self, seconds: float = 1.0) -> bool:
         try:
