@@ -4,8 +4,10 @@
 
 Reads the service's own settings from the environment (MONGODB_*, UPLOADS_DIRECTORY or S3_*).
 Prints one line per finding and a summary; `--repair` deletes orphan files, leftover temporary
-files, stale resized copies and expired leases (never a document) and finishes interrupted
-replacements. Exit status: 0 when nothing is left to fix, 1 when something is (missing files,
+files, stale resized copies, expired leases and kept files no snapshot holds (never a document,
+never a file a snapshot holds), releases the holds of deleted snapshots, copies missing kept
+files again where an image still has their bytes, and finishes interrupted replacements.
+Exit status: 0 when nothing is left to fix, 1 when something is (missing files,
 or findings without --repair), 2 when the database or the storage cannot be reached or the
 settings are unusable.
 See app/domain/writes/repair.py for what each check means and why it is safe next to a running service.
@@ -17,9 +19,11 @@ import argparse
 import asyncio
 import sys
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from app.config import ConfigError, Settings, database_configured, load_settings, use_recorded_address
+from app.domain.datasets import kept_repair
+from app.domain.datasets.kept import KeptBytes
 from app.domain.writes import repair
 from app.domain.writes.leases import Leases
 from app.errors import ServiceError, Unavailable
@@ -49,12 +53,15 @@ async def run(settings: Settings, *, repair_all: bool, grace: timedelta) -> int:
             grace=grace,
             repair=repair_all,
         )
+        kept = KeptBytes(store=store, storage=storage, leases=leases)
+        kept_findings = kept_repair.check(kept, cutoff=datetime.now(UTC) - grace, repair=repair_all)
         with store.errors():
-            async for finding in findings:
-                state = "repaired" if finding.repaired else "found"
-                print(f"{finding.kind}\t{finding.name}\t{finding.detail}\t{state}", flush=True)
-                counts[f"{finding.kind}s {state}"] += 1
-                unresolved += not finding.repaired
+            for found in (findings, kept_findings):
+                async for finding in found:
+                    state = "repaired" if finding.repaired else "found"
+                    print(f"{finding.kind}\t{finding.name}\t{finding.detail}\t{state}", flush=True)
+                    counts[f"{finding.kind}s {state}"] += 1
+                    unresolved += not finding.repaired
     finally:
         await leases.close()  # its releases, before the connections go
         await storage.close()

@@ -13,6 +13,7 @@ import httpx
 from app.auth import Authenticator, JwksCache, TokenRules
 from app.config import Settings
 from app.domain.datasets.events import Events, EventSettings
+from app.domain.datasets.kept import KeptBytes
 from app.domain.datasets.snapshots import SnapshotService
 from app.domain.datasets.views import ViewService
 from app.domain.images import data_keys
@@ -101,8 +102,9 @@ class Services:
         store = connect_store(settings, metrics)
         leases = Leases(store=store.leases)
         events = Events(store=store, metrics=metrics, settings=event_settings(settings))
+        kept = KeptBytes(store=store, storage=storage, leases=leases)  # what snapshots froze, kept
         await store.open(
-            setup=[leases.prepare, events.start],
+            setup=[leases.prepare, events.start, store.kept.prepare],
             # For documents written by someone else (the legacy service, a restore).
             maintenance=[
                 partial(replacement.settle_all, store.images, storage=storage, leases=leases),
@@ -110,6 +112,7 @@ class Services:
                 partial(file_facts.backfill, store.images, storage=storage, leases=leases),
                 partial(checksums.backfill, store.images, storage=storage, leases=leases),
                 partial(repair.remove_stale_temporaries, storage, older_than=STALE_TEMPORARIES),
+                kept.sweep,  # the kept files of snapshot deletes a crash cut short
             ],
         )
         thumbnails = Thumbnails(
@@ -125,6 +128,7 @@ class Services:
             leases=leases,
             thumbnails=thumbnails,
             events=events,
+            kept=kept,
             max_upload_bytes=settings.max_upload_bytes,
             metrics=metrics,
         )
@@ -146,11 +150,11 @@ class Services:
             storage=storage,
             images=images,
             uploads=uploads,
-            edits=Edits(store=store, reader=images, leases=leases, events=events, removal=removal),
+            edits=Edits(store=store, reader=images, leases=leases, events=events, kept=kept, removal=removal),
             listing=Listing(store=store),
             analytics=Analytics(store=store),
             views=ViewService(store=store),
-            snapshots=SnapshotService(store=store),
+            snapshots=SnapshotService(store=store, leases=leases, kept=kept),
             events=events,
             leases=leases,
             authenticator=authenticator,

@@ -221,7 +221,7 @@ class Query:
     async def snapshot(
         self, info: Info, name: Annotated[str, strawberry.argument(description="The snapshot's name")]
     ) -> Snapshot:
-        found = await info.context.services.snapshots.get(info.context.scope, name, finished=False)
+        found = await info.context.services.snapshots.describe(info.context.scope, name)
         return Snapshot.from_snapshot(found)
 
     @strawberry.field(description="What changed from snapshot `name` to `other`: ids added, removed and changed.")

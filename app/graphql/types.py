@@ -247,6 +247,15 @@ class Snapshot:
     filter: JSON = strawberry.field(description="What was frozen: the filter, with the view's if one was given")
     created: datetime = strawberry.field(description="When it was created (UTC)")
     count: int | None = strawberry.field(description="Images frozen; null while unfinished")
+    version: str | None = strawberry.field(
+        description="SHA-256 of the canonical JSON of the frozen images' {id, file, checksum, time, data}, in id "
+        "order (README, Snapshots): equal for equal content, so a training run can record what it saw; null "
+        "while unfinished"
+    )
+    kept_bytes: float = strawberry.field(
+        description="Bytes of replaced or deleted images' files kept for this snapshot alone: what deleting it "
+        "frees (a Float: GraphQL's Int stops at 2^31)"
+    )
 
     @strawberry.field(description="The frozen images, a page at a time")
     async def images(
@@ -270,6 +279,8 @@ class Snapshot:
             filter=cast(JSON, snapshot.filter_json),
             created=snapshot.created,
             count=snapshot.count,
+            version=snapshot.version,
+            kept_bytes=snapshot.kept_bytes,
         )
 
 

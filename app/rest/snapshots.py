@@ -44,6 +44,13 @@ class SnapshotOut(BaseModel):
     filter: dict[str, Any]
     created: str
     count: int | None = Field(description="images frozen; null while unfinished (a creation cut short)")
+    version: str | None = Field(
+        description="SHA-256 of the canonical JSON of the frozen images' {id, file, checksum, time, data} "
+        "(README, Snapshots): equal for equal content; null while unfinished"
+    )
+    keptBytes: int = Field(  # noqa: N815 (the API's spelling)
+        description="bytes of replaced or deleted images' files kept for this snapshot alone: what deleting it frees"
+    )
 
 
 class SnapshotPageOut(BaseModel):
@@ -70,6 +77,8 @@ def _out(snapshot: Snapshot) -> dict[str, Any]:
         "filter": snapshot.filter_json,
         "created": format_time(snapshot.created),
         "count": snapshot.count,
+        "version": snapshot.version,
+        "keptBytes": snapshot.kept_bytes,
     }
 
 
@@ -97,8 +106,9 @@ async def create_snapshot(body: SnapshotIn, services: ServicesDep, scope: ScopeD
 
 @router.get("/snapshots", response_model=list[SnapshotOut], responses=error_responses(503), summary="Your snapshots")
 async def list_snapshots(services: ServicesDep, scope: ScopeDep) -> list[dict[str, Any]]:
-    """Every snapshot of yours, oldest first, with its filter, creation time and `count`; a
-    `count` of null marks one whose creation was cut short (it can only be deleted)."""
+    """Every snapshot of yours, oldest first, with its filter, creation time, `count`, `version`
+    and `keptBytes` (the bytes of replaced or deleted images kept for it alone); a `count` of
+    null marks one whose creation was cut short (it can only be deleted)."""
     return [_out(snapshot) for snapshot in await services.snapshots.list(scope)]
 
 
@@ -106,9 +116,9 @@ async def list_snapshots(services: ServicesDep, scope: ScopeDep) -> list[dict[st
     "/snapshots/{name}", response_model=SnapshotOut, responses=error_responses(400, 404, 503), summary="A snapshot"
 )
 async def get_snapshot(name: SnapshotName, services: ServicesDep, scope: ScopeDep) -> dict[str, Any]:
-    """Its filter, creation time and `count` (null while unfinished). A snapshot of that name
-    you do not have (another user's included) is a 404."""
-    return _out(await services.snapshots.get(scope, name, finished=False))
+    """Its filter, creation time, `count` (null while unfinished), `version` and `keptBytes`. A
+    snapshot of that name you do not have (another user's included) is a 404."""
+    return _out(await services.snapshots.describe(scope, name))
 
 
 @router.get(
@@ -176,14 +186,15 @@ async def diff_snapshots(
     "/snapshots/{name}/export",
     response_class=StreamingResponse,
     responses={**ZIP_RESPONSE, **error_responses(400, 404, 409, 503)},
-    summary="The snapshot as a .zip, as /export makes: files whose bytes changed since are listed, not included",
+    summary="The snapshot as a .zip, as /export makes, with every file's frozen bytes",
 )
 async def export_snapshot(
     name: SnapshotName, services: ServicesDep, scope: ScopeDep, training: TrainingExportDep
 ) -> StreamingResponse:
-    """The frozen metadata, and every file still holding the frozen bytes; the others are in
-    mongodb_data.json with `fileChanged: true` and without their file (in a training format's
-    report.json under `fileChanged`)."""
+    """The frozen metadata and every file with its frozen bytes, also those of images replaced or
+    deleted since (kept for the snapshot). Only bytes lost before this service kept them are
+    missing: such images are in mongodb_data.json with `fileChanged: true` and without their file
+    (in a training format's report.json under `fileChanged`)."""
     return await archive_response(services, await services.snapshots.selection(scope, name), training)
 
 

@@ -94,6 +94,14 @@ class Storage(Protocol):
         """
         ...
 
+    async def copy(self, source: str, target: str) -> None:
+        """Put a copy of the file at `source` at `target`, in place of any file there; NotFound
+        if `source` is gone. The bytes are not read through the service: a hard link on disk
+        (a copy where the file system has none), a server-side copy on S3. Readers of `target`
+        see the old file or the copy, never a part; a crash midway leaves `target` as it was.
+        """
+        ...
+
     async def delete(self, key: str) -> None:
         """Remove the file; a missing file is not an error."""
         ...

@@ -6,8 +6,9 @@ rather than repaired: `..`, absolute paths, drive letters, backslashes, NUL and 
 characters. Harmless noise (`./`, doubled slashes) is normalised away so that two spellings of
 one path name one file.
 
-The top-level folder `SYSTEM_FOLDER` is the service's own (bytes of a replacement in progress;
-app/domain/writes/replacement.py): no user path may name it, only the backends reach it.
+The top-level folder `SYSTEM_FOLDER` is the service's own (bytes of a replacement in progress,
+app/domain/writes/replacement.py; resized copies; bytes kept for snapshots): no user path may
+name it, only the backends reach it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ MAX_KEY_LENGTH = 1024  # S3's limit, in UTF-8 bytes
 # stored on S3 can still be exported to and imported on a disk.
 MAX_SEGMENT_LENGTH = 255
 SYSTEM_FOLDER = ".imagestore"
+KEPT = "kept"  # inside SYSTEM_FOLDER: bytes snapshots hold
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -36,6 +38,22 @@ def normalise_key(raw: str) -> str:
 def system_key(*names: str) -> str:
     """A key inside the service's own folder."""
     return "/".join((SYSTEM_FOLDER, *names))
+
+
+def kept_key(checksum: str) -> str:
+    """Where bytes a snapshot froze are kept once their image lost them (app/domain/datasets/kept.py)."""
+    return system_key(KEPT, checksum[:2], checksum)
+
+
+def checksum_of_kept(key: str) -> str | None:
+    """The checksum a kept file's key names; None for any other key."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[:2] != [SYSTEM_FOLDER, KEPT]:
+        return None
+    name = parts[3]
+    if len(name) != 64 or name[:2] != parts[2] or any(char not in "0123456789abcdef" for char in name):
+        return None
+    return name
 
 
 def storage_key(raw: str) -> str:

@@ -184,6 +184,15 @@ class S3Storage:
         )
         await self._call(self._client.remove_object, self.bucket, source_key)
 
+    async def copy(self, source: str, target: str) -> None:
+        # Server-side: the bytes never leave the store. A PUT of the copy is atomic, as any PUT.
+        await self._call(
+            self._client.compose_object,
+            self.bucket,
+            storage_key(target),
+            [ComposeSource(self.bucket, storage_key(source))],
+        )
+
     async def delete(self, key: str) -> None:
         await self._call(self._client.remove_object, self.bucket, storage_key(key))
 

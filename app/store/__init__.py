@@ -17,6 +17,7 @@ from app.metrics import Metrics
 from app.store.database import Database, Task
 from app.store.events import EventStore
 from app.store.images import IMAGE_INDEXES, DuplicateGroup, FieldUpdate, ImageStore
+from app.store.kept import KeptStore
 from app.store.leases import COLLECTION as LEASES
 from app.store.leases import LeaseStore
 from app.store.secrets import SecretStore
@@ -31,6 +32,7 @@ class Store:
     leases: LeaseStore
     views: ViewStore
     snapshots: SnapshotStore
+    kept: KeptStore  # what snapshots hold of the images' bytes
     secrets: SecretStore
     events: EventStore
 
@@ -48,6 +50,7 @@ class Store:
             leases=LeaseStore(lambda: database.collection(LEASES)),
             views=ViewStore(database),
             snapshots=SnapshotStore(database),
+            kept=KeptStore(database),
             secrets=SecretStore(database),
             events=EventStore(database),
         )

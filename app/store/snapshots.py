@@ -9,7 +9,7 @@ Deleting a snapshot drops its collection.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel
@@ -40,8 +40,17 @@ class SnapshotStore:
             return False
         return True
 
-    async def finish(self, snapshot_id: Any, count: int) -> None:
-        await (await self._registry()).update_one({"_id": snapshot_id}, {"$set": {"count": count}})
+    async def finish(self, snapshot_id: Any, count: int, version: str) -> None:
+        await (await self._registry()).update_one({"_id": snapshot_id}, {"$set": {"count": count, "version": version}})
+
+    async def set_version(self, snapshot_id: Any, version: str) -> None:
+        """Record the version of a snapshot made before versions were (each writer sets the same)."""
+        await (await self._registry()).update_one({"_id": snapshot_id}, {"$set": {"version": version}})
+
+    async def every_id(self) -> list[Any]:
+        """Every snapshot's id, whoever's, finished or not."""
+        found = (await self._registry()).find({}, {"_id": 1})
+        return [document["_id"] async for document in found]
 
     async def of_owner(self, owner: str | None) -> list[dict[str, Any]]:
         found = (await self._registry()).find({"owner": owner}, sort=[("created", ASCENDING)])
@@ -57,6 +66,12 @@ class SnapshotStore:
 
     async def freeze(self, snapshot_id: Any, documents: list[dict[str, Any]]) -> None:
         await self._frozen(snapshot_id).insert_many(documents, ordered=False)
+
+    async def frozen_by_ids(
+        self, snapshot_id: Any, image_ids: Sequence[Any], projection: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The frozen images of `image_ids` the snapshot holds."""
+        return await self._database.engine.find_by_ids(self._frozen(snapshot_id), image_ids, {}, projection)
 
     async def frozen_page(self, snapshot_id: Any, *, skip: int, limit: int) -> list[dict[str, Any]]:
         """Frozen images in image-id order."""

@@ -1,5 +1,5 @@
-"""Snapshots: frozen as they were, paged, compared, exported with the changed files flagged and
-left out. Local and S3 storage (exports read files)."""
+"""Snapshots: frozen as they were, paged, compared, exported with the frozen bytes (the keeping
+of bytes itself: tests/test_snapshot_bytes.py). Local and S3 storage (exports read files)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,10 @@ async def test_a_snapshot_stays_as_it_was(client: httpx.AsyncClient, seeded: dic
     assert (await client.delete(f"/images/{b['_id']}")).status_code == 200
     await upload(client, make_image(), fields={"file": "cats/new.png", "label": "cat"})
     assert await frozen(client, "v1") == before
-    assert (await client.get("/snapshots/v1")).json() == created
+    shown = (await client.get("/snapshots/v1")).json()
+    # b's bytes are kept for the snapshot alone now; nothing else about it changed.
+    assert shown == {**created, "keptBytes": b["size"]}
+    assert created["keptBytes"] == 0
     page = (await client.get("/snapshots/v1/images", params={"skip": 1, "limit": 1})).json()
     assert (page["total"], page["items"]) == (2, before[1:])
 
@@ -81,9 +84,7 @@ async def test_a_diff_is_exact(client: httpx.AsyncClient, seeded: dict[str, Any]
     assert (await client.get("/snapshots/v1/diff/v1")).json()["changed"] == {"count": 0, "ids": []}
 
 
-async def test_an_export_flags_changed_files_and_never_swaps_them(
-    client: httpx.AsyncClient, seeded: dict[str, Any]
-) -> None:
+async def test_an_export_holds_the_frozen_files_and_metadata(client: httpx.AsyncClient, seeded: dict[str, Any]) -> None:
     originals = {file: (await client.get(f"/images/{image['_id']}/image")).content for file, image in seeded.items()}
     await snapshot(client, {"name": "v1", "filter": {"file": {"$regex": "^dogs/"}}})
     await upload(client, make_image(color=(9, 9, 9)), fields={"file": "dogs/c.png"})  # new bytes
@@ -92,12 +93,12 @@ async def test_an_export_flags_changed_files_and_never_swaps_them(
     response = await client.get("/snapshots/v1/export")
     assert response.status_code == 200
     archive = zipfile.ZipFile(io.BytesIO(response.content))
-    assert sorted(name for name in archive.namelist() if name.endswith(".png")) == ["dogs/d.png"]
+    assert sorted(name for name in archive.namelist() if name.endswith(".png")) == ["dogs/c.png", "dogs/d.png"]
+    assert archive.read("dogs/c.png") == originals["dogs/c.png"]  # the frozen bytes, kept
     assert archive.read("dogs/d.png") == originals["dogs/d.png"]
     listed = {entry["file"]: entry for entry in json.loads(archive.read("mongodb_data.json"))}
-    assert listed["dogs/c.png"]["fileChanged"] is True
     assert listed["dogs/c.png"]["data"] == seeded["dogs/c.png"]["data"]  # the frozen metadata
-    assert "fileChanged" not in listed["dogs/d.png"]
+    assert not [entry for entry in listed.values() if "fileChanged" in entry]
     assert listed["dogs/d.png"]["data"] == {"label": "Doggo", "key3": "value3"}  # as frozen, not "wolf"
     assert "mongodb_data.xlsx" in archive.namelist()
 

@@ -62,9 +62,20 @@ class Selection:
     """The documents an archive holds: images, or the frozen images of a snapshot."""
 
     batches: Batches
-    # For frozen images: whether the file stored at the path is still the one that was frozen.
-    # One that is not goes without its bytes, flagged `fileChanged`: never silently swapped.
-    still_same: Callable[[Mapping[str, Any]], Awaitable[bool]] | None = None
+    # For frozen images: their frozen bytes, opened (app/domain/datasets/kept.py). None where
+    # they are gone (lost before snapshots kept bytes): listed without, flagged `fileChanged`,
+    # never silently swapped for newer ones.
+    open_frozen: Callable[[Mapping[str, Any]], Awaitable[replacement.Located | None]] | None = None
+
+
+async def open_selected(
+    selection: Selection, storage: Storage, document: Mapping[str, Any]
+) -> replacement.Located | None:
+    """The bytes of one selected document, opened; None for a frozen image whose bytes are
+    gone. NotFound if its file is missing."""
+    if selection.open_frozen is not None:
+        return await selection.open_frozen(document)
+    return await replacement.locate_stored(storage, document["file"], document.get(replacement.PENDING))
 
 
 async def export_archive(
@@ -159,17 +170,17 @@ async def _members(
         async for batch in batches:
             for document in batch:
                 key = document["file"]  # the storage key, in both scope modes
-                if selection.still_same is not None and not await selection.still_same(document):
-                    state.add(document, file_changed=True)
-                    continue
                 try:
-                    opened = await replacement.open_stored(storage, key, document.get(replacement.PENDING))
+                    found = await open_selected(selection, storage, document)
                 except NotFound:
                     log.warning("export: the file of image %s (%r) is missing; listed without it", document["_id"], key)
                     state.add(document, file_missing=True)
                     continue
+                if found is None:
+                    state.add(document, file_changed=True)
+                    continue
                 state.add(document)
-                yield document["file"], modified_time(document), FILE_MODE, opened.chunks
+                yield document["file"], modified_time(document), FILE_MODE, found.opened.chunks
 
     state.json.write(b"\n]\n")
     yield JSON_NAME, datetime.now(UTC), FILE_MODE, read_spooled(state.json)

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from app.domain.annotations import Annotations, Box, annotations_in, value_at
-from app.domain.archives.export import Selection, modified_time
+from app.domain.archives.export import Selection, modified_time, open_selected
 from app.domain.archives.zipping import FILE_MODE, Member, zipped
 from app.domain.writes import replacement
 from app.errors import BadInput, NotFound
@@ -326,18 +326,20 @@ async def _samples(
 async def _opened(
     selection: Selection, split: str, document: dict[str, Any], fields: Fields, left: _Left, storage: Storage
 ) -> Sample | None:
-    key, pending = document["file"], document.get(replacement.PENDING)
-    if selection.still_same is not None and not await selection.still_same(document):
-        left.changed.append(key)
-        return None
+    key = document["file"]
     try:
-        opened = await replacement.open_stored(storage, key, pending)
+        found = await open_selected(selection, storage, document)
     except NotFound:
         left.missing.append(key)
         return None
+    if found is None:
+        left.changed.append(key)
+        return None
+    opened = found.opened
 
     async def reopen() -> AsyncIterator[bytes]:
-        return (await replacement.open_stored(storage, key, pending)).chunks
+        # Where the bytes were found: a kept copy never changes; a path, only by a later write.
+        return (await replacement.open_stored(storage, found.key, found.pending)).chunks
 
     return Sample(
         split=split,

@@ -3,28 +3,29 @@
 Creating one copies, for every image the filter (or view) matches in the caller's scope, its
 id, file, checksum, time, data and the other facts a listing shows, as they are at that
 moment, into a collection of the snapshot's own (`snapshot_<id>`, keyed by the image id). The
-registry (`snapshots`, one per owner and name) says which collection is whose and whether it is
-complete. Nothing ever writes to a snapshot's images afterwards: they can be listed and paged,
-compared with another snapshot, and exported.
-
-The store keeps each snapshot's images apart, keyed by image id (app/store/snapshots.py), so a
-page, a diff or an export reads its own snapshot in id order. Deleting a snapshot drops them.
+registry (`snapshots`, one per owner and name) says which collection is whose, whether it is
+complete, and its `version` (app/domain/datasets/versions.py). Nothing ever writes to a
+snapshot's images afterwards: they can be listed and paged, compared with another snapshot,
+and exported.
 
 Creation streams: matches are read once, as a list page finds them, and written a batch at a time, so memory
-stays flat at any size, and other requests run between the batches. A creation that fails or is
-cancelled is undone. One cut short by a crash, or by a database that is gone (so nothing can
-be undone), stays marked unfinished: it cannot be read or exported, and can be deleted.
+stays flat at any size, and other requests run between the batches. Each batch is frozen under
+its paths' leases, and its images marked, so that a replacement or delete of one of them keeps
+the frozen bytes (app/domain/datasets/kept.py). A creation that fails or is cancelled is undone.
+One cut short by a crash, or by a database that is gone (so nothing can be undone), stays
+marked unfinished: it cannot be read or exported, and can be deleted.
 
-An export of a snapshot has the frozen metadata, and the bytes of every image whose stored file
-is still the frozen one: the image still exists at the same path with the same checksum (or,
-for an image frozen before its checksum was known, at the same revision). Others are listed
-with `fileChanged: true` and without bytes, never with a newer file.
+An export of a snapshot has the frozen metadata and the frozen bytes of every image: at its path
+while the image holds them, else kept. Bytes an image lost before snapshots kept them (before
+this service kept bytes) are missing: such images are listed with `fileChanged: true` and
+without bytes, never with a newer file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,12 +33,14 @@ from typing import Any
 from bson import ObjectId
 
 from app.domain.archives.export import Selection
+from app.domain.datasets.kept import KeptBytes
 from app.domain.datasets.saved_filters import filter_as_json, filter_from_text, filter_to_text
+from app.domain.datasets.versions import VERSIONED_FIELDS, VersionHash
 from app.domain.metadata import check_count, check_name, check_new_name, check_skip
 from app.domain.query import check_filter, scoped
 from app.domain.scope import Scope
-from app.domain.writes import replacement
-from app.domain.writes.rewrite import REVISION, revision_of
+from app.domain.writes.leases import Leases, path_key
+from app.domain.writes.rewrite import REVISION
 from app.errors import Conflict, NotFound, ServiceError
 from app.models import RENDERED_FIELDS, utc_now
 from app.store import Store
@@ -57,6 +60,8 @@ class Snapshot:
     filter: dict[str, Any]
     created: datetime
     count: int | None  # None while unfinished
+    version: str | None = None  # None while unfinished
+    kept_bytes: int = 0  # of the kept files only this snapshot holds (listings say; else 0)
 
     @property
     def finished(self) -> bool:
@@ -88,8 +93,10 @@ class Diff:
 
 
 class SnapshotService:
-    def __init__(self, *, store: Store) -> None:
+    def __init__(self, *, store: Store, leases: Leases, kept: KeptBytes) -> None:
         self.store = store
+        self.leases = leases
+        self.kept = kept
 
     async def create(self, scope: Scope, name: str, query_filter: Mapping[str, Any]) -> Snapshot:
         """Freeze the matches; Conflict if the caller has a snapshot of that name."""
@@ -108,21 +115,30 @@ class SnapshotService:
             if not await self.store.snapshots.register(entry):
                 raise Conflict(f"You have a snapshot named {name!r} already; snapshots never change.")
             try:
-                count = await self._freeze(snapshot_id, scoped(checked, scope))
-                await self.store.snapshots.finish(snapshot_id, count)
+                count, version = await self._freeze(snapshot_id, scoped(checked, scope))
+                await self.store.snapshots.finish(snapshot_id, count, version)
             except BaseException:
                 await self._discard(snapshot_id, name)
                 raise
-        return _loaded({**entry, "count": count})
+        return _loaded({**entry, "count": count, "version": version})
 
-    async def _freeze(self, snapshot_id: ObjectId, condition: Mapping[str, Any]) -> int:
-        """Copy the matches into the snapshot, a batch at a time; how many."""
+    async def _freeze(self, snapshot_id: ObjectId, condition: Mapping[str, Any]) -> tuple[int, str]:
+        """Copy the matches into the snapshot, a batch at a time, in `_id` order; how many, and
+        the version. Each batch under its paths' leases, read again there: a replacement or
+        delete of one of its images then comes wholly before (and is frozen) or wholly after
+        (and finds the mark, so keeps the frozen bytes)."""
         projection = dict.fromkeys(FROZEN_FIELDS, 1)
         count = 0
-        async for batch in self.store.images.batches(condition, projection, BATCH):
-            await self.store.snapshots.freeze(snapshot_id, batch)
+        version = VersionHash()
+        async for found in self.store.images.pages_by_id(condition, {"file": 1}, BATCH):
+            async with self.leases.hold(path_key(document["file"]) for document in found):
+                batch = await self.store.images.by_ids([document["_id"] for document in found], condition, projection)
+                await self.store.kept.mark([document["_id"] for document in batch])
+                if batch:
+                    await self.store.snapshots.freeze(snapshot_id, batch)
+            version.add(batch)
             count += len(batch)
-        return count
+        return count, version.hexdigest()
 
     async def _discard(self, snapshot_id: ObjectId, name: str) -> None:
         """Remove a snapshot whose creation failed or was cancelled. If the database is the
@@ -133,10 +149,33 @@ class SnapshotService:
         except ServiceError as error:
             log.warning("snapshot %r: its creation failed and it could not be removed (%s)", name, error.detail)
 
-    async def list(self, scope: Scope) -> list[Snapshot]:
+    async def list(self, scope: Scope) -> Sequence[Snapshot]:
+        """The caller's snapshots, each with its version and the bytes only it keeps."""
         self.store.require_ready()
         with self.store.errors():
-            return [_loaded(document) for document in await self.store.snapshots.of_owner(scope.owner)]
+            found = [await self._versioned(document) for document in await self.store.snapshots.of_owner(scope.owner)]
+        return await self._with_kept(found)
+
+    async def describe(self, scope: Scope, name: str) -> Snapshot:
+        """`get`, unfinished or not, with the bytes only it keeps."""
+        (snapshot,) = await self._with_kept([await self.get(scope, name, finished=False)])
+        return snapshot
+
+    async def _with_kept(self, snapshots: Sequence[Snapshot]) -> Sequence[Snapshot]:
+        with self.store.errors():
+            kept = await self.kept.kept_only_by() if snapshots else {}
+        return [dataclasses.replace(snapshot, kept_bytes=kept.get(snapshot.id, 0)) for snapshot in snapshots]
+
+    async def _versioned(self, document: Mapping[str, Any]) -> Snapshot:
+        """The snapshot, its version computed (and recorded) if it was made before versions were."""
+        snapshot = _loaded(document)
+        if snapshot.finished and snapshot.version is None:
+            version = VersionHash()
+            async for batch in self.store.snapshots.frozen(snapshot.id, dict.fromkeys(VERSIONED_FIELDS, 1), BATCH):
+                version.add(batch)
+            await self.store.snapshots.set_version(snapshot.id, version.hexdigest())
+            snapshot = dataclasses.replace(snapshot, version=version.hexdigest())
+        return snapshot
 
     async def get(self, scope: Scope, name: str, *, finished: bool = True) -> Snapshot:
         self.store.require_ready()
@@ -144,15 +183,19 @@ class SnapshotService:
             document = await self.store.snapshots.get(scope.owner, check_name(name, what="A snapshot"))
         if document is None:
             raise NotFound(f"No snapshot named {name!r}.")
-        snapshot = _loaded(document)
+        with self.store.errors():
+            snapshot = await self._versioned(document)
         if finished and not snapshot.finished:
             raise Conflict(f"The snapshot {name!r} is unfinished (its creation was cut short); delete it.")
         return snapshot
 
     async def delete(self, scope: Scope, name: str) -> None:
+        """The snapshot, then the kept bytes no other snapshot holds (released at once; what a
+        crash or a racing replacement leaves, the sweep after each delete releases)."""
         snapshot = await self.get(scope, name, finished=False)
         with self.store.errors():
             await self.store.snapshots.delete(snapshot.id)
+            await self.kept.sweep()
 
     async def page(self, scope: Scope, name: str, *, skip: int, limit: int, max_limit: int) -> SnapshotPage:
         """Frozen images in image-id order."""
@@ -205,20 +248,9 @@ class SnapshotService:
     async def selection(self, scope: Scope, name: str) -> Selection:
         """What an export of the snapshot holds (app/domain/archives/export.py)."""
         snapshot = await self.get(scope, name)
-        images = self.store.images
-
-        async def still_same(frozen: Mapping[str, Any]) -> bool:
-            # By `_id` alone, the lookup every engine answers by index. The scope was applied when frozen.
-            current = await images.by_id(frozen["_id"], {"file": 1, "checksum": 1, REVISION: 1, replacement.PENDING: 1})
-            if current is None or current.get("file") != frozen.get("file") or replacement.PENDING in current:
-                return False
-            if frozen.get("checksum") is not None:
-                return bool(current.get("checksum") == frozen["checksum"])
-            return revision_of(current) == revision_of(frozen)
-
         return Selection(
             batches=lambda projection: self.store.snapshots.frozen(snapshot.id, projection, BATCH),
-            still_same=still_same,
+            open_frozen=lambda frozen: self.kept.open_frozen(snapshot.id, frozen),
         )
 
 
@@ -229,4 +261,5 @@ def _loaded(document: Mapping[str, Any]) -> Snapshot:
         filter=filter_from_text(document["filter"]),
         created=document["created"],
         count=document.get("count"),
+        version=document.get("version"),
     )

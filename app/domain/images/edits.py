@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.domain.datasets.events import Events
+from app.domain.datasets.kept import KeptBytes
 from app.domain.images.documents import FileRemoval, loaded
 from app.domain.images.reading import ImageReader
 from app.domain.metadata import check_data, parse_data_patch, parse_merge_patch
@@ -33,12 +34,20 @@ class UpdateSummary:
 
 class Edits:
     def __init__(
-        self, *, store: Store, reader: ImageReader, leases: Leases, events: Events, removal: FileRemoval
+        self,
+        *,
+        store: Store,
+        reader: ImageReader,
+        leases: Leases,
+        events: Events,
+        kept: KeptBytes,
+        removal: FileRemoval,
     ) -> None:
         self.store = store
         self.reader = reader  # finds the image in the caller's scope first
         self.leases = leases
         self.events = events  # every edit records what it wrote, under its leases (app/domain/datasets/events/)
+        self.kept = kept  # a deleted image's bytes, kept first for the snapshots that froze them
         self.removal = removal
 
     async def update_data(
@@ -89,6 +98,7 @@ class Edits:
                 if document is None or not scope.allows(document):
                     raise NotFound(f"No image with id {image_id}.")
                 rewrite.check_revision(document, revisions)
+                await self.kept.keep([document])
                 if await self.store.images.delete(document["_id"]):
                     await self.events.record("deleted", [document])
                     await self.removal.of_document(document)
@@ -129,6 +139,7 @@ class Edits:
                     ids = [doc["_id"] for doc in batch]
                     # Whole: the deleted events carry the images as they were.
                     gone = await self.store.images.by_ids(ids, condition)
+                    await self.kept.keep(gone)
                     deleted += await self.store.images.delete_by_ids([doc["_id"] for doc in gone])
                     await self.events.record("deleted", gone)
                     await self.removal.of_documents(gone)

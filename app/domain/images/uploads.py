@@ -18,6 +18,7 @@ from anyio import to_thread
 from bson import ObjectId
 
 from app.domain.datasets.events import EVENT_FIELD, Events
+from app.domain.datasets.kept import KeptBytes
 from app.domain.images import data_keys
 from app.domain.images.documents import LOOKUPS_AT_ONCE, FileRemoval, loaded, new_document
 from app.domain.media.checksums import HashingReader
@@ -71,6 +72,7 @@ class Uploads:
         leases: Leases,
         thumbnails: Thumbnails,
         events: Events,
+        kept: KeptBytes,
         max_upload_bytes: int,
         metrics: Metrics,
     ) -> None:
@@ -79,6 +81,7 @@ class Uploads:
         self.leases = leases
         self.thumbnails = thumbnails
         self.events = events  # every upload records what it wrote, under its lease (app/domain/datasets/events/)
+        self.kept = kept  # a replaced image's bytes, kept first for the snapshots that froze them
         self.max_upload_bytes = max_upload_bytes
         self.metrics = metrics
         self.removal = FileRemoval(storage=storage, thumbnails=thumbnails)
@@ -334,6 +337,7 @@ class Uploads:
         # In steps a crash can stop between without the document and the bytes parting ways:
         # see app/domain/writes/replacement.py. A whole replacement: see rewrite.py.
         existing = await replacement.settle(self.store.images, self.storage, existing)
+        await self.kept.keep([existing])
         staged = replacement.staging_key(existing["_id"])
         checksum = await save(self.storage, staged, new, content_type=fields["contentType"])
         try:

@@ -11,6 +11,8 @@
 - Replacements a crash interrupted (app/domain/writes/replacement.py): finished on repair. Their
   staged files count as the document's, never as orphans.
 - Expired leases (a process died holding them): deleted; writers would take them over anyway.
+- Files kept for snapshots (app/domain/datasets/kept.py) are never orphans: their checks are
+  app/domain/datasets/kept_repair.py's.
 - Stale resized copies (app/domain/media/thumbnails.py): of images deleted, or of bytes since
   replaced, when a thumbnail was being made as that happened. Deleted past the grace period;
   the copies of current images are never findings.
@@ -38,6 +40,7 @@ from app.domain.writes.leases import Leases, path_key
 from app.errors import BadInput, Conflict
 from app.storage import Storage
 from app.storage.base import ListedFile
+from app.storage.keys import checksum_of_kept
 from app.store import Store
 from app.store.images import ImageStore
 
@@ -48,7 +51,15 @@ ORPHAN_BATCH = 500  # leases held at once while deleting, as a bulk delete does
 CHECKS_AT_ONCE = 16
 
 Kind = Literal[
-    "orphan file", "missing file", "temporary file", "unfinished replacement", "expired lease", "stale resized copy"
+    "orphan file",
+    "missing file",
+    "temporary file",
+    "unfinished replacement",
+    "expired lease",
+    "stale resized copy",
+    "unneeded kept file",
+    "missing kept file",
+    "hold of a deleted snapshot",
 ]
 
 
@@ -97,8 +108,13 @@ async def _storage_side(
             if item.temporary and item.modified < cutoff:
                 if repair:
                     await storage.delete(item.key)
-                yield Finding(kind="temporary file", name=item.key, detail=_described(item), repaired=repair)
-        inventory.add_files(item for item in batch if not item.temporary and not thumbnails.is_variant(item.key))
+                yield Finding(kind="temporary file", name=item.key, detail=described(item), repaired=repair)
+        # Kept files are named by snapshots' holds, not by documents: app/domain/datasets/kept_repair.py.
+        inventory.add_files(
+            item
+            for item in batch
+            if not item.temporary and not thumbnails.is_variant(item.key) and checksum_of_kept(item.key) is None
+        )
         inventory.add_copies(
             (item, *(thumbnails.variant_of(item.key) or (None, None)))
             for item in batch
@@ -173,7 +189,7 @@ async def _orphans(
     for batch in inventory.unnamed_files(modified_before=cutoff, batch=ORPHAN_BATCH):
         if not repair:
             for item in batch:
-                yield Finding(kind="orphan file", name=item.key, detail=_described(item))
+                yield Finding(kind="orphan file", name=item.key, detail=described(item))
             continue
         keys = [item.key for item in batch]
         try:
@@ -184,7 +200,7 @@ async def _orphans(
         except Conflict:
             kept = set(keys)  # a writer held on to one of them: left for the next run
         for item in batch:
-            yield Finding(kind="orphan file", name=item.key, detail=_described(item), repaired=item.key not in kept)
+            yield Finding(kind="orphan file", name=item.key, detail=described(item), repaired=item.key not in kept)
 
 
 async def _stale_copies(
@@ -195,7 +211,7 @@ async def _stale_copies(
         if repair:
             await asyncio.gather(*(storage.delete(item.key) for item in batch))
         for item in batch:
-            yield Finding(kind="stale resized copy", name=item.key, detail=_described(item), repaired=repair)
+            yield Finding(kind="stale resized copy", name=item.key, detail=described(item), repaired=repair)
 
 
 async def _referenced(images: ImageStore, keys: list[str]) -> set[str]:
@@ -243,5 +259,5 @@ async def remove_stale_temporaries(storage: Storage, *, older_than: timedelta) -
     return removed
 
 
-def _described(item: ListedFile) -> str:
+def described(item: ListedFile) -> str:
     return f"{item.size} bytes, modified {item.modified.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"

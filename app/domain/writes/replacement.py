@@ -24,6 +24,7 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
 from app.domain.writes.leases import Leases, path_key
@@ -52,6 +53,21 @@ async def open_stored(storage: Storage, file: str, pending: Any) -> StoredFile:
         except NotFound:
             pass  # moved onto `file` since the document was read
     return await storage.open(file)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Located:
+    """An image's bytes, opened, and where they were found: `key` (with `pending`, as the
+    document named it, to open them again) or a snapshot's kept copy (app/domain/datasets/kept.py)."""
+
+    key: str
+    pending: Any
+    opened: StoredFile
+
+
+async def locate_stored(storage: Storage, file: str, pending: Any) -> Located:
+    """`open_stored`, with what opens the bytes again."""
+    return Located(key=file, pending=pending, opened=await open_stored(storage, file, pending))
 
 
 async def stat_stored(storage: Storage, file: str, pending: Any) -> tuple[str, FileStat]:

@@ -1,0 +1,257 @@
+"""Bytes kept for snapshots: what a snapshot froze stays readable after the image changes.
+
+A snapshot freezes metadata; the bytes stay at the image's path for as long as the image holds
+them. When an image some snapshot froze is about to lose them (replaced by an upload, or
+deleted), they are first kept, by checksum, at `.imagestore/kept/<2 hex>/<checksum>` (a path no
+user path can name): a hard link on local storage, a server-side copy on S3, so the service
+never reads them. One file per checksum, however many snapshots and images share it.
+
+Who holds what (app/store/kept.py):
+
+- A *mark* per image a snapshot froze (`frozen_marks`, by image id): the cheap question each
+  replacement and delete asks first. An image never frozen costs that one lookup by `_id`. A
+  marked image is looked up in each snapshot (one lookup by `_id` per snapshot) to learn which
+  froze these very bytes (the same checksum; for images frozen before checksums, the same revision).
+- A *hold* per (checksum, snapshot, image) whose bytes were kept (`kept_holds`). The bytes go
+  when their last hold does. Holds are inserted and deleted, never counted in place: FerretDB
+  1.24 runs an update as a read and a write, so two processes' `$inc`s could lose one.
+
+Why nothing is lost, with two processes and a crash between any two steps:
+
+- Freezing takes the leases of the batch's paths, reads the images again under them, marks them,
+  then writes them into the snapshot. A replacement or delete holds its path's lease and keeps
+  the bytes before it changes the document: so it either ran before the freeze read the image
+  (the snapshot freezes the new document) or after the snapshot holds the old one (and keeps it).
+- Keeping copies the bytes, then inserts the holds, both under the checksum's lease, before the
+  document changes; a crash in between leaves the image as it was (its bytes at its path), and
+  at worst a kept file with no hold, which the next keeper reuses or fsck removes.
+- Releasing (a snapshot deleted) deletes its holds and, for each checksum no hold names any
+  more, the file, under the checksum's lease: so a keeper of the same checksum for another
+  snapshot either sees the file gone and copies it again, or inserted its hold first and the
+  file stays.
+- A snapshot deleted while a replacement of one of its images runs: the replacement may insert a
+  hold for it after its holds were released. Such holds name a snapshot that is no more; the
+  sweep that follows every snapshot delete (and runs at start-up, and in `fsck --repair`)
+  releases them, as it does the holds of a delete a crash cut short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
+from typing import Any
+
+from app.domain.media.checksums import read_checksum
+from app.domain.writes import replacement
+from app.domain.writes.leases import Leases
+from app.domain.writes.rewrite import REVISION, revision_of
+from app.errors import NotFound
+from app.storage import Storage
+from app.storage.base import StoredFile
+from app.storage.keys import kept_key
+from app.store import Store
+from app.store.kept import hold_id
+
+log = logging.getLogger(__name__)
+
+AT_ONCE = 16  # storage calls side by side
+
+
+def kept_lease(checksum: str) -> str:
+    return f"kept:{checksum}"
+
+
+class KeptBytes:
+    def __init__(self, *, store: Store, storage: Storage, leases: Leases) -> None:
+        self.store = store
+        self.storage = storage
+        self.leases = leases
+
+    # -- before a replacement or a delete ---------------------------------------------------------
+
+    async def keep(self, documents: Sequence[Mapping[str, Any]]) -> None:
+        """Keep the bytes of each of `documents` that a snapshot froze, for every such snapshot.
+
+        The caller holds the documents' path leases and is about to replace or delete them;
+        their bytes are where the documents say. Failures propagate: the write must not go on."""
+        kept = self.store.kept
+        marked = await kept.marked([document["_id"] for document in documents])
+        if not marked:
+            return
+        wanted = [document for document in documents if document["_id"] in marked]
+        holders = await self._holders(wanted)
+        needed = [(document, holders[document["_id"]]) for document in wanted if holders.get(document["_id"])]
+        if needed:
+            await self._keep(needed)
+
+    async def _holders(self, documents: Sequence[Mapping[str, Any]]) -> dict[Any, list[Any]]:
+        """For each image, the snapshots that froze the bytes it has now."""
+        current = {document["_id"]: document for document in documents}
+        holders: dict[Any, list[Any]] = defaultdict(list)
+        ids = list(current)
+        for snapshot_id in await self.store.snapshots.every_id():
+            frozen = await self.store.snapshots.frozen_by_ids(snapshot_id, ids, {"checksum": 1, REVISION: 1})
+            for entry in frozen:
+                if same_bytes(entry, current[entry["_id"]]):
+                    holders[entry["_id"]].append(snapshot_id)
+        return holders
+
+    async def _keep(self, needed: list[tuple[Mapping[str, Any], list[Any]]]) -> None:
+        located = []
+        for document, snapshot_ids in needed:
+            checksum = document.get("checksum")
+            if not isinstance(checksum, str):  # written before checksums, not reached by the backfill yet
+                checksum = await read_checksum(self.storage, _where(document))
+                if checksum is None:
+                    log.warning("image %s: its file is missing, so no snapshot can keep it", document["_id"])
+                    continue
+            located.append((document, checksum, snapshot_ids))
+        checksums = sorted({checksum for _, checksum, _ in located})
+        async with self.leases.hold((kept_lease(checksum) for checksum in checksums), what="A snapshot's kept file"):
+            sources = {checksum: document for document, checksum, _ in located}
+            slots = asyncio.Semaphore(AT_ONCE)
+
+            async def copied(checksum: str) -> None:
+                async with slots:
+                    if not await self.storage.exists(kept_key(checksum)):
+                        await _copy_stored(self.storage, sources[checksum], kept_key(checksum))
+
+            await asyncio.gather(*(copied(checksum) for checksum in checksums))
+            await self.store.kept.hold(
+                [
+                    _hold(checksum, snapshot_id, document)
+                    for document, checksum, snapshot_ids in located
+                    for snapshot_id in snapshot_ids
+                ]
+            )
+
+    # -- a snapshot deleted -----------------------------------------------------------------------
+
+    async def release(self, snapshot_id: Any) -> int:
+        """Drop the snapshot's holds, and the kept files no hold names any more; how many files went."""
+        released = 0
+        async for holds in self.store.kept.of_snapshot(snapshot_id):
+            checksums = sorted({hold["checksum"] for hold in holds})
+            async with self.leases.hold((kept_lease(checksum) for checksum in checksums), what="A kept file"):
+                await self.store.kept.drop([hold["_id"] for hold in holds])
+                unneeded = set(checksums) - await self.store.kept.holders(checksums)
+                await _gathered(self.storage.delete(kept_key(checksum)) for checksum in sorted(unneeded))
+            released += len(unneeded)
+        return released
+
+    async def sweep(self) -> int:
+        """Release the holds of snapshots that are no more (a delete cut short, or a keeper that
+        raced the delete); how many kept files went. Holds are read before the registry, so a
+        snapshot registered after them cannot be mistaken for a deleted one."""
+        held = await self.store.kept.snapshots()
+        registered = set(await self.store.snapshots.every_id())
+        released = 0
+        for snapshot_id in held:
+            if snapshot_id not in registered:
+                released += await self.release(snapshot_id)
+        if released:
+            log.info("released %d kept files no snapshot holds", released)
+        return released
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    async def open_frozen(self, snapshot_id: Any, frozen: Mapping[str, Any]) -> replacement.Located | None:
+        """The frozen bytes of an image, opened: at its path while the image holds them, else
+        kept. None if they are neither (changed before snapshots kept bytes). NotFound if the
+        image still holds them but its file is missing.
+
+        The path is opened first and the image read after: a replacement changes the document
+        before it moves new bytes onto the path, so a document still the frozen one after the
+        open means the bytes opened are the frozen ones (an open file keeps the bytes it had)."""
+        images = self.store.images
+        current = await images.by_id(frozen["_id"], {"file": 1, "checksum": 1, REVISION: 1, replacement.PENDING: 1})
+        if current is not None and current.get("file") == frozen.get("file") and same_bytes(frozen, current):
+            pending = current.get(replacement.PENDING)
+            opened: StoredFile | None = None
+            with suppress(NotFound):  # deleted meanwhile, or missing: the second look tells
+                opened = await replacement.open_stored(self.storage, current["file"], pending)
+            again = await images.by_id(frozen["_id"], {REVISION: 1})
+            if again is not None and revision_of(again) == revision_of(current):
+                if opened is None:
+                    raise NotFound(f"The file {current['file']!r} is missing from storage.")
+                return replacement.Located(key=current["file"], pending=pending, opened=opened)
+            if opened is not None:
+                await opened.chunks.aclose()
+        checksum = frozen.get("checksum")
+        if not isinstance(checksum, str):
+            hold = await self.store.kept.of_image(snapshot_id, frozen["_id"])
+            checksum = None if hold is None else hold["checksum"]
+        if checksum is None:
+            return None
+        try:
+            opened = await self.storage.open(kept_key(checksum))
+        except NotFound:
+            return None
+        return replacement.Located(key=kept_key(checksum), pending=None, opened=opened)
+
+    async def kept_only_by(self) -> dict[Any, int]:
+        """Per snapshot, the bytes of the kept files it alone holds: what deleting it frees."""
+        totals: dict[Any, int] = defaultdict(int)
+        checksum: str | None = None
+        holders: set[Any] = set()
+        size = 0
+
+        def counted() -> None:
+            if len(holders) == 1:
+                totals[next(iter(holders))] += size
+
+        async for holds in self.store.kept.every():
+            for hold in holds:
+                if hold["checksum"] != checksum:
+                    counted()
+                    checksum, holders, size = hold["checksum"], set(), int(hold.get("size") or 0)
+                holders.add(hold["snapshot"])
+        counted()
+        return totals
+
+
+def same_bytes(frozen: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether the image `current` still has the bytes `frozen` describes."""
+    if isinstance(frozen.get("checksum"), str):
+        return bool(current.get("checksum") == frozen["checksum"])
+    return revision_of(current) == revision_of(frozen)
+
+
+def _where(document: Mapping[str, Any]) -> str:
+    pending = document.get(replacement.PENDING)
+    return pending if isinstance(pending, str) else str(document["file"])
+
+
+async def _copy_stored(storage: Storage, document: Mapping[str, Any], target: str) -> None:
+    """Copy the bytes `document` describes (at its staged key while a replacement is unsettled)."""
+    pending = document.get(replacement.PENDING)
+    if isinstance(pending, str):
+        try:
+            await storage.copy(pending, target)
+            return
+        except NotFound:
+            pass  # moved onto `file` since the document was read
+    await storage.copy(document["file"], target)
+
+
+def _hold(checksum: str, snapshot_id: Any, document: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "_id": hold_id(checksum, snapshot_id, document["_id"]),
+        "checksum": checksum,
+        "snapshot": snapshot_id,
+        "image": document["_id"],
+        "size": document.get("size"),
+    }
+
+
+async def _gathered(calls: Iterable[Any]) -> None:
+    slots = asyncio.Semaphore(AT_ONCE)
+
+    async def one(call: Any) -> None:
+        async with slots:
+            await call
+
+    await asyncio.gather(*(one(call) for call in calls))

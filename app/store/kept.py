@@ -1,0 +1,126 @@
+"""What snapshots hold of the images' bytes: marks and holds (app/domain/datasets/kept.py).
+
+- `frozen_marks`: `{_id: <image id>}`, one per image some snapshot froze, inserted as it is
+  frozen and never changed. The question every replacement and delete asks ("may a snapshot hold
+  this image?") is then one lookup by `_id`, which every engine answers by its index; the
+  snapshots themselves are a collection each, so asking each of them would cost a lookup per
+  snapshot on every write.
+- `kept_holds`: `{_id: "<checksum>:<snapshot id>:<image id>", checksum, snapshot, image, size}`,
+  one per frozen image whose bytes are kept for its snapshot. Holders are counted by reading
+  these, never by a counter: FerretDB 1.24 runs an update as a read and a write, so two `$inc`s
+  of one counter can lose one. The `_id` puts a checksum's holds side by side: its holders are
+  one `_id` range, which both engines read through an index (`key_range`).
+
+Both are only inserted (a duplicate `_id` is the same fact twice) or deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Collection as Many
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.errors import BulkWriteError
+
+from app.store.database import Database
+from app.store.engines.mongodb import Collection
+from app.store.errors import DUPLICATE_KEY
+
+MARKS = "frozen_marks"
+HOLDS = "kept_holds"
+HOLD_INDEXES = [IndexModel([("snapshot", ASCENDING), ("image", ASCENDING)], name="snapshot_1_image_1")]
+PAGE = 1000
+
+
+def hold_id(checksum: str, snapshot_id: Any, image_id: Any) -> str:
+    return f"{checksum}:{snapshot_id}:{image_id}"
+
+
+class KeptStore:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._keys_indexed = False
+
+    def _marks(self) -> Collection:
+        return self._database.collection(MARKS)
+
+    async def _holds(self) -> Collection:
+        collection = await self._database.indexed(HOLDS, HOLD_INDEXES)
+        if not self._keys_indexed:
+            await self._database.engine.index_keys(collection)
+            self._keys_indexed = True
+        return collection
+
+    async def prepare(self) -> None:
+        """Let `_id` ranges of the holds be read through an index (the engine's `index_keys`), at
+        start-up (a store setup task, before the database is ready for requests)."""
+        await self._database.engine.index_keys(self._database.collection(HOLDS))
+        self._keys_indexed = True
+
+    # -- marks ------------------------------------------------------------------------------------
+
+    async def mark(self, image_ids: Sequence[Any]) -> None:
+        await _insert_new(self._marks(), [{"_id": image_id} for image_id in image_ids])
+
+    async def marked(self, image_ids: Sequence[Any]) -> set[Any]:
+        """Which of `image_ids` some snapshot may hold."""
+        if not image_ids:
+            return set()
+        found = await self._database.engine.find_by_ids(self._marks(), image_ids, {}, {"_id": 1})
+        return {document["_id"] for document in found}
+
+    # -- holds ------------------------------------------------------------------------------------
+
+    async def hold(self, holds: Sequence[Mapping[str, Any]]) -> None:
+        """Insert holds (`{_id, checksum, snapshot, image, size}`); those already there stay."""
+        await _insert_new(await self._holds(), [dict(hold) for hold in holds])
+
+    async def holders(self, checksums: Many[str]) -> set[str]:
+        """Which of `checksums` any hold names."""
+        held = set()
+        holds = await self._holds()
+        for checksum in sorted(checksums):
+            # The range of `<checksum>:…`; ':' sorts just below ';'.
+            found = await self._database.engine.key_range(holds, after=f"{checksum}:", below=f"{checksum};", limit=1)
+            if found:
+                held.add(checksum)
+        return held
+
+    async def of_snapshot(self, snapshot_id: Any) -> AsyncIterator[list[dict[str, Any]]]:
+        """The snapshot's holds, a page at a time in `_id` order; each page asked for once the
+        previous one is done with (the caller deletes them as it goes)."""
+        holds = await self._holds()
+        async for page in self._database.engine.pages_by_id(holds, {"snapshot": snapshot_id}, None, PAGE):
+            yield page
+
+    async def of_image(self, snapshot_id: Any, image_id: Any) -> dict[str, Any] | None:
+        return await (await self._holds()).find_one({"snapshot": snapshot_id, "image": image_id})
+
+    async def every(self) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every hold in `_id` order (a checksum's holds side by side), a page at a time."""
+        holds = await self._holds()
+        after = ""
+        while page := await self._database.engine.key_range(holds, after=after, limit=PAGE):
+            yield page
+            after = page[-1]["_id"]
+
+    async def snapshots(self) -> list[Any]:
+        """Every snapshot some hold names."""
+        holds = await self._holds()
+        return await self._database.engine.distinct(holds, "snapshot", {})
+
+    async def drop(self, hold_ids: Sequence[str]) -> None:
+        await self._database.engine.delete_by_ids(await self._holds(), hold_ids)
+
+
+async def _insert_new(collection: Collection, documents: list[dict[str, Any]]) -> None:
+    """Insert each document unless its `_id` is there already."""
+    if not documents:
+        return
+    try:
+        await collection.insert_many(documents, ordered=False)
+    except BulkWriteError as error:
+        refused = [found for found in error.details.get("writeErrors", []) if found.get("code") != DUPLICATE_KEY]
+        if refused:
+            raise
