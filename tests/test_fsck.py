@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +26,8 @@ from app.domain.media.thumbnails import variants_folder
 from app.domain.writes import replacement
 from app.domain.writes.leases import lease_document
 from app.main import create_app
+from app.storage.keys import kept_key
+from app.store.kept import HOLDS, hold_id
 from app.store.leases import COLLECTION as LEASES
 from scripts.servers import REPO_ROOT, free_port
 from tests.utils.images import make_image
@@ -252,3 +256,55 @@ async def test_fsck_over_more_images_than_one_batch_finds_exactly_what_is_wrong(
     assert {name for kind, name, state in findings(repaired) if state == "repaired"} == orphans
     assert not any((root / name).exists() for name in orphans)
     assert sum(1 for path in root.rglob("*.png")) == count - len(orphans) - len(missing)
+
+
+async def test_fsck_knows_the_bytes_kept_for_snapshots(
+    make_settings: Callable[..., Settings], storage_kind: str, request: pytest.FixtureRequest
+) -> None:
+    """Kept files a snapshot holds are never findings (nor orphans); one nobody holds is, and so
+    are the holds of a deleted snapshot and a held file that went missing."""
+    settings = make_settings()
+    raw: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+    try:
+        async with LifespanClient(create_app(settings)) as (client, app):
+            held, lost, released = make_image(color=(1, 9, 9)), make_image(color=(2, 9, 9)), make_image(color=(3, 9, 9))
+            for file, content in (("held.png", held), ("lost.png", lost), ("released.png", released)):
+                await upload(client, content, fields={"file": file})
+            assert (await client.post("/snapshots", json={"name": "v1"})).status_code == 201
+            for file in ("held.png", "lost.png"):
+                await upload(client, make_image(color=(7, 7, 7)), fields={"file": file})  # kept for v1
+            await upload(client, lost, fields={"file": "twin.png"})  # an image with lost's bytes
+            unneeded = kept_key(hashlib.sha256(b"nobody").hexdigest())
+            put_file(app, unneeded, b"nobody", old=True)
+            await app.state.services.storage.delete(kept_key(sha(lost)))  # deleted by hand
+            # A snapshot deleted while its delete ran: its hold is left, on bytes kept for it alone.
+            put_file(app, kept_key(sha(released)), released, old=True)
+            gone = ObjectId()
+            await raw[settings.mongodb_database][HOLDS].insert_one(
+                {"_id": hold_id(sha(released), gone, ObjectId()), "checksum": sha(released), "snapshot": gone}
+            )
+
+            env = environment(settings, storage_kind, request)
+            found = await fsck(env, "--grace-seconds", "0")
+            expected = {
+                ("unneeded kept file", unneeded, "found"),
+                ("missing kept file", kept_key(sha(lost)), "found"),
+                ("hold of a deleted snapshot", str(gone), "found"),
+            }
+            assert findings(found) == expected, found.stdout
+            repaired = await fsck(env, "--repair", "--grace-seconds", "0")
+            assert findings(repaired) == {(kind, name, "repaired") for kind, name, _ in expected}, repaired.stdout
+            left = await stored_keys(app)
+            assert kept_key(sha(held)) in left and kept_key(sha(lost)) in left  # copied again from twin.png
+            assert unneeded not in left and kept_key(sha(released)) not in left
+            response = await client.get("/snapshots/v1/export")
+            archive = zipfile.ZipFile(io.BytesIO(response.content))
+            assert (sha(archive.read("held.png")), sha(archive.read("lost.png"))) == (sha(held), sha(lost))
+            clean = await fsck(env, "--grace-seconds", "0")
+            assert (clean.returncode, clean.stdout) == (0, "")
+    finally:
+        await raw.close()
+
+
+def sha(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()

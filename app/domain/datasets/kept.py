@@ -13,8 +13,9 @@ Who holds what (app/store/kept.py):
   marked image is looked up in each snapshot (one lookup by `_id` per snapshot) to learn which
   froze these very bytes (the same checksum; for images frozen before checksums, the same revision).
 - A *hold* per (checksum, snapshot, image) whose bytes were kept (`kept_holds`). The bytes go
-  when their last hold does. Holds are inserted and deleted, never counted in place: FerretDB
-  1.24 runs an update as a read and a write, so two processes' `$inc`s could lose one.
+  when their last hold does. Holds are inserted and deleted, never counted in place: some
+  engines run an update as a read and a write (app/store/engines/), so two processes' `$inc`s
+  of one counter could lose one.
 
 Why nothing is lost, with two processes and a crash between any two steps:
 

@@ -88,34 +88,11 @@ class Uploads:
 
     async def upload(self, scope: Scope, new: NewImage) -> Image:
         """Store a file and its document; the image already at that `file` is replaced whole."""
-        file, fields = await self._prepare(scope, new)
+        file, fields = await prepared(scope, new, max_upload_bytes=self.max_upload_bytes)
         self.store.require_ready()
         with self.store.errors():
             async with self.leases.hold([path_key(file)], what=f"The image at {file!r}"):
                 return await self._upload_holding_lease(scope, new, file, fields)
-
-    async def _prepare(self, scope: Scope, new: NewImage) -> tuple[str, dict[str, Any]]:
-        """The upload's path and the document's fields; BadInput, TooLarge or NotAnImage."""
-        if new.length > self.max_upload_bytes:
-            raise TooLarge(f"The file is larger than the maximum upload size of {self.max_upload_bytes} bytes.")
-        if not (new.file or new.filename):
-            raise BadInput("The upload has no file name; give one in the 'file' field.")
-        file = scope.file_path(new.file or new.filename or "")
-        # From memory a header is read in less time than a trip to a worker thread takes.
-        facts = sniff(new.source) if new.in_memory else await to_thread.run_sync(sniff, new.source)
-        data = check_data(new.data)
-        fields = {
-            "time": to_stored_time(new.time) if new.time else utc_now(),
-            "data": data,
-            "dataKeys": data_keys.data_keys(data),
-            "size": new.length,
-            "contentType": facts.content_type,
-            "width": facts.width,
-            "height": facts.height,
-        }
-        if facts.exif is not None:
-            fields["exif"] = facts.exif
-        return file, fields
 
     async def create_many(self, scope: Scope, news: list[NewImage]) -> list[Image | ServiceError]:
         """New images at paths the caller has just found free (`known_new`), written together.
@@ -131,7 +108,7 @@ class Uploads:
         documents: dict[int, dict[str, Any]] = {}
         for index, new in enumerate(news):
             try:
-                file, fields = await self._prepare(scope, new)
+                file, fields = await prepared(scope, new, max_upload_bytes=self.max_upload_bytes)
             except ServiceError as error:
                 results[index] = error
                 continue
@@ -376,6 +353,30 @@ class Uploads:
         self.events.written([document])
         await self.thumbnails.forget(str(existing["_id"]))  # copies of the old bytes
         return loaded(document)
+
+
+async def prepared(scope: Scope, new: NewImage, *, max_upload_bytes: int) -> tuple[str, dict[str, Any]]:
+    """The upload's path and the document's fields; BadInput, TooLarge or NotAnImage."""
+    if new.length > max_upload_bytes:
+        raise TooLarge(f"The file is larger than the maximum upload size of {max_upload_bytes} bytes.")
+    if not (new.file or new.filename):
+        raise BadInput("The upload has no file name; give one in the 'file' field.")
+    file = scope.file_path(new.file or new.filename or "")
+    # From memory a header is read in less time than a trip to a worker thread takes.
+    facts = sniff(new.source) if new.in_memory else await to_thread.run_sync(sniff, new.source)
+    data = check_data(new.data)
+    fields = {
+        "time": to_stored_time(new.time) if new.time else utc_now(),
+        "data": data,
+        "dataKeys": data_keys.data_keys(data),
+        "size": new.length,
+        "contentType": facts.content_type,
+        "width": facts.width,
+        "height": facts.height,
+    }
+    if facts.exif is not None:
+        fields["exif"] = facts.exif
+    return file, fields
 
 
 async def refuse_duplicate(store: Store, scope: Scope, new: NewImage, file: str, checksum: str) -> None:
