@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -379,6 +379,7 @@ class Service:
         http: str | None = None,
         served: bool = False,
         root: Path = REPO_ROOT,  # the source tree to run (another revision's worktree, say)
+        storage: Mapping[str, str] | None = None,  # S3_* variables: S3 storage instead of `uploads`
     ) -> None:
         self.port = free_port()
         self.log_path = log_path
@@ -392,6 +393,7 @@ class Service:
         # Warnings only, as uvicorn's own `--log-level` below: the log is shown with the figures
         # when the service wrote anything, and an access line per request is not news.
         env.update(MONGODB_CONNECTION_STRING=target.uri, UPLOADS_DIRECTORY=str(uploads), LOG_LEVEL="WARNING")
+        env.update(storage or {})
         if target.sqlite_directory is not None:
             env["FERRETDB_SQLITE_DIRECTORY"] = str(target.sqlite_directory)
         command = [

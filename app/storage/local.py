@@ -7,11 +7,11 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from stat import S_ISREG
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, TypeVar
 
 from anyio import to_thread
 
@@ -22,6 +22,8 @@ from app.storage.keys import storage_key
 from app.storage.threads import open_in_thread
 
 LIST_BATCH = 1000
+FOLDER_ATTEMPTS = 5  # to make a file in a folder that other writers keep emptying and removing
+Made = TypeVar("Made")
 PARTIAL_SUFFIX = ".part"
 # What _write_atomically writes beside a file until it is complete: `.<name>.<32 hex>.part`.
 _PARTIAL = re.compile(r"^\..+\.[0-9a-f]{32}\.part$")
@@ -115,8 +117,8 @@ class LocalStorage:
         source_path, target_path = self._path(source), self._path(target)
 
         def rename() -> None:
-            target_path.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source_path, target_path)  # atomic within one file system, which the root is
+            # Atomic within one file system, which the root is.
+            _in_folder(target_path, lambda: os.replace(source_path, target_path), source=source_path)
             self._remove_with_empty_parents(source_path)
 
         try:
@@ -197,10 +199,10 @@ def _clash(key: str, error: OSError) -> Conflict:
 def _write_atomically(path: Path, source: BinaryIO) -> None:
     # Write beside the target and rename over it: a crash or a failed copy leaves the old file
     # (or none) in place, never half of the new one.
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}")
     try:
-        with partial.open("wb") as target:
+        target = _in_folder(path, lambda: partial.open("wb"))
+        with target:
             shutil.copyfileobj(source, target, CHUNK_SIZE)
         os.replace(partial, path)
     finally:
@@ -211,18 +213,36 @@ def _link_or_copy(source: Path, target: Path) -> None:
     # A hard link costs no bytes and no time; every write here replaces a file by a rename,
     # never in place, so the two names keep the bytes they had. Made beside the target and
     # renamed over it, so the target is never half there.
-    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}")
-    try:
+
+    def link() -> None:
         try:
             os.link(source, partial)
         except OSError as error:
             if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                 raise
             shutil.copyfile(source, partial)  # a file system without hard links (or at its limit)
+
+    try:
+        _in_folder(target, link, source=source)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _in_folder(path: Path, make: Callable[[], Made], *, source: Path | None = None) -> Made:
+    """`make()` a file in `path`'s folder, the folder made first. Another writer's delete or
+    move removes a folder it leaves empty (`_remove_with_empty_parents`), possibly between the
+    two steps: the folder is then made again. FileNotFoundError if `source` is what is missing."""
+    for _ in range(FOLDER_ATTEMPTS - 1):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return make()
+        except FileNotFoundError:
+            if source is not None and not source.exists():
+                raise
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return make()
 
 
 def _write_if_absent(path: Path, source: BinaryIO) -> bool:

@@ -119,6 +119,45 @@ async def test_move_puts_a_file_in_place_of_another(storage: Storage) -> None:
     assert listed == ["x.bin"]  # no folder of the move left behind either
 
 
+async def test_copy_puts_a_copy_in_place_of_another_file(storage: Storage) -> None:
+    kept = system_key("kept", "ab", "x")
+    await storage.save("x.bin", io.BytesIO(b"frozen"), length=6, content_type="text/plain")
+    await storage.copy("x.bin", kept)
+    await storage.save("x.bin", io.BytesIO(b"replaced"), length=8, content_type="text/plain")
+    assert await read_all(storage, kept) == b"frozen"  # a hard link keeps the bytes it had
+    await storage.copy("x.bin", kept)  # in place of the old copy
+    assert await read_all(storage, kept) == b"replaced"
+    await storage.delete("x.bin")
+    assert await read_all(storage, kept) == b"replaced"
+    with pytest.raises(NotFound):
+        await storage.copy("x.bin", kept)
+    assert await read_all(storage, kept) == b"replaced"
+
+
+@pytest.mark.parametrize("storage_kind", ["local"], indirect=True)
+async def test_local_writes_into_a_folder_another_writer_just_removed_succeed(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A move or delete removes the folder it leaves empty; another writer may have made that
+    folder a moment before, to put its file in it. Each write then makes the folder again."""
+    made = Path.mkdir
+    racing = {"pending", "cd", "out"}
+
+    def made_then_removed(self: Path, *args: Any, **kwargs: Any) -> None:
+        made(self, *args, **kwargs)
+        if self.name in racing:
+            racing.discard(self.name)
+            self.rmdir()  # what another writer's move or delete does right then, once
+
+    monkeypatch.setattr(Path, "mkdir", made_then_removed)
+    staged = system_key("pending", "1")
+    await storage.save(staged, io.BytesIO(b"x"), length=1, content_type="text/plain")
+    await storage.copy(staged, system_key("kept", "cd", "1"))
+    await storage.move(staged, "out/1.bin")
+    monkeypatch.setattr(Path, "mkdir", made)
+    assert await read_all(storage, "out/1.bin") == await read_all(storage, system_key("kept", "cd", "1")) == b"x"
+
+
 async def test_a_folder_lists_only_its_own_files(storage: Storage) -> None:
     for key in ("a/1.bin", "a/b/2.bin", "ab/3.bin", "a.bin"):
         await storage.save(key, io.BytesIO(b"x"), length=1, content_type="text/plain")
