@@ -112,6 +112,7 @@ class Services:
                 partial(file_facts.backfill, store.images, storage=storage, leases=leases),
                 partial(checksums.backfill, store.images, storage=storage, leases=leases),
                 partial(repair.remove_stale_temporaries, storage, older_than=STALE_TEMPORARIES),
+                kept.mark_old_snapshots,  # so that their bytes are kept from now on
                 kept.sweep,  # the kept files of snapshot deletes a crash cut short
             ],
         )

@@ -195,17 +195,28 @@ async def test_the_version_names_exactly_what_was_frozen(client: httpx.AsyncClie
     assert (await shown(client, "v1"))["version"] == version
 
 
-async def test_a_snapshot_made_before_bytes_were_kept_gets_a_version_and_flags_what_it_lost(
-    client: httpx.AsyncClient, database: Any
+async def test_a_snapshot_made_before_bytes_were_kept_keeps_them_from_now_on(
+    client: httpx.AsyncClient, app: FastAPI, database: Any
 ) -> None:
-    """As a snapshot the previous release made: no version in its entry, no marks on its images."""
-    kept = make_image(color=(1, 1, 1))
+    """As a snapshot the previous release made: no version and no `marked` in its entry, no marks
+    on its images, and an image replaced back then without keeping its bytes."""
+    kept, lost = make_image(color=(1, 1, 1)), make_image(color=(2, 2, 2))
     await image(client, "same.png", kept)
-    await image(client, "changed.png", make_image(color=(2, 2, 2)))
+    await image(client, "changed.png", lost)
     made = await snapshot(client, "old")
-    await database["snapshots"].update_one({"name": "old"}, {"$unset": {"version": ""}})
     await database[MARKS].delete_many({})
-    await image(client, "changed.png", make_image(color=(3, 3, 3)))  # as before this issue: not kept
+    await image(client, "changed.png", make_image(color=(3, 3, 3)))  # before this release: not kept
+    assert await kept_files(app) == set()
+    await database["snapshots"].update_one({"name": "old"}, {"$unset": {"version": "", "marked": ""}})
+    kept_bytes = app.state.services.snapshots.kept
+    kept_bytes._all_marked = False  # as a process started on this database finds it
+
+    # Until the start-up has marked its images, every write asks each snapshot; then the marks do.
+    await image(client, "same.png", make_image(color=(4, 4, 4)))
+    assert await kept_files(app) == {kept_key(sha(kept))}
+    assert await kept_bytes.mark_old_snapshots() == 1
+    assert await database[MARKS].count_documents({}) == 2
+    assert (await database["snapshots"].find_one({"name": "old"}))["marked"] is True
 
     assert (await shown(client, "old"))["version"] == made["version"]  # computed, then recorded
     assert (await database["snapshots"].find_one({"name": "old"}))["version"] == made["version"]

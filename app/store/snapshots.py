@@ -47,6 +47,14 @@ class SnapshotStore:
         """Record the version of a snapshot made before versions were (each writer sets the same)."""
         await (await self._registry()).update_one({"_id": snapshot_id}, {"$set": {"version": version}})
 
+    async def unmarked(self) -> list[Any]:
+        """The ids of snapshots whose images are not all marked yet (made before marks were)."""
+        found = (await self._registry()).find({"marked": {"$ne": True}}, {"_id": 1})
+        return [document["_id"] async for document in found]
+
+    async def set_marked(self, snapshot_id: Any) -> None:
+        await (await self._registry()).update_one({"_id": snapshot_id}, {"$set": {"marked": True}})
+
     async def every_id(self) -> list[Any]:
         """Every snapshot's id, whoever's, finished or not."""
         found = (await self._registry()).find({}, {"_id": 1})
@@ -71,6 +79,9 @@ class SnapshotStore:
         self, snapshot_id: Any, image_ids: Sequence[Any], projection: Mapping[str, Any]
     ) -> list[dict[str, Any]]:
         """The frozen images of `image_ids` the snapshot holds."""
+        if len(image_ids) == 1:  # a write of one image: the plain lookup by `_id`, cheapest everywhere
+            found = await self._frozen(snapshot_id).find_one({"_id": image_ids[0]}, projection)
+            return [] if found is None else [found]
         return await self._database.engine.find_by_ids(self._frozen(snapshot_id), image_ids, {}, projection)
 
     async def frozen_page(self, snapshot_id: Any, *, skip: int, limit: int) -> list[dict[str, Any]]:

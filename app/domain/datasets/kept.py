@@ -59,6 +59,7 @@ from app.store.kept import hold_id
 log = logging.getLogger(__name__)
 
 AT_ONCE = 16  # storage calls side by side
+MARK_BATCH = 1000
 
 
 def kept_lease(checksum: str) -> str:
@@ -70,6 +71,10 @@ class KeptBytes:
         self.store = store
         self.storage = storage
         self.leases = leases
+        # Once every snapshot's images are marked, a write's look at its mark is enough; until
+        # then (snapshots made before marks were, while `mark_old_snapshots` runs) every write
+        # asks each snapshot. Snapshots made since are marked as they are frozen.
+        self._all_marked = False
 
     # -- before a replacement or a delete ---------------------------------------------------------
 
@@ -79,22 +84,49 @@ class KeptBytes:
         The caller holds the documents' path leases and is about to replace or delete them;
         their bytes are where the documents say. Failures propagate: the write must not go on."""
         kept = self.store.kept
+        # The registry before the marks: a snapshot recorded as marked had its marks in first.
+        every_snapshot_marked = self._all_marked or await self._every_snapshot_marked()
         marked = await kept.marked([document["_id"] for document in documents])
-        if not marked:
+        if not marked and every_snapshot_marked:
             return
-        wanted = [document for document in documents if document["_id"] in marked]
+        wanted = [document for document in documents if document["_id"] in marked or not every_snapshot_marked]
         holders = await self._holders(wanted)
         needed = [(document, holders[document["_id"]]) for document in wanted if holders.get(document["_id"])]
         if needed:
             await self._keep(needed)
+
+    async def _every_snapshot_marked(self) -> bool:
+        self._all_marked = not await self.store.snapshots.unmarked()
+        return self._all_marked
+
+    async def mark_old_snapshots(self) -> int:
+        """Mark the images of snapshots made before marks were, so that their bytes are kept from
+        now on; how many snapshots. Start-up maintenance (any replica; marks are inserted
+        idempotently, and a snapshot is recorded as marked only once all its images are)."""
+        marked = 0
+        for snapshot_id in await self.store.snapshots.unmarked():
+            async for batch in self.store.snapshots.frozen(snapshot_id, {"_id": 1}, MARK_BATCH):
+                await self.store.kept.mark([document["_id"] for document in batch])
+            await self.store.snapshots.set_marked(snapshot_id)
+            marked += 1
+        if marked:
+            log.info("marked the images of %d snapshots made before snapshots kept bytes", marked)
+        await self._every_snapshot_marked()
+        return marked
 
     async def _holders(self, documents: Sequence[Mapping[str, Any]]) -> dict[Any, list[Any]]:
         """For each image, the snapshots that froze the bytes it has now."""
         current = {document["_id"]: document for document in documents}
         holders: dict[Any, list[Any]] = defaultdict(list)
         ids = list(current)
-        for snapshot_id in await self.store.snapshots.every_id():
-            frozen = await self.store.snapshots.frozen_by_ids(snapshot_id, ids, {"checksum": 1, REVISION: 1})
+        slots = asyncio.Semaphore(AT_ONCE)
+
+        async def frozen_in(snapshot_id: Any) -> list[dict[str, Any]]:
+            async with slots:
+                return await self.store.snapshots.frozen_by_ids(snapshot_id, ids, {"checksum": 1, REVISION: 1})
+
+        snapshot_ids = await self.store.snapshots.every_id()
+        for snapshot_id, frozen in zip(snapshot_ids, await asyncio.gather(*map(frozen_in, snapshot_ids)), strict=True):
             for entry in frozen:
                 if same_bytes(entry, current[entry["_id"]]):
                     holders[entry["_id"]].append(snapshot_id)

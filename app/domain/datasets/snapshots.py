@@ -109,6 +109,7 @@ class SnapshotService:
             "name": name,
             "filter": filter_to_text(checked),
             "created": utc_now(),
+            "marked": True,  # its images are marked as they are frozen (app/domain/datasets/kept.py)
         }
         self.store.require_ready()
         with self.store.errors(user_query=True):
