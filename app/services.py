@@ -122,7 +122,9 @@ class Services:
             workers=settings.thumbnail_workers,
             max_pixels=settings.thumbnail_max_pixels,
         )
-        images = ImageReader(store=store, storage=storage, leases=leases, thumbnails=thumbnails, metrics=metrics)
+        images = ImageReader(
+            store=store, storage=storage, leases=leases, thumbnails=thumbnails, metrics=metrics, kept=kept
+        )
         uploads = Uploads(
             store=store,
             storage=storage,

@@ -283,3 +283,23 @@ async def test_a_content_address_opens_only_for_its_owner(users: tuple[User, Use
     assert (await alice.http.get(signed)).status_code == 200
     assert (await bob.request("GET", signed)).status_code == 404
     assert (await bob.request("GET", signed + "&width=16")).status_code == 404
+
+
+async def test_a_content_address_of_kept_bytes_opens_only_for_the_snapshots_owner(
+    users: tuple[User, User, dict[str, dict[str, Any]]],
+) -> None:
+    alice, bob, _ = users
+    mine = next(item for item in await alice.everything() if item["file"] == "alice/mine.png")
+    path = f"/images/{mine['_id']}/content/{mine['checksum']}-{mine['size']}"
+    assert (await alice.request("POST", "/snapshots", json={"name": "v1"})).status_code == 201
+    await alice.upload("mine.png", make_image(color=(1, 2, 3)), {"label": "alice"})  # replaced: kept for v1
+    kept = await alice.request("GET", path)
+    assert (kept.status_code, kept.content) == (200, ALICE_PNG)
+    theirs = await bob.request("GET", path)
+    missing = "6385c4b3a1e2f0c9d8b7a615"
+    nobodys = await bob.request("GET", path.replace(mine["_id"], missing))
+    assert theirs.status_code == nobodys.status_code == 404
+    assert theirs.json()["detail"].replace(mine["_id"], "X") == nobodys.json()["detail"].replace(missing, "X")
+    # bob's own snapshot holds his images only.
+    assert (await bob.request("POST", "/snapshots", json={"name": "v1"})).status_code == 201
+    assert (await bob.request("GET", path)).status_code == 404

@@ -100,8 +100,13 @@ async def test_a_snapshot_exports_the_bytes_of_images_replaced_and_deleted_since
     assert await kept_files(app) == {kept_key(sha(first)), kept_key(sha(second))}
     assert (await shown(client, "v1"))["keptBytes"] == len(first) + len(second)
     # The listing's content addresses still name the frozen bytes.
-    items = (await client.get("/snapshots/v1/images")).json()["items"]
-    assert [item["checksum"] for item in items if item["file"] == "a.png"] == [sha(first)]
+    # The frozen listing's content addresses still answer, with the kept bytes, for good.
+    for item in (await client.get("/snapshots/v1/images")).json()["items"]:
+        served = await client.get(item["url"])
+        assert (served.status_code, sha(served.content)) == (200, item["checksum"]), item["file"]
+        assert "immutable" in served.headers["cache-control"]
+    gone = await client.get(f"/images/{deleted['_id']}/content/{sha(first)}-{len(first)}")  # not its bytes
+    assert gone.status_code == 404
 
 
 async def test_bytes_are_kept_once_and_released_with_their_last_snapshot(

@@ -29,7 +29,10 @@ from app.store.errors import DUPLICATE_KEY
 
 MARKS = "frozen_marks"
 HOLDS = "kept_holds"
-HOLD_INDEXES = [IndexModel([("snapshot", ASCENDING), ("image", ASCENDING)], name="snapshot_1_image_1")]
+HOLD_INDEXES = [
+    IndexModel([("snapshot", ASCENDING), ("image", ASCENDING)], name="snapshot_1_image_1"),
+    IndexModel([("image", ASCENDING), ("checksum", ASCENDING)], name="image_1_checksum_1"),
+]
 PAGE = 1000
 
 
@@ -98,6 +101,10 @@ class KeptStore:
 
     async def of_image(self, snapshot_id: Any, image_id: Any) -> dict[str, Any] | None:
         return await (await self._holds()).find_one({"snapshot": snapshot_id, "image": image_id})
+
+    async def of_image_bytes(self, image_id: Any, checksum: str) -> list[dict[str, Any]]:
+        """The holds of the bytes `checksum` of image `image_id`, whatever the snapshot."""
+        return await (await self._holds()).find({"image": image_id, "checksum": checksum}).to_list(None)
 
     async def every(self) -> AsyncIterator[list[dict[str, Any]]]:
         """Every hold in `_id` order (a checksum's holds side by side), a page at a time."""

@@ -64,6 +64,9 @@ class SnapshotStore:
         found = (await self._registry()).find({"owner": owner}, sort=[("created", ASCENDING)])
         return await found.to_list(None)
 
+    async def by_id(self, snapshot_id: Any) -> dict[str, Any] | None:
+        return await (await self._registry()).find_one({"_id": snapshot_id})
+
     async def get(self, owner: str | None, name: str) -> dict[str, Any] | None:
         return await (await self._registry()).find_one({"owner": owner, "name": name})
 

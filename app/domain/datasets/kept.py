@@ -43,15 +43,17 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
 from app.domain.media.checksums import read_checksum
+from app.domain.scope import Scope
 from app.domain.writes import replacement
 from app.domain.writes.leases import Leases
 from app.domain.writes.rewrite import REVISION, revision_of
 from app.errors import NotFound
 from app.storage import Storage
-from app.storage.base import StoredFile
+from app.storage.base import FileStat, StoredFile
 from app.storage.keys import kept_key
 from app.store import Store
 from app.store.kept import hold_id
@@ -64,6 +66,13 @@ MARK_BATCH = 1000
 
 def kept_lease(checksum: str) -> str:
     return f"kept:{checksum}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeptCopy:
+    key: str  # where the bytes are kept
+    stat: FileStat
+    file: str  # the path the image had when frozen
 
 
 class KeptBytes:
@@ -224,6 +233,21 @@ class KeptBytes:
         except NotFound:
             return None
         return replacement.Located(key=kept_key(checksum), pending=None, opened=opened)
+
+    async def kept_copy(self, scope: Scope, image_id: Any, checksum: str) -> KeptCopy | None:
+        """The kept bytes `checksum` of image `image_id`, if a snapshot in `scope` holds them."""
+        for hold in await self.store.kept.of_image_bytes(image_id, checksum):
+            snapshot = await self.store.snapshots.by_id(hold["snapshot"])
+            if snapshot is None or (scope.owner is not None and snapshot.get("owner") != scope.owner):
+                continue
+            frozen = await self.store.snapshots.frozen_by_ids(snapshot["_id"], [image_id], {"file": 1})
+            try:
+                stat = await self.storage.stat(kept_key(checksum))
+            except NotFound:
+                return None
+            file = frozen[0]["file"] if frozen else f"{image_id}"
+            return KeptCopy(key=kept_key(checksum), stat=stat, file=str(file))
+        return None
 
     async def kept_only_by(self) -> dict[Any, int]:
         """Per snapshot, the bytes of the kept files it alone holds: what deleting it frees."""

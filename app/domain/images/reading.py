@@ -15,6 +15,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from app.domain.datasets.kept import KeptBytes
 from app.domain.images import stored
 from app.domain.images.content import ContentKey
 from app.domain.images.documents import loaded
@@ -53,6 +54,7 @@ class ImageFile:
     modified: datetime  # the stored file's, UTC
     checksum: str | None  # SHA-256 of the image's bytes, once recorded
     resized: str | None = None  # for a resized copy (app/domain/media/thumbnails.py), its `Resize.name`
+    kept: bool = False  # bytes a snapshot keeps (app/domain/datasets/kept.py): they never change
 
     @property
     def etag(self) -> str | None:
@@ -64,9 +66,19 @@ class ImageFile:
 
 class ImageReader:
     def __init__(
-        self, *, store: Store, storage: Storage, leases: Leases, thumbnails: Thumbnails, metrics: Metrics
+        self,
+        *,
+        store: Store,
+        storage: Storage,
+        leases: Leases,
+        thumbnails: Thumbnails,
+        metrics: Metrics,
+        kept: KeptBytes | None = None,
     ) -> None:
         self.store = store
+        # A content address of bytes an image no longer has still answers while a snapshot of
+        # the caller's keeps them.
+        self.kept = kept
         self.storage = storage
         # Checksums learned while reading are recorded under the image's lease.
         self.leases = leases
@@ -95,14 +107,42 @@ class ImageReader:
 
     async def content(self, scope: Scope, image_id: str, key: ContentKey, resize: Resize | None) -> ImageFile:
         """What its content address (app/domain/images/content.py) sends: the file, or a resized
-        copy, of the bytes `key` names; NotFound once the image holds other bytes."""
-        image = await self.get(scope, image_id)
-        if image.checksum != key.checksum or image.size != key.size:
+        copy, of the bytes `key` names. Once the image holds other bytes (or is deleted), the
+        file is still sent while a snapshot of the caller's keeps it; else NotFound."""
+        try:
+            image: Image | None = await self.get(scope, image_id)
+        except NotFound:
+            image = None
+        if image is None or image.checksum != key.checksum or image.size != key.size:
+            kept = None if self.kept is None or resize is not None else await self._kept(scope, image_id, key)
+            if kept is not None:
+                return kept
+            if image is None:
+                raise NotFound(f"No image with id {image_id}.")
             raise NotFound(_REPLACED.format(image_id=image_id))
         file = await (self._file_of(image) if resize is None else self._resized_of(image, resize))
         if file.checksum != key.checksum or (resize is None and file.size != key.size):
             raise NotFound(_REPLACED.format(image_id=image_id))
         return file
+
+    async def _kept(self, scope: Scope, image_id: str, key: ContentKey) -> ImageFile | None:
+        assert self.kept is not None
+        with self.store.errors():
+            found = await self.kept.kept_copy(scope, parse_object_id(image_id), key.checksum)
+        if found is None or found.stat.size != key.size:
+            return None
+        stored_key, stat, file = found.key, found.stat, found.file
+        return ImageFile(
+            image_id=image_id,
+            path=file,
+            key=stored_key,
+            filename=posixpath.basename(file),
+            content_type=mimetypes.guess_type(file)[0] or "application/octet-stream",
+            size=stat.size,
+            modified=stat.modified,
+            checksum=key.checksum,
+            kept=True,
+        )
 
     async def _file_of(self, image: Image) -> ImageFile:
         image_id = str(image.id)
@@ -171,7 +211,7 @@ class ImageReader:
             if stored is not None:
                 await stored.chunks.aclose()
             raise Busy(f"The file of image {file.image_id} was replaced while it was being read; try again.")
-        if for_good and not await self._still_holds(file):
+        if for_good and not file.kept and not await self._still_holds(file):
             await stored.chunks.aclose()
             raise NotFound(_REPLACED.format(image_id=file.image_id))
         if file.checksum is None and start == 0 and end is None and file.key == file.path and file.resized is None:
