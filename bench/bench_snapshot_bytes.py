@@ -43,6 +43,7 @@ from bench.bench_export import check_out, git
 from scripts.servers import start_minio
 
 BASELINE = "5437d07"  # the revision before snapshots kept bytes
+RETRIES = 3
 
 
 @dataclass(kw_only=True)
@@ -53,6 +54,7 @@ class Side:
     service: Service
     replaced: list[float] = field(default_factory=list)  # replacements/s, per round
     deleted: float = 0.0  # deletes/s
+    unavailable: int = 0  # 503s answered (and sent again)
 
     @property
     def label(self) -> str:
@@ -74,11 +76,18 @@ async def at_clients(count: int, clients: int, one: object) -> float:
 
 async def replace_all(http: httpx.AsyncClient, side: Side, blobs: list[bytes], clients: int, count: int) -> float:
     async def one(index: int) -> None:
-        content = blobs[random.randrange(len(blobs))]
-        response = await http.post(
-            "/images", files={"image": (f"{index}.jpg", content)}, data={"file": f"r/{index}.jpg"}
-        )
-        response.raise_for_status()
+        for _ in range(RETRIES):
+            content = blobs[random.randrange(len(blobs))]
+            response = await http.post(
+                "/images", files={"image": (f"{index}.jpg", content)}, data={"file": f"r/{index}.jpg"}
+            )
+            if response.status_code != 503:
+                break
+            # The revision before this issue loses a race between concurrent replacements now
+            # and then (a folder removed under a write): counted, and sent again.
+            side.unavailable += 1
+        if response.status_code != 200:
+            raise RuntimeError(f"{side.label}: replacing r/{index}.jpg: HTTP {response.status_code} {response.text}")
 
     return await at_clients(count, clients, one)
 
@@ -193,13 +202,13 @@ def main() -> None:
         f"\nbaseline {revision}; {arguments.images} images of {arguments.size_kb} KB, {arguments.clients} clients, "
         f"{arguments.rounds} rounds (median)\n"
     )
-    print(f"{'side':<18} {'replace/s':>10} {'vs before':>10} {'delete/s':>10} {'vs before':>10}")
+    print(f"{'side':<18} {'replace/s':>10} {'vs before':>10} {'delete/s':>10} {'vs before':>10} {'503s':>5}")
     for side in sides:
         before = next(other for other in sides if other.name == "before" and other.storage == side.storage)
         rate, base = statistics.median(side.replaced), statistics.median(before.replaced)
         print(
             f"{side.label:<18} {rate:>10.1f} {rate / base:>9.2f}× "
-            f"{side.deleted:>10.1f} {side.deleted / before.deleted:>9.2f}×"
+            f"{side.deleted:>10.1f} {side.deleted / before.deleted:>9.2f}× {side.unavailable:>5}"
         )
     print(
         f"\nsnapshot of {arguments.snapshot_images} images (local): before {creations['before']:.2f} s, "

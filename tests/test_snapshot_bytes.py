@@ -20,6 +20,7 @@ from pymongo import AsyncMongoClient
 
 from app.config import Settings
 from app.domain.datasets.versions import VersionHash
+from app.errors import Unavailable
 from app.storage.keys import KEPT, SYSTEM_FOLDER, kept_key
 from app.store.kept import HOLDS, MARKS
 from tests.utils.graphql import gql_data
@@ -229,3 +230,25 @@ async def test_a_snapshot_made_before_bytes_were_kept_keeps_them_from_now_on(
     assert files == {"same.png": kept}
     assert listed["changed.png"]["fileChanged"] is True
     assert "fileChanged" not in listed["same.png"]
+
+
+async def test_a_snapshot_deleted_while_the_storage_is_down_is_deleted_and_its_bytes_go_later(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    content = make_image(color=(8, 8, 8))
+    await image(client, "a.png", content)
+    await snapshot(client, "v1")
+    await image(client, "a.png", make_image(color=(9, 8, 8)))
+    storage = app.state.services.storage
+
+    async def down(key: str) -> None:
+        raise Unavailable("The storage is unreachable.")
+
+    monkeypatch.setattr(storage, "delete", down)
+    assert (await client.delete("/snapshots/v1")).status_code == 200  # deleted, as asked
+    assert (await client.get("/snapshots/v1")).status_code == 404
+    assert await kept_files(app) == {kept_key(sha(content))}  # not released yet
+    monkeypatch.undo()
+    await snapshot(client, "v2")
+    assert (await client.delete("/snapshots/v2")).status_code == 200  # its sweep releases v1's too
+    assert await kept_files(app) == set()

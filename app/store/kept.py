@@ -92,6 +92,20 @@ class KeptStore:
                 held.add(checksum)
         return held
 
+    async def held_besides(self, checksums: Many[str], snapshot_id: Any) -> set[str]:
+        """Which of `checksums` a hold of another snapshot than `snapshot_id` names: the holds of
+        a checksum below and above that snapshot's own range of `_id`s."""
+        held = set()
+        holds = await self._holds()
+        for checksum in sorted(checksums):
+            own = f"{checksum}:{snapshot_id}:"
+            below = await self._database.engine.key_range(holds, after=f"{checksum}:", below=own, limit=1)
+            if below or await self._database.engine.key_range(
+                holds, after=f"{checksum}:{snapshot_id};", below=f"{checksum};", limit=1
+            ):
+                held.add(checksum)
+        return held
+
     async def of_snapshot(self, snapshot_id: Any) -> AsyncIterator[list[dict[str, Any]]]:
         """The snapshot's holds, a page at a time in `_id` order; each page asked for once the
         previous one is done with (the caller deletes them as it goes)."""

@@ -51,6 +51,9 @@ def test_pull_a_filter_a_view_and_a_snapshot(service_url: str, tmp_path: Path) -
     assert set(files_under(by_view)) == {r for r in written if int(r[-9:-4]) % 4 == 2}
 
     assert run(service_url, "snapshots", "create", "v1", "--filter", '{"data.label": "cat"}').status == 0
+    changed = sorted(cats)[0]
+    (source / changed).write_bytes(write_images(tmp_path / "other", 12, size=30)[changed])  # other bytes
+    assert run(service_url, "push", str(source)).status == 0  # replaces it: its frozen bytes are kept
     by_snapshot = tmp_path / "v1"
     result = run(service_url, "pull", str(by_snapshot), "--snapshot", "v1")
     assert result.status == 0, result.err

@@ -17,6 +17,9 @@ Who holds what (app/store/kept.py):
   engines run an update as a read and a write (app/store/engines/), so two processes' `$inc`s
   of one counter could lose one.
 
+Snapshots made before marks were are marked at start-up (`mark_old_snapshots`); until every
+snapshot is, each write asks every snapshot, as if its image were marked.
+
 Why nothing is lost, with two processes and a crash between any two steps:
 
 - Freezing takes the leases of the batch's paths, reads the images again under them, marks them,
@@ -26,10 +29,10 @@ Why nothing is lost, with two processes and a crash between any two steps:
 - Keeping copies the bytes, then inserts the holds, both under the checksum's lease, before the
   document changes; a crash in between leaves the image as it was (its bytes at its path), and
   at worst a kept file with no hold, which the next keeper reuses or fsck removes.
-- Releasing (a snapshot deleted) deletes its holds and, for each checksum no hold names any
-  more, the file, under the checksum's lease: so a keeper of the same checksum for another
-  snapshot either sees the file gone and copies it again, or inserted its hold first and the
-  file stays.
+- Releasing (a snapshot deleted) deletes, for each checksum no other snapshot's hold names, the
+  file, then the snapshot's holds, under the checksum's lease: so a keeper of the same checksum
+  for another snapshot either sees the file gone and copies it again, or inserted its hold
+  first and the file stays. A failure between the two leaves holds the next sweep releases.
 - A snapshot deleted while a replacement of one of its images runs: the replacement may insert a
   hold for it after its holds were released. Such holds name a snapshot that is no more; the
   sweep that follows every snapshot delete (and runs at start-up, and in `fsck --repair`)
@@ -178,9 +181,11 @@ class KeptBytes:
         async for holds in self.store.kept.of_snapshot(snapshot_id):
             checksums = sorted({hold["checksum"] for hold in holds})
             async with self.leases.hold((kept_lease(checksum) for checksum in checksums), what="A kept file"):
-                await self.store.kept.drop([hold["_id"] for hold in holds])
-                unneeded = set(checksums) - await self.store.kept.holders(checksums)
+                # The files first, the holds after: a failure or a crash in between leaves holds
+                # of a deleted snapshot, which the next sweep releases again.
+                unneeded = set(checksums) - await self.store.kept.held_besides(checksums, snapshot_id)
                 await _gathered(self.storage.delete(kept_key(checksum)) for checksum in sorted(unneeded))
+                await self.store.kept.drop([hold["_id"] for hold in holds])
             released += len(unneeded)
         return released
 

@@ -196,7 +196,13 @@ class SnapshotService:
         snapshot = await self.get(scope, name, finished=False)
         with self.store.errors():
             await self.store.snapshots.delete(snapshot.id)
-            await self.kept.sweep()
+        try:
+            with self.store.errors():
+                await self.kept.sweep()
+        except ServiceError as error:
+            # The snapshot is gone, as asked; its kept files go with the next sweep (the next
+            # delete, a start, or fsck --repair).
+            log.warning("snapshot %r deleted; its kept files could not be released yet (%s)", name, error.detail)
 
     async def page(self, scope: Scope, name: str, *, skip: int, limit: int, max_limit: int) -> SnapshotPage:
         """Frozen images in image-id order."""

@@ -2,7 +2,8 @@
 
 `/images/{id}/content/{sha256}-{size}` (with `?width=…` for a resized copy) can never mean other
 bytes: once the image is replaced, its document names a new checksum and the old address
-answers 404. An image whose checksum is not known yet (written by the legacy service, before
+answers 404, unless a snapshot of the caller's keeps those bytes (app/domain/datasets/kept.py):
+then it answers with them. An image whose checksum is not known yet (written by the legacy service, before
 the start-up backfill reached it) has no content address; its `/images/{id}/file` serves it.
 """
 
