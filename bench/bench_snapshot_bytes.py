@@ -6,9 +6,10 @@ and storage (a folder, or a bucket on one MinIO started here):
 - `before` (local, s3): the revision before snapshots kept bytes (`--baseline`), no snapshot;
 - `unheld` (local, s3): this revision, a snapshot exists but holds none of the images changed
   (each write pays the lookup of its image's mark, and finds none);
-- `held` (local, s3): this revision, a snapshot taken just before each round holds every image
-  changed (each write keeps the old bytes: a hard link locally, a server-side copy on S3, and a
-  hold per image).
+- `held` (local, s3): this revision, a snapshot taken just before each round (and before the
+  deletes) holds every image changed (each write keeps the old bytes: a hard link locally, a
+  server-side copy on S3, and a hold per image). So the k-th round runs with k snapshots, each
+  looked up by the writes of marked images (the deletes with `--rounds` + 1).
 
 Each side has `--images` images of `--size-kb` (JPEG noise). A round replaces every one of them
 with new bytes at `--clients` clients; the sides take turns, the order rotated each round.
@@ -120,6 +121,8 @@ async def measure(sides: list[Side], arguments: argparse.Namespace, blobs: list[
             )
         for side in sides:
             http = clients[side.label]
+            if side.holding:  # uncounted: what the deletes keep bytes for
+                (await http.post("/snapshots", json={"name": "last"})).raise_for_status()
             listed = await http.get("/images", params={"limit": arguments.images + 10})
             ids = [item["_id"] for item in listed.json()["items"] if item["file"].startswith("r/")]
 
