@@ -55,7 +55,7 @@ class Side:
     service: Service
     replaced: list[float] = field(default_factory=list)  # replacements/s, per round
     deleted: float = 0.0  # deletes/s
-    unavailable: int = 0  # 503s answered (and sent again)
+    failed: int = 0  # replacements refused by a race on the storage folder (and sent again)
 
     @property
     def label(self) -> str:
@@ -82,11 +82,12 @@ async def replace_all(http: httpx.AsyncClient, side: Side, blobs: list[bytes], c
             response = await http.post(
                 "/images", files={"image": (f"{index}.jpg", content)}, data={"file": f"r/{index}.jpg"}
             )
-            if response.status_code != 503:
+            if response.status_code not in (409, 503):
                 break
             # The revision before this issue loses a race between concurrent replacements now
-            # and then (a folder removed under a write): counted, and sent again.
-            side.unavailable += 1
+            # and then (a folder removed under a write: a 503, or a 409 saying a file is in the
+            # way): counted, and sent again.
+            side.failed += 1
         if response.status_code != 200:
             raise RuntimeError(f"{side.label}: replacing r/{index}.jpg: HTTP {response.status_code} {response.text}")
 
@@ -205,13 +206,13 @@ def main() -> None:
         f"\nbaseline {revision}; {arguments.images} images of {arguments.size_kb} KB, {arguments.clients} clients, "
         f"{arguments.rounds} rounds (median)\n"
     )
-    print(f"{'side':<18} {'replace/s':>10} {'vs before':>10} {'delete/s':>10} {'vs before':>10} {'503s':>5}")
+    print(f"{'side':<18} {'replace/s':>10} {'vs before':>10} {'delete/s':>10} {'vs before':>10} {'lost races':>11}")
     for side in sides:
         before = next(other for other in sides if other.name == "before" and other.storage == side.storage)
         rate, base = statistics.median(side.replaced), statistics.median(before.replaced)
         print(
             f"{side.label:<18} {rate:>10.1f} {rate / base:>9.2f}× "
-            f"{side.deleted:>10.1f} {side.deleted / before.deleted:>9.2f}× {side.unavailable:>5}"
+            f"{side.deleted:>10.1f} {side.deleted / before.deleted:>9.2f}× {side.failed:>11}"
         )
     print(
         f"\nsnapshot of {arguments.snapshot_images} images (local): before {creations['before']:.2f} s, "

@@ -256,7 +256,8 @@ def _snapshots(arguments: argparse.Namespace) -> int:
     with _client(arguments) as client:
         if arguments.action == "ls":
             for snapshot in client.snapshots():
-                print(f"{snapshot['name']}\t{snapshot.get('count', '')}\t{snapshot.get('created', '')}")
+                columns = ("name", "count", "created", "version", "keptBytes")
+                print("\t".join("" if snapshot.get(column) is None else str(snapshot[column]) for column in columns))
         elif arguments.action == "show":
             _print_json(client.snapshot(_name(arguments)))
         elif arguments.action == "create":

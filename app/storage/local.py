@@ -233,16 +233,26 @@ def _link_or_copy(source: Path, target: Path) -> None:
 def _in_folder(path: Path, make: Callable[[], Made], *, source: Path | None = None) -> Made:
     """`make()` a file in `path`'s folder, the folder made first. Another writer's delete or
     move removes a folder it leaves empty (`_remove_with_empty_parents`), possibly between the
-    two steps: the folder is then made again. FileNotFoundError if `source` is what is missing."""
-    for _ in range(FOLDER_ATTEMPTS - 1):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    two steps, or inside `mkdir` (which then says the folder exists and is not one): the folder
+    is then made again. FileNotFoundError if `source` is what is missing; FileExistsError or
+    NotADirectoryError if a file really is in the folder's way."""
+    for attempt in range(FOLDER_ATTEMPTS):
+        last = attempt == FOLDER_ATTEMPTS - 1
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             return make()
-        except FileNotFoundError:
-            if source is not None and not source.exists():
+        except (FileExistsError, NotADirectoryError):
+            if last or _file_in_the_way(path.parent):
                 raise
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return make()
+        except FileNotFoundError:
+            if last or (source is not None and not source.exists()):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _file_in_the_way(folder: Path) -> bool:
+    """Whether `folder` or a folder above it is a file."""
+    return any(part.exists() and not part.is_dir() for part in (folder, *folder.parents))
 
 
 def _write_if_absent(path: Path, source: BinaryIO) -> bool:

@@ -58,6 +58,9 @@ def test_pull_a_filter_a_view_and_a_snapshot(service_url: str, tmp_path: Path) -
     result = run(service_url, "pull", str(by_snapshot), "--snapshot", "v1")
     assert result.status == 0, result.err
     assert files_under(by_snapshot) == {relative: written[relative] for relative in cats}
+    listed = run(service_url, "snapshots", "ls")
+    name, count, _, version, kept = listed.out.strip().split("\t")
+    assert (name, count, len(version), kept) == ("v1", str(len(cats)), 64, str(len(written[changed])))
 
 
 def test_pull_a_training_format_unpacks_its_layout(service_url: str, tmp_path: Path) -> None:

@@ -141,9 +141,13 @@ async def test_local_writes_into_a_folder_another_writer_just_removed_succeed(
     """A move or delete removes the folder it leaves empty; another writer may have made that
     folder a moment before, to put its file in it. Each write then makes the folder again."""
     made = Path.mkdir
-    racing = {"pending", "cd", "out"}
+    racing = {"pending", "cd", "out", "mkdir"}
 
     def made_then_removed(self: Path, *args: Any, **kwargs: Any) -> None:
+        if self.name == "out" and "mkdir" in racing:
+            # Inside mkdir: the folder was there (so mkdir fails), and is gone by its look.
+            racing.discard("mkdir")
+            raise FileExistsError(17, "File exists", str(self))
         made(self, *args, **kwargs)
         if self.name in racing:
             racing.discard(self.name)
