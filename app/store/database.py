@@ -60,6 +60,7 @@ class Database:
         )
         self._ready = asyncio.Event()
         self._indexed: set[str] = set()  # collections whose indexes `indexed` made
+        self._key_ranged: set[str] = set()  # collections whose `_id` ranges the engine reads by index
         self._collections: dict[str, Collection] = {}
         # Until the server has said what it is, the plain path (nothing is served before).
         self.engine: MongoDB = MongoDB()
@@ -126,14 +127,23 @@ class Database:
             found = self._collections[name] = self.client[self.name][name]
         return found
 
-    async def indexed(self, name: str, indexes: list[IndexModel]) -> Collection:
-        """The collection `name`, its `indexes` made on first use. Call inside `errors()`."""
+    async def indexed(self, name: str, indexes: list[IndexModel], *, key_ranges: bool = False) -> Collection:
+        """The collection `name`, its `indexes` made on first use. Call inside `errors()`.
+        With `key_ranges`, also what makes the engine read `_id` ranges by index (`key_range`)."""
         self.require_ready()
         collection = self.collection(name)
         if name not in self._indexed:
             await self.engine.ensure_indexes(collection, indexes)
             self._indexed.add(name)
+        if key_ranges and name not in self._key_ranged:
+            await self.prepare_key_ranges(name)
         return collection
+
+    async def prepare_key_ranges(self, name: str) -> None:
+        """Make the engine read `_id` ranges of the collection `name` by index: at start-up (a
+        store setup task, before the database is ready for requests) rather than in a first write."""
+        await self.engine.index_keys(self.collection(name))
+        self._key_ranged.add(name)
 
     def require_ready(self) -> None:
         if not self._ready.is_set():

@@ -43,23 +43,16 @@ LATE_READ = 10_000
 class EventStore:
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._keys_indexed = False
         # Events of concurrent writes go in one insert. Each is its image's document, which the
         # database has just taken, in a small envelope: not checked again before it is sent.
         self._appends: Together[list[dict[str, Any]], Exception | None] = Together(self._insert, linger=APPEND_LINGER)
 
     async def _events(self) -> Collection:
-        collection = await self._database.indexed(EVENTS, EVENT_INDEXES)
-        if not self._keys_indexed:
-            await self._database.engine.index_keys(collection)
-            self._keys_indexed = True
-        return collection
+        return await self._database.indexed(EVENTS, EVENT_INDEXES, key_ranges=True)
 
     async def prepare(self) -> None:
-        """Make the journal's collection and its index, at start-up (a store setup task: before
-        the database is ready for requests) rather than in the first write."""
-        await self._database.engine.index_keys(self._database.collection(EVENTS))
-        self._keys_indexed = True
+        """Make the journal's collection and its index, at start-up rather than in the first write."""
+        await self._database.prepare_key_ranges(EVENTS)
 
     async def append(self, events: list[dict[str, Any]]) -> None:
         """Insert the events (each with its `_id`), with those of concurrent callers; one already

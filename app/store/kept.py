@@ -43,23 +43,16 @@ def hold_id(checksum: str, snapshot_id: Any, image_id: Any) -> str:
 class KeptStore:
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._keys_indexed = False
 
     def _marks(self) -> Collection:
         return self._database.collection(MARKS)
 
     async def _holds(self) -> Collection:
-        collection = await self._database.indexed(HOLDS, HOLD_INDEXES)
-        if not self._keys_indexed:
-            await self._database.engine.index_keys(collection)
-            self._keys_indexed = True
-        return collection
+        return await self._database.indexed(HOLDS, HOLD_INDEXES, key_ranges=True)
 
     async def prepare(self) -> None:
-        """Let `_id` ranges of the holds be read through an index (the engine's `index_keys`), at
-        start-up (a store setup task, before the database is ready for requests)."""
-        await self._database.engine.index_keys(self._database.collection(HOLDS))
-        self._keys_indexed = True
+        """Let `_id` ranges of the holds be read through an index, from start-up."""
+        await self._database.prepare_key_ranges(HOLDS)
 
     # -- marks ------------------------------------------------------------------------------------
 
