@@ -27,7 +27,7 @@ from app.domain.writes import replacement
 from app.domain.writes.leases import lease_document
 from app.main import create_app
 from app.storage.keys import kept_key
-from app.store.kept import HOLDS, hold_id
+from app.store.kept import HOLDS, MARKS, hold_id
 from app.store.leases import COLLECTION as LEASES
 from scripts.servers import REPO_ROOT, free_port
 from tests.utils.images import make_image
@@ -284,9 +284,16 @@ async def test_fsck_knows_the_bytes_kept_for_snapshots(
                 {"_id": hold_id(sha(released), gone, ObjectId()), "checksum": sha(released), "snapshot": gone}
             )
 
+            # A snapshot whose delete died after removing its entry: its frozen images and marks remain.
+            await upload(client, make_image(color=(4, 9, 9)), fields={"file": "late.png"})
+            assert (await client.post("/snapshots", json={"name": "cut-short"})).status_code == 201
+            cut_short = (await raw[settings.mongodb_database]["snapshots"].find_one({"name": "cut-short"}))["_id"]
+            await raw[settings.mongodb_database]["snapshots"].delete_one({"_id": cut_short})
+
             env = environment(settings, storage_kind, request)
             found = await fsck(env, "--grace-seconds", "0")
             expected = {
+                ("leftover of a deleted snapshot", str(cut_short), "found"),
                 ("unneeded kept file", unneeded, "found"),
                 ("missing kept file", kept_key(sha(lost)), "found"),
                 ("hold of a deleted snapshot", str(gone), "found"),
@@ -294,6 +301,10 @@ async def test_fsck_knows_the_bytes_kept_for_snapshots(
             assert findings(found) == expected, found.stdout
             repaired = await fsck(env, "--repair", "--grace-seconds", "0")
             assert findings(repaired) == {(kind, name, "repaired") for kind, name, _ in expected}, repaired.stdout
+            database = raw[settings.mongodb_database]
+            assert f"snapshot_{cut_short}" not in await database.list_collection_names()
+            assert await database[MARKS].count_documents({"snapshot": cut_short}) == 0
+            assert await database[MARKS].count_documents({}) == 3  # v1's, of held, lost and released
             left = await stored_keys(app)
             assert kept_key(sha(held)) in left and kept_key(sha(lost)) in left  # copied again from twin.png
             assert unneeded not in left and kept_key(sha(released)) not in left

@@ -111,7 +111,7 @@ async def test_a_snapshot_exports_the_bytes_of_images_replaced_and_deleted_since
 
 
 async def test_bytes_are_kept_once_and_released_with_their_last_snapshot(
-    client: httpx.AsyncClient, app: FastAPI
+    client: httpx.AsyncClient, app: FastAPI, database: Any
 ) -> None:
     twin = make_image(color=(3, 3, 3))
     a = await image(client, "a.png", twin)
@@ -138,6 +138,9 @@ async def test_bytes_are_kept_once_and_released_with_their_last_snapshot(
     assert (await client.delete("/snapshots/v2")).status_code == 200
     assert await kept_files(app) == set()
     assert a["_id"] != b["_id"]
+    # Nothing of either is left: marks, holds, frozen images.
+    assert await database[MARKS].count_documents({}) == await database[HOLDS].count_documents({}) == 0
+    assert not [name for name in await database.list_collection_names() if name.startswith("snapshot_")]
 
 
 async def test_an_image_no_snapshot_holds_is_replaced_and_deleted_without_keeping_anything(

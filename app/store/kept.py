@@ -1,10 +1,11 @@
 """What snapshots hold of the images' bytes: marks and holds (app/domain/datasets/kept.py).
 
-- `frozen_marks`: `{_id: <image id>}`, one per image some snapshot froze, inserted as it is
-  frozen and never changed. The question every replacement and delete asks ("may a snapshot hold
-  this image?") is then one lookup by `_id`, which every engine answers by its index; the
-  snapshots themselves are a collection each, so asking each of them would cost a lookup per
-  snapshot on every write.
+- `frozen_marks`: `{_id: "<image id>:<snapshot id>", image, snapshot, checksum, revision}`, one
+  per image a snapshot froze, inserted as it is frozen (with the checksum and revision frozen)
+  and deleted with the snapshot. The question every replacement and delete asks ("which
+  snapshots froze this image, and which bytes?") is then one `_id` range, which both engines
+  read through an index (`key_range`); the snapshots themselves are a collection each, so asking
+  each of them would cost a lookup per snapshot on every write.
 - `kept_holds`: `{_id: "<checksum>:<snapshot id>:<image id>", checksum, snapshot, image, size}`,
   one per frozen image whose bytes are kept for its snapshot. Holders are counted by reading
   these, never by a counter: FerretDB 1.24 runs an update as a read and a write, so two `$inc`s
@@ -16,6 +17,7 @@ Both are only inserted (a duplicate `_id` is the same fact twice) or deleted.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from collections.abc import Collection as Many
 from typing import Any
@@ -34,6 +36,11 @@ HOLD_INDEXES = [
     IndexModel([("image", ASCENDING), ("checksum", ASCENDING)], name="image_1_checksum_1"),
 ]
 PAGE = 1000
+RANGES_AT_ONCE = 16
+
+
+def mark_id(image_id: Any, snapshot_id: Any) -> str:
+    return f"{image_id}:{snapshot_id}"
 
 
 def hold_id(checksum: str, snapshot_id: Any, image_id: Any) -> str:
@@ -44,29 +51,59 @@ class KeptStore:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    def _marks(self) -> Collection:
-        return self._database.collection(MARKS)
+    async def _marks(self) -> Collection:
+        return await self._database.indexed(MARKS, [], key_ranges=True)
 
     async def _holds(self) -> Collection:
         return await self._database.indexed(HOLDS, HOLD_INDEXES, key_ranges=True)
 
     async def prepare(self) -> None:
-        """Let `_id` ranges of the holds be read through an index, from start-up."""
+        """Let `_id` ranges of the marks and holds be read through an index, from start-up."""
+        await self._database.prepare_key_ranges(MARKS)
         await self._database.prepare_key_ranges(HOLDS)
 
     # -- marks ------------------------------------------------------------------------------------
 
-    async def mark(self, image_ids: Sequence[Any]) -> None:
-        await _insert_new(self._marks(), [{"_id": image_id} for image_id in image_ids])
+    async def mark(self, snapshot_id: Any, frozen: Sequence[Mapping[str, Any]]) -> None:
+        """Mark each of the `frozen` images (their documents as frozen) as frozen by the snapshot."""
+        marks = [
+            {
+                "_id": mark_id(document["_id"], snapshot_id),
+                "image": document["_id"],
+                "snapshot": snapshot_id,
+                "checksum": document.get("checksum"),
+                "revision": document.get("revision"),
+            }
+            for document in frozen
+        ]
+        await _insert_new(await self._marks(), marks)
 
-    async def marked(self, image_ids: Sequence[Any]) -> set[Any]:
-        """Which of `image_ids` some snapshot may hold."""
-        if not image_ids:
-            return set()
-        if len(image_ids) == 1:  # a write of one image: the plain lookup by `_id`, cheapest everywhere
-            return {image_ids[0]} if await self._marks().find_one({"_id": image_ids[0]}, {"_id": 1}) else set()
-        found = await self._database.engine.find_by_ids(self._marks(), image_ids, {}, {"_id": 1})
-        return {document["_id"] for document in found}
+    async def frozen_by(self, image_ids: Sequence[Any]) -> dict[Any, list[dict[str, Any]]]:
+        """Per image of `image_ids`, the marks of the snapshots that froze it, each an `_id`
+        range read through an index, a few side by side."""
+        marks = await self._marks()
+        slots = asyncio.Semaphore(RANGES_AT_ONCE)
+
+        async def of(image_id: Any) -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
+            after = f"{image_id}:"
+            async with slots:
+                while page := await self._database.engine.key_range(
+                    marks, after=after, below=f"{image_id};", limit=PAGE
+                ):
+                    found += page
+                    if len(page) < PAGE:
+                        break
+                    after = page[-1]["_id"]
+            return [mark for mark in found if mark.get("image") == image_id]  # not an id that merely starts alike
+
+        found = await asyncio.gather(*(of(image_id) for image_id in image_ids))
+        return {image_id: marks for image_id, marks in zip(image_ids, found, strict=True) if marks}
+
+    async def unmark(self, snapshot_id: Any, image_ids: Sequence[Any]) -> None:
+        await self._database.engine.delete_by_ids(
+            await self._marks(), [mark_id(image_id, snapshot_id) for image_id in image_ids]
+        )
 
     # -- holds ------------------------------------------------------------------------------------
 

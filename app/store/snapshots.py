@@ -4,7 +4,8 @@ images per snapshot (`snapshot_<id>`, keyed by image id).
 Why a collection per snapshot: FerretDB 1.24 filters in its own process after reading a whole
 collection, so one shared collection would make every page of every snapshot read all of
 them; keyed by image id, a page, a diff or an export reads its own snapshot in `_id` order.
-Deleting a snapshot drops its collection.
+Deleting a snapshot removes its entry first; its collection is then a leftover, dropped at once
+or, after a crash, by the next sweep (app/domain/datasets/kept.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
@@ -19,7 +21,12 @@ from app.store.database import Database
 from app.store.engines.mongodb import Collection, in_batches
 
 REGISTRY = "snapshots"
+FROZEN_PREFIX = "snapshot_"
 INDEXES = [IndexModel([("owner", ASCENDING), ("name", ASCENDING)], name="owner_1_name_1", unique=True)]
+
+
+def _frozen_name(name: str) -> bool:
+    return name.startswith(FROZEN_PREFIX) and ObjectId.is_valid(name[len(FROZEN_PREFIX) :])
 
 
 class SnapshotStore:
@@ -30,7 +37,7 @@ class SnapshotStore:
         return await self._database.indexed(REGISTRY, INDEXES)
 
     def _frozen(self, snapshot_id: Any) -> Collection:
-        return self._database.collection(f"snapshot_{snapshot_id}", keep=False)
+        return self._database.collection(f"{FROZEN_PREFIX}{snapshot_id}", keep=False)
 
     async def register(self, entry: dict[str, Any]) -> bool:
         """Add an unfinished snapshot (`{_id, owner, name, …}`); False if the owner has one of that name."""
@@ -70,10 +77,23 @@ class SnapshotStore:
     async def get(self, owner: str | None, name: str) -> dict[str, Any] | None:
         return await (await self._registry()).find_one({"owner": owner, "name": name})
 
-    async def delete(self, snapshot_id: Any) -> None:
-        """The snapshot's frozen images, then its entry (so an entry never names no images)."""
-        await self._frozen(snapshot_id).drop()
+    async def unregister(self, snapshot_id: Any) -> None:
+        """Remove the snapshot's entry: from here on it is no more (its frozen images and their
+        marks are leftovers, `leftovers` finds them)."""
         await (await self._registry()).delete_one({"_id": snapshot_id})
+
+    async def leftovers(self) -> list[Any]:
+        """The ids of frozen collections no entry names: of snapshots deleted (or whose
+        creation was undone) whose frozen images are not dropped yet. The collections are
+        listed before the registry is read: a snapshot is registered before its collection is
+        made, so one made meanwhile is never taken for a leftover."""
+        names = await self._database.client[self._database.name].list_collection_names()
+        ids = [ObjectId(name[len(FROZEN_PREFIX) :]) for name in names if _frozen_name(name)]
+        registered = set(await self.every_id())
+        return [snapshot_id for snapshot_id in ids if snapshot_id not in registered]
+
+    async def drop_frozen(self, snapshot_id: Any) -> None:
+        await self._frozen(snapshot_id).drop()
 
     async def freeze(self, snapshot_id: Any, documents: list[dict[str, Any]]) -> None:
         await self._frozen(snapshot_id).insert_many(documents, ordered=False)

@@ -8,10 +8,12 @@ never reads them. One file per checksum, however many snapshots and images share
 
 Who holds what (app/store/kept.py):
 
-- A *mark* per image a snapshot froze (`frozen_marks`, by image id): the cheap question each
-  replacement and delete asks first. An image never frozen costs that one lookup by `_id`. A
-  marked image is looked up in each snapshot (one lookup by `_id` per snapshot) to learn which
-  froze these very bytes (the same checksum; for images frozen before checksums, the same revision).
+- A *mark* per image and snapshot that froze it (`frozen_marks`, `_id` "<image>:<snapshot>",
+  with the checksum and revision frozen): the question each replacement and delete asks, one
+  `_id` range per image, read through an index. An image never frozen costs that one read; a
+  frozen one learns which snapshots froze these very bytes (the same checksum; for images
+  frozen before checksums, the same revision), and then reads the registry, as a mark outlives
+  its snapshot until the sweep removes it.
 - A *hold* per (checksum, snapshot, image) whose bytes were kept (`kept_holds`). The bytes go
   when their last hold does. Holds are inserted and deleted, never counted in place: some
   engines run an update as a read and a write (app/store/engines/), so two processes' `$inc`s
@@ -95,21 +97,28 @@ class KeptBytes:
 
         The caller holds the documents' path leases and is about to replace or delete them;
         their bytes are where the documents say. Failures propagate: the write must not go on."""
-        kept = self.store.kept
         # The registry before the marks: a snapshot recorded as marked had its marks in first.
-        every_snapshot_marked = self._all_marked or await self._every_snapshot_marked()
-        marked = await kept.marked([document["_id"] for document in documents])
-        if not marked and every_snapshot_marked:
+        unmarked = [] if self._all_marked else await self._unmarked()
+        holders = await self._holders_by_marks(documents)
+        if unmarked:
+            for image_id, snapshot_ids in (await self._holders_asking(documents, unmarked)).items():
+                holders[image_id] = [*holders.get(image_id, []), *snapshot_ids]
+        if not holders:
             return
-        wanted = [document for document in documents if document["_id"] in marked or not every_snapshot_marked]
-        holders = await self._holders(wanted)
-        needed = [(document, holders[document["_id"]]) for document in wanted if holders.get(document["_id"])]
+        # Only snapshots that still are: a mark outlives its snapshot until the sweep.
+        registered = set(await self.store.snapshots.every_id())
+        needed = []
+        for document in documents:
+            snapshot_ids = [held for held in holders.get(document["_id"], []) if held in registered]
+            if snapshot_ids:
+                needed.append((document, snapshot_ids))
         if needed:
             await self._keep(needed)
 
-    async def _every_snapshot_marked(self) -> bool:
-        self._all_marked = not await self.store.snapshots.unmarked()
-        return self._all_marked
+    async def _unmarked(self) -> list[Any]:
+        unmarked = await self.store.snapshots.unmarked()
+        self._all_marked = not unmarked
+        return unmarked
 
     async def mark_old_snapshots(self) -> int:
         """Mark the images of snapshots made before marks were, so that their bytes are kept from
@@ -117,17 +126,30 @@ class KeptBytes:
         idempotently, and a snapshot is recorded as marked only once all its images are)."""
         marked = 0
         for snapshot_id in await self.store.snapshots.unmarked():
-            async for batch in self.store.snapshots.frozen(snapshot_id, {"_id": 1}, MARK_BATCH):
-                await self.store.kept.mark([document["_id"] for document in batch])
+            projection = {"checksum": 1, REVISION: 1}
+            async for batch in self.store.snapshots.frozen(snapshot_id, projection, MARK_BATCH):
+                await self.store.kept.mark(snapshot_id, batch)
             await self.store.snapshots.set_marked(snapshot_id)
             marked += 1
         if marked:
             log.info("marked the images of %d snapshots made before snapshots kept bytes", marked)
-        await self._every_snapshot_marked()
+        await self._unmarked()
         return marked
 
-    async def _holders(self, documents: Sequence[Mapping[str, Any]]) -> dict[Any, list[Any]]:
-        """For each image, the snapshots that froze the bytes it has now."""
+    async def _holders_by_marks(self, documents: Sequence[Mapping[str, Any]]) -> dict[Any, list[Any]]:
+        """For each image, the snapshots whose marks say they froze the bytes it has now."""
+        marks = await self.store.kept.frozen_by([document["_id"] for document in documents])
+        holders = {}
+        for document in documents:
+            same = [mark["snapshot"] for mark in marks.get(document["_id"], []) if same_bytes(mark, document)]
+            if same:
+                holders[document["_id"]] = same
+        return holders
+
+    async def _holders_asking(
+        self, documents: Sequence[Mapping[str, Any]], snapshot_ids: Sequence[Any]
+    ) -> dict[Any, list[Any]]:
+        """For each image, which of `snapshot_ids` froze the bytes it has now, asking each."""
         current = {document["_id"]: document for document in documents}
         holders: dict[Any, list[Any]] = defaultdict(list)
         ids = list(current)
@@ -137,7 +159,6 @@ class KeptBytes:
             async with slots:
                 return await self.store.snapshots.frozen_by_ids(snapshot_id, ids, {"checksum": 1, REVISION: 1})
 
-        snapshot_ids = await self.store.snapshots.every_id()
         for snapshot_id, frozen in zip(snapshot_ids, await asyncio.gather(*map(frozen_in, snapshot_ids)), strict=True):
             for entry in frozen:
                 if same_bytes(entry, current[entry["_id"]]):
@@ -189,13 +210,24 @@ class KeptBytes:
             released += len(unneeded)
         return released
 
+    async def forget(self, snapshot_id: Any) -> int:
+        """What a snapshot no longer registered leaves: its images' marks, its frozen images,
+        then its kept files (`release`); how many kept files went. Repeatable after a crash."""
+        async for batch in self.store.snapshots.frozen(snapshot_id, {"_id": 1}, MARK_BATCH):
+            await self.store.kept.unmark(snapshot_id, [document["_id"] for document in batch])
+        await self.store.snapshots.drop_frozen(snapshot_id)
+        return await self.release(snapshot_id)
+
     async def sweep(self) -> int:
-        """Release the holds of snapshots that are no more (a delete cut short, or a keeper that
-        raced the delete); how many kept files went. Holds are read before the registry, so a
-        snapshot registered after them cannot be mistaken for a deleted one."""
+        """Clear what snapshots that are no more left: their frozen images and marks (a delete
+        cut short), and their holds (that too, or a keeper that raced the delete); how many
+        kept files went. Holds are read before the registry, so a snapshot registered after them
+        cannot be mistaken for a deleted one."""
+        released = 0
+        for snapshot_id in await self.store.snapshots.leftovers():
+            released += await self.forget(snapshot_id)
         held = await self.store.kept.snapshots()
         registered = set(await self.store.snapshots.every_id())
-        released = 0
         for snapshot_id in held:
             if snapshot_id not in registered:
                 released += await self.release(snapshot_id)

@@ -1,7 +1,8 @@
 """What fsck checks of the bytes kept for snapshots (app/domain/datasets/kept.py).
 
-- Holds of deleted snapshots (a delete a crash cut short, or a keeper that raced the delete):
-  released on repair, as the sweep after every delete does.
+- Frozen images and marks of deleted snapshots (a delete a crash cut short): cleared on repair,
+  and holds of deleted snapshots (that too, or a keeper that raced the delete): released, as
+  the sweep after every delete does.
 - Kept files no hold names (a keeper that died between its copy and its holds, or a file put
   there by hand): deleted on repair, under the checksum's lease after asking again, and only
   past the grace period. A kept file a hold names is never a finding, and never deleted.
@@ -25,12 +26,21 @@ from app.storage.keys import KEPT, checksum_of_kept, kept_key, system_key
 
 async def check(kept: KeptBytes, *, cutoff: datetime, repair: bool) -> AsyncIterator[Finding]:
     """Every finding about kept bytes as it is made (and, with `repair`, fixed)."""
+    async for finding in _leftovers(kept, repair):
+        yield finding
     async for finding in _holds_of_deleted(kept, repair):
         yield finding
     async for finding in _unneeded(kept, cutoff, repair):
         yield finding
     async for finding in _missing(kept, repair):
         yield finding
+
+
+async def _leftovers(kept: KeptBytes, repair: bool) -> AsyncIterator[Finding]:
+    for snapshot_id in await kept.store.snapshots.leftovers():
+        released = await kept.forget(snapshot_id) if repair else 0
+        detail = f"cleared, {released} kept files released" if repair else "its frozen images and marks are left"
+        yield Finding(kind="leftover of a deleted snapshot", name=str(snapshot_id), detail=detail, repaired=repair)
 
 
 async def _holds_of_deleted(kept: KeptBytes, repair: bool) -> AsyncIterator[Finding]:

@@ -134,7 +134,7 @@ class SnapshotService:
         async for found in self.store.images.pages_by_id(condition, {"file": 1}, BATCH):
             async with self.leases.hold(path_key(document["file"]) for document in found):
                 batch = await self.store.images.by_ids([document["_id"] for document in found], condition, projection)
-                await self.store.kept.mark([document["_id"] for document in batch])
+                await self.store.kept.mark(snapshot_id, batch)
                 if batch:
                     await self.store.snapshots.freeze(snapshot_id, batch)
             version.add(batch)
@@ -143,10 +143,12 @@ class SnapshotService:
 
     async def _discard(self, snapshot_id: ObjectId, name: str) -> None:
         """Remove a snapshot whose creation failed or was cancelled. If the database is the
-        reason, this fails too: the snapshot then stays, marked unfinished, for its owner to delete."""
+        reason, this fails too: the snapshot then stays, marked unfinished, for its owner to
+        delete (or, once unregistered, its leftovers for the sweep)."""
         try:
             with self.store.errors():
-                await self.store.snapshots.delete(snapshot_id)
+                await self.store.snapshots.unregister(snapshot_id)
+                await self.kept.forget(snapshot_id)
         except ServiceError as error:
             log.warning("snapshot %r: its creation failed and it could not be removed (%s)", name, error.detail)
 
@@ -195,14 +197,14 @@ class SnapshotService:
         crash or a racing replacement leaves, the sweep after each delete releases)."""
         snapshot = await self.get(scope, name, finished=False)
         with self.store.errors():
-            await self.store.snapshots.delete(snapshot.id)
+            await self.store.snapshots.unregister(snapshot.id)
         try:
             with self.store.errors():
-                await self.kept.sweep()
+                await self.kept.sweep()  # its leftovers, and any an earlier delete left
         except ServiceError as error:
-            # The snapshot is gone, as asked; its kept files go with the next sweep (the next
+            # The snapshot is gone, as asked; what it leaves goes with the next sweep (the next
             # delete, a start, or fsck --repair).
-            log.warning("snapshot %r deleted; its kept files could not be released yet (%s)", name, error.detail)
+            log.warning("snapshot %r deleted; what it leaves could not be cleared yet (%s)", name, error.detail)
 
     async def page(self, scope: Scope, name: str, *, skip: int, limit: int, max_limit: int) -> SnapshotPage:
         """Frozen images in image-id order."""

@@ -60,6 +60,7 @@ Kind = Literal[
     "unneeded kept file",
     "missing kept file",
     "hold of a deleted snapshot",
+    "leftover of a deleted snapshot",
 ]
 
 
