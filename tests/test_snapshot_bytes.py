@@ -22,7 +22,7 @@ from app.config import Settings
 from app.domain.datasets.versions import VersionHash
 from app.errors import Unavailable
 from app.storage.keys import KEPT, SYSTEM_FOLDER, kept_key
-from app.store.kept import HOLDS, MARKS
+from app.store.kept import FROZEN, HOLDS, MARKS
 from tests.utils.graphql import gql_data
 from tests.utils.images import make_image
 from tests.utils.service import upload
@@ -214,6 +214,7 @@ async def test_a_snapshot_made_before_bytes_were_kept_keeps_them_from_now_on(
     await image(client, "changed.png", lost)
     made = await snapshot(client, "old")
     await database[MARKS].delete_many({})
+    await database[FROZEN].delete_many({})
     await image(client, "changed.png", make_image(color=(3, 3, 3)))  # before this release: not kept
     assert await kept_files(app) == set()
     await database["snapshots"].update_one({"name": "old"}, {"$unset": {"version": "", "marked": ""}})

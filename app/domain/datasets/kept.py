@@ -19,8 +19,8 @@ Who holds what (app/store/kept.py):
   engines run an update as a read and a write (app/store/engines/), so two processes' `$inc`s
   of one counter could lose one.
 
-Snapshots made before marks were are marked at start-up (`mark_old_snapshots`); until every
-snapshot is, each write asks every snapshot, as if its image were marked.
+Snapshots made before marks were are marked at start-up (`mark_old_snapshots`); until they all
+are, each write also asks each of those snapshots directly.
 
 Why nothing is lost, with two processes and a crash between any two steps:
 
@@ -35,6 +35,9 @@ Why nothing is lost, with two processes and a crash between any two steps:
   file, then the snapshot's holds, under the checksum's lease: so a keeper of the same checksum
   for another snapshot either sees the file gone and copies it again, or inserted its hold
   first and the file stays. A failure between the two leaves holds the next sweep releases.
+- Deleting a snapshot removes its entry first: from then on no write keeps bytes for it (the
+  registry is read after the marks). Its marks, frozen images and holds are then leftovers,
+  cleared at once, or by the sweep after a crash.
 - A snapshot deleted while a replacement of one of its images runs: the replacement may insert a
   hold for it after its holds were released. Such holds name a snapshot that is no more; the
   sweep that follows every snapshot delete (and runs at start-up, and in `fsck --repair`)
@@ -85,9 +88,9 @@ class KeptBytes:
         self.store = store
         self.storage = storage
         self.leases = leases
-        # Once every snapshot's images are marked, a write's look at its mark is enough; until
+        # Once every snapshot's images are marked, a write's look at its marks is enough; until
         # then (snapshots made before marks were, while `mark_old_snapshots` runs) every write
-        # asks each snapshot. Snapshots made since are marked as they are frozen.
+        # also asks each of those. Snapshots made since are marked as they are frozen.
         self._all_marked = False
 
     # -- before a replacement or a delete ---------------------------------------------------------
