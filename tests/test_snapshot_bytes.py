@@ -19,10 +19,11 @@ from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
 from app.config import Settings
+from app.domain.datasets.kept import FLAG
 from app.domain.datasets.versions import VersionHash
 from app.errors import Unavailable
 from app.storage.keys import KEPT, SYSTEM_FOLDER, kept_key
-from app.store.kept import FROZEN, HOLDS, MARKS
+from app.store.kept import HOLDS, MARKS
 from tests.utils.graphql import gql_data
 from tests.utils.images import make_image
 from tests.utils.service import upload
@@ -87,6 +88,10 @@ async def test_a_snapshot_exports_the_bytes_of_images_replaced_and_deleted_since
     await image(client, "c.png", third)
     await snapshot(client, "v1")
 
+    # A metadata change first: what tells a write that a snapshot froze the image stays with it.
+    assert (await client.patch(f"/images/{deleted['_id']}", json={"label": "wolf"})).status_code == 200
+    shown_image = (await client.get(f"/images/{deleted['_id']}")).json()
+    assert FLAG not in shown_image and FLAG not in json.dumps((await exported(client, "v1"))[1])  # never shown
     assert (await image(client, "a.png", make_image(color=(9, 9, 9))))["_id"] == replaced["_id"]
     assert (await client.delete(f"/images/{deleted['_id']}")).status_code == 200
     files, listed = await exported(client, "v1")
@@ -214,7 +219,7 @@ async def test_a_snapshot_made_before_bytes_were_kept_keeps_them_from_now_on(
     await image(client, "changed.png", lost)
     made = await snapshot(client, "old")
     await database[MARKS].delete_many({})
-    await database[FROZEN].delete_many({})
+    await database["images"].update_many({}, {"$unset": {FLAG: ""}})
     await image(client, "changed.png", make_image(color=(3, 3, 3)))  # before this release: not kept
     assert await kept_files(app) == set()
     await database["snapshots"].update_one({"name": "old"}, {"$unset": {"version": "", "marked": ""}})

@@ -1,8 +1,5 @@
 """What snapshots hold of the images' bytes: marks and holds (app/domain/datasets/kept.py).
 
-- `frozen_images`: `{_id: <image id>}`, one per image any snapshot ever froze, inserted only. The
-  question every replacement and delete asks first ("did a snapshot freeze this image?") is
-  one lookup by `_id`, the cheapest read of every engine. Only then are the marks read.
 - `frozen_marks`: `{_id: "<image id>:<snapshot id>", image, snapshot, checksum, revision}`, one
   per image a snapshot froze, inserted as it is frozen (with the checksum and revision frozen)
   and deleted with the snapshot. The question every replacement and delete asks ("which
@@ -32,7 +29,6 @@ from app.store.database import Database
 from app.store.engines.mongodb import Collection
 from app.store.errors import DUPLICATE_KEY
 
-FROZEN = "frozen_images"
 MARKS = "frozen_marks"
 HOLDS = "kept_holds"
 HOLD_INDEXES = [
@@ -58,16 +54,11 @@ class KeptStore:
     async def _marks(self) -> Collection:
         return await self._database.indexed(MARKS, [], key_ranges=True)
 
-    async def _frozen(self) -> Collection:
-        # The index `key_ranges` adds is also the one an engine may lack for lookups by `_id`.
-        return await self._database.indexed(FROZEN, [], key_ranges=True)
-
     async def _holds(self) -> Collection:
         return await self._database.indexed(HOLDS, HOLD_INDEXES, key_ranges=True)
 
     async def prepare(self) -> None:
         """Let `_id` ranges of the marks and holds be read through an index, from start-up."""
-        await self._database.prepare_key_ranges(FROZEN)
         await self._database.prepare_key_ranges(MARKS)
         await self._database.prepare_key_ranges(HOLDS)
 
@@ -85,15 +76,11 @@ class KeptStore:
             }
             for document in frozen
         ]
-        await _insert_new(await self._frozen(), [{"_id": document["_id"]} for document in frozen])
         await _insert_new(await self._marks(), marks)
 
     async def frozen_by(self, image_ids: Sequence[Any]) -> dict[Any, list[dict[str, Any]]]:
         """Per image of `image_ids`, the marks of the snapshots that froze it, each an `_id`
-        range read through an index, a few side by side; only for images a snapshot ever froze."""
-        image_ids = await self._ever_frozen(image_ids)
-        if not image_ids:
-            return {}
+        range read through an index, a few side by side."""
         marks = await self._marks()
         slots = asyncio.Semaphore(RANGES_AT_ONCE)
 
@@ -112,13 +99,6 @@ class KeptStore:
 
         found = await asyncio.gather(*(of(image_id) for image_id in image_ids))
         return {image_id: marks for image_id, marks in zip(image_ids, found, strict=True) if marks}
-
-    async def _ever_frozen(self, image_ids: Sequence[Any]) -> list[Any]:
-        frozen = await self._frozen()
-        if len(image_ids) == 1:  # a write of one image: the plain lookup by `_id`
-            return list(image_ids) if await frozen.find_one({"_id": image_ids[0]}, {"_id": 1}) else []
-        found = await self._database.engine.find_by_ids(frozen, image_ids, {}, {"_id": 1})
-        return [document["_id"] for document in found]
 
     async def unmark(self, snapshot_id: Any, image_ids: Sequence[Any]) -> None:
         await self._database.engine.delete_by_ids(

@@ -8,12 +8,15 @@ never reads them. One file per checksum, however many snapshots and images share
 
 Who holds what (app/store/kept.py):
 
+- A *flag* on the image's own document (`snapshotted: true`), set as a snapshot freezes it,
+  under its lease: the question each replacement and delete asks first, answered by the
+  document it has read anyway. An image never frozen costs nothing more.
 - A *mark* per image and snapshot that froze it (`frozen_marks`, `_id` "<image>:<snapshot>",
-  with the checksum and revision frozen): the question each replacement and delete asks, one
-  `_id` range per image, read through an index. An image never frozen costs that one read; a
-  frozen one learns which snapshots froze these very bytes (the same checksum; for images
-  frozen before checksums, the same revision), and then reads the registry, as a mark outlives
-  its snapshot until the sweep removes it.
+  with the checksum and revision frozen): read for a flagged image, one `_id` range through an
+  index, to learn which snapshots froze these very bytes (the same checksum; for images frozen
+  before checksums, the same revision); then the registry, as a mark outlives its snapshot
+  until the sweep removes it. The flag stays (a replacement carries it on): it only costs that
+  read.
 - A *hold* per (checksum, snapshot, image) whose bytes were kept (`kept_holds`). The bytes go
   when their last hold does. Holds are inserted and deleted, never counted in place: some
   engines run an update as a read and a write (app/store/engines/), so two processes' `$inc`s
@@ -57,18 +60,19 @@ from typing import Any
 from app.domain.media.checksums import read_checksum
 from app.domain.scope import Scope
 from app.domain.writes import replacement
-from app.domain.writes.leases import Leases
+from app.domain.writes.leases import Leases, path_key
 from app.domain.writes.rewrite import REVISION, revision_of
 from app.errors import NotFound
 from app.storage import Storage
 from app.storage.base import FileStat, StoredFile
 from app.storage.keys import kept_key
-from app.store import Store
+from app.store import FieldUpdate, Store
 from app.store.kept import hold_id
 
 log = logging.getLogger(__name__)
 
 AT_ONCE = 16  # storage calls side by side
+FLAG = "snapshotted"  # on an image's document: some snapshot froze it (never shown to clients)
 MARK_BATCH = 1000
 
 
@@ -102,7 +106,8 @@ class KeptBytes:
         their bytes are where the documents say. Failures propagate: the write must not go on."""
         # The registry before the marks: a snapshot recorded as marked had its marks in first.
         unmarked = [] if self._all_marked else await self._unmarked()
-        holders = await self._holders_by_marks(documents)
+        flagged = [document for document in documents if document.get(FLAG)]
+        holders = await self._holders_by_marks(flagged) if flagged else {}
         if unmarked:
             for image_id, snapshot_ids in (await self._holders_asking(documents, unmarked)).items():
                 holders[image_id] = [*holders.get(image_id, []), *snapshot_ids]
@@ -124,20 +129,30 @@ class KeptBytes:
         return unmarked
 
     async def mark_old_snapshots(self) -> int:
-        """Mark the images of snapshots made before marks were, so that their bytes are kept from
-        now on; how many snapshots. Start-up maintenance (any replica; marks are inserted
-        idempotently, and a snapshot is recorded as marked only once all its images are)."""
+        """Flag and mark the images of snapshots made before marks were, so that their bytes are
+        kept from now on; how many snapshots. Start-up maintenance (any replica; each batch
+        under its paths' leases, as a freeze; a snapshot is recorded as marked only once all its
+        images are)."""
         marked = 0
         for snapshot_id in await self.store.snapshots.unmarked():
-            projection = {"checksum": 1, REVISION: 1}
+            projection = {"file": 1, "checksum": 1, REVISION: 1}
             async for batch in self.store.snapshots.frozen(snapshot_id, projection, MARK_BATCH):
-                await self.store.kept.mark(snapshot_id, batch)
+                async with self.leases.hold(path_key(str(document["file"])) for document in batch):
+                    await self.flag([document["_id"] for document in batch])
+                    await self.store.kept.mark(snapshot_id, batch)
             await self.store.snapshots.set_marked(snapshot_id)
             marked += 1
         if marked:
             log.info("marked the images of %d snapshots made before snapshots kept bytes", marked)
         await self._unmarked()
         return marked
+
+    async def flag(self, image_ids: Sequence[Any]) -> None:
+        """Flag images a snapshot freezes (those gone meanwhile are no matter); the caller holds
+        their paths' leases, so no writer of theirs runs in between."""
+        if image_ids:
+            flags = [FieldUpdate(image_id=image_id, fields={FLAG: True}) for image_id in image_ids]
+            await self.store.images.set_missing(flags)
 
     async def _holders_by_marks(self, documents: Sequence[Mapping[str, Any]]) -> dict[Any, list[Any]]:
         """For each image, the snapshots whose marks say they froze the bytes it has now."""

@@ -33,7 +33,7 @@ from typing import Any
 from bson import ObjectId
 
 from app.domain.archives.export import Selection
-from app.domain.datasets.kept import KeptBytes
+from app.domain.datasets.kept import FLAG, KeptBytes
 from app.domain.datasets.saved_filters import filter_as_json, filter_from_text, filter_to_text
 from app.domain.datasets.versions import VERSIONED_FIELDS, VersionHash
 from app.domain.metadata import check_count, check_name, check_new_name, check_skip
@@ -128,12 +128,13 @@ class SnapshotService:
         the version. Each batch under its paths' leases, read again there: a replacement or
         delete of one of its images then comes wholly before (and is frozen) or wholly after
         (and finds the mark, so keeps the frozen bytes)."""
-        projection = dict.fromkeys(FROZEN_FIELDS, 1)
+        projection = dict.fromkeys((*FROZEN_FIELDS, FLAG), 1)
         count = 0
         version = VersionHash()
         async for found in self.store.images.pages_by_id(condition, {"file": 1}, BATCH):
             async with self.leases.hold(path_key(document["file"]) for document in found):
                 batch = await self.store.images.by_ids([document["_id"] for document in found], condition, projection)
+                await self.kept.flag([document["_id"] for document in batch if not document.pop(FLAG, False)])
                 await self.store.kept.mark(snapshot_id, batch)
                 if batch:
                     await self.store.snapshots.freeze(snapshot_id, batch)
