@@ -114,32 +114,27 @@ class LocalStorage:
         return FileStat(size=found.st_size, modified=datetime.fromtimestamp(found.st_mtime, UTC))
 
     async def move(self, source: str, target: str) -> None:
-        source_path, target_path = self._path(source), self._path(target)
+        await self._from_file(source, target, self._rename, "moved")
 
-        def rename() -> None:
-            # Atomic within one file system, which the root is.
-            _in_folder(target_path, lambda: os.replace(source_path, target_path), source=source_path)
-            self._remove_with_empty_parents(source_path)
-
-        try:
-            await to_thread.run_sync(rename)
-        except FileNotFoundError:
-            raise NotFound(f"The file {source!r} is missing from storage.") from None
-        except (NotADirectoryError, FileExistsError, IsADirectoryError) as error:
-            raise _clash(target, error) from None
-        except OSError as error:
-            raise self._unavailable("The file could not be moved in local storage", error) from None
+    def _rename(self, source: Path, target: Path) -> None:
+        # Atomic within one file system, which the root is.
+        _in_folder(target, lambda: os.replace(source, target), source=source)
+        self._remove_with_empty_parents(source)
 
     async def copy(self, source: str, target: str) -> None:
+        await self._from_file(source, target, _link_or_copy, "copied")
+
+    async def _from_file(self, source: str, target: str, work: Callable[[Path, Path], None], done: str) -> None:
+        """`work(source path, target path)` in a worker thread, its errors in the domain's terms."""
         source_path, target_path = self._path(source), self._path(target)
         try:
-            await to_thread.run_sync(_link_or_copy, source_path, target_path)
+            await to_thread.run_sync(work, source_path, target_path)
         except FileNotFoundError:
             raise NotFound(f"The file {source!r} is missing from storage.") from None
         except (NotADirectoryError, FileExistsError, IsADirectoryError) as error:
             raise _clash(target, error) from None
         except OSError as error:
-            raise self._unavailable("The file could not be copied in local storage", error) from None
+            raise self._unavailable(f"The file could not be {done} in local storage", error) from None
 
     async def delete(self, key: str) -> None:
         path = self._path(key)
