@@ -27,8 +27,8 @@ are, each write also asks each of those snapshots directly.
 
 Why nothing is lost, with two processes and a crash between any two steps:
 
-- Freezing takes the leases of the batch's paths, reads the images again under them, marks them,
-  then writes them into the snapshot. A replacement or delete holds its path's lease and keeps
+- Freezing takes the leases of the batch's paths, reads the images again under them, flags and
+  marks them, then writes them into the snapshot. A replacement or delete holds its path's lease and keeps
   the bytes before it changes the document: so it either ran before the freeze read the image
   (the snapshot freezes the new document) or after the snapshot holds the old one (and keeps it).
 - Keeping copies the bytes, then inserts the holds, both under the checksum's lease, before the
