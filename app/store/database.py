@@ -29,6 +29,7 @@ from app.store.errors import database_errors
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 2.0
+CLOSE_GRACE = 2.0  # seconds the maintenance task under way has to finish at shutdown
 
 # Work on the database done at start-up: before requests are served (setup), or in the
 # background once the database is first reached (maintenance).
@@ -51,6 +52,8 @@ class Database:
         self._setup: list[Task] = []
         self._maintenance: list[Task] = []
         self._background: set[asyncio.Task[None]] = set()
+        self._maintaining: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()  # maintenance starts no further task once set
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             uri,
             tz_aware=True,
@@ -95,12 +98,13 @@ class Database:
         for task in self._setup:
             await task()
         self._ready.set()
-        self._start_background(_maintain(self._maintenance))
+        self._maintaining = self._start_background(_maintain(self._maintenance, self._stopping))
 
-    def _start_background(self, work: Coroutine[Any, Any, None]) -> None:
+    def _start_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         self._background.add(task)  # a reference, or the task may be collected mid-way
         task.add_done_callback(self._background.discard)
+        return task
 
     async def _retry_until_ready(self) -> None:
         while not self._ready.is_set():
@@ -170,19 +174,28 @@ class Database:
         return True
 
     async def close(self) -> None:
+        """Stop the background work, then the connections. The maintenance task under way gets
+        `CLOSE_GRACE` to finish (none starts after it): cancelled in the middle of a command,
+        PyMongo 4.20 may leave that command's socket open."""
+        self._stopping.set()
+        maintaining = self._maintaining
+        if maintaining is not None and not maintaining.done():
+            await asyncio.wait([maintaining], timeout=CLOSE_GRACE)
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.client.close()
 
 
-async def _maintain(tasks: Sequence[Task]) -> None:
-    """Run the maintenance tasks one after the other.
+async def _maintain(tasks: Sequence[Task], stopping: asyncio.Event) -> None:
+    """Run the maintenance tasks one after the other, none once `stopping` is set.
 
     Not side by side: a shutdown then cancels one database operation at most. Cancelled
     together while their connections were still being opened, PyMongo 4.20 left sockets open.
     """
     for task in tasks:
+        if stopping.is_set():
+            return
         try:
             await task()
         except (PyMongoError, ServiceError) as error:
